@@ -1,0 +1,165 @@
+//! Authentication and authorisation. A middleware resolves `Authorization: Bearer …` once per
+//! request into a [`Caller`]; handlers declare who may call them with a typed extractor
+//! ([`Auth<Staff>`], [`Auth<Admin>`], …), which answers 401 without a valid key and 403 for the
+//! wrong role — before the body is even read.
+
+use std::marker::PhantomData;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+
+use crate::db::DbPool;
+use crate::domain::api_key::Role;
+use crate::error::ApiError;
+use crate::http::RequestId;
+use crate::store::api_keys;
+use crate::store::audit::{Actor, ActorKind};
+
+/// Who is calling, resolved from the bearer token.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub key_id: String,
+    pub role: Role,
+    pub request_id: Option<String>,
+}
+
+impl Caller {
+    pub fn actor(&self) -> Actor {
+        Actor {
+            kind: ActorKind::ApiKey,
+            id: Some(self.key_id.clone()),
+            role: Some(self.role.as_str().to_owned()),
+            request_id: self.request_id.clone(),
+        }
+    }
+}
+
+/// Marks a request whose `Authorization` header was present but did not name a live key.
+#[derive(Clone, Copy)]
+struct BadCredentials;
+
+fn bearer(req: &ServiceRequest) -> Option<Result<String, ()>> {
+    let value = req.headers().get(actix_web::http::header::AUTHORIZATION)?;
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 200);
+    Some(token.map(str::to_owned).ok_or(()))
+}
+
+/// Middleware: looks the bearer token up and stores the [`Caller`] in the request.
+pub async fn authenticate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    match bearer(&req) {
+        None => {}
+        Some(Err(())) => {
+            req.extensions_mut().insert(BadCredentials);
+        }
+        Some(Ok(token)) => {
+            let pool = req
+                .app_data::<web::Data<DbPool>>()
+                .cloned()
+                .expect("pool registered");
+            let found = web::block(move || {
+                let mut conn = pool.get()?;
+                api_keys::authenticate(&mut conn, &token)
+            })
+            .await;
+            let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
+            match found {
+                Ok(Ok(Some(row))) => {
+                    let role = Role::parse(&row.role).unwrap_or(Role::Staff);
+                    req.extensions_mut().insert(Caller {
+                        key_id: row.id,
+                        role,
+                        request_id,
+                    });
+                }
+                Ok(Ok(None)) => {
+                    req.extensions_mut().insert(BadCredentials);
+                }
+                Ok(Err(e)) => return Ok(req.error_response(e).map_into_right_body()),
+                Err(e) => {
+                    let e = ApiError::internal(e);
+                    return Ok(req.error_response(e).map_into_right_body());
+                }
+            }
+        }
+    }
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
+}
+
+/// A role policy for [`Auth`]. Admin passes every policy.
+pub trait Policy {
+    const ROLES: &'static [Role];
+}
+
+pub struct Admin;
+pub struct Staff;
+pub struct Finance;
+/// Staff or finance (reads both may do).
+pub struct StaffOrFinance;
+
+impl Policy for Admin {
+    const ROLES: &'static [Role] = &[];
+}
+impl Policy for Staff {
+    const ROLES: &'static [Role] = &[Role::Staff];
+}
+impl Policy for Finance {
+    const ROLES: &'static [Role] = &[Role::Finance];
+}
+impl Policy for StaffOrFinance {
+    const ROLES: &'static [Role] = &[Role::Staff, Role::Finance];
+}
+
+/// An authenticated caller allowed by policy `P`.
+pub struct Auth<P> {
+    pub caller: Caller,
+    _policy: PhantomData<P>,
+}
+
+impl<P> Auth<P> {
+    pub fn actor(&self) -> Actor {
+        self.caller.actor()
+    }
+}
+
+fn authorize(req: &HttpRequest, roles: &[Role]) -> Result<Caller, ApiError> {
+    let ext = req.extensions();
+    let caller = ext.get::<Caller>().ok_or(ApiError::Unauthorized)?;
+    if caller.role == Role::Admin || roles.contains(&caller.role) {
+        Ok(caller.clone())
+    } else {
+        Err(ApiError::Forbidden)
+    }
+}
+
+impl<P: Policy> FromRequest for Auth<P> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let bad = req.extensions().get::<BadCredentials>().is_some();
+        let result = if bad {
+            Err(ApiError::Unauthorized)
+        } else {
+            authorize(req, P::ROLES)
+        };
+        std::future::ready(result.map(|caller| Auth {
+            caller,
+            _policy: PhantomData,
+        }))
+    }
+}

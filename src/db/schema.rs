@@ -1,0 +1,88 @@
+//! Diesel table definitions shared by both backends (written by hand to match `migrations/`).
+
+diesel::table! {
+    api_keys (id) {
+        id -> Text,
+        name -> Text,
+        role -> Text,
+        prefix -> Text,
+        secret_hash -> Text,
+        created_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    ambassadors (id) {
+        id -> Text,
+        status -> Text,
+        source -> Text,
+        name -> Text,
+        email -> Text,
+        phone -> Nullable<Text>,
+        display_name -> Nullable<Text>,
+        show_name_to_referrals -> Bool,
+        payout_method -> Nullable<Text>,
+        payout_paypal_email -> Nullable<Text>,
+        payout_bank_reference -> Nullable<Text>,
+        notify_referral_updates -> Bool,
+        notify_reward_updates -> Bool,
+        notes -> Nullable<Text>,
+        application_message -> Nullable<Text>,
+        status_reason -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        status_changed_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    referral_codes (id) {
+        id -> Text,
+        ambassador_id -> Text,
+        code -> Text,
+        normalized -> Text,
+        kind -> Text,
+        active -> Bool,
+        created_at -> Timestamp,
+        deactivated_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    audit_events (id) {
+        id -> Text,
+        occurred_at -> Timestamp,
+        actor_type -> Text,
+        actor_id -> Nullable<Text>,
+        actor_role -> Nullable<Text>,
+        action -> Text,
+        entity_type -> Text,
+        entity_id -> Text,
+        before_status -> Nullable<Text>,
+        after_status -> Nullable<Text>,
+        request_id -> Nullable<Text>,
+        details -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (scope, idem_key) {
+        scope -> Text,
+        idem_key -> Text,
+        request_hash -> Text,
+        status_code -> Nullable<Integer>,
+        response_body -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(referral_codes -> ambassadors (ambassador_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    api_keys,
+    ambassadors,
+    referral_codes,
+    audit_events,
+    idempotency_keys
+);

@@ -1,0 +1,92 @@
+//! API keys: `vk_live_<40 base62>` secrets of which only a SHA-256 hash and a display prefix
+//! are stored, and the roles they carry.
+
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub const KEY_PREFIX: &str = "vk_live_";
+const SECRET_LEN: usize = 40;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    Staff,
+    Finance,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Staff => "staff",
+            Self::Finance => "finance",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "admin" => Some(Self::Admin),
+            "staff" => Some(Self::Staff),
+            "finance" => Some(Self::Finance),
+            _ => None,
+        }
+    }
+}
+
+/// A freshly generated key: the secret is shown once and never stored.
+pub struct NewSecret {
+    pub secret: String,
+    pub hash: String,
+    pub prefix: String,
+}
+
+pub fn generate() -> NewSecret {
+    let random: String = rand::rngs::OsRng
+        .sample_iter(&Alphanumeric)
+        .take(SECRET_LEN)
+        .map(char::from)
+        .collect();
+    let secret = format!("{KEY_PREFIX}{random}");
+    NewSecret {
+        hash: hash(&secret),
+        prefix: secret[..KEY_PREFIX.len() + 6].to_owned(),
+        secret,
+    }
+}
+
+/// SHA-256 hex of a presented secret. Keys are high-entropy random strings, so a fast hash
+/// is enough (no password-stretching needed) and lookups stay cheap on every request.
+pub fn hash(secret: &str) -> String {
+    hex(&Sha256::digest(secret.as_bytes()))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_have_prefix_and_hash_matches() {
+        let k = generate();
+        assert!(k.secret.starts_with(KEY_PREFIX));
+        assert_eq!(k.secret.len(), KEY_PREFIX.len() + SECRET_LEN);
+        assert!(k.secret[KEY_PREFIX.len()..]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric()));
+        assert_eq!(hash(&k.secret), k.hash);
+        assert!(k.secret.starts_with(&k.prefix));
+        assert_ne!(generate().secret, k.secret);
+    }
+}

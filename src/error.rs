@@ -1,0 +1,286 @@
+//! Every error a client can see, mapped to an RFC 9457 `application/problem+json` body in one
+//! place. Internal causes are logged with `tracing`, never sent.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::domain::{DomainError, FieldError};
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// RFC 9457 problem details as Vouch sends them.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// Stable slug: `validation-failed`, `not-found`, `invalid-transition`, `conflict`, …
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Offending fields, for validation problems.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    /// Problem-specific members such as `current_status` or `existing_id`.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub extensions: Map<String, Value>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("malformed request: {0}")]
+    Malformed(String),
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("missing or invalid credentials")]
+    Unauthorized,
+    #[error("forbidden")]
+    Forbidden,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// A uniqueness or state rule: `kind` is the problem type (`email-taken`, `code-taken`, …).
+    #[error("{detail}")]
+    Conflict {
+        kind: &'static str,
+        detail: String,
+        field: Option<&'static str>,
+    },
+    #[error("cannot {event} a {entity} that is {current}")]
+    InvalidTransition {
+        entity: &'static str,
+        current: String,
+        event: String,
+    },
+    #[error("rate limited")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("idempotency key reused with a different request")]
+    IdempotencyKeyReused,
+    #[error("a request with this idempotency key is still being processed")]
+    IdempotencyInProgress,
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn validation(field: &str, message: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError::new(field, message)])
+    }
+
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        Self::Internal(cause.to_string())
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Validation(_) => "validation-failed",
+            Self::Malformed(_) => "malformed-request",
+            Self::UnsupportedMediaType => "unsupported-media-type",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::NotFound(_) => "not-found",
+            Self::MethodNotAllowed => "method-not-allowed",
+            Self::PayloadTooLarge => "payload-too-large",
+            Self::Conflict { kind, .. } => kind,
+            Self::InvalidTransition { .. } => "invalid-transition",
+            Self::RateLimited { .. } => "rate-limited",
+            Self::IdempotencyKeyReused => "idempotency-key-reused",
+            Self::IdempotencyInProgress => "idempotency-in-progress",
+            Self::Unavailable(_) => "service-unavailable",
+            Self::Internal(_) => "internal-error",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            Self::Validation(_) => "Your request has invalid fields",
+            Self::Malformed(_) => "Malformed request",
+            Self::UnsupportedMediaType => "Unsupported media type",
+            Self::Unauthorized => "Authentication required",
+            Self::Forbidden => "Not allowed",
+            Self::NotFound(_) => "Not found",
+            Self::MethodNotAllowed => "Method not allowed",
+            Self::PayloadTooLarge => "Request body too large",
+            Self::Conflict { .. } => "Conflict",
+            Self::InvalidTransition { .. } => "Invalid state transition",
+            Self::RateLimited { .. } => "Too many requests",
+            Self::IdempotencyKeyReused => "Idempotency key reused",
+            Self::IdempotencyInProgress => "Request in progress",
+            Self::Unavailable(_) => "Service unavailable",
+            Self::Internal(_) => "Internal server error",
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            Self::Validation(errors) => match errors.as_slice() {
+                [one] => format!("`{}` {}", one.field, one.message),
+                _ => format!("{} fields are invalid; see `errors`", errors.len()),
+            },
+            Self::Malformed(why) => why.clone(),
+            Self::UnsupportedMediaType => {
+                "Send the body as JSON with `Content-Type: application/json`.".into()
+            }
+            Self::Unauthorized => {
+                "Send a valid, unrevoked key as `Authorization: Bearer <key>`.".into()
+            }
+            Self::Forbidden => "Your key's role may not do this.".into(),
+            Self::NotFound(what) => format!("No such {what}."),
+            Self::MethodNotAllowed => "This resource does not support that HTTP method.".into(),
+            Self::PayloadTooLarge => "Request bodies are limited to 64 KiB.".into(),
+            Self::Conflict { detail, .. } => detail.clone(),
+            Self::InvalidTransition {
+                entity,
+                current,
+                event,
+            } => {
+                format!("Cannot {event} this {entity}: it is {current}.")
+            }
+            Self::RateLimited { retry_after_secs } => {
+                format!("Too many requests from your address; retry in {retry_after_secs} s.")
+            }
+            Self::IdempotencyKeyReused => {
+                "This Idempotency-Key was already used with a different request; use a new key."
+                    .into()
+            }
+            Self::IdempotencyInProgress => {
+                "The first request with this Idempotency-Key is still running; retry shortly."
+                    .into()
+            }
+            Self::Unavailable(_) => "The service is temporarily unavailable; retry shortly.".into(),
+            Self::Internal(_) => "Something went wrong on our side. It has been logged.".into(),
+        }
+    }
+
+    pub fn problem(&self) -> Problem {
+        let mut extensions = Map::new();
+        let mut errors = Vec::new();
+        match self {
+            Self::Validation(e) => errors = e.clone(),
+            Self::Conflict {
+                field: Some(field),
+                detail,
+                ..
+            } => {
+                errors.push(FieldError::new(*field, detail.clone()));
+            }
+            Self::InvalidTransition { current, .. } => {
+                extensions.insert("current_status".into(), Value::String(current.clone()));
+            }
+            _ => {}
+        }
+        Problem {
+            kind: self.kind().into(),
+            title: self.title().into(),
+            status: self.status_code().as_u16(),
+            detail: self.detail(),
+            errors,
+            extensions,
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Validation(_) | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Malformed(_) => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Conflict { .. }
+            | Self::InvalidTransition { .. }
+            | Self::IdempotencyInProgress => StatusCode::CONFLICT,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            Self::Internal(cause) => tracing::error!(%cause, "internal error"),
+            Self::Unavailable(cause) => tracing::warn!(%cause, "service unavailable"),
+            _ => {}
+        }
+        let mut res = HttpResponse::build(self.status_code());
+        res.content_type(PROBLEM_JSON);
+        match self {
+            Self::Unauthorized => {
+                res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            Self::RateLimited { retry_after_secs } => {
+                res.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            }
+            Self::Unavailable(_) => {
+                res.insert_header((header::RETRY_AFTER, "1"));
+            }
+            _ => {}
+        }
+        res.body(serde_json::to_string(&self.problem()).unwrap_or_default())
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::Validation(errors) => Self::Validation(errors),
+            DomainError::InvalidTransition {
+                entity,
+                current,
+                event,
+            } => Self::InvalidTransition {
+                entity,
+                current,
+                event,
+            },
+        }
+    }
+}
+
+impl From<diesel::result::Error> for ApiError {
+    fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match e {
+            Error::NotFound => Self::NotFound("resource"),
+            // Lost a serialisation race or hit a lock timeout: the client may simply retry.
+            Error::DatabaseError(DatabaseErrorKind::SerializationFailure, info) => {
+                Self::Unavailable(info.message().to_owned())
+            }
+            Error::DatabaseError(_, ref info) if is_busy(info.message()) => {
+                Self::Unavailable(e.to_string())
+            }
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+fn is_busy(message: &str) -> bool {
+    message.contains("database is locked") || message.contains("database is busy")
+}
+
+impl From<diesel::r2d2::PoolError> for ApiError {
+    fn from(e: diesel::r2d2::PoolError) -> Self {
+        Self::Unavailable(format!("database pool: {e}"))
+    }
+}
+
+/// True for a unique-constraint violation (used by stores to turn races into 409s).
+pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
+    matches!(
+        e,
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
+    )
+}

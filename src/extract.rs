@@ -1,0 +1,271 @@
+//! Request extractors that turn every client mistake into a precise problem: the JSON body
+//! (content type, size, syntax, unknown fields, wrong types — with the offending field's path)
+//! and the query string.
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest};
+use futures_util::future::LocalBoxFuture;
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+
+use crate::domain::FieldError;
+use crate::error::ApiError;
+
+/// Request bodies are refused above this size (413).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A JSON body parsed into `T` (which should `deny_unknown_fields`).
+pub struct ApiJson<T>(pub T);
+
+/// Like [`ApiJson`], but an empty body is allowed and gives `None` (for actions whose body
+/// only carries an optional reason).
+pub struct OptionalJson<T>(pub Option<T>);
+
+/// A query string parsed into `T`.
+pub struct ApiQuery<T>(pub T);
+
+fn is_json(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            let mime = v
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase();
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        })
+        .unwrap_or(false)
+}
+
+fn declared_too_large(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n > MAX_BODY_BYTES)
+}
+
+/// Reads the whole body, refusing it past [`MAX_BODY_BYTES`].
+pub async fn read_body(mut payload: Payload) -> Result<Vec<u8>, ApiError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| match e {
+            actix_web::error::PayloadError::Overflow => ApiError::PayloadTooLarge,
+            other => ApiError::Malformed(format!("could not read the request body: {other}")),
+        })?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Parses JSON, naming the offending field on a data error.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::Malformed(
+            "The request body is empty; send a JSON object.".into(),
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                data_error(&path, &strip_position(&inner.to_string()))
+            }
+            _ => ApiError::Malformed(format!(
+                "The request body is not valid JSON: {}",
+                strip_position(&inner.to_string())
+            )),
+        }
+    })?;
+    de.end().map_err(|e| {
+        ApiError::Malformed(format!(
+            "The request body is not valid JSON: {}",
+            strip_position(&e.to_string())
+        ))
+    })?;
+    Ok(value)
+}
+
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// Builds the field error for a deserialisation data error at `path`.
+fn data_error(path: &str, message: &str) -> ApiError {
+    let path = if path == "." { "" } else { path };
+    let join = |name: &str| {
+        if path.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{path}.{name}")
+        }
+    };
+    let quoted = message.split('`').nth(1);
+    let (field, text) = if let (Some(name), true) = (quoted, message.starts_with("unknown field")) {
+        (join(name), "is not a known field".to_owned())
+    } else if let (Some(name), true) = (quoted, message.starts_with("missing field")) {
+        (join(name), "is required".to_owned())
+    } else {
+        (
+            if path.is_empty() {
+                "body".to_owned()
+            } else {
+                path.to_owned()
+            },
+            message.to_owned(),
+        )
+    };
+    ApiError::Validation(vec![FieldError::new(field, text)])
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let json = is_json(req);
+        let too_large = declared_too_large(req);
+        let payload = payload.take();
+        Box::pin(async move {
+            if too_large {
+                return Err(ApiError::PayloadTooLarge);
+            }
+            let body = read_body(payload).await?;
+            if !json {
+                return Err(ApiError::UnsupportedMediaType);
+            }
+            parse_json(&body).map(ApiJson)
+        })
+    }
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let json = is_json(req);
+        let too_large = declared_too_large(req);
+        let payload = payload.take();
+        Box::pin(async move {
+            if too_large {
+                return Err(ApiError::PayloadTooLarge);
+            }
+            let body = read_body(payload).await?;
+            if body.iter().all(u8::is_ascii_whitespace) {
+                return Ok(OptionalJson(None));
+            }
+            if !json {
+                return Err(ApiError::UnsupportedMediaType);
+            }
+            parse_json(&body).map(|v| OptionalJson(Some(v)))
+        })
+    }
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for ApiQuery<T> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(
+            req.query_string().as_bytes(),
+        ));
+        let parsed = serde_path_to_error::deserialize(de)
+            .map(ApiQuery)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let message = e.into_inner().to_string();
+                data_error(&path, &message)
+            });
+        std::future::ready(parsed)
+    }
+}
+
+/// Deserialises a field that may be absent (`None`), `null` (`Some(None)`) or a value
+/// (`Some(Some(v))`), for PATCH bodies where `null` clears a field.
+pub fn nullable<'de, T, D>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: serde::Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(de).map(Some)
+}
+
+use serde::Deserialize as _;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        count: Option<i64>,
+        inner: Option<Inner>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        flag: bool,
+    }
+
+    fn field_of(r: Result<Body, ApiError>) -> String {
+        match r {
+            Err(ApiError::Validation(e)) => e[0].field.clone(),
+            other => panic!("expected validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn data_errors_name_the_field() {
+        assert_eq!(field_of(parse_json(br#"{"name":"a","bogus":1}"#)), "bogus");
+        assert_eq!(field_of(parse_json(br#"{"count":1}"#)), "name");
+        assert_eq!(
+            field_of(parse_json(br#"{"name":"a","count":"x"}"#)),
+            "count"
+        );
+        assert_eq!(
+            field_of(parse_json(br#"{"name":"a","inner":{"flag":1}}"#)),
+            "inner.flag"
+        );
+        assert_eq!(
+            field_of(parse_json(br#"{"name":"a","inner":{"flag":true,"x":1}}"#)),
+            "inner.x"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_are_malformed() {
+        assert!(matches!(
+            parse_json::<Body>(br#"{"name":"#),
+            Err(ApiError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_json::<Body>(b""),
+            Err(ApiError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_json::<Body>(br#"{"name":"a"} x"#),
+            Err(ApiError::Malformed(_))
+        ));
+    }
+}

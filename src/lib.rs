@@ -1,0 +1,14 @@
+//! Vouch: referral and ambassador tracking for clinics.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod extract;
+pub mod http;
+pub mod openapi;
+pub mod routes;
+pub mod startup;
+pub mod store;

@@ -1,0 +1,105 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use vouch::cli::{Cli, Command, KeysCommand};
+use vouch::config::{LogFormat, Settings};
+use vouch::startup::{open_database, Application};
+use vouch::store::{api_keys, audit::Actor};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("vouch: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(&settings);
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings),
+        Command::Migrate => open_database(&settings)
+            .map(|(_, url)| println!("database {} is up to date", url.redacted())),
+        Command::Keys { action } => keys(&settings, action),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vouch: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(settings: &Settings) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match settings.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}
+
+fn serve(settings: Settings) -> Result<(), String> {
+    actix_web::rt::System::new().block_on(async move {
+        let host = settings.server.host.clone();
+        let db = settings.database.url.clone();
+        let app = Application::build(settings)?;
+        let url = format!("http://{host}:{}", app.port());
+        println!(
+            "Vouch is serving the API at {url} (docs: {url}/docs/, database: {})",
+            vouch::db::DatabaseUrl::parse(&db)?.redacted()
+        );
+        tracing::info!(%url, backend = app.backend(), "listening");
+        app.run_until_stopped().await.map_err(|e| e.to_string())
+    })
+}
+
+fn keys(settings: &Settings, action: KeysCommand) -> Result<(), String> {
+    let (pool, _) = open_database(settings)?;
+    let mut conn = pool.get().map_err(|e| e.to_string())?;
+    match action {
+        KeysCommand::Create { role, name } => {
+            let name = name.trim();
+            if name.is_empty() || name.chars().count() > 100 {
+                return Err("--name must be 1 to 100 characters".into());
+            }
+            let (key, secret) = api_keys::create(&mut conn, name, role.into(), &Actor::system())
+                .map_err(|e| e.to_string())?;
+            eprintln!(
+                "created {} key {} ({}); the secret is shown once:",
+                key.role.as_str(),
+                key.id,
+                key.name
+            );
+            println!("{secret}");
+        }
+        KeysCommand::List => {
+            for k in api_keys::list(&mut conn).map_err(|e| e.to_string())? {
+                let state = if k.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{}\t{}\t{}…\t{}\t{}",
+                    k.id,
+                    k.role.as_str(),
+                    k.prefix,
+                    state,
+                    k.name
+                );
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            let k =
+                api_keys::revoke(&mut conn, &id, &Actor::system()).map_err(|e| e.to_string())?;
+            println!("revoked {} ({})", k.id, k.name);
+        }
+    }
+    Ok(())
+}

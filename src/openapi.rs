@@ -1,0 +1,52 @@
+//! The OpenAPI 3.1 document served at `/openapi.json` (and rendered by Swagger UI at `/docs/`).
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Vouch API",
+        description = "Referral and ambassador tracking for clinics. Errors are RFC 9457 \
+            `application/problem+json`. Every POST accepts an `Idempotency-Key` header.",
+    ),
+    paths(
+        routes::health::healthz, routes::health::readyz, routes::health::metrics,
+        routes::api_keys::create, routes::api_keys::list, routes::api_keys::revoke,
+        routes::ambassadors::enrol, routes::ambassadors::list, routes::ambassadors::get,
+        routes::ambassadors::update, routes::ambassadors::lifecycle,
+        routes::codes::create, routes::codes::list, routes::codes::deactivate,
+        routes::public::lookup_code, routes::public::apply,
+        routes::audit::list,
+    ),
+    components(schemas(crate::error::Problem, crate::domain::FieldError)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "ops", description = "Health, readiness, metrics"),
+        (name = "api-keys", description = "API keys (admin)"),
+        (name = "ambassadors", description = "Ambassadors (staff)"),
+        (name = "codes", description = "Referral codes (staff)"),
+        (name = "public", description = "Public, rate-limited endpoints"),
+        (name = "audit", description = "Audit trail (admin)"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API key `vk_live_…` (admin, staff or finance)"))
+                    .build(),
+            ),
+        );
+    }
+}

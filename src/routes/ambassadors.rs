@@ -1,0 +1,356 @@
+//! `/v1/ambassadors` (staff): enrol, search, read, edit, and lifecycle actions.
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Auth, Staff};
+use crate::config::Settings;
+use crate::db::DbPool;
+use crate::domain::ambassador::{
+    AmbassadorStatus, LifecycleEvent, NotificationPreferences, PayoutMethod,
+};
+use crate::domain::code::ReferralCode;
+use crate::domain::contact::{Email, Phone};
+use crate::domain::{optional_text, required_text, Validation};
+use crate::error::{ApiError, Problem};
+use crate::extract::{nullable, ApiJson, ApiQuery, OptionalJson};
+use crate::http::{blocking, resource};
+use crate::store::ambassadors::{
+    self, AmbassadorChanges, AmbassadorFilter, AmbassadorView, Enrolment, NewAmbassador,
+};
+use crate::store::PageRequest;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/ambassadors")
+            .route(web::post().to(enrol))
+            .route(web::get().to(list)),
+    )
+    .service(
+        resource("/ambassadors/{id}")
+            .route(web::get().to(get))
+            .route(web::patch().to(update)),
+    );
+    for (path, event) in [
+        ("/ambassadors/{id}/approve", LifecycleEvent::Approve),
+        ("/ambassadors/{id}/decline", LifecycleEvent::Decline),
+        ("/ambassadors/{id}/suspend", LifecycleEvent::Suspend),
+        ("/ambassadors/{id}/reactivate", LifecycleEvent::Reactivate),
+        ("/ambassadors/{id}/close", LifecycleEvent::Close),
+    ] {
+        cfg.service(
+            resource(path)
+                .app_data(web::Data::new(event))
+                .route(web::post().to(lifecycle)),
+        );
+    }
+}
+
+pub const NAME_MAX: usize = 200;
+pub const NOTES_MAX: usize = 4000;
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolAmbassador {
+    pub name: String,
+    pub email: String,
+    /// With country code, e.g. `+1 415 555 0100`.
+    pub phone: Option<String>,
+    pub display_name: Option<String>,
+    /// Show `display_name` to referred friends (default false: anonymous).
+    #[serde(default)]
+    pub show_name_to_referrals: bool,
+    pub payout_method: Option<PayoutMethod>,
+    pub notification_preferences: Option<NotificationPreferences>,
+    pub notes: Option<String>,
+    /// A vanity code (`JAMES10`) to issue instead of a generated one.
+    pub code: Option<String>,
+}
+
+/// Parses the fields shared by staff enrolment and public applications.
+pub(crate) fn parse_person(
+    v: &mut Validation,
+    settings: &Settings,
+    name: &str,
+    email: &str,
+    phone: Option<&str>,
+    display_name: Option<&str>,
+) -> (
+    Option<String>,
+    Option<Email>,
+    Option<Option<Phone>>,
+    Option<Option<String>>,
+) {
+    let name = v.check("name", required_text(name, NAME_MAX));
+    let email = v.check("email", Email::parse(email));
+    let phone = v.check(
+        "phone",
+        match phone.map(str::trim).filter(|p| !p.is_empty()) {
+            None => Ok(None),
+            Some(p) => Phone::parse(p, settings.default_country_code()).map(Some),
+        },
+    );
+    let display_name = v.check("display_name", optional_text(display_name, 100));
+    (name, email, phone, display_name)
+}
+
+fn parse_payout(v: &mut Validation, method: Option<PayoutMethod>) -> Option<Option<PayoutMethod>> {
+    match method.map(PayoutMethod::parse) {
+        None => Some(None),
+        Some(Ok(m)) => Some(Some(m)),
+        Some(Err((field, message))) => {
+            v.push(&field, message);
+            None
+        }
+    }
+}
+
+impl EnrolAmbassador {
+    fn parse(self, settings: &Settings) -> Result<NewAmbassador, ApiError> {
+        let mut v = Validation::new();
+        let (name, email, phone, display_name) = parse_person(
+            &mut v,
+            settings,
+            &self.name,
+            &self.email,
+            self.phone.as_deref(),
+            self.display_name.as_deref(),
+        );
+        let payout_method = parse_payout(&mut v, self.payout_method);
+        let notes = v.check("notes", optional_text(self.notes.as_deref(), NOTES_MAX));
+        let vanity_code = v.check(
+            "code",
+            self.code
+                .as_deref()
+                .map(ReferralCode::parse_vanity)
+                .transpose(),
+        );
+        if self.show_name_to_referrals && matches!(display_name, Some(None)) {
+            v.push(
+                "display_name",
+                "is required when show_name_to_referrals is true",
+            );
+        }
+        v.finish()?;
+        Ok(NewAmbassador {
+            name: name.unwrap_or_default(),
+            email: email.expect("validated"),
+            phone: phone.flatten(),
+            display_name: display_name.flatten(),
+            show_name_to_referrals: self.show_name_to_referrals,
+            payout_method: payout_method.flatten(),
+            notifications: self.notification_preferences.unwrap_or_default(),
+            notes: notes.flatten(),
+            application_message: None,
+            vanity_code: vanity_code.flatten(),
+        })
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateAmbassador {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    /// `null` clears it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub phone: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub display_name: Option<Option<String>>,
+    pub show_name_to_referrals: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<PayoutMethod>)]
+    pub payout_method: Option<Option<PayoutMethod>>,
+    pub notification_preferences: Option<NotificationPreferences>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub notes: Option<Option<String>>,
+}
+
+impl UpdateAmbassador {
+    fn parse(self, settings: &Settings) -> Result<AmbassadorChanges, ApiError> {
+        let mut v = Validation::new();
+        let name = self
+            .name
+            .map(|n| v.check("name", required_text(&n, NAME_MAX)));
+        let email = self.email.map(|e| v.check("email", Email::parse(&e)));
+        let phone =
+            self.phone.map(
+                |p| match p.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+                    None => Some(None),
+                    Some(p) => v
+                        .check("phone", Phone::parse(p, settings.default_country_code()))
+                        .map(Some),
+                },
+            );
+        let display_name = self
+            .display_name
+            .map(|d| v.check("display_name", optional_text(d.as_deref(), 100)));
+        let payout_method = self.payout_method.map(|m| parse_payout(&mut v, m));
+        let notes = self
+            .notes
+            .map(|n| v.check("notes", optional_text(n.as_deref(), NOTES_MAX)));
+        v.finish()?;
+        Ok(AmbassadorChanges {
+            name: name.flatten(),
+            email: email.flatten(),
+            phone: phone.flatten(),
+            display_name: display_name.flatten(),
+            show_name_to_referrals: self.show_name_to_referrals,
+            payout_method: payout_method.flatten(),
+            notifications: self.notification_preferences,
+            notes: notes.flatten(),
+        })
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AmbassadorQuery {
+    pub status: Option<AmbassadorStatus>,
+    /// Search name, display name, e-mail or phone.
+    pub q: Option<String>,
+    /// 1–200, default 50.
+    pub limit: Option<i64>,
+    /// `next_cursor` from the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AmbassadorList {
+    pub items: Vec<AmbassadorView>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleRequest {
+    /// Why; required to suspend or close.
+    pub reason: Option<String>,
+}
+
+/// Enrol an ambassador: active at once, with a generated (or the given vanity) code.
+#[utoipa::path(post, path = "/v1/ambassadors", tag = "ambassadors", security(("bearer" = [])),
+    request_body = EnrolAmbassador,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
+    responses((status = 201, body = AmbassadorView),
+        (status = 409, description = "`email-taken` or `code-taken`", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn enrol(
+    auth: Auth<Staff>,
+    pool: web::Data<DbPool>,
+    settings: web::Data<Settings>,
+    body: ApiJson<EnrolAmbassador>,
+) -> Result<HttpResponse, ApiError> {
+    let new = body.0.parse(&settings)?;
+    let actor = auth.actor();
+    let (row, codes) = blocking(&pool, move |c| {
+        ambassadors::enrol(c, &new, Enrolment::ByStaff, &actor)
+    })
+    .await?;
+    Ok(HttpResponse::Created().json(AmbassadorView::new(row, codes, &settings.public_url())))
+}
+
+/// Search ambassadors, newest first.
+#[utoipa::path(get, path = "/v1/ambassadors", tag = "ambassadors", security(("bearer" = [])), params(AmbassadorQuery),
+    responses((status = 200, body = AmbassadorList),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn list(
+    _auth: Auth<Staff>,
+    pool: web::Data<DbPool>,
+    settings: web::Data<Settings>,
+    q: ApiQuery<AmbassadorQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = q.0;
+    let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
+    if q.q.as_ref().is_some_and(|s| s.chars().count() > 200) {
+        return Err(ApiError::validation("q", "must be at most 200 characters"));
+    }
+    let filter = AmbassadorFilter {
+        status: q.status,
+        q: q.q,
+    };
+    let result = blocking(&pool, move |c| ambassadors::list(c, &filter, &page)).await?;
+    let url = settings.public_url();
+    let page = result.map(|(row, codes)| AmbassadorView::new(row, codes, &url));
+    Ok(HttpResponse::Ok().json(AmbassadorList {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// One ambassador with their codes.
+#[utoipa::path(get, path = "/v1/ambassadors/{id}", tag = "ambassadors", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = AmbassadorView),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn get(
+    _auth: Auth<Staff>,
+    pool: web::Data<DbPool>,
+    settings: web::Data<Settings>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (row, codes) = blocking(&pool, move |c| ambassadors::find_with_codes(c, &id)).await?;
+    Ok(HttpResponse::Ok().json(AmbassadorView::new(row, codes, &settings.public_url())))
+}
+
+/// Edit an ambassador; absent fields stay, `null` clears optional ones.
+#[utoipa::path(patch, path = "/v1/ambassadors/{id}", tag = "ambassadors", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = UpdateAmbassador,
+    responses((status = 200, body = AmbassadorView),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn update(
+    auth: Auth<Staff>,
+    pool: web::Data<DbPool>,
+    settings: web::Data<Settings>,
+    id: web::Path<String>,
+    body: ApiJson<UpdateAmbassador>,
+) -> Result<HttpResponse, ApiError> {
+    let changes = body.0.parse(&settings)?;
+    let actor = auth.actor();
+    let (row, codes) = blocking(&pool, move |c| {
+        ambassadors::update(c, &id, &changes, &actor)?;
+        ambassadors::find_with_codes(c, &id)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(AmbassadorView::new(row, codes, &settings.public_url())))
+}
+
+/// Approve, decline, suspend, reactivate or close (`reason` required to suspend or close).
+#[utoipa::path(post, path = "/v1/ambassadors/{id}/{action}", tag = "ambassadors", security(("bearer" = [])),
+    params(("id" = String, Path), ("action" = String, Path, description = "approve | decline | suspend | reactivate | close")),
+    request_body(content = Option<LifecycleRequest>),
+    responses((status = 200, body = AmbassadorView),
+        (status = 409, description = "`invalid-transition` with `current_status`", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn lifecycle(
+    auth: Auth<Staff>,
+    pool: web::Data<DbPool>,
+    settings: web::Data<Settings>,
+    event: web::Data<LifecycleEvent>,
+    id: web::Path<String>,
+    body: OptionalJson<LifecycleRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let event = **event;
+    let mut v = Validation::new();
+    let reason = v
+        .check(
+            "reason",
+            optional_text(body.0.and_then(|b| b.reason).as_deref(), 1000),
+        )
+        .flatten();
+    if event.requires_reason() && reason.is_none() {
+        v.push("reason", format!("is required to {}", event.as_str()));
+    }
+    v.finish()?;
+    let actor = auth.actor();
+    let (row, codes) = blocking(&pool, move |c| {
+        ambassadors::transition(c, &id, event, reason.as_deref(), &actor)?;
+        ambassadors::find_with_codes(c, &id)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(AmbassadorView::new(row, codes, &settings.public_url())))
+}

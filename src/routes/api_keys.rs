@@ -1,0 +1,89 @@
+//! `/v1/api-keys` (admin): create, list, revoke.
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Admin, Auth};
+use crate::db::DbPool;
+use crate::domain::api_key::Role;
+use crate::domain::{required_text, Validation};
+use crate::error::{ApiError, Problem};
+use crate::extract::ApiJson;
+use crate::http::{blocking, resource};
+use crate::store::api_keys::{self, ApiKeyView};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/api-keys")
+            .route(web::post().to(create))
+            .route(web::get().to(list)),
+    )
+    .service(resource("/api-keys/{id}").route(web::delete().to(revoke)));
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKey {
+    /// What the key is for, e.g. "front desk".
+    pub name: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CreatedApiKey {
+    #[serde(flatten)]
+    pub key: ApiKeyView,
+    /// The secret, shown this once. Store it now.
+    pub secret: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ApiKeyList {
+    pub items: Vec<ApiKeyView>,
+    pub next_cursor: Option<String>,
+}
+
+/// Create an API key; the secret is in this response only.
+#[utoipa::path(post, path = "/v1/api-keys", tag = "api-keys", security(("bearer" = [])),
+    request_body = CreateApiKey,
+    responses((status = 201, body = CreatedApiKey),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn create(
+    auth: Auth<Admin>,
+    pool: web::Data<DbPool>,
+    body: ApiJson<CreateApiKey>,
+) -> Result<HttpResponse, ApiError> {
+    let mut v = Validation::new();
+    let name = v.check("name", required_text(&body.0.name, 100));
+    v.finish()?;
+    let (name, role, actor) = (name.unwrap_or_default(), body.0.role, auth.actor());
+    let (key, secret) = blocking(&pool, move |c| api_keys::create(c, &name, role, &actor)).await?;
+    Ok(HttpResponse::Created().json(CreatedApiKey { key, secret }))
+}
+
+/// List API keys (never their secrets).
+#[utoipa::path(get, path = "/v1/api-keys", tag = "api-keys", security(("bearer" = [])),
+    responses((status = 200, body = ApiKeyList),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn list(_auth: Auth<Admin>, pool: web::Data<DbPool>) -> Result<HttpResponse, ApiError> {
+    let items = blocking(&pool, api_keys::list).await?;
+    Ok(HttpResponse::Ok().json(ApiKeyList {
+        items,
+        next_cursor: None,
+    }))
+}
+
+/// Revoke an API key; it stops working at once.
+#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api-keys", security(("bearer" = [])),
+    params(("id" = String, Path, description = "API key id")),
+    responses((status = 200, body = ApiKeyView),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn revoke(
+    auth: Auth<Admin>,
+    pool: web::Data<DbPool>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = auth.actor();
+    let key = blocking(&pool, move |c| api_keys::revoke(c, &id, &actor)).await?;
+    Ok(HttpResponse::Ok().json(key))
+}

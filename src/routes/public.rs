@@ -1,0 +1,128 @@
+//! Public endpoints (no key, rate limited per client address): code lookup and ambassador
+//! applications.
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Settings;
+use crate::db::DbPool;
+use crate::domain::{optional_text, Validation};
+use crate::error::{ApiError, Problem};
+use crate::extract::ApiJson;
+use crate::http::{blocking, resource, PublicRequest};
+use crate::routes::ambassadors::parse_person;
+use crate::store::ambassadors::{self, Enrolment, NewAmbassador};
+use crate::store::codes;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/codes/{code}").route(web::get().to(lookup_code)))
+        .service(resource("/ambassador-applications").route(web::post().to(apply)));
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PublicCode {
+    /// The code as issued (`7Q4K-9MZD`).
+    pub code: String,
+    pub valid: bool,
+    /// Only when the ambassador chose to show their name.
+    pub ambassador_display_name: Option<String>,
+    /// What the referred friend gets (from the program rules).
+    pub client_offer: Option<String>,
+}
+
+/// Check a referral code. Unknown or inactive codes (or codes of an ambassador who cannot
+/// refer now) are 404.
+#[utoipa::path(get, path = "/v1/public/codes/{code}", tag = "public",
+    params(("code" = String, Path, description = "Any case, hyphens optional")),
+    responses((status = 200, body = PublicCode),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json")))]
+pub async fn lookup_code(
+    pool: web::Data<DbPool>,
+    code: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    if code.len() > 64 {
+        return Err(ApiError::NotFound("referral code"));
+    }
+    let found = blocking(&pool, move |c| codes::find_usable(c, &code)).await?;
+    let (code, amb) = found.ok_or(ApiError::NotFound("referral code"))?;
+    Ok(HttpResponse::Ok().json(PublicCode {
+        code: code.code,
+        valid: true,
+        ambassador_display_name: amb.display_name.filter(|_| amb.show_name_to_referrals),
+        client_offer: None,
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AmbassadorApplication {
+    pub name: String,
+    pub email: String,
+    pub phone: Option<String>,
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub show_name_to_referrals: bool,
+    /// Anything the applicant wants the clinic to know.
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    pub status: String,
+}
+
+/// Apply to become an ambassador. Always 202 for valid input: whether the e-mail is already
+/// known is never revealed.
+#[utoipa::path(post, path = "/v1/public/ambassador-applications", tag = "public",
+    request_body = AmbassadorApplication,
+    responses((status = 202, body = Accepted),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json")))]
+pub async fn apply(
+    ctx: PublicRequest,
+    pool: web::Data<DbPool>,
+    settings: web::Data<Settings>,
+    body: ApiJson<AmbassadorApplication>,
+) -> Result<HttpResponse, ApiError> {
+    let a = body.0;
+    let mut v = Validation::new();
+    let (name, email, phone, display_name) = parse_person(
+        &mut v,
+        &settings,
+        &a.name,
+        &a.email,
+        a.phone.as_deref(),
+        a.display_name.as_deref(),
+    );
+    let message = v.check("message", optional_text(a.message.as_deref(), 2000));
+    v.finish()?;
+    let new = NewAmbassador {
+        name: name.unwrap_or_default(),
+        email: email.expect("validated"),
+        phone: phone.flatten(),
+        show_name_to_referrals: a.show_name_to_referrals && matches!(display_name, Some(Some(_))),
+        display_name: display_name.flatten(),
+        payout_method: None,
+        notifications: Default::default(),
+        notes: None,
+        application_message: message.flatten(),
+        vanity_code: None,
+    };
+    let actor = ctx.actor();
+    let result = blocking(&pool, move |c| {
+        ambassadors::enrol(c, &new, Enrolment::Application, &actor)
+    })
+    .await;
+    match result {
+        Ok(_)
+        | Err(ApiError::Conflict {
+            kind: "email-taken",
+            ..
+        }) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(HttpResponse::Accepted().json(Accepted {
+        status: "received".into(),
+    }))
+}

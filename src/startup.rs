@@ -1,0 +1,177 @@
+//! Builds and runs the application: database, migrations, first admin key, HTTP server and
+//! background housekeeping.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{middleware::from_fn, web, App, HttpServer};
+use utoipa::OpenApi;
+
+use crate::config::Settings;
+use crate::db::{self, DatabaseUrl, DbPool};
+use crate::domain::api_key::Role;
+use crate::http::{self, metrics::Metrics, rate_limit::RateLimiter};
+use crate::store::{api_keys, audit::Actor, idempotency};
+
+pub const INITIAL_ADMIN_KEY_FILE: &str = "initial-admin-key";
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    pool: DbPool,
+    backend: &'static str,
+}
+
+/// Connects, migrates and returns the pool (used by `serve`, `migrate` and `keys`).
+pub fn open_database(settings: &Settings) -> Result<(DbPool, DatabaseUrl), String> {
+    let url = DatabaseUrl::parse(&settings.database.url)?;
+    let pool = db::build_pool(
+        &url,
+        settings.database.pool_size,
+        Duration::from_secs(settings.database.connect_timeout_secs),
+    )?;
+    let mut conn = pool
+        .get()
+        .map_err(|e| format!("connecting to {}: {e}", url.redacted()))?;
+    let ran = db::run_migrations(&mut conn)?;
+    if ran > 0 {
+        tracing::info!(
+            migrations = ran,
+            backend = url.backend(),
+            "database migrated"
+        );
+    }
+    Ok((pool, url))
+}
+
+/// On a database with no API keys at all, creates an admin key and writes it to
+/// `<data dir>/initial-admin-key` (mode 0600). Only the path is logged, never the key.
+pub fn ensure_initial_admin_key(pool: &DbPool, data_dir: &Path) -> Result<Option<PathBuf>, String> {
+    let mut conn = pool.get().map_err(|e| e.to_string())?;
+    if api_keys::count(&mut conn).map_err(|e| e.to_string())? > 0 {
+        return Ok(None);
+    }
+    let (_, secret) = api_keys::create(&mut conn, "initial admin", Role::Admin, &Actor::system())
+        .map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("creating {}: {e}", data_dir.display()))?;
+    let path = data_dir.join(INITIAL_ADMIN_KEY_FILE);
+    write_private(&path, &format!("{secret}\n"))
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    tracing::warn!(path = %path.display(), "no API keys existed: created an admin key and wrote it to this file (mode 0600)");
+    Ok(Some(path))
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())
+}
+
+impl Application {
+    pub fn build(settings: Settings) -> Result<Self, String> {
+        let (pool, url) = open_database(&settings)?;
+        ensure_initial_admin_key(&pool, &settings.data_dir)?;
+        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
+            .map_err(|e| {
+                format!(
+                    "binding {}:{}: {e}",
+                    settings.server.host, settings.server.port
+                )
+            })?;
+        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        let server = run(listener, pool.clone(), settings)?;
+        Ok(Self {
+            port,
+            server,
+            pool,
+            backend: url.backend(),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn pool(&self) -> DbPool {
+        self.pool.clone()
+    }
+
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped (SIGINT/SIGTERM or the handle), draining in-flight requests.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let janitor = tokio::spawn(housekeeping(self.pool.clone()));
+        let result = self.server.await;
+        janitor.abort();
+        result
+    }
+}
+
+/// Deletes expired idempotency records every ten minutes.
+async fn housekeeping(pool: DbPool) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        let pool = pool.clone();
+        let purged = tokio::task::spawn_blocking(move || -> Result<usize, String> {
+            let mut conn = pool.get().map_err(|e| e.to_string())?;
+            idempotency::purge_expired(&mut conn).map_err(|e| e.to_string())
+        })
+        .await;
+        match purged {
+            Ok(Ok(n)) if n > 0 => {
+                tracing::debug!(purged = n, "expired idempotency records removed")
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "idempotency housekeeping failed"),
+            _ => {}
+        }
+    }
+}
+
+fn run(listener: TcpListener, pool: DbPool, settings: Settings) -> Result<Server, String> {
+    let pool = web::Data::new(pool);
+    let metrics = web::Data::new(Metrics::default());
+    let limiter = web::Data::new(RateLimiter::new(settings.rate_limit.public_per_minute));
+    let workers = settings.server.workers;
+    let shutdown = settings.server.shutdown_timeout_secs;
+    let settings = web::Data::new(settings);
+    let openapi = crate::openapi::ApiDoc::openapi();
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(pool.clone())
+            .app_data(metrics.clone())
+            .app_data(limiter.clone())
+            .app_data(settings.clone())
+            .wrap(from_fn(http::observe))
+            .configure(crate::routes::configure)
+            .service(
+                utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}")
+                    .url("/openapi.json", openapi.clone()),
+            )
+            .service(web::redirect("/docs", "/docs/"))
+            .default_service(web::to(http::not_found))
+    })
+    .shutdown_timeout(shutdown)
+    .listen(listener)
+    .map_err(|e| e.to_string())?;
+    if workers > 0 {
+        server = server.workers(workers);
+    }
+    Ok(server.run())
+}

@@ -1,0 +1,128 @@
+//! The audit trail: who changed what, from which status to which, in which request.
+
+use diesel::prelude::*;
+use serde::Serialize;
+
+use crate::db::schema::audit_events;
+use crate::db::{now, DbConnection};
+use crate::error::ApiError;
+use crate::store::{new_id, Page, PageRequest};
+
+/// Who is acting, as recorded in audit events.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub kind: ActorKind,
+    pub id: Option<String>,
+    pub role: Option<String>,
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActorKind {
+    ApiKey,
+    Ambassador,
+    Public,
+    System,
+}
+
+impl ActorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ApiKey => "api_key",
+            Self::Ambassador => "ambassador",
+            Self::Public => "public",
+            Self::System => "system",
+        }
+    }
+}
+
+impl Actor {
+    pub fn system() -> Self {
+        Self {
+            kind: ActorKind::System,
+            id: None,
+            role: None,
+            request_id: None,
+        }
+    }
+
+    pub fn public(request_id: Option<String>) -> Self {
+        Self {
+            kind: ActorKind::Public,
+            id: None,
+            role: None,
+            request_id,
+        }
+    }
+}
+
+/// One audit row to write; `record` fills in time, actor and id.
+pub struct Change<'a> {
+    pub action: &'a str,
+    pub entity_type: &'a str,
+    pub entity_id: &'a str,
+    pub before: Option<&'a str>,
+    pub after: Option<&'a str>,
+    pub details: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
+#[diesel(table_name = audit_events)]
+pub struct AuditEvent {
+    pub id: String,
+    #[serde(serialize_with = "crate::store::utc::ser")]
+    pub occurred_at: chrono::NaiveDateTime,
+    pub actor_type: String,
+    pub actor_id: Option<String>,
+    pub actor_role: Option<String>,
+    pub action: String,
+    pub entity_type: String,
+    pub entity_id: String,
+    pub before_status: Option<String>,
+    pub after_status: Option<String>,
+    pub request_id: Option<String>,
+    /// JSON text with the reason or changed fields, when there are any.
+    pub details: Option<String>,
+}
+
+/// Writes one audit event; call it inside the state change's transaction.
+pub fn record(conn: &mut DbConnection, actor: &Actor, change: Change<'_>) -> QueryResult<()> {
+    diesel::insert_into(audit_events::table)
+        .values((
+            audit_events::id.eq(new_id()),
+            audit_events::occurred_at.eq(now()),
+            audit_events::actor_type.eq(actor.kind.as_str()),
+            audit_events::actor_id.eq(actor.id.as_deref()),
+            audit_events::actor_role.eq(actor.role.as_deref()),
+            audit_events::action.eq(change.action),
+            audit_events::entity_type.eq(change.entity_type),
+            audit_events::entity_id.eq(change.entity_id),
+            audit_events::before_status.eq(change.before),
+            audit_events::after_status.eq(change.after),
+            audit_events::request_id.eq(actor.request_id.as_deref()),
+            audit_events::details.eq(change.details.map(|d| d.to_string())),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn list(
+    conn: &mut DbConnection,
+    entity_id: Option<&str>,
+    page: &PageRequest,
+) -> Result<Page<AuditEvent>, ApiError> {
+    let mut query = audit_events::table
+        .select(AuditEvent::as_select())
+        .into_boxed();
+    if let Some(entity_id) = entity_id {
+        query = query.filter(audit_events::entity_id.eq(entity_id.to_owned()));
+    }
+    if let Some(after) = &page.after_id {
+        query = query.filter(audit_events::id.lt(after.clone()));
+    }
+    let rows = query
+        .order(audit_events::id.desc())
+        .limit(page.limit + 1)
+        .load(conn)?;
+    Ok(page.finish(rows, |r| &r.id))
+}
