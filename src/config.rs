@@ -88,9 +88,9 @@ impl Settings {
 
     fn validated(self) -> Result<Self, String> {
         let cc = &self.contact.default_country_code;
-        if !cc.is_empty()
-            && !(cc.len() <= 3 && cc.bytes().all(|b| b.is_ascii_digit()) && !cc.starts_with('0'))
-        {
+        let is_calling_code =
+            cc.len() <= 3 && cc.bytes().all(|b| b.is_ascii_digit()) && !cc.starts_with('0');
+        if !cc.is_empty() && !is_calling_code {
             return Err(format!(
                 "contact.default_country_code must be 1-3 digits, got {cc:?}"
             ));

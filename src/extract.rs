@@ -106,9 +106,12 @@ fn strip_position(message: &str) -> String {
 /// Builds the field error for a deserialisation data error at `path`.
 fn data_error(path: &str, message: &str) -> ApiError {
     let path = if path == "." { "" } else { path };
+    // An unknown key is already the last path segment; a missing one is not yet in the path.
     let join = |name: &str| {
         if path.is_empty() {
             name.to_owned()
+        } else if path == name || path.ends_with(&format!(".{name}")) {
+            path.to_owned()
         } else {
             format!("{path}.{name}")
         }

@@ -67,7 +67,15 @@ pub struct EnrolAmbassador {
     pub code: Option<String>,
 }
 
-/// Parses the fields shared by staff enrolment and public applications.
+/// The person fields shared by staff enrolment and public applications; `None` where the
+/// field was invalid (its error is in the `Validation`).
+pub(crate) struct PersonFields {
+    pub name: Option<String>,
+    pub email: Option<Email>,
+    pub phone: Option<Option<Phone>>,
+    pub display_name: Option<Option<String>>,
+}
+
 pub(crate) fn parse_person(
     v: &mut Validation,
     settings: &Settings,
@@ -75,23 +83,19 @@ pub(crate) fn parse_person(
     email: &str,
     phone: Option<&str>,
     display_name: Option<&str>,
-) -> (
-    Option<String>,
-    Option<Email>,
-    Option<Option<Phone>>,
-    Option<Option<String>>,
-) {
-    let name = v.check("name", required_text(name, NAME_MAX));
-    let email = v.check("email", Email::parse(email));
-    let phone = v.check(
-        "phone",
-        match phone.map(str::trim).filter(|p| !p.is_empty()) {
-            None => Ok(None),
-            Some(p) => Phone::parse(p, settings.default_country_code()).map(Some),
-        },
-    );
-    let display_name = v.check("display_name", optional_text(display_name, 100));
-    (name, email, phone, display_name)
+) -> PersonFields {
+    PersonFields {
+        name: v.check("name", required_text(name, NAME_MAX)),
+        email: v.check("email", Email::parse(email)),
+        phone: v.check(
+            "phone",
+            match phone.map(str::trim).filter(|p| !p.is_empty()) {
+                None => Ok(None),
+                Some(p) => Phone::parse(p, settings.default_country_code()).map(Some),
+            },
+        ),
+        display_name: v.check("display_name", optional_text(display_name, 100)),
+    }
 }
 
 fn parse_payout(v: &mut Validation, method: Option<PayoutMethod>) -> Option<Option<PayoutMethod>> {
@@ -108,7 +112,12 @@ fn parse_payout(v: &mut Validation, method: Option<PayoutMethod>) -> Option<Opti
 impl EnrolAmbassador {
     fn parse(self, settings: &Settings) -> Result<NewAmbassador, ApiError> {
         let mut v = Validation::new();
-        let (name, email, phone, display_name) = parse_person(
+        let PersonFields {
+            name,
+            email,
+            phone,
+            display_name,
+        } = parse_person(
             &mut v,
             settings,
             &self.name,

@@ -10,7 +10,7 @@ use crate::domain::{optional_text, Validation};
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiJson;
 use crate::http::{blocking, resource, PublicRequest};
-use crate::routes::ambassadors::parse_person;
+use crate::routes::ambassadors::{parse_person, PersonFields};
 use crate::store::ambassadors::{self, Enrolment, NewAmbassador};
 use crate::store::codes;
 
@@ -87,7 +87,12 @@ pub async fn apply(
 ) -> Result<HttpResponse, ApiError> {
     let a = body.0;
     let mut v = Validation::new();
-    let (name, email, phone, display_name) = parse_person(
+    let PersonFields {
+        name,
+        email,
+        phone,
+        display_name,
+    } = parse_person(
         &mut v,
         &settings,
         &a.name,

@@ -432,10 +432,11 @@ pub fn list(
     if let Some(q) = filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
         let pattern = like_pattern(q);
         let digits: String = q.chars().filter(char::is_ascii_digit).collect();
+        // Phones are stored as `+` and digits: match the digits typed, however they were spaced.
         let phone_pattern = if digits.len() >= 4 {
             format!("%{digits}%")
         } else {
-            "\u{0}".into()
+            pattern.clone()
         };
         query = query.filter(
             lower(ambassadors::name)

@@ -1,0 +1,14 @@
+//! One integration-test binary: the real server on port 0 over HTTP, against a fresh SQLite
+//! file per test, or a fresh PostgreSQL database per test when `VOUCH_TEST_DATABASE_URL` is set.
+
+mod helpers;
+
+mod ambassadors;
+mod api_keys;
+mod audit;
+mod cli;
+mod codes;
+mod errors;
+mod idempotency;
+mod ops;
+mod public;

@@ -1,0 +1,107 @@
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn health_readiness_and_request_ids() {
+    let app = spawn_app().await;
+    let res = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers().get("x-request-id").is_some());
+    let res = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.json::<Value>().await.unwrap()["status"], "ready");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_status() {
+    let app = spawn_app().await;
+    app.get("/v1/ambassadors", &app.admin_key).await;
+    app.get("/v1/ambassadors", "wrong").await;
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(
+            r#"vouch_http_requests_total{method="GET",route="/v1/ambassadors",status="200"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"vouch_http_requests_total{method="GET",route="/v1/ambassadors",status="401"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "vouch_http_request_duration_seconds_bucket{route=\"/v1/ambassadors\",le=\"+Inf\"} 2"
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn openapi_describes_every_endpoint_and_swagger_ui_is_offline() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+        ("/v1/api-keys", "post"),
+        ("/v1/api-keys", "get"),
+        ("/v1/api-keys/{id}", "delete"),
+        ("/v1/ambassadors", "post"),
+        ("/v1/ambassadors", "get"),
+        ("/v1/ambassadors/{id}", "get"),
+        ("/v1/ambassadors/{id}", "patch"),
+        ("/v1/ambassadors/{id}/{action}", "post"),
+        ("/v1/ambassadors/{id}/codes", "post"),
+        ("/v1/ambassadors/{id}/codes", "get"),
+        ("/v1/codes/{code}/deactivate", "post"),
+        ("/v1/public/codes/{code}", "get"),
+        ("/v1/public/ambassador-applications", "post"),
+        ("/v1/audit", "get"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} missing from OpenAPI"
+        );
+    }
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for s in [
+        "Problem",
+        "AmbassadorView",
+        "EnrolAmbassador",
+        "CodeView",
+        "PublicCode",
+    ] {
+        assert!(schemas.contains_key(s), "schema {s} missing");
+    }
+    let res = app.client.get(app.url("/docs/")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("swagger-ui"));
+    assert!(
+        !html.contains("https://"),
+        "Swagger UI must not load assets from the network"
+    );
+}
