@@ -19,6 +19,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub rate_limit: RateLimitSettings,
     pub contact: ContactSettings,
+    pub privacy: PrivacySettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -64,6 +65,12 @@ pub struct RateLimitSettings {
 #[serde(deny_unknown_fields)]
 pub struct ContactSettings {
     pub default_country_code: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacySettings {
+    pub contact_hash_key: String,
 }
 
 impl Settings {

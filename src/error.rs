@@ -53,6 +53,17 @@ pub enum ApiError {
         detail: String,
         field: Option<&'static str>,
     },
+    /// A business rule refused otherwise well-formed input: `kind` is the problem type
+    /// (`invalid-code`, `ambassador-inactive`, `self-referral`, …).
+    #[error("{detail}")]
+    Unprocessable {
+        kind: &'static str,
+        detail: String,
+        field: Option<&'static str>,
+    },
+    /// The client was already referred; names the live referral that won.
+    #[error("client already referred")]
+    DuplicateReferral { existing_referral_id: String },
     #[error("cannot {event} a {entity} that is {current}")]
     InvalidTransition {
         entity: &'static str,
@@ -90,7 +101,8 @@ impl ApiError {
             Self::NotFound(_) => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::PayloadTooLarge => "payload-too-large",
-            Self::Conflict { kind, .. } => kind,
+            Self::Conflict { kind, .. } | Self::Unprocessable { kind, .. } => kind,
+            Self::DuplicateReferral { .. } => "duplicate-referral",
             Self::InvalidTransition { .. } => "invalid-transition",
             Self::RateLimited { .. } => "rate-limited",
             Self::IdempotencyKeyReused => "idempotency-key-reused",
@@ -111,6 +123,8 @@ impl ApiError {
             Self::MethodNotAllowed => "Method not allowed",
             Self::PayloadTooLarge => "Request body too large",
             Self::Conflict { .. } => "Conflict",
+            Self::Unprocessable { .. } => "Request refused by a business rule",
+            Self::DuplicateReferral { .. } => "Client already referred",
             Self::InvalidTransition { .. } => "Invalid state transition",
             Self::RateLimited { .. } => "Too many requests",
             Self::IdempotencyKeyReused => "Idempotency key reused",
@@ -137,7 +151,10 @@ impl ApiError {
             Self::NotFound(what) => format!("No such {what}."),
             Self::MethodNotAllowed => "This resource does not support that HTTP method.".into(),
             Self::PayloadTooLarge => "Request bodies are limited to 64 KiB.".into(),
-            Self::Conflict { detail, .. } => detail.clone(),
+            Self::Conflict { detail, .. } | Self::Unprocessable { detail, .. } => detail.clone(),
+            Self::DuplicateReferral { .. } => {
+                "This client was already referred (same e-mail or phone); the first valid referral wins.".into()
+            }
             Self::InvalidTransition {
                 entity,
                 current,
@@ -170,8 +187,21 @@ impl ApiError {
                 field: Some(field),
                 detail,
                 ..
+            }
+            | Self::Unprocessable {
+                field: Some(field),
+                detail,
+                ..
             } => {
                 errors.push(FieldError::new(*field, detail.clone()));
+            }
+            Self::DuplicateReferral {
+                existing_referral_id,
+            } => {
+                extensions.insert(
+                    "existing_referral_id".into(),
+                    Value::String(existing_referral_id.clone()),
+                );
             }
             Self::InvalidTransition { current, .. } => {
                 extensions.insert("current_status".into(), Value::String(current.clone()));
@@ -192,7 +222,9 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::Validation(_) | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Validation(_) | Self::IdempotencyKeyReused | Self::Unprocessable { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             Self::Malformed(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -201,6 +233,7 @@ impl ResponseError for ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Conflict { .. }
+            | Self::DuplicateReferral { .. }
             | Self::InvalidTransition { .. }
             | Self::IdempotencyInProgress => StatusCode::CONFLICT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,

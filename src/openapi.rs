@@ -19,6 +19,9 @@ use crate::routes;
         routes::ambassadors::update, routes::ambassadors::lifecycle,
         routes::codes::create, routes::codes::list, routes::codes::deactivate,
         routes::public::lookup_code, routes::public::apply,
+        routes::referrals::create, routes::referrals::list, routes::referrals::get,
+        routes::referrals::record_session, routes::referrals::list_sessions,
+        routes::referrals::complete, routes::referrals::close_out,
         routes::audit::list,
     ),
     components(schemas(crate::error::Problem, crate::domain::FieldError)),
@@ -28,6 +31,7 @@ use crate::routes;
         (name = "api-keys", description = "API keys (admin)"),
         (name = "ambassadors", description = "Ambassadors (staff)"),
         (name = "codes", description = "Referral codes (staff)"),
+        (name = "referrals", description = "Referred clients through treatment (staff; finance reads masked)"),
         (name = "public", description = "Public, rate-limited endpoints"),
         (name = "audit", description = "Audit trail (admin)"),
     )

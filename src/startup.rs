@@ -12,8 +12,9 @@ use utoipa::OpenApi;
 use crate::config::Settings;
 use crate::db::{self, DatabaseUrl, DbPool};
 use crate::domain::api_key::Role;
+use crate::domain::contact::ContactHasher;
 use crate::http::{self, metrics::Metrics, rate_limit::RateLimiter};
-use crate::store::{api_keys, audit::Actor, idempotency};
+use crate::store::{api_keys, audit::Actor, idempotency, secrets};
 
 pub const INITIAL_ADMIN_KEY_FILE: &str = "initial-admin-key";
 
@@ -81,6 +82,12 @@ impl Application {
     pub fn build(settings: Settings) -> Result<Self, String> {
         let (pool, url) = open_database(&settings)?;
         ensure_initial_admin_key(&pool, &settings.data_dir)?;
+        let hasher = {
+            let mut conn = pool.get().map_err(|e| e.to_string())?;
+            let key = secrets::contact_hash_key(&mut conn, &settings.privacy.contact_hash_key)
+                .map_err(|e| e.to_string())?;
+            ContactHasher::new(&key)
+        };
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
             .map_err(|e| {
                 format!(
@@ -89,7 +96,7 @@ impl Application {
                 )
             })?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-        let server = run(listener, pool.clone(), settings)?;
+        let server = run(listener, pool.clone(), hasher, settings)?;
         Ok(Self {
             port,
             server,
@@ -144,8 +151,14 @@ async fn housekeeping(pool: DbPool) {
     }
 }
 
-fn run(listener: TcpListener, pool: DbPool, settings: Settings) -> Result<Server, String> {
+fn run(
+    listener: TcpListener,
+    pool: DbPool,
+    hasher: ContactHasher,
+    settings: Settings,
+) -> Result<Server, String> {
     let pool = web::Data::new(pool);
+    let hasher = web::Data::new(hasher);
     let metrics = web::Data::new(Metrics::default());
     let limiter = web::Data::new(RateLimiter::new(settings.rate_limit.public_per_minute));
     let workers = settings.server.workers;
@@ -155,6 +168,7 @@ fn run(listener: TcpListener, pool: DbPool, settings: Settings) -> Result<Server
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(pool.clone())
+            .app_data(hasher.clone())
             .app_data(metrics.clone())
             .app_data(limiter.clone())
             .app_data(settings.clone())

@@ -79,10 +79,69 @@ diesel::table! {
 }
 
 diesel::joinable!(referral_codes -> ambassadors (ambassador_id));
+
+diesel::table! {
+    app_secrets (name) {
+        name -> Text,
+        value -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    referrals (id) {
+        id -> Text,
+        ambassador_id -> Text,
+        code_id -> Text,
+        status -> Text,
+        source -> Text,
+        client_first_name -> Nullable<Text>,
+        client_last_name -> Nullable<Text>,
+        client_email -> Nullable<Text>,
+        client_phone -> Nullable<Text>,
+        notes -> Nullable<Text>,
+        email_key -> Nullable<Text>,
+        phone_key -> Nullable<Text>,
+        external_ref -> Nullable<Text>,
+        share_name_with_ambassador -> Bool,
+        planned_sessions -> Nullable<Integer>,
+        session_count -> Integer,
+        completed_on -> Nullable<Date>,
+        treatment_value_minor -> Nullable<BigInt>,
+        earns -> Nullable<Bool>,
+        not_earning_reason -> Nullable<Text>,
+        reason_code -> Nullable<Text>,
+        reason_note -> Nullable<Text>,
+        registered_at -> Timestamp,
+        treatment_started_at -> Nullable<Timestamp>,
+        completed_at -> Nullable<Timestamp>,
+        refunded_at -> Nullable<Timestamp>,
+        cancelled_at -> Nullable<Timestamp>,
+        rejected_at -> Nullable<Timestamp>,
+        erased_at -> Nullable<Timestamp>,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    referral_sessions (id) {
+        id -> Text,
+        referral_id -> Text,
+        session_on -> Date,
+        note -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(referrals -> ambassadors (ambassador_id));
+diesel::joinable!(referral_sessions -> referrals (referral_id));
 diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     ambassadors,
     referral_codes,
     audit_events,
-    idempotency_keys
+    idempotency_keys,
+    app_secrets,
+    referrals,
+    referral_sessions,
 );

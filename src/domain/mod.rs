@@ -5,6 +5,7 @@ pub mod ambassador;
 pub mod api_key;
 pub mod code;
 pub mod contact;
+pub mod referral;
 
 use serde::Serialize;
 

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod codes;
 pub mod health;
 pub mod public;
+pub mod referrals;
 
 use actix_web::{middleware::from_fn, web};
 
@@ -25,6 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(api_keys::configure)
             .configure(ambassadors::configure)
             .configure(codes::configure)
+            .configure(referrals::configure)
             .configure(audit::configure),
     );
 }

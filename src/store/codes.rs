@@ -241,3 +241,15 @@ pub fn deactivate(
             .first(conn)?)
     })
 }
+
+/// Display codes by code id, for labelling referrals.
+pub fn display_codes(
+    conn: &mut DbConnection,
+    ids: &[&str],
+) -> Result<std::collections::HashMap<String, String>, ApiError> {
+    let rows: Vec<(String, String)> = referral_codes::table
+        .filter(referral_codes::id.eq_any(ids))
+        .select((referral_codes::id, referral_codes::code))
+        .load(conn)?;
+    Ok(rows.into_iter().collect())
+}

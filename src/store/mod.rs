@@ -6,6 +6,8 @@ pub mod api_keys;
 pub mod audit;
 pub mod codes;
 pub mod idempotency;
+pub mod referrals;
+pub mod secrets;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

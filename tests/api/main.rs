@@ -12,3 +12,4 @@ mod errors;
 mod idempotency;
 mod ops;
 mod public;
+mod referrals;

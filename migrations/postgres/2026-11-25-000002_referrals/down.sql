@@ -1,0 +1,3 @@
+DROP TABLE referral_sessions;
+DROP TABLE referrals;
+DROP TABLE app_secrets;

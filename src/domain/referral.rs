@@ -1,0 +1,222 @@
+//! Referral lifecycle (`registered → in_treatment → completed → refunded`, with `cancelled` and
+//! `rejected` exits), reason codes, attribution, and how a client is named to an ambassador.
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use super::DomainError;
+
+/// Until program rules exist, a referral must complete within this many days of registration
+/// to earn (DESIGN §2 default).
+pub const DEFAULT_ATTRIBUTION_DAYS: i64 = 365;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReferralStatus {
+    Registered,
+    InTreatment,
+    Completed,
+    Refunded,
+    Cancelled,
+    Rejected,
+}
+
+impl ReferralStatus {
+    pub const ALL: [Self; 6] = [
+        Self::Registered,
+        Self::InTreatment,
+        Self::Completed,
+        Self::Refunded,
+        Self::Cancelled,
+        Self::Rejected,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Registered => "registered",
+            Self::InTreatment => "in_treatment",
+            Self::Completed => "completed",
+            Self::Refunded => "refunded",
+            Self::Cancelled => "cancelled",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReferralEvent {
+    RecordSession,
+    Complete,
+    Cancel,
+    Reject,
+    Refund,
+}
+
+impl ReferralEvent {
+    pub const ALL: [Self; 5] = [
+        Self::RecordSession,
+        Self::Complete,
+        Self::Cancel,
+        Self::Reject,
+        Self::Refund,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RecordSession => "record a session for",
+            Self::Complete => "complete",
+            Self::Cancel => "cancel",
+            Self::Reject => "reject",
+            Self::Refund => "refund",
+        }
+    }
+
+    /// The reason codes this event accepts (empty: it takes none).
+    pub fn reason_codes(self) -> &'static [&'static str] {
+        match self {
+            Self::Reject => &[
+                "duplicate",
+                "self_referral",
+                "fraud",
+                "outside_window",
+                "not_eligible",
+                "other",
+            ],
+            Self::Cancel => &["client_withdrew", "not_suitable", "no_show", "other"],
+            Self::Refund => &["client_dissatisfied", "medical", "goodwill", "other"],
+            Self::RecordSession | Self::Complete => &[],
+        }
+    }
+}
+
+/// The one place the referral state machine lives. Sessions may still be recorded after
+/// completion (touch-ups) without changing the status; `completed` can only be refunded;
+/// cancelled, rejected and refunded are final.
+pub fn transition(
+    from: ReferralStatus,
+    event: ReferralEvent,
+) -> Result<ReferralStatus, DomainError> {
+    use ReferralEvent::*;
+    use ReferralStatus::*;
+    let to = match (from, event) {
+        (Registered | InTreatment, RecordSession) => InTreatment,
+        (Completed, RecordSession) => Completed,
+        (InTreatment, Complete) => Completed,
+        (Registered | InTreatment, Cancel) => Cancelled,
+        (Registered | InTreatment, Reject) => Rejected,
+        (Completed, Refund) => Refunded,
+        _ => {
+            return Err(DomainError::InvalidTransition {
+                entity: "referral",
+                current: from.as_str().to_owned(),
+                event: event.as_str().to_owned(),
+            })
+        }
+    };
+    Ok(to)
+}
+
+/// Whether a completion earns: it must fall within `attribution_days` of registration.
+pub fn attribution(
+    registered_on: NaiveDate,
+    completed_on: NaiveDate,
+    attribution_days: i64,
+) -> Result<(), &'static str> {
+    if (completed_on - registered_on).num_days() > attribution_days {
+        Err("outside_attribution_window")
+    } else {
+        Ok(())
+    }
+}
+
+/// How an ambassador sees a referred client: "First L." only with the client's consent,
+/// otherwise an opaque label from the code used (`Referral 7Q4K…`).
+pub fn name_for_ambassador(
+    first: Option<&str>,
+    last: Option<&str>,
+    consent: bool,
+    code: &str,
+) -> String {
+    match (consent, first.map(str::trim).filter(|f| !f.is_empty())) {
+        (true, Some(first)) => match last.and_then(|l| l.trim().chars().next()) {
+            Some(initial) => format!("{first} {}.", initial.to_uppercase()),
+            None => first.to_owned(),
+        },
+        _ => {
+            let prefix: String = code.chars().filter(|c| *c != '-').take(4).collect();
+            format!("Referral {prefix}…")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ReferralEvent::*;
+    use ReferralStatus::*;
+
+    /// Every (state, event) pair, allowed and refused.
+    #[test]
+    fn transition_table() {
+        let allowed = [
+            (Registered, RecordSession, InTreatment),
+            (InTreatment, RecordSession, InTreatment),
+            (Completed, RecordSession, Completed),
+            (InTreatment, Complete, Completed),
+            (Registered, Cancel, Cancelled),
+            (InTreatment, Cancel, Cancelled),
+            (Registered, Reject, Rejected),
+            (InTreatment, Reject, Rejected),
+            (Completed, Refund, Refunded),
+        ];
+        for from in ReferralStatus::ALL {
+            for event in ReferralEvent::ALL {
+                let expected = allowed
+                    .iter()
+                    .find(|(f, e, _)| *f == from && *e == event)
+                    .map(|(_, _, to)| *to);
+                match (transition(from, event), expected) {
+                    (Ok(to), Some(exp)) => assert_eq!(to, exp, "{from:?} + {event:?}"),
+                    (Err(DomainError::InvalidTransition { current, .. }), None) => {
+                        assert_eq!(current, from.as_str())
+                    }
+                    (got, exp) => panic!("{from:?} + {event:?}: got {got:?}, expected {exp:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn attribution_window_is_inclusive() {
+        let reg = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+        assert!(attribution(reg, NaiveDate::from_ymd_opt(2027, 1, 1).unwrap(), 365).is_ok());
+        assert_eq!(
+            attribution(reg, NaiveDate::from_ymd_opt(2027, 1, 2).unwrap(), 365),
+            Err("outside_attribution_window")
+        );
+    }
+
+    #[test]
+    fn clients_are_named_only_with_consent() {
+        assert_eq!(
+            name_for_ambassador(Some("Maria"), Some("garcia"), true, "7Q4K-9MZD"),
+            "Maria G."
+        );
+        assert_eq!(
+            name_for_ambassador(Some("Maria"), None, true, "7Q4K-9MZD"),
+            "Maria"
+        );
+        assert_eq!(
+            name_for_ambassador(Some("Maria"), Some("Garcia"), false, "7Q4K-9MZD"),
+            "Referral 7Q4K…"
+        );
+        assert_eq!(
+            name_for_ambassador(None, None, true, "JAMES10"),
+            "Referral JAME…"
+        );
+    }
+}

@@ -1,0 +1,573 @@
+//! `/v1/referrals` (staff; finance may read without client contact or notes): record referred
+//! clients, follow their treatment sessions, confirm completion, cancel, reject or refund.
+
+use std::collections::HashMap;
+
+use actix_web::{web, HttpResponse};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Auth, Staff, StaffOrFinance};
+use crate::config::Settings;
+use crate::db::DbPool;
+use crate::domain::api_key::Role;
+use crate::domain::contact::{ContactHasher, Email, Phone};
+use crate::domain::referral::{ReferralEvent, ReferralStatus};
+use crate::domain::{optional_text, required_text, Validation};
+use crate::error::{ApiError, Problem};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::http::{blocking, resource};
+use crate::store::audit::{self, AuditEvent};
+use crate::store::referrals::{self, NewReferral, ReferralFilter, ReferralRow, SessionRow, Source};
+use crate::store::{codes, PageRequest};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/referrals")
+            .route(web::post().to(create))
+            .route(web::get().to(list)),
+    )
+    .service(resource("/referrals/{id}").route(web::get().to(get)))
+    .service(
+        resource("/referrals/{id}/sessions")
+            .route(web::post().to(record_session))
+            .route(web::get().to(list_sessions)),
+    )
+    .service(resource("/referrals/{id}/complete").route(web::post().to(complete)));
+    for (path, event) in [
+        ("/referrals/{id}/cancel", ReferralEvent::Cancel),
+        ("/referrals/{id}/reject", ReferralEvent::Reject),
+        ("/referrals/{id}/refund", ReferralEvent::Refund),
+    ] {
+        cfg.service(
+            resource(path)
+                .app_data(web::Data::new(event))
+                .route(web::post().to(close_out)),
+        );
+    }
+}
+
+/// Client contact and staff notes: only staff (and admin) see these.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ClientContact {
+    pub client_email: Option<String>,
+    pub client_phone: Option<String>,
+    pub notes: Option<String>,
+    pub reason_note: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReferralView {
+    pub id: String,
+    pub ambassador_id: String,
+    /// The code the client gave.
+    pub code: String,
+    pub status: ReferralStatus,
+    /// `staff` or `public_form`.
+    pub source: String,
+    pub client_first_name: Option<String>,
+    pub client_last_name: Option<String>,
+    /// Staff only: absent for finance.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<ClientContact>,
+    /// The clinic's own client id.
+    pub external_ref: Option<String>,
+    pub share_name_with_ambassador: bool,
+    pub planned_sessions: Option<i32>,
+    pub session_count: i32,
+    pub completed_on: Option<NaiveDate>,
+    pub treatment_value_minor: Option<i64>,
+    /// Set at completion: whether it earns a reward.
+    pub earns: Option<bool>,
+    pub not_earning_reason: Option<String>,
+    /// Reason code of a cancel, reject or refund.
+    pub reason_code: Option<String>,
+    #[serde(serialize_with = "crate::store::utc::ser")]
+    pub registered_at: chrono::NaiveDateTime,
+    #[serde(serialize_with = "crate::store::utc::ser_opt")]
+    pub treatment_started_at: Option<chrono::NaiveDateTime>,
+    #[serde(serialize_with = "crate::store::utc::ser_opt")]
+    pub completed_at: Option<chrono::NaiveDateTime>,
+    #[serde(serialize_with = "crate::store::utc::ser_opt")]
+    pub refunded_at: Option<chrono::NaiveDateTime>,
+    #[serde(serialize_with = "crate::store::utc::ser_opt")]
+    pub cancelled_at: Option<chrono::NaiveDateTime>,
+    #[serde(serialize_with = "crate::store::utc::ser_opt")]
+    pub rejected_at: Option<chrono::NaiveDateTime>,
+    /// When the client's personal data was erased.
+    #[serde(serialize_with = "crate::store::utc::ser_opt")]
+    pub erased_at: Option<chrono::NaiveDateTime>,
+    #[serde(serialize_with = "crate::store::utc::ser")]
+    pub updated_at: chrono::NaiveDateTime,
+}
+
+impl ReferralView {
+    /// `with_contact` is false for finance, who never see client contact details or notes.
+    pub fn new(r: ReferralRow, code: String, with_contact: bool) -> Self {
+        Self {
+            contact: with_contact.then(|| ClientContact {
+                client_email: r.client_email,
+                client_phone: r.client_phone,
+                notes: r.notes,
+                reason_note: r.reason_note,
+            }),
+            status: ReferralStatus::parse(&r.status).unwrap_or(ReferralStatus::Rejected),
+            id: r.id,
+            ambassador_id: r.ambassador_id,
+            code,
+            source: r.source,
+            client_first_name: r.client_first_name,
+            client_last_name: r.client_last_name,
+            external_ref: r.external_ref,
+            share_name_with_ambassador: r.share_name_with_ambassador,
+            planned_sessions: r.planned_sessions,
+            session_count: r.session_count,
+            completed_on: r.completed_on,
+            treatment_value_minor: r.treatment_value_minor,
+            earns: r.earns,
+            not_earning_reason: r.not_earning_reason,
+            reason_code: r.reason_code,
+            registered_at: r.registered_at,
+            treatment_started_at: r.treatment_started_at,
+            completed_at: r.completed_at,
+            refunded_at: r.refunded_at,
+            cancelled_at: r.cancelled_at,
+            rejected_at: r.rejected_at,
+            erased_at: r.erased_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// One step in a referral's history.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HistoryEntry {
+    #[serde(serialize_with = "crate::store::utc::ser")]
+    pub at: chrono::NaiveDateTime,
+    pub action: String,
+    pub before_status: Option<String>,
+    pub after_status: Option<String>,
+    /// `api_key`, `ambassador`, `public` or `system`.
+    pub actor_type: String,
+}
+
+impl From<AuditEvent> for HistoryEntry {
+    fn from(e: AuditEvent) -> Self {
+        Self {
+            at: e.occurred_at,
+            action: e.action,
+            before_status: e.before_status,
+            after_status: e.after_status,
+            actor_type: e.actor_type,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReferralDetail {
+    #[serde(flatten)]
+    pub referral: ReferralView,
+    pub sessions: Vec<SessionView>,
+    /// Oldest first.
+    pub history: Vec<HistoryEntry>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionView {
+    pub id: String,
+    pub session_on: NaiveDate,
+    /// Staff only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    #[serde(serialize_with = "crate::store::utc::ser")]
+    pub created_at: chrono::NaiveDateTime,
+}
+
+impl SessionView {
+    fn new(s: SessionRow, with_notes: bool) -> Self {
+        Self {
+            id: s.id,
+            session_on: s.session_on,
+            note: s.note.filter(|_| with_notes),
+            created_at: s.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReferralList {
+    pub items: Vec<ReferralView>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionList {
+    pub items: Vec<SessionView>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateReferral {
+    /// The referral code the client gave (any case, hyphens optional).
+    pub code: String,
+    pub first_name: String,
+    pub last_name: Option<String>,
+    /// E-mail and/or phone: at least one.
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    /// The clinic's own client id.
+    pub external_ref: Option<String>,
+    pub planned_sessions: Option<i32>,
+    /// The client agrees that the ambassador sees "First L." (default false).
+    #[serde(default)]
+    pub share_name_with_ambassador: bool,
+    pub notes: Option<String>,
+}
+
+impl CreateReferral {
+    fn parse(self, settings: &Settings) -> Result<NewReferral, ApiError> {
+        let mut v = Validation::new();
+        let code = v.check("code", required_text(&self.code, 64));
+        let first_name = v.check("first_name", required_text(&self.first_name, 100));
+        let last_name = v.check("last_name", optional_text(self.last_name.as_deref(), 100));
+        let email = v.check(
+            "email",
+            optional_text(self.email.as_deref(), 254)
+                .and_then(|e| e.map(|e| Email::parse(&e)).transpose()),
+        );
+        let phone = v.check(
+            "phone",
+            optional_text(self.phone.as_deref(), 40).and_then(|p| {
+                p.map(|p| Phone::parse(&p, settings.default_country_code()))
+                    .transpose()
+            }),
+        );
+        if matches!((&email, &phone), (Some(None), Some(None))) {
+            v.push("email", "an e-mail address or a phone number is required");
+        }
+        let external_ref = v.check(
+            "external_ref",
+            optional_text(self.external_ref.as_deref(), 100),
+        );
+        if self
+            .planned_sessions
+            .is_some_and(|n| !(1..=100).contains(&n))
+        {
+            v.push("planned_sessions", "must be between 1 and 100");
+        }
+        let notes = v.check("notes", optional_text(self.notes.as_deref(), 4000));
+        v.finish()?;
+        Ok(NewReferral {
+            code: code.unwrap_or_default(),
+            first_name: first_name.unwrap_or_default(),
+            last_name: last_name.flatten(),
+            email: email.flatten(),
+            phone: phone.flatten(),
+            external_ref: external_ref.flatten(),
+            planned_sessions: self.planned_sessions,
+            share_name_with_ambassador: self.share_name_with_ambassador,
+            notes: notes.flatten(),
+        })
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordSession {
+    /// `YYYY-MM-DD`; default today (UTC).
+    pub session_on: Option<NaiveDate>,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteReferral {
+    /// `YYYY-MM-DD`, the day treatment was completed.
+    pub completed_on: NaiveDate,
+    /// Treatment value in minor units (needed by percent rewards).
+    pub treatment_value_minor: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloseOutReferral {
+    /// Reject: duplicate | self_referral | fraud | outside_window | not_eligible | other.
+    /// Cancel: client_withdrew | not_suitable | no_show | other.
+    /// Refund: client_dissatisfied | medical | goodwill | other.
+    pub reason_code: String,
+    /// Required when `reason_code` is `other`.
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReferralQuery {
+    pub status: Option<ReferralStatus>,
+    pub ambassador_id: Option<String>,
+    /// Client name, e-mail, phone digits or external reference.
+    pub q: Option<String>,
+    /// Registered on or after (`YYYY-MM-DD`).
+    pub from: Option<NaiveDate>,
+    /// Registered on or before (`YYYY-MM-DD`).
+    pub to: Option<NaiveDate>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+fn today() -> NaiveDate {
+    chrono::Utc::now().date_naive()
+}
+
+/// A clinic's "today" may be a day ahead of UTC.
+fn not_in_future(field: &str, day: NaiveDate) -> Result<(), ApiError> {
+    if day > today() + chrono::TimeDelta::days(1) {
+        return Err(ApiError::validation(field, "must not be in the future"));
+    }
+    Ok(())
+}
+
+/// Finance read referrals without client contact details or notes.
+fn sees_contact(role: Role) -> bool {
+    role != Role::Finance
+}
+
+/// Record a referred client.
+#[utoipa::path(post, path = "/v1/referrals", tag = "referrals", security(("bearer" = [])),
+    request_body = CreateReferral,
+    responses((status = 201, body = ReferralView),
+        (status = 409, description = "`duplicate-referral` with `existing_referral_id`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid-code`, `ambassador-inactive`, `self-referral` or `validation-failed`", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn create(
+    auth: Auth<Staff>,
+    pool: web::Data<DbPool>,
+    settings: web::Data<Settings>,
+    hasher: web::Data<ContactHasher>,
+    body: ApiJson<CreateReferral>,
+) -> Result<HttpResponse, ApiError> {
+    let new = body.0.parse(&settings)?;
+    let actor = auth.actor();
+    let (row, code) = blocking(&pool, move |c| {
+        referrals::create(c, &new, Source::Staff, &hasher, &actor)
+    })
+    .await?;
+    Ok(HttpResponse::Created().json(ReferralView::new(row, code.code, true)))
+}
+
+/// Search referrals, newest first. Finance sees no client contact or notes.
+#[utoipa::path(get, path = "/v1/referrals", tag = "referrals", security(("bearer" = [])), params(ReferralQuery),
+    responses((status = 200, body = ReferralList),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn list(
+    auth: Auth<StaffOrFinance>,
+    pool: web::Data<DbPool>,
+    q: ApiQuery<ReferralQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = q.0;
+    let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
+    if let (Some(from), Some(to)) = (q.from, q.to) {
+        if from > to {
+            return Err(ApiError::validation("from", "must not be after `to`"));
+        }
+    }
+    if q.q.as_ref().is_some_and(|s| s.chars().count() > 200) {
+        return Err(ApiError::validation("q", "must be at most 200 characters"));
+    }
+    let filter = ReferralFilter {
+        status: q.status,
+        ambassador_id: q.ambassador_id,
+        from: q.from,
+        to: q.to,
+        q: q.q,
+    };
+    let (page, codes) = blocking(&pool, move |c| {
+        let page = referrals::list(c, &filter, &page)?;
+        let ids: Vec<&str> = page.items.iter().map(|r| r.code_id.as_str()).collect();
+        let codes = codes::display_codes(c, &ids)?;
+        Ok((page, codes))
+    })
+    .await?;
+    let with_contact = sees_contact(auth.caller.role);
+    let page = page.map(|r| {
+        let code = codes.get(&r.code_id).cloned().unwrap_or_default();
+        ReferralView::new(r, code, with_contact)
+    });
+    Ok(HttpResponse::Ok().json(ReferralList {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// A referral with its sessions and history.
+#[utoipa::path(get, path = "/v1/referrals/{id}", tag = "referrals", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = ReferralDetail),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn get(
+    auth: Auth<StaffOrFinance>,
+    pool: web::Data<DbPool>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (row, code, sessions, history) = blocking(&pool, move |c| {
+        let row = referrals::find(c, &id)?;
+        let codes: HashMap<String, String> = codes::display_codes(c, &[row.code_id.as_str()])?;
+        let sessions = referrals::sessions(c, &id)?;
+        let history = audit::list(
+            c,
+            Some(&id),
+            &PageRequest {
+                limit: 200,
+                after_id: None,
+            },
+        )?;
+        Ok((
+            row.clone(),
+            codes.get(&row.code_id).cloned().unwrap_or_default(),
+            sessions,
+            history.items,
+        ))
+    })
+    .await?;
+    let with_contact = sees_contact(auth.caller.role);
+    Ok(HttpResponse::Ok().json(ReferralDetail {
+        referral: ReferralView::new(row, code, with_contact),
+        sessions: sessions
+            .into_iter()
+            .map(|s| SessionView::new(s, with_contact))
+            .collect(),
+        history: history.into_iter().rev().map(HistoryEntry::from).collect(),
+    }))
+}
+
+/// Record a treatment session; the first one moves the referral to `in_treatment`.
+#[utoipa::path(post, path = "/v1/referrals/{id}/sessions", tag = "referrals", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = RecordSession,
+    responses((status = 201, body = SessionView),
+        (status = 409, description = "`invalid-transition` on a cancelled, rejected or refunded referral", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn record_session(
+    auth: Auth<Staff>,
+    pool: web::Data<DbPool>,
+    id: web::Path<String>,
+    body: ApiJson<RecordSession>,
+) -> Result<HttpResponse, ApiError> {
+    let session_on = body.0.session_on.unwrap_or_else(today);
+    not_in_future("session_on", session_on)?;
+    let mut v = Validation::new();
+    let note = v
+        .check("note", optional_text(body.0.note.as_deref(), 2000))
+        .flatten();
+    v.finish()?;
+    let actor = auth.actor();
+    let row = blocking(&pool, move |c| {
+        referrals::record_session(c, &id, session_on, note.as_deref(), &actor)
+    })
+    .await?;
+    Ok(HttpResponse::Created().json(SessionView::new(row, true)))
+}
+
+/// A referral's sessions, in date order.
+#[utoipa::path(get, path = "/v1/referrals/{id}/sessions", tag = "referrals", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = SessionList),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn list_sessions(
+    auth: Auth<StaffOrFinance>,
+    pool: web::Data<DbPool>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let rows = blocking(&pool, move |c| {
+        referrals::find(c, &id)?;
+        referrals::sessions(c, &id)
+    })
+    .await?;
+    let with_notes = sees_contact(auth.caller.role);
+    let items = rows
+        .into_iter()
+        .map(|s| SessionView::new(s, with_notes))
+        .collect();
+    Ok(HttpResponse::Ok().json(SessionList {
+        items,
+        next_cursor: None,
+    }))
+}
+
+/// Confirm the treatment is complete: the event that earns the ambassador's reward.
+#[utoipa::path(post, path = "/v1/referrals/{id}/complete", tag = "referrals", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = CompleteReferral,
+    responses((status = 200, body = ReferralView),
+        (status = 409, description = "`invalid-transition` (e.g. completed twice)", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn complete(
+    auth: Auth<Staff>,
+    pool: web::Data<DbPool>,
+    id: web::Path<String>,
+    body: ApiJson<CompleteReferral>,
+) -> Result<HttpResponse, ApiError> {
+    let CompleteReferral {
+        completed_on,
+        treatment_value_minor,
+    } = body.0;
+    not_in_future("completed_on", completed_on)?;
+    if treatment_value_minor.is_some_and(|v| !(0..=1_000_000_000_000).contains(&v)) {
+        return Err(ApiError::validation(
+            "treatment_value_minor",
+            "must be between 0 and 1000000000000",
+        ));
+    }
+    let actor = auth.actor();
+    let (row, code) = blocking(&pool, move |c| {
+        let row = referrals::complete(c, &id, completed_on, treatment_value_minor, &actor)?;
+        let code = codes::display_codes(c, &[row.code_id.as_str()])?
+            .remove(&row.code_id)
+            .unwrap_or_default();
+        Ok((row, code))
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(ReferralView::new(row, code, true)))
+}
+
+/// Cancel, reject or refund a referral with a reason code.
+#[utoipa::path(post, path = "/v1/referrals/{id}/{action}", tag = "referrals", security(("bearer" = [])),
+    params(("id" = String, Path), ("action" = String, Path, description = "cancel | reject | refund")),
+    request_body = CloseOutReferral,
+    responses((status = 200, body = ReferralView),
+        (status = 409, description = "`invalid-transition` with `current_status`", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn close_out(
+    auth: Auth<Staff>,
+    pool: web::Data<DbPool>,
+    event: web::Data<ReferralEvent>,
+    id: web::Path<String>,
+    body: ApiJson<CloseOutReferral>,
+) -> Result<HttpResponse, ApiError> {
+    let event = **event;
+    let CloseOutReferral { reason_code, note } = body.0;
+    let mut v = Validation::new();
+    let allowed = event.reason_codes();
+    if !allowed.contains(&reason_code.as_str()) {
+        v.push(
+            "reason_code",
+            format!("must be one of: {}", allowed.join(", ")),
+        );
+    }
+    let note = v
+        .check("note", optional_text(note.as_deref(), 2000))
+        .flatten();
+    if reason_code == "other" && note.is_none() {
+        v.push("note", "is required when reason_code is other");
+    }
+    v.finish()?;
+    let actor = auth.actor();
+    let (row, code) = blocking(&pool, move |c| {
+        let row = referrals::close_out(c, &id, event, &reason_code, note.as_deref(), &actor)?;
+        let code = codes::display_codes(c, &[row.code_id.as_str()])?
+            .remove(&row.code_id)
+            .unwrap_or_default();
+        Ok((row, code))
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(ReferralView::new(row, code, true)))
+}

@@ -1,0 +1,47 @@
+//! Secrets shared by every instance through the database.
+
+use diesel::prelude::*;
+use rand::RngCore;
+
+use crate::db::schema::app_secrets;
+use crate::db::{now, DbConnection};
+use crate::domain::api_key::hex;
+use crate::error::{is_unique_violation, ApiError};
+
+const CONTACT_HASH_KEY: &str = "contact_hash_key";
+
+/// The key for contact hashes: the configured one, else one generated on first use and kept
+/// in the database so every instance (and every restart) hashes alike.
+pub fn contact_hash_key(conn: &mut DbConnection, configured: &str) -> Result<Vec<u8>, ApiError> {
+    if !configured.trim().is_empty() {
+        return Ok(configured.trim().as_bytes().to_vec());
+    }
+    let find = |conn: &mut DbConnection| {
+        app_secrets::table
+            .find(CONTACT_HASH_KEY)
+            .select(app_secrets::value)
+            .first::<String>(conn)
+            .optional()
+    };
+    if let Some(v) = find(conn)? {
+        return Ok(v.into_bytes());
+    }
+    let mut raw = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    let inserted = diesel::insert_into(app_secrets::table)
+        .values((
+            app_secrets::name.eq(CONTACT_HASH_KEY),
+            app_secrets::value.eq(hex(&raw)),
+            app_secrets::created_at.eq(now()),
+        ))
+        .execute(conn);
+    match inserted {
+        Ok(_) => {}
+        // Another instance created it first: use theirs.
+        Err(e) if is_unique_violation(&e) => {}
+        Err(e) => return Err(e.into()),
+    }
+    find(conn)?
+        .map(String::into_bytes)
+        .ok_or_else(|| ApiError::internal("contact hash key vanished"))
+}
