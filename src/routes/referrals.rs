@@ -105,7 +105,7 @@ impl ReferralView {
     /// `with_contact` is false for finance, who never see client contact details or notes.
     pub fn new(r: ReferralRow, code: String, with_contact: bool) -> Self {
         Self {
-            contact: with_contact.then(|| ClientContact {
+            contact: with_contact.then_some(ClientContact {
                 client_email: r.client_email,
                 client_phone: r.client_phone,
                 notes: r.notes,
