@@ -14,8 +14,8 @@ use crate::db::DbPool;
 use crate::domain::api_key::Role;
 use crate::error::ApiError;
 use crate::http::RequestId;
-use crate::store::api_keys;
 use crate::store::audit::{Actor, ActorKind};
+use crate::store::{api_keys, portal};
 
 /// Who is calling, resolved from the bearer token.
 #[derive(Debug, Clone)]
@@ -36,6 +36,25 @@ impl Caller {
     }
 }
 
+/// An ambassador signed in to the portal (bearer `vp_…` session token).
+#[derive(Debug, Clone)]
+pub struct AmbassadorCaller {
+    pub ambassador_id: String,
+    pub session_id: String,
+    pub request_id: Option<String>,
+}
+
+impl AmbassadorCaller {
+    pub fn actor(&self) -> Actor {
+        Actor {
+            kind: ActorKind::Ambassador,
+            id: Some(self.ambassador_id.clone()),
+            role: None,
+            request_id: self.request_id.clone(),
+        }
+    }
+}
+
 /// Marks a request whose `Authorization` header was present but did not name a live key.
 #[derive(Clone, Copy)]
 struct BadCredentials;
@@ -45,10 +64,7 @@ fn bearer(req: &ServiceRequest) -> Option<Result<String, ()>> {
     let token = value
         .to_str()
         .ok()
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
         .filter(|t| !t.is_empty() && t.len() <= 200);
     Some(token.map(str::to_owned).ok_or(()))
@@ -65,39 +81,42 @@ pub async fn authenticate(
             req.extensions_mut().insert(BadCredentials);
         }
         Some(Ok(token)) => {
-            let pool = req
-                .app_data::<web::Data<DbPool>>()
-                .cloned()
-                .expect("pool registered");
-            let found = web::block(move || {
-                let mut conn = pool.get()?;
-                api_keys::authenticate(&mut conn, &token)
-            })
-            .await;
+            let pool = req.app_data::<web::Data<DbPool>>().cloned().expect("pool registered");
             let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
-            match found {
-                Ok(Ok(Some(row))) => {
-                    let role = Role::parse(&row.role).unwrap_or(Role::Staff);
-                    req.extensions_mut().insert(Caller {
-                        key_id: row.id,
-                        role,
-                        request_id,
-                    });
+            let found = web::block(move || -> Result<Identity, ApiError> {
+                let mut conn = pool.get()?;
+                if token.starts_with(portal::SESSION_PREFIX) {
+                    Ok(portal::authenticate(&mut conn, &token)?
+                        .map_or(Identity::Nobody, |(s, a)| Identity::Ambassador(s, a)))
+                } else {
+                    Ok(api_keys::authenticate(&mut conn, &token)?.map_or(Identity::Nobody, Identity::Key))
                 }
-                Ok(Ok(None)) => {
+            })
+            .await
+            .map_err(ApiError::internal)
+            .and_then(|r| r);
+            match found {
+                Ok(Identity::Key(row)) => {
+                    let role = Role::parse(&row.role).unwrap_or(Role::Staff);
+                    req.extensions_mut().insert(Caller { key_id: row.id, role, request_id });
+                }
+                Ok(Identity::Ambassador(session_id, ambassador_id)) => {
+                    req.extensions_mut().insert(AmbassadorCaller { ambassador_id, session_id, request_id });
+                }
+                Ok(Identity::Nobody) => {
                     req.extensions_mut().insert(BadCredentials);
                 }
-                Ok(Err(e)) => return Ok(req.error_response(e).map_into_right_body()),
-                Err(e) => {
-                    let e = ApiError::internal(e);
-                    return Ok(req.error_response(e).map_into_right_body());
-                }
+                Err(e) => return Ok(req.error_response(e).map_into_right_body()),
             }
         }
     }
-    next.call(req)
-        .await
-        .map(ServiceResponse::map_into_left_body)
+    next.call(req).await.map(ServiceResponse::map_into_left_body)
+}
+
+enum Identity {
+    Key(api_keys::ApiKeyRow),
+    Ambassador(String, String),
+    Nobody,
 }
 
 /// A role policy for [`Auth`]. Admin passes every policy.
@@ -138,6 +157,9 @@ impl<P> Auth<P> {
 
 fn authorize(req: &HttpRequest, roles: &[Role]) -> Result<Caller, ApiError> {
     let ext = req.extensions();
+    if ext.get::<AmbassadorCaller>().is_some() {
+        return Err(ApiError::Forbidden);
+    }
     let caller = ext.get::<Caller>().ok_or(ApiError::Unauthorized)?;
     if caller.role == Role::Admin || roles.contains(&caller.role) {
         Ok(caller.clone())
@@ -152,14 +174,26 @@ impl<P: Policy> FromRequest for Auth<P> {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let bad = req.extensions().get::<BadCredentials>().is_some();
-        let result = if bad {
-            Err(ApiError::Unauthorized)
-        } else {
-            authorize(req, P::ROLES)
+        let result = if bad { Err(ApiError::Unauthorized) } else { authorize(req, P::ROLES) };
+        std::future::ready(result.map(|caller| Auth { caller, _policy: PhantomData }))
+    }
+}
+
+/// The signed-in ambassador, for `/v1/me` routes: 401 without a live portal session, 403 for
+/// an API key (staff use the staff routes).
+pub struct Me(pub AmbassadorCaller);
+
+impl FromRequest for Me {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let ext = req.extensions();
+        let result = match (ext.get::<AmbassadorCaller>(), ext.get::<Caller>()) {
+            (Some(me), _) => Ok(Me(me.clone())),
+            (None, Some(_)) => Err(ApiError::Forbidden),
+            (None, None) => Err(ApiError::Unauthorized),
         };
-        std::future::ready(result.map(|caller| Auth {
-            caller,
-            _policy: PhantomData,
-        }))
+        std::future::ready(result)
     }
 }

@@ -5,11 +5,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::domain::api_key::Role;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "vouch",
-    version,
-    about = "Referral and ambassador tracking for clinics"
-)]
+#[command(name = "vouch", version, about = "Referral and ambassador tracking for clinics")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -95,12 +95,9 @@ impl Settings {
 
     fn validated(self) -> Result<Self, String> {
         let cc = &self.contact.default_country_code;
-        let is_calling_code =
-            cc.len() <= 3 && cc.bytes().all(|b| b.is_ascii_digit()) && !cc.starts_with('0');
+        let is_calling_code = cc.len() <= 3 && cc.bytes().all(|b| b.is_ascii_digit()) && !cc.starts_with('0');
         if !cc.is_empty() && !is_calling_code {
-            return Err(format!(
-                "contact.default_country_code must be 1-3 digits, got {cc:?}"
-            ));
+            return Err(format!("contact.default_country_code must be 1-3 digits, got {cc:?}"));
         }
         if self.database.pool_size == 0 {
             return Err("database.pool_size must be at least 1".into());
@@ -116,11 +113,7 @@ impl Settings {
         if self.server.public_url.trim().is_empty() {
             format!("http://{}:{}", self.server.host, self.server.port)
         } else {
-            self.server
-                .public_url
-                .trim()
-                .trim_end_matches('/')
-                .to_owned()
+            self.server.public_url.trim().trim_end_matches('/').to_owned()
         }
     }
 

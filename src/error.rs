@@ -48,28 +48,16 @@ pub enum ApiError {
     PayloadTooLarge,
     /// A uniqueness or state rule: `kind` is the problem type (`email-taken`, `code-taken`, …).
     #[error("{detail}")]
-    Conflict {
-        kind: &'static str,
-        detail: String,
-        field: Option<&'static str>,
-    },
+    Conflict { kind: &'static str, detail: String, field: Option<&'static str> },
     /// A business rule refused otherwise well-formed input: `kind` is the problem type
     /// (`invalid-code`, `ambassador-inactive`, `self-referral`, …).
     #[error("{detail}")]
-    Unprocessable {
-        kind: &'static str,
-        detail: String,
-        field: Option<&'static str>,
-    },
+    Unprocessable { kind: &'static str, detail: String, field: Option<&'static str> },
     /// The client was already referred; names the live referral that won.
     #[error("client already referred")]
     DuplicateReferral { existing_referral_id: String },
     #[error("cannot {event} a {entity} that is {current}")]
-    InvalidTransition {
-        entity: &'static str,
-        current: String,
-        event: String,
-    },
+    InvalidTransition { entity: &'static str, current: String, event: String },
     #[error("rate limited")]
     RateLimited { retry_after_secs: u64 },
     #[error("idempotency key reused with a different request")]
@@ -141,12 +129,8 @@ impl ApiError {
                 _ => format!("{} fields are invalid; see `errors`", errors.len()),
             },
             Self::Malformed(why) => why.clone(),
-            Self::UnsupportedMediaType => {
-                "Send the body as JSON with `Content-Type: application/json`.".into()
-            }
-            Self::Unauthorized => {
-                "Send a valid, unrevoked key as `Authorization: Bearer <key>`.".into()
-            }
+            Self::UnsupportedMediaType => "Send the body as JSON with `Content-Type: application/json`.".into(),
+            Self::Unauthorized => "Send a valid, unrevoked key as `Authorization: Bearer <key>`.".into(),
             Self::Forbidden => "Your key's role may not do this.".into(),
             Self::NotFound(what) => format!("No such {what}."),
             Self::MethodNotAllowed => "This resource does not support that HTTP method.".into(),
@@ -155,23 +139,17 @@ impl ApiError {
             Self::DuplicateReferral { .. } => {
                 "This client was already referred (same e-mail or phone); the first valid referral wins.".into()
             }
-            Self::InvalidTransition {
-                entity,
-                current,
-                event,
-            } => {
+            Self::InvalidTransition { entity, current, event } => {
                 format!("Cannot {event} this {entity}: it is {current}.")
             }
             Self::RateLimited { retry_after_secs } => {
                 format!("Too many requests from your address; retry in {retry_after_secs} s.")
             }
             Self::IdempotencyKeyReused => {
-                "This Idempotency-Key was already used with a different request; use a new key."
-                    .into()
+                "This Idempotency-Key was already used with a different request; use a new key.".into()
             }
             Self::IdempotencyInProgress => {
-                "The first request with this Idempotency-Key is still running; retry shortly."
-                    .into()
+                "The first request with this Idempotency-Key is still running; retry shortly.".into()
             }
             Self::Unavailable(_) => "The service is temporarily unavailable; retry shortly.".into(),
             Self::Internal(_) => "Something went wrong on our side. It has been logged.".into(),
@@ -183,25 +161,12 @@ impl ApiError {
         let mut errors = Vec::new();
         match self {
             Self::Validation(e) => errors = e.clone(),
-            Self::Conflict {
-                field: Some(field),
-                detail,
-                ..
-            }
-            | Self::Unprocessable {
-                field: Some(field),
-                detail,
-                ..
-            } => {
+            Self::Conflict { field: Some(field), detail, .. }
+            | Self::Unprocessable { field: Some(field), detail, .. } => {
                 errors.push(FieldError::new(*field, detail.clone()));
             }
-            Self::DuplicateReferral {
-                existing_referral_id,
-            } => {
-                extensions.insert(
-                    "existing_referral_id".into(),
-                    Value::String(existing_referral_id.clone()),
-                );
+            Self::DuplicateReferral { existing_referral_id } => {
+                extensions.insert("existing_referral_id".into(), Value::String(existing_referral_id.clone()));
             }
             Self::InvalidTransition { current, .. } => {
                 extensions.insert("current_status".into(), Value::String(current.clone()));
@@ -270,15 +235,9 @@ impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
         match e {
             DomainError::Validation(errors) => Self::Validation(errors),
-            DomainError::InvalidTransition {
-                entity,
-                current,
-                event,
-            } => Self::InvalidTransition {
-                entity,
-                current,
-                event,
-            },
+            DomainError::InvalidTransition { entity, current, event } => {
+                Self::InvalidTransition { entity, current, event }
+            }
         }
     }
 }
@@ -292,9 +251,7 @@ impl From<diesel::result::Error> for ApiError {
             Error::DatabaseError(DatabaseErrorKind::SerializationFailure, info) => {
                 Self::Unavailable(info.message().to_owned())
             }
-            Error::DatabaseError(_, ref info) if is_busy(info.message()) => {
-                Self::Unavailable(e.to_string())
-            }
+            Error::DatabaseError(_, ref info) if is_busy(info.message()) => Self::Unavailable(e.to_string()),
             other => Self::Internal(other.to_string()),
         }
     }
@@ -312,8 +269,5 @@ impl From<diesel::r2d2::PoolError> for ApiError {
 
 /// True for a unique-constraint violation (used by stores to turn races into 409s).
 pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
-    matches!(
-        e,
-        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
-    )
+    matches!(e, diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))
 }

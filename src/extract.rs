@@ -30,14 +30,8 @@ fn is_json(req: &HttpRequest) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| {
-            let mime = v
-                .split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_ascii_lowercase();
-            mime == "application/json"
-                || (mime.starts_with("application/") && mime.ends_with("+json"))
+            let mime = v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
         })
         .unwrap_or(false)
 }
@@ -69,18 +63,14 @@ pub async fn read_body(mut payload: Payload) -> Result<Vec<u8>, ApiError> {
 /// Parses JSON, naming the offending field on a data error.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::Malformed(
-            "The request body is empty; send a JSON object.".into(),
-        ));
+        return Err(ApiError::Malformed("The request body is empty; send a JSON object.".into()));
     }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         match inner.classify() {
-            serde_json::error::Category::Data => {
-                data_error(&path, &strip_position(&inner.to_string()))
-            }
+            serde_json::error::Category::Data => data_error(&path, &strip_position(&inner.to_string())),
             _ => ApiError::Malformed(format!(
                 "The request body is not valid JSON: {}",
                 strip_position(&inner.to_string())
@@ -88,10 +78,7 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         }
     })?;
     de.end().map_err(|e| {
-        ApiError::Malformed(format!(
-            "The request body is not valid JSON: {}",
-            strip_position(&e.to_string())
-        ))
+        ApiError::Malformed(format!("The request body is not valid JSON: {}", strip_position(&e.to_string())))
     })?;
     Ok(value)
 }
@@ -122,14 +109,7 @@ fn data_error(path: &str, message: &str) -> ApiError {
     } else if let (Some(name), true) = (quoted, message.starts_with("missing field")) {
         (join(name), "is required".to_owned())
     } else {
-        (
-            if path.is_empty() {
-                "body".to_owned()
-            } else {
-                path.to_owned()
-            },
-            message.to_owned(),
-        )
+        (if path.is_empty() { "body".to_owned() } else { path.to_owned() }, message.to_owned())
     };
     ApiError::Validation(vec![FieldError::new(field, text)])
 }
@@ -184,16 +164,12 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiQuery<T> {
     type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
-        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(
-            req.query_string().as_bytes(),
-        ));
-        let parsed = serde_path_to_error::deserialize(de)
-            .map(ApiQuery)
-            .map_err(|e| {
-                let path = e.path().to_string();
-                let message = e.into_inner().to_string();
-                data_error(&path, &message)
-            });
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(req.query_string().as_bytes()));
+        let parsed = serde_path_to_error::deserialize(de).map(ApiQuery).map_err(|e| {
+            let path = e.path().to_string();
+            let message = e.into_inner().to_string();
+            data_error(&path, &message)
+        });
         std::future::ready(parsed)
     }
 }
@@ -242,33 +218,15 @@ mod tests {
     fn data_errors_name_the_field() {
         assert_eq!(field_of(parse_json(br#"{"name":"a","bogus":1}"#)), "bogus");
         assert_eq!(field_of(parse_json(br#"{"count":1}"#)), "name");
-        assert_eq!(
-            field_of(parse_json(br#"{"name":"a","count":"x"}"#)),
-            "count"
-        );
-        assert_eq!(
-            field_of(parse_json(br#"{"name":"a","inner":{"flag":1}}"#)),
-            "inner.flag"
-        );
-        assert_eq!(
-            field_of(parse_json(br#"{"name":"a","inner":{"flag":true,"x":1}}"#)),
-            "inner.x"
-        );
+        assert_eq!(field_of(parse_json(br#"{"name":"a","count":"x"}"#)), "count");
+        assert_eq!(field_of(parse_json(br#"{"name":"a","inner":{"flag":1}}"#)), "inner.flag");
+        assert_eq!(field_of(parse_json(br#"{"name":"a","inner":{"flag":true,"x":1}}"#)), "inner.x");
     }
 
     #[test]
     fn syntax_errors_are_malformed() {
-        assert!(matches!(
-            parse_json::<Body>(br#"{"name":"#),
-            Err(ApiError::Malformed(_))
-        ));
-        assert!(matches!(
-            parse_json::<Body>(b""),
-            Err(ApiError::Malformed(_))
-        ));
-        assert!(matches!(
-            parse_json::<Body>(br#"{"name":"a"} x"#),
-            Err(ApiError::Malformed(_))
-        ));
+        assert!(matches!(parse_json::<Body>(br#"{"name":"#), Err(ApiError::Malformed(_))));
+        assert!(matches!(parse_json::<Body>(b""), Err(ApiError::Malformed(_))));
+        assert!(matches!(parse_json::<Body>(br#"{"name":"a"} x"#), Err(ApiError::Malformed(_))));
     }
 }

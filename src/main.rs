@@ -19,8 +19,9 @@ fn main() -> ExitCode {
     init_tracing(&settings);
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings),
-        Command::Migrate => open_database(&settings)
-            .map(|(_, url)| println!("database {} is up to date", url.redacted())),
+        Command::Migrate => {
+            open_database(&settings).map(|(_, url)| println!("database {} is up to date", url.redacted()))
+        }
         Command::Keys { action } => keys(&settings, action),
     };
     match result {
@@ -33,11 +34,8 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(settings: &Settings) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match settings.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Pretty => builder.init(),
@@ -68,36 +66,19 @@ fn keys(settings: &Settings, action: KeysCommand) -> Result<(), String> {
             if name.is_empty() || name.chars().count() > 100 {
                 return Err("--name must be 1 to 100 characters".into());
             }
-            let (key, secret) = api_keys::create(&mut conn, name, role.into(), &Actor::system())
-                .map_err(|e| e.to_string())?;
-            eprintln!(
-                "created {} key {} ({}); the secret is shown once:",
-                key.role.as_str(),
-                key.id,
-                key.name
-            );
+            let (key, secret) =
+                api_keys::create(&mut conn, name, role.into(), &Actor::system()).map_err(|e| e.to_string())?;
+            eprintln!("created {} key {} ({}); the secret is shown once:", key.role.as_str(), key.id, key.name);
             println!("{secret}");
         }
         KeysCommand::List => {
             for k in api_keys::list(&mut conn).map_err(|e| e.to_string())? {
-                let state = if k.revoked_at.is_some() {
-                    "revoked"
-                } else {
-                    "active"
-                };
-                println!(
-                    "{}\t{}\t{}…\t{}\t{}",
-                    k.id,
-                    k.role.as_str(),
-                    k.prefix,
-                    state,
-                    k.name
-                );
+                let state = if k.revoked_at.is_some() { "revoked" } else { "active" };
+                println!("{}\t{}\t{}…\t{}\t{}", k.id, k.role.as_str(), k.prefix, state, k.name);
             }
         }
         KeysCommand::Revoke { id } => {
-            let k =
-                api_keys::revoke(&mut conn, &id, &Actor::system()).map_err(|e| e.to_string())?;
+            let k = api_keys::revoke(&mut conn, &id, &Actor::system()).map_err(|e| e.to_string())?;
             println!("revoked {} ({})", k.id, k.name);
         }
     }

@@ -18,10 +18,13 @@ use crate::routes;
         routes::ambassadors::enrol, routes::ambassadors::list, routes::ambassadors::get,
         routes::ambassadors::update, routes::ambassadors::lifecycle,
         routes::codes::create, routes::codes::list, routes::codes::deactivate,
-        routes::public::lookup_code, routes::public::apply,
+        routes::public::lookup_code, routes::public::apply, routes::public::refer,
+        routes::portal::login, routes::portal::start_session, routes::portal::logout,
+        routes::me::get, routes::me::update, routes::me::codes, routes::me::list_referrals, routes::me::get_referral,
         routes::referrals::create, routes::referrals::list, routes::referrals::get,
         routes::referrals::record_session, routes::referrals::list_sessions,
         routes::referrals::complete, routes::referrals::close_out,
+        routes::referrals::update, routes::referrals::erase,
         routes::audit::list,
     ),
     components(schemas(crate::error::Problem, crate::domain::FieldError)),
@@ -33,6 +36,8 @@ use crate::routes;
         (name = "codes", description = "Referral codes (staff)"),
         (name = "referrals", description = "Referred clients through treatment (staff; finance reads masked)"),
         (name = "public", description = "Public, rate-limited endpoints"),
+        (name = "portal", description = "Ambassador sign-in by magic link (public, rate limited)"),
+        (name = "me", description = "The signed-in ambassador's own data (portal session token)"),
         (name = "audit", description = "Audit trail (admin)"),
     )
 )]
@@ -48,7 +53,7 @@ impl Modify for BearerAuth {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("An API key `vk_live_…` (admin, staff or finance)"))
+                    .description(Some("An API key `vk_live_…` (admin, staff or finance), or a portal session token `vp_…` (ambassador)"))
                     .build(),
             ),
         );

@@ -28,21 +28,12 @@ pub struct Application {
 /// Connects, migrates and returns the pool (used by `serve`, `migrate` and `keys`).
 pub fn open_database(settings: &Settings) -> Result<(DbPool, DatabaseUrl), String> {
     let url = DatabaseUrl::parse(&settings.database.url)?;
-    let pool = db::build_pool(
-        &url,
-        settings.database.pool_size,
-        Duration::from_secs(settings.database.connect_timeout_secs),
-    )?;
-    let mut conn = pool
-        .get()
-        .map_err(|e| format!("connecting to {}: {e}", url.redacted()))?;
+    let pool =
+        db::build_pool(&url, settings.database.pool_size, Duration::from_secs(settings.database.connect_timeout_secs))?;
+    let mut conn = pool.get().map_err(|e| format!("connecting to {}: {e}", url.redacted()))?;
     let ran = db::run_migrations(&mut conn)?;
     if ran > 0 {
-        tracing::info!(
-            migrations = ran,
-            backend = url.backend(),
-            "database migrated"
-        );
+        tracing::info!(migrations = ran, backend = url.backend(), "database migrated");
     }
     Ok((pool, url))
 }
@@ -54,13 +45,11 @@ pub fn ensure_initial_admin_key(pool: &DbPool, data_dir: &Path) -> Result<Option
     if api_keys::count(&mut conn).map_err(|e| e.to_string())? > 0 {
         return Ok(None);
     }
-    let (_, secret) = api_keys::create(&mut conn, "initial admin", Role::Admin, &Actor::system())
-        .map_err(|e| e.to_string())?;
-    std::fs::create_dir_all(data_dir)
-        .map_err(|e| format!("creating {}: {e}", data_dir.display()))?;
+    let (_, secret) =
+        api_keys::create(&mut conn, "initial admin", Role::Admin, &Actor::system()).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(data_dir).map_err(|e| format!("creating {}: {e}", data_dir.display()))?;
     let path = data_dir.join(INITIAL_ADMIN_KEY_FILE);
-    write_private(&path, &format!("{secret}\n"))
-        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    write_private(&path, &format!("{secret}\n")).map_err(|e| format!("writing {}: {e}", path.display()))?;
     tracing::warn!(path = %path.display(), "no API keys existed: created an admin key and wrote it to this file (mode 0600)");
     Ok(Some(path))
 }
@@ -84,25 +73,15 @@ impl Application {
         ensure_initial_admin_key(&pool, &settings.data_dir)?;
         let hasher = {
             let mut conn = pool.get().map_err(|e| e.to_string())?;
-            let key = secrets::contact_hash_key(&mut conn, &settings.privacy.contact_hash_key)
-                .map_err(|e| e.to_string())?;
+            let key =
+                secrets::contact_hash_key(&mut conn, &settings.privacy.contact_hash_key).map_err(|e| e.to_string())?;
             ContactHasher::new(&key)
         };
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
-            .map_err(|e| {
-                format!(
-                    "binding {}:{}: {e}",
-                    settings.server.host, settings.server.port
-                )
-            })?;
+            .map_err(|e| format!("binding {}:{}: {e}", settings.server.host, settings.server.port))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         let server = run(listener, pool.clone(), hasher, settings)?;
-        Ok(Self {
-            port,
-            server,
-            pool,
-            backend: url.backend(),
-        })
+        Ok(Self { port, server, pool, backend: url.backend() })
     }
 
     pub fn port(&self) -> u16 {
@@ -151,12 +130,7 @@ async fn housekeeping(pool: DbPool) {
     }
 }
 
-fn run(
-    listener: TcpListener,
-    pool: DbPool,
-    hasher: ContactHasher,
-    settings: Settings,
-) -> Result<Server, String> {
+fn run(listener: TcpListener, pool: DbPool, hasher: ContactHasher, settings: Settings) -> Result<Server, String> {
     let pool = web::Data::new(pool);
     let hasher = web::Data::new(hasher);
     let metrics = web::Data::new(Metrics::default());
@@ -174,10 +148,7 @@ fn run(
             .app_data(settings.clone())
             .wrap(from_fn(http::observe))
             .configure(crate::routes::configure)
-            .service(
-                utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}")
-                    .url("/openapi.json", openapi.clone()),
-            )
+            .service(utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi.clone()))
             .service(web::redirect("/docs", "/docs/"))
             .default_service(web::to(http::not_found))
     })

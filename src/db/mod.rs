@@ -39,16 +39,11 @@ impl DatabaseUrl {
             Ok(Self::Postgres(url.to_owned()))
         } else if let Some(path) = url.strip_prefix("sqlite://") {
             if path.is_empty() || path == ":memory:" {
-                return Err(
-                    "sqlite URL needs a file path (an in-memory database is not shared by a pool)"
-                        .into(),
-                );
+                return Err("sqlite URL needs a file path (an in-memory database is not shared by a pool)".into());
             }
             Ok(Self::Sqlite(PathBuf::from(path)))
         } else {
-            Err(format!(
-                "unsupported database URL {url:?}: use sqlite://PATH or postgres://…"
-            ))
+            Err(format!("unsupported database URL {url:?}: use sqlite://PATH or postgres://…"))
         }
     }
 
@@ -90,12 +85,12 @@ impl ManageConnection for ConnectionManager {
 
     fn connect(&self) -> Result<DbConnection, r2d2::Error> {
         match &self.url {
-            DatabaseUrl::Postgres(url) => PgConnection::establish(url)
-                .map(DbConnection::Postgres)
-                .map_err(r2d2::Error::ConnectionError),
+            DatabaseUrl::Postgres(url) => {
+                PgConnection::establish(url).map(DbConnection::Postgres).map_err(r2d2::Error::ConnectionError)
+            }
             DatabaseUrl::Sqlite(path) => {
-                let mut conn = SqliteConnection::establish(&path.to_string_lossy())
-                    .map_err(r2d2::Error::ConnectionError)?;
+                let mut conn =
+                    SqliteConnection::establish(&path.to_string_lossy()).map_err(r2d2::Error::ConnectionError)?;
                 conn.batch_execute(
                     "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
                      PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
@@ -107,8 +102,7 @@ impl ManageConnection for ConnectionManager {
     }
 
     fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
-        conn.batch_execute("SELECT 1")
-            .map_err(r2d2::Error::QueryError)
+        conn.batch_execute("SELECT 1").map_err(r2d2::Error::QueryError)
     }
 
     fn has_broken(&self, _conn: &mut DbConnection) -> bool {
@@ -120,8 +114,7 @@ impl ManageConnection for ConnectionManager {
 pub fn build_pool(url: &DatabaseUrl, max_size: u32, timeout: Duration) -> Result<DbPool, String> {
     if let DatabaseUrl::Sqlite(path) = url {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("creating database folder {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|e| format!("creating database folder {}: {e}", dir.display()))?;
         }
     }
     Pool::builder()
@@ -135,9 +128,7 @@ pub fn build_pool(url: &DatabaseUrl, max_size: u32, timeout: Duration) -> Result
 /// Applies pending migrations for the connection's backend; returns how many ran.
 pub fn run_migrations(conn: &mut DbConnection) -> Result<usize, String> {
     let ran = match conn {
-        DbConnection::Postgres(c) => c
-            .run_pending_migrations(POSTGRES_MIGRATIONS)
-            .map(|v| v.len()),
+        DbConnection::Postgres(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len()),
         DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
     };
     ran.map_err(|e| format!("running migrations: {e}"))
@@ -146,10 +137,7 @@ pub fn run_migrations(conn: &mut DbConnection) -> Result<usize, String> {
 /// Runs `f` in one write transaction. On SQLite the transaction starts with `BEGIN IMMEDIATE`
 /// so a read-then-write never fails with SQLITE_BUSY when another writer got there first
 /// (it waits on the busy timeout instead); on PostgreSQL it is an ordinary transaction.
-pub fn write_tx<T, E>(
-    conn: &mut DbConnection,
-    f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
-) -> Result<T, E>
+pub fn write_tx<T, E>(conn: &mut DbConnection, f: impl FnOnce(&mut DbConnection) -> Result<T, E>) -> Result<T, E>
 where
     E: From<diesel::result::Error>,
 {
@@ -159,9 +147,7 @@ where
             AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?;
             match f(conn) {
                 Ok(value) => {
-                    let DbConnection::Sqlite(inner) = conn else {
-                        unreachable!()
-                    };
+                    let DbConnection::Sqlite(inner) = conn else { unreachable!() };
                     match AnsiTransactionManager::commit_transaction(inner) {
                         Ok(()) => Ok(value),
                         Err(e) => {
@@ -171,9 +157,7 @@ where
                     }
                 }
                 Err(e) => {
-                    let DbConnection::Sqlite(inner) = conn else {
-                        unreachable!()
-                    };
+                    let DbConnection::Sqlite(inner) = conn else { unreachable!() };
                     let _ = AnsiTransactionManager::rollback_transaction(inner);
                     Err(e)
                 }
@@ -186,8 +170,7 @@ where
 pub fn now() -> chrono::NaiveDateTime {
     use chrono::{DurationRound, TimeDelta};
     let now = chrono::Utc::now().naive_utc();
-    now.duration_trunc(TimeDelta::microseconds(1))
-        .unwrap_or(now)
+    now.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(now)
 }
 
 pub fn is_postgres(conn: &DbConnection) -> bool {

@@ -91,8 +91,9 @@ diesel::table! {
 diesel::table! {
     referrals (id) {
         id -> Text,
-        ambassador_id -> Text,
-        code_id -> Text,
+        ambassador_id -> Nullable<Text>,
+        code_id -> Nullable<Text>,
+        submitted_code -> Nullable<Text>,
         status -> Text,
         source -> Text,
         client_first_name -> Nullable<Text>,
@@ -133,7 +134,44 @@ diesel::table! {
     }
 }
 
-diesel::joinable!(referrals -> ambassadors (ambassador_id));
+diesel::table! {
+    portal_login_tokens (id) {
+        id -> Text,
+        ambassador_id -> Text,
+        token_hash -> Text,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    portal_sessions (id) {
+        id -> Text,
+        ambassador_id -> Text,
+        token_hash -> Text,
+        expires_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    email_outbox (id) {
+        id -> Text,
+        dedupe_key -> Text,
+        template -> Text,
+        to_address -> Text,
+        payload -> Text,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        last_error -> Nullable<Text>,
+        sent_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(referral_sessions -> referrals (referral_id));
 diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
@@ -144,4 +182,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     app_secrets,
     referrals,
     referral_sessions,
+    portal_login_tokens,
+    portal_sessions,
+    email_outbox,
 );

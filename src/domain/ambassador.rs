@@ -17,13 +17,7 @@ pub enum AmbassadorStatus {
 }
 
 impl AmbassadorStatus {
-    pub const ALL: [Self; 5] = [
-        Self::Applied,
-        Self::Active,
-        Self::Suspended,
-        Self::Closed,
-        Self::Declined,
-    ];
+    pub const ALL: [Self; 5] = [Self::Applied, Self::Active, Self::Suspended, Self::Closed, Self::Declined];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -51,13 +45,7 @@ pub enum LifecycleEvent {
 }
 
 impl LifecycleEvent {
-    pub const ALL: [Self; 5] = [
-        Self::Approve,
-        Self::Decline,
-        Self::Suspend,
-        Self::Reactivate,
-        Self::Close,
-    ];
+    pub const ALL: [Self; 5] = [Self::Approve, Self::Decline, Self::Suspend, Self::Reactivate, Self::Close];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -76,10 +64,7 @@ impl LifecycleEvent {
 }
 
 /// The one place the ambassador state machine lives.
-pub fn transition(
-    from: AmbassadorStatus,
-    event: LifecycleEvent,
-) -> Result<AmbassadorStatus, DomainError> {
+pub fn transition(from: AmbassadorStatus, event: LifecycleEvent) -> Result<AmbassadorStatus, DomainError> {
     use AmbassadorStatus::*;
     use LifecycleEvent::*;
     let to = match (from, event) {
@@ -116,9 +101,7 @@ impl PayoutMethod {
     pub fn parse(self) -> Result<Self, (String, String)> {
         match self {
             Self::Paypal { email } => Email::parse(&email)
-                .map(|e| Self::Paypal {
-                    email: e.into_inner(),
-                })
+                .map(|e| Self::Paypal { email: e.into_inner() })
                 .map_err(|m| ("payout_method.email".into(), m)),
             Self::Bank { reference } => super::required_text(&reference, 500)
                 .map(|reference| Self::Bank { reference })
@@ -145,18 +128,10 @@ impl PayoutMethod {
         }
     }
 
-    pub fn from_columns(
-        method: Option<&str>,
-        paypal: Option<&str>,
-        bank: Option<&str>,
-    ) -> Option<Self> {
+    pub fn from_columns(method: Option<&str>, paypal: Option<&str>, bank: Option<&str>) -> Option<Self> {
         match method? {
-            "paypal" => Some(Self::Paypal {
-                email: paypal.unwrap_or_default().to_owned(),
-            }),
-            "bank" => Some(Self::Bank {
-                reference: bank.unwrap_or_default().to_owned(),
-            }),
+            "paypal" => Some(Self::Paypal { email: paypal.unwrap_or_default().to_owned() }),
+            "bank" => Some(Self::Bank { reference: bank.unwrap_or_default().to_owned() }),
             "store_credit" => Some(Self::StoreCredit),
             _ => None,
         }
@@ -176,10 +151,7 @@ pub struct NotificationPreferences {
 
 impl Default for NotificationPreferences {
     fn default() -> Self {
-        Self {
-            referral_updates: true,
-            reward_updates: true,
-        }
+        Self { referral_updates: true, reward_updates: true }
     }
 }
 
@@ -202,10 +174,7 @@ mod tests {
         ];
         for from in AmbassadorStatus::ALL {
             for event in LifecycleEvent::ALL {
-                let expected = allowed
-                    .iter()
-                    .find(|(f, e, _)| *f == from && *e == event)
-                    .map(|(_, _, to)| *to);
+                let expected = allowed.iter().find(|(f, e, _)| *f == from && *e == event).map(|(_, _, to)| *to);
                 match (transition(from, event), expected) {
                     (Ok(to), Some(exp)) => assert_eq!(to, exp, "{from:?} + {event:?}"),
                     (Err(DomainError::InvalidTransition { current, .. }), None) => {
@@ -219,26 +188,10 @@ mod tests {
 
     #[test]
     fn payout_method_is_normalised() {
-        let m = PayoutMethod::Paypal {
-            email: " Ann@PayPal.com ".into(),
-        }
-        .parse()
-        .unwrap();
-        assert_eq!(
-            m,
-            PayoutMethod::Paypal {
-                email: "ann@paypal.com".into()
-            }
-        );
-        assert!(PayoutMethod::Bank {
-            reference: "  ".into()
-        }
-        .parse()
-        .is_err());
+        let m = PayoutMethod::Paypal { email: " Ann@PayPal.com ".into() }.parse().unwrap();
+        assert_eq!(m, PayoutMethod::Paypal { email: "ann@paypal.com".into() });
+        assert!(PayoutMethod::Bank { reference: "  ".into() }.parse().is_err());
         let cols = PayoutMethod::to_columns(Some(&m));
-        assert_eq!(
-            PayoutMethod::from_columns(cols.0.as_deref(), cols.1.as_deref(), cols.2.as_deref()),
-            Some(m)
-        );
+        assert_eq!(PayoutMethod::from_columns(cols.0.as_deref(), cols.1.as_deref(), cols.2.as_deref()), Some(m));
     }
 }

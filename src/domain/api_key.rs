@@ -44,17 +44,9 @@ pub struct NewSecret {
 }
 
 pub fn generate() -> NewSecret {
-    let random: String = rand::rngs::OsRng
-        .sample_iter(&Alphanumeric)
-        .take(SECRET_LEN)
-        .map(char::from)
-        .collect();
+    let random: String = rand::rngs::OsRng.sample_iter(&Alphanumeric).take(SECRET_LEN).map(char::from).collect();
     let secret = format!("{KEY_PREFIX}{random}");
-    NewSecret {
-        hash: hash(&secret),
-        prefix: secret[..KEY_PREFIX.len() + 6].to_owned(),
-        secret,
-    }
+    NewSecret { hash: hash(&secret), prefix: secret[..KEY_PREFIX.len() + 6].to_owned(), secret }
 }
 
 /// SHA-256 hex of a presented secret. Keys are high-entropy random strings, so a fast hash
@@ -65,12 +57,10 @@ pub fn hash(secret: &str) -> String {
 
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 #[cfg(test)]
@@ -82,9 +72,7 @@ mod tests {
         let k = generate();
         assert!(k.secret.starts_with(KEY_PREFIX));
         assert_eq!(k.secret.len(), KEY_PREFIX.len() + SECRET_LEN);
-        assert!(k.secret[KEY_PREFIX.len()..]
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric()));
+        assert!(k.secret[KEY_PREFIX.len()..].chars().all(|c| c.is_ascii_alphanumeric()));
         assert_eq!(hash(&k.secret), k.hash);
         assert!(k.secret.starts_with(&k.prefix));
         assert_ne!(generate().secret, k.secret);

@@ -32,13 +32,8 @@ impl ReferralCode {
     /// A fresh random 8-character code shown as `XXXX-XXXX`.
     pub fn generate() -> Self {
         let mut rng = rand::thread_rng();
-        let raw: String = (0..8)
-            .map(|_| CROCKFORD[rng.gen_range(0..32)] as char)
-            .collect();
-        Self {
-            display: format!("{}-{}", &raw[..4], &raw[4..]),
-            normalized: raw,
-        }
+        let raw: String = (0..8).map(|_| CROCKFORD[rng.gen_range(0..32)] as char).collect();
+        Self { display: format!("{}-{}", &raw[..4], &raw[4..]), normalized: raw }
     }
 
     /// A vanity code chosen by staff: 3–32 characters of `A-Z`, `0-9` and `-` (case is ignored).
@@ -47,20 +42,14 @@ impl ReferralCode {
         if !(3..=32).contains(&display.len()) {
             return Err("must be 3 to 32 characters".into());
         }
-        if !display
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-')
-        {
+        if !display.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-') {
             return Err("may contain only letters A-Z, digits and '-'".into());
         }
         let normalized = normalize(&display);
         if normalized.len() < 3 {
             return Err("must have at least 3 letters or digits".into());
         }
-        Ok(Self {
-            display,
-            normalized,
-        })
+        Ok(Self { display, normalized })
     }
 
     pub fn display(&self) -> &str {
@@ -74,11 +63,7 @@ impl ReferralCode {
 
 /// What a typed code is compared as: upper-case with hyphens and spaces removed.
 pub fn normalize(input: &str) -> String {
-    input
-        .chars()
-        .filter(|c| *c != '-' && !c.is_whitespace())
-        .collect::<String>()
-        .to_ascii_uppercase()
+    input.chars().filter(|c| *c != '-' && !c.is_whitespace()).collect::<String>().to_ascii_uppercase()
 }
 
 /// Forms of a typed code to look up, best first: the code as typed (normalised), then — for
@@ -133,10 +118,7 @@ mod tests {
     #[test]
     fn matching_ignores_case_hyphens_and_lookalikes() {
         assert_eq!(lookup_candidates("7q4k-9mzd"), vec!["7Q4K9MZD".to_string()]);
-        assert_eq!(
-            lookup_candidates("7Q4K-9MZO"),
-            vec!["7Q4K9MZO".to_string(), "7Q4K9MZ0".to_string()]
-        );
+        assert_eq!(lookup_candidates("7Q4K-9MZO"), vec!["7Q4K9MZO".to_string(), "7Q4K9MZ0".to_string()]);
         assert_eq!(lookup_candidates("james-10"), vec!["JAMES10".to_string()]);
     }
 }

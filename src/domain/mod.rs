@@ -19,10 +19,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self { field: field.into(), message: message.into() }
     }
 }
 
@@ -31,11 +28,7 @@ pub enum DomainError {
     #[error("validation failed")]
     Validation(Vec<FieldError>),
     #[error("cannot {event} a {entity} that is {current}")]
-    InvalidTransition {
-        entity: &'static str,
-        current: String,
-        event: String,
-    },
+    InvalidTransition { entity: &'static str, current: String, event: String },
 }
 
 /// Collects field errors so one response reports every bad field at once.

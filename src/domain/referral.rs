@@ -22,14 +22,8 @@ pub enum ReferralStatus {
 }
 
 impl ReferralStatus {
-    pub const ALL: [Self; 6] = [
-        Self::Registered,
-        Self::InTreatment,
-        Self::Completed,
-        Self::Refunded,
-        Self::Cancelled,
-        Self::Rejected,
-    ];
+    pub const ALL: [Self; 6] =
+        [Self::Registered, Self::InTreatment, Self::Completed, Self::Refunded, Self::Cancelled, Self::Rejected];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -57,13 +51,7 @@ pub enum ReferralEvent {
 }
 
 impl ReferralEvent {
-    pub const ALL: [Self; 5] = [
-        Self::RecordSession,
-        Self::Complete,
-        Self::Cancel,
-        Self::Reject,
-        Self::Refund,
-    ];
+    pub const ALL: [Self; 5] = [Self::RecordSession, Self::Complete, Self::Cancel, Self::Reject, Self::Refund];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -78,14 +66,7 @@ impl ReferralEvent {
     /// The reason codes this event accepts (empty: it takes none).
     pub fn reason_codes(self) -> &'static [&'static str] {
         match self {
-            Self::Reject => &[
-                "duplicate",
-                "self_referral",
-                "fraud",
-                "outside_window",
-                "not_eligible",
-                "other",
-            ],
+            Self::Reject => &["duplicate", "self_referral", "fraud", "outside_window", "not_eligible", "other"],
             Self::Cancel => &["client_withdrew", "not_suitable", "no_show", "other"],
             Self::Refund => &["client_dissatisfied", "medical", "goodwill", "other"],
             Self::RecordSession | Self::Complete => &[],
@@ -96,10 +77,7 @@ impl ReferralEvent {
 /// The one place the referral state machine lives. Sessions may still be recorded after
 /// completion (touch-ups) without changing the status; `completed` can only be refunded;
 /// cancelled, rejected and refunded are final.
-pub fn transition(
-    from: ReferralStatus,
-    event: ReferralEvent,
-) -> Result<ReferralStatus, DomainError> {
+pub fn transition(from: ReferralStatus, event: ReferralEvent) -> Result<ReferralStatus, DomainError> {
     use ReferralEvent::*;
     use ReferralStatus::*;
     let to = match (from, event) {
@@ -135,12 +113,7 @@ pub fn attribution(
 
 /// How an ambassador sees a referred client: "First L." only with the client's consent,
 /// otherwise an opaque label from the code used (`Referral 7Q4K…`).
-pub fn name_for_ambassador(
-    first: Option<&str>,
-    last: Option<&str>,
-    consent: bool,
-    code: &str,
-) -> String {
+pub fn name_for_ambassador(first: Option<&str>, last: Option<&str>, consent: bool, code: &str) -> String {
     match (consent, first.map(str::trim).filter(|f| !f.is_empty())) {
         (true, Some(first)) => match last.and_then(|l| l.trim().chars().next()) {
             Some(initial) => format!("{first} {}.", initial.to_uppercase()),
@@ -175,10 +148,7 @@ mod tests {
         ];
         for from in ReferralStatus::ALL {
             for event in ReferralEvent::ALL {
-                let expected = allowed
-                    .iter()
-                    .find(|(f, e, _)| *f == from && *e == event)
-                    .map(|(_, _, to)| *to);
+                let expected = allowed.iter().find(|(f, e, _)| *f == from && *e == event).map(|(_, _, to)| *to);
                 match (transition(from, event), expected) {
                     (Ok(to), Some(exp)) => assert_eq!(to, exp, "{from:?} + {event:?}"),
                     (Err(DomainError::InvalidTransition { current, .. }), None) => {
@@ -202,21 +172,9 @@ mod tests {
 
     #[test]
     fn clients_are_named_only_with_consent() {
-        assert_eq!(
-            name_for_ambassador(Some("Maria"), Some("garcia"), true, "7Q4K-9MZD"),
-            "Maria G."
-        );
-        assert_eq!(
-            name_for_ambassador(Some("Maria"), None, true, "7Q4K-9MZD"),
-            "Maria"
-        );
-        assert_eq!(
-            name_for_ambassador(Some("Maria"), Some("Garcia"), false, "7Q4K-9MZD"),
-            "Referral 7Q4K…"
-        );
-        assert_eq!(
-            name_for_ambassador(None, None, true, "JAMES10"),
-            "Referral JAME…"
-        );
+        assert_eq!(name_for_ambassador(Some("Maria"), Some("garcia"), true, "7Q4K-9MZD"), "Maria G.");
+        assert_eq!(name_for_ambassador(Some("Maria"), None, true, "7Q4K-9MZD"), "Maria");
+        assert_eq!(name_for_ambassador(Some("Maria"), Some("Garcia"), false, "7Q4K-9MZD"), "Referral 7Q4K…");
+        assert_eq!(name_for_ambassador(None, None, true, "JAMES10"), "Referral JAME…");
     }
 }

@@ -12,7 +12,7 @@ use actix_web::{web, HttpMessage, HttpResponse, ResponseError};
 use sha2::{Digest, Sha256};
 
 use super::blocking;
-use crate::auth::Caller;
+use crate::auth::{AmbassadorCaller, Caller};
 use crate::db::DbPool;
 use crate::domain::api_key::hex;
 use crate::error::ApiError;
@@ -25,6 +25,9 @@ pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 fn scope_of(req: &ServiceRequest) -> String {
     if let Some(caller) = req.extensions().get::<Caller>() {
         return format!("key:{}", caller.key_id);
+    }
+    if let Some(me) = req.extensions().get::<AmbassadorCaller>() {
+        return format!("ambassador:{}", me.ambassador_id);
     }
     match super::client_ip(req.request()) {
         Some(ip) => format!("ip:{ip}"),
@@ -42,20 +45,12 @@ pub async fn idempotency(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let key = match req.headers().get(HEADER) {
         Some(v) if req.method() == Method::POST => v.to_str().map(str::to_owned).map_err(|_| ()),
-        _ => {
-            return next
-                .call(req)
-                .await
-                .map(ServiceResponse::map_into_boxed_body)
-        }
+        _ => return next.call(req).await.map(ServiceResponse::map_into_boxed_body),
     };
     let key = match key {
         Ok(k) if !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()) => k,
         _ => {
-            let e = ApiError::validation(
-                "Idempotency-Key",
-                "must be 1 to 255 visible ASCII characters",
-            );
+            let e = ApiError::validation("Idempotency-Key", "must be 1 to 255 visible ASCII characters");
             return Ok(reject(req, e));
         }
     };
@@ -80,17 +75,11 @@ pub async fn idempotency(
     let request_hash = hex(&hasher.finalize());
     req.set_payload(actix_web::dev::Payload::from(body));
 
-    let pool = req
-        .app_data::<web::Data<DbPool>>()
-        .cloned()
-        .expect("pool registered");
+    let pool = req.app_data::<web::Data<DbPool>>().cloned().expect("pool registered");
     let scope = scope_of(&req);
     let claim = {
         let (scope, key) = (scope.clone(), key.clone());
-        blocking(&pool, move |c| {
-            idempotency::claim(c, &scope, &key, &request_hash)
-        })
-        .await
+        blocking(&pool, move |c| idempotency::claim(c, &scope, &key, &request_hash)).await
     };
     match claim {
         Err(e) => return Ok(reject(req, e)),
@@ -98,11 +87,7 @@ pub async fn idempotency(
         Ok(Claim::InProgress) => return Ok(reject(req, ApiError::IdempotencyInProgress)),
         Ok(Claim::Replay { status, body }) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            let content_type = if status.is_success() {
-                "application/json"
-            } else {
-                crate::error::PROBLEM_JSON
-            };
+            let content_type = if status.is_success() { "application/json" } else { crate::error::PROBLEM_JSON };
             let res = HttpResponse::build(status)
                 .content_type(content_type)
                 .insert_header((REPLAYED_HEADER, "true"))
@@ -120,8 +105,7 @@ pub async fn idempotency(
         Ok(b) => b,
         Err(_) => {
             let _ = blocking(&pool, move |c| idempotency::release(c, &scope, &key)).await;
-            let res =
-                ApiError::internal("could not buffer response for idempotency").error_response();
+            let res = ApiError::internal("could not buffer response for idempotency").error_response();
             return Ok(ServiceResponse::new(http_req, res));
         }
     };
@@ -129,16 +113,10 @@ pub async fn idempotency(
     let stored = if status.is_server_error() {
         blocking(&pool, move |c| idempotency::release(c, &scope, &key)).await
     } else {
-        blocking(&pool, move |c| {
-            idempotency::complete(c, &scope, &key, status.as_u16(), &text)
-        })
-        .await
+        blocking(&pool, move |c| idempotency::complete(c, &scope, &key, status.as_u16(), &text)).await
     };
     if let Err(e) = stored {
         tracing::warn!(error = %e, "could not record idempotent response");
     }
-    Ok(ServiceResponse::new(
-        http_req,
-        res.set_body(BoxBody::new(bytes)),
-    ))
+    Ok(ServiceResponse::new(http_req, res.set_body(BoxBody::new(bytes))))
 }

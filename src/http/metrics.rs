@@ -6,9 +6,7 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
-const BUCKETS: [f64; 11] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+const BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 #[derive(Default)]
 pub struct Metrics {
@@ -33,10 +31,7 @@ impl Metrics {
     pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        *inner
-            .requests
-            .entry((method.to_owned(), route.to_owned(), status))
-            .or_default() += 1;
+        *inner.requests.entry((method.to_owned(), route.to_owned(), status)).or_default() += 1;
         let h = inner.latency.entry(route.to_owned()).or_default();
         if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
             h.buckets[i] += 1;
@@ -49,9 +44,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
-        out.push_str(
-            "# HELP vouch_http_requests_total HTTP requests by method, route and status.\n",
-        );
+        out.push_str("# HELP vouch_http_requests_total HTTP requests by method, route and status.\n");
         out.push_str("# TYPE vouch_http_requests_total counter\n");
         for ((method, route, status), n) in &inner.requests {
             let _ = writeln!(
@@ -68,32 +61,25 @@ impl Metrics {
             let mut cumulative = 0;
             for (bound, n) in BUCKETS.iter().zip(h.buckets) {
                 cumulative += n;
-                let _ = writeln!(out, "vouch_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {cumulative}");
+                let _ = writeln!(
+                    out,
+                    "vouch_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {cumulative}"
+                );
             }
             let _ = writeln!(
                 out,
                 "vouch_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
                 h.count
             );
-            let _ = writeln!(
-                out,
-                "vouch_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "vouch_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
-                h.count
-            );
+            let _ = writeln!(out, "vouch_http_request_duration_seconds_sum{{route=\"{route}\"}} {}", h.sum);
+            let _ = writeln!(out, "vouch_http_request_duration_seconds_count{{route=\"{route}\"}} {}", h.count);
         }
         out
     }
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -106,9 +92,7 @@ mod tests {
         m.observe_request("GET", "/v1/x", 200, Duration::from_millis(3));
         m.observe_request("GET", "/v1/x", 200, Duration::from_millis(30));
         let text = m.render();
-        assert!(text.contains(
-            "vouch_http_requests_total{method=\"GET\",route=\"/v1/x\",status=\"200\"} 2"
-        ));
+        assert!(text.contains("vouch_http_requests_total{method=\"GET\",route=\"/v1/x\",status=\"200\"} 2"));
         assert!(text.contains("le=\"0.005\"} 1"));
         assert!(text.contains("le=\"0.05\"} 2"));
         assert!(text.contains("vouch_http_request_duration_seconds_count{route=\"/v1/x\"} 2"));

@@ -43,16 +43,12 @@ pub async fn observe(
     let mut res = next.call(req).instrument(span.clone()).await?;
     let elapsed = started.elapsed();
     let status = res.status().as_u16();
-    let route = res
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".into());
+    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
     if let Some(m) = metrics {
         m.observe_request(&method, &route, status, elapsed);
     }
     if let Ok(v) = HeaderValue::from_str(&request_id) {
-        res.headers_mut()
-            .insert(HeaderName::from_static(REQUEST_ID_HEADER), v);
+        res.headers_mut().insert(HeaderName::from_static(REQUEST_ID_HEADER), v);
     }
     let _enter = span.enter();
     let ms = elapsed.as_secs_f64() * 1000.0;
@@ -69,9 +65,7 @@ pub async fn observe(
 /// The client's address: the peer, or the first `X-Forwarded-For` hop when configured to
 /// trust a proxy.
 pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
-    let trust = req
-        .app_data::<web::Data<Settings>>()
-        .is_some_and(|s| s.server.trust_forwarded_for);
+    let trust = req.app_data::<web::Data<Settings>>().is_some_and(|s| s.server.trust_forwarded_for);
     if trust {
         if let Some(ip) = req
             .headers()
@@ -104,10 +98,7 @@ impl FromRequest for PublicRequest {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
-        std::future::ready(Ok(Self {
-            request_id,
-            ip: client_ip(req),
-        }))
+        std::future::ready(Ok(Self { request_id, ip: client_ip(req) }))
     }
 }
 

@@ -25,10 +25,7 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(per_minute: u32) -> Self {
-        Self {
-            per_window: per_minute,
-            windows: Mutex::new(HashMap::new()),
-        }
+        Self { per_window: per_minute, windows: Mutex::new(HashMap::new()) }
     }
 
     /// Counts a request; `Err(seconds)` says how long until the address may try again.
@@ -63,9 +60,7 @@ pub async fn limit_public(
             return Ok(req.error_response(e).map_into_right_body());
         }
     }
-    next.call(req)
-        .await
-        .map(ServiceResponse::map_into_left_body)
+    next.call(req).await.map(ServiceResponse::map_into_left_body)
 }
 
 #[cfg(test)]

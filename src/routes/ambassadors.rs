@@ -6,31 +6,19 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{Auth, Staff};
 use crate::config::Settings;
 use crate::db::DbPool;
-use crate::domain::ambassador::{
-    AmbassadorStatus, LifecycleEvent, NotificationPreferences, PayoutMethod,
-};
+use crate::domain::ambassador::{AmbassadorStatus, LifecycleEvent, NotificationPreferences, PayoutMethod};
 use crate::domain::code::ReferralCode;
 use crate::domain::contact::{Email, Phone};
 use crate::domain::{optional_text, required_text, Validation};
 use crate::error::{ApiError, Problem};
 use crate::extract::{nullable, ApiJson, ApiQuery, OptionalJson};
 use crate::http::{blocking, resource};
-use crate::store::ambassadors::{
-    self, AmbassadorChanges, AmbassadorFilter, AmbassadorView, Enrolment, NewAmbassador,
-};
+use crate::store::ambassadors::{self, AmbassadorChanges, AmbassadorFilter, AmbassadorView, Enrolment, NewAmbassador};
 use crate::store::PageRequest;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        resource("/ambassadors")
-            .route(web::post().to(enrol))
-            .route(web::get().to(list)),
-    )
-    .service(
-        resource("/ambassadors/{id}")
-            .route(web::get().to(get))
-            .route(web::patch().to(update)),
-    );
+    cfg.service(resource("/ambassadors").route(web::post().to(enrol)).route(web::get().to(list)))
+        .service(resource("/ambassadors/{id}").route(web::get().to(get)).route(web::patch().to(update)));
     for (path, event) in [
         ("/ambassadors/{id}/approve", LifecycleEvent::Approve),
         ("/ambassadors/{id}/decline", LifecycleEvent::Decline),
@@ -38,11 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         ("/ambassadors/{id}/reactivate", LifecycleEvent::Reactivate),
         ("/ambassadors/{id}/close", LifecycleEvent::Close),
     ] {
-        cfg.service(
-            resource(path)
-                .app_data(web::Data::new(event))
-                .route(web::post().to(lifecycle)),
-        );
+        cfg.service(resource(path).app_data(web::Data::new(event)).route(web::post().to(lifecycle)));
     }
 }
 
@@ -98,7 +82,7 @@ pub(crate) fn parse_person(
     }
 }
 
-fn parse_payout(v: &mut Validation, method: Option<PayoutMethod>) -> Option<Option<PayoutMethod>> {
+pub(crate) fn parse_payout(v: &mut Validation, method: Option<PayoutMethod>) -> Option<Option<PayoutMethod>> {
     match method.map(PayoutMethod::parse) {
         None => Some(None),
         Some(Ok(m)) => Some(Some(m)),
@@ -112,12 +96,7 @@ fn parse_payout(v: &mut Validation, method: Option<PayoutMethod>) -> Option<Opti
 impl EnrolAmbassador {
     fn parse(self, settings: &Settings) -> Result<NewAmbassador, ApiError> {
         let mut v = Validation::new();
-        let PersonFields {
-            name,
-            email,
-            phone,
-            display_name,
-        } = parse_person(
+        let PersonFields { name, email, phone, display_name } = parse_person(
             &mut v,
             settings,
             &self.name,
@@ -127,18 +106,9 @@ impl EnrolAmbassador {
         );
         let payout_method = parse_payout(&mut v, self.payout_method);
         let notes = v.check("notes", optional_text(self.notes.as_deref(), NOTES_MAX));
-        let vanity_code = v.check(
-            "code",
-            self.code
-                .as_deref()
-                .map(ReferralCode::parse_vanity)
-                .transpose(),
-        );
+        let vanity_code = v.check("code", self.code.as_deref().map(ReferralCode::parse_vanity).transpose());
         if self.show_name_to_referrals && matches!(display_name, Some(None)) {
-            v.push(
-                "display_name",
-                "is required when show_name_to_referrals is true",
-            );
+            v.push("display_name", "is required when show_name_to_referrals is true");
         }
         v.finish()?;
         Ok(NewAmbassador {
@@ -181,26 +151,15 @@ pub struct UpdateAmbassador {
 impl UpdateAmbassador {
     fn parse(self, settings: &Settings) -> Result<AmbassadorChanges, ApiError> {
         let mut v = Validation::new();
-        let name = self
-            .name
-            .map(|n| v.check("name", required_text(&n, NAME_MAX)));
+        let name = self.name.map(|n| v.check("name", required_text(&n, NAME_MAX)));
         let email = self.email.map(|e| v.check("email", Email::parse(&e)));
-        let phone =
-            self.phone.map(
-                |p| match p.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
-                    None => Some(None),
-                    Some(p) => v
-                        .check("phone", Phone::parse(p, settings.default_country_code()))
-                        .map(Some),
-                },
-            );
-        let display_name = self
-            .display_name
-            .map(|d| v.check("display_name", optional_text(d.as_deref(), 100)));
+        let phone = self.phone.map(|p| match p.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+            None => Some(None),
+            Some(p) => v.check("phone", Phone::parse(p, settings.default_country_code())).map(Some),
+        });
+        let display_name = self.display_name.map(|d| v.check("display_name", optional_text(d.as_deref(), 100)));
         let payout_method = self.payout_method.map(|m| parse_payout(&mut v, m));
-        let notes = self
-            .notes
-            .map(|n| v.check("notes", optional_text(n.as_deref(), NOTES_MAX)));
+        let notes = self.notes.map(|n| v.check("notes", optional_text(n.as_deref(), NOTES_MAX)));
         v.finish()?;
         Ok(AmbassadorChanges {
             name: name.flatten(),
@@ -256,10 +215,7 @@ pub async fn enrol(
 ) -> Result<HttpResponse, ApiError> {
     let new = body.0.parse(&settings)?;
     let actor = auth.actor();
-    let (row, codes) = blocking(&pool, move |c| {
-        ambassadors::enrol(c, &new, Enrolment::ByStaff, &actor)
-    })
-    .await?;
+    let (row, codes) = blocking(&pool, move |c| ambassadors::enrol(c, &new, Enrolment::ByStaff, &actor)).await?;
     Ok(HttpResponse::Created().json(AmbassadorView::new(row, codes, &settings.public_url())))
 }
 
@@ -278,17 +234,11 @@ pub async fn list(
     if q.q.as_ref().is_some_and(|s| s.chars().count() > 200) {
         return Err(ApiError::validation("q", "must be at most 200 characters"));
     }
-    let filter = AmbassadorFilter {
-        status: q.status,
-        q: q.q,
-    };
+    let filter = AmbassadorFilter { status: q.status, q: q.q };
     let result = blocking(&pool, move |c| ambassadors::list(c, &filter, &page)).await?;
     let url = settings.public_url();
     let page = result.map(|(row, codes)| AmbassadorView::new(row, codes, &url));
-    Ok(HttpResponse::Ok().json(AmbassadorList {
-        items: page.items,
-        next_cursor: page.next_cursor,
-    }))
+    Ok(HttpResponse::Ok().json(AmbassadorList { items: page.items, next_cursor: page.next_cursor }))
 }
 
 /// One ambassador with their codes.
@@ -345,12 +295,7 @@ pub async fn lifecycle(
 ) -> Result<HttpResponse, ApiError> {
     let event = **event;
     let mut v = Validation::new();
-    let reason = v
-        .check(
-            "reason",
-            optional_text(body.0.and_then(|b| b.reason).as_deref(), 1000),
-        )
-        .flatten();
+    let reason = v.check("reason", optional_text(body.0.and_then(|b| b.reason).as_deref(), 1000)).flatten();
     if event.requires_reason() && reason.is_none() {
         v.push("reason", format!("is required to {}", event.as_str()));
     }

@@ -13,12 +13,8 @@ use crate::http::{blocking, resource};
 use crate::store::api_keys::{self, ApiKeyView};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        resource("/api-keys")
-            .route(web::post().to(create))
-            .route(web::get().to(list)),
-    )
-    .service(resource("/api-keys/{id}").route(web::delete().to(revoke)));
+    cfg.service(resource("/api-keys").route(web::post().to(create)).route(web::get().to(list)))
+        .service(resource("/api-keys/{id}").route(web::delete().to(revoke)));
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -67,10 +63,7 @@ pub async fn create(
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn list(_auth: Auth<Admin>, pool: web::Data<DbPool>) -> Result<HttpResponse, ApiError> {
     let items = blocking(&pool, api_keys::list).await?;
-    Ok(HttpResponse::Ok().json(ApiKeyList {
-        items,
-        next_cursor: None,
-    }))
+    Ok(HttpResponse::Ok().json(ApiKeyList { items, next_cursor: None }))
 }
 
 /// Revoke an API key; it stops working at once.

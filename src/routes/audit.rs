@@ -42,12 +42,6 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let q = q.0;
     let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
-    let result = blocking(&pool, move |c| {
-        audit::list(c, q.entity_id.as_deref(), &page)
-    })
-    .await?;
-    Ok(HttpResponse::Ok().json(AuditList {
-        items: result.items,
-        next_cursor: result.next_cursor,
-    }))
+    let result = blocking(&pool, move |c| audit::list(c, q.entity_id.as_deref(), &page)).await?;
+    Ok(HttpResponse::Ok().json(AuditList { items: result.items, next_cursor: result.next_cursor }))
 }

@@ -15,12 +15,8 @@ use crate::store::ambassadors;
 use crate::store::codes::{self, CodeView};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        resource("/ambassadors/{id}/codes")
-            .route(web::post().to(create))
-            .route(web::get().to(list)),
-    )
-    .service(resource("/codes/{code}/deactivate").route(web::post().to(deactivate)));
+    cfg.service(resource("/ambassadors/{id}/codes").route(web::post().to(create)).route(web::get().to(list)))
+        .service(resource("/codes/{code}/deactivate").route(web::post().to(deactivate)));
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -50,22 +46,11 @@ pub async fn create(
     body: OptionalJson<CreateCode>,
 ) -> Result<HttpResponse, ApiError> {
     let mut v = Validation::new();
-    let vanity = v
-        .check(
-            "code",
-            body.0
-                .and_then(|b| b.code)
-                .as_deref()
-                .map(ReferralCode::parse_vanity)
-                .transpose(),
-        )
-        .flatten();
+    let vanity =
+        v.check("code", body.0.and_then(|b| b.code).as_deref().map(ReferralCode::parse_vanity).transpose()).flatten();
     v.finish()?;
     let actor = auth.actor();
-    let row = blocking(&pool, move |c| {
-        codes::create(c, &id, vanity.as_ref(), &actor)
-    })
-    .await?;
+    let row = blocking(&pool, move |c| codes::create(c, &id, vanity.as_ref(), &actor)).await?;
     Ok(HttpResponse::Created().json(CodeView::new(row, &settings.public_url())))
 }
 
@@ -83,10 +68,7 @@ pub async fn list(
     let (_, rows) = blocking(&pool, move |c| ambassadors::find_with_codes(c, &id)).await?;
     let url = settings.public_url();
     let items = rows.into_iter().map(|r| CodeView::new(r, &url)).collect();
-    Ok(HttpResponse::Ok().json(CodeList {
-        items,
-        next_cursor: None,
-    }))
+    Ok(HttpResponse::Ok().json(CodeList { items, next_cursor: None }))
 }
 
 /// Deactivate a code (any case, with or without hyphens). It stays reserved forever.

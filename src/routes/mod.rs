@@ -5,6 +5,8 @@ pub mod api_keys;
 pub mod audit;
 pub mod codes;
 pub mod health;
+pub mod me;
+pub mod portal;
 pub mod public;
 pub mod referrals;
 
@@ -18,11 +20,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/v1")
             .wrap(from_fn(idempotency))
             .wrap(from_fn(crate::auth::authenticate))
-            .service(
-                web::scope("/public")
-                    .wrap(from_fn(limit_public))
-                    .configure(public::configure),
-            )
+            .service(web::scope("/public").wrap(from_fn(limit_public)).configure(public::configure))
+            .service(web::scope("/portal").wrap(from_fn(limit_public)).configure(portal::configure))
+            .configure(me::configure)
             .configure(api_keys::configure)
             .configure(ambassadors::configure)
             .configure(codes::configure)

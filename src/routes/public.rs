@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
 use crate::db::DbPool;
+use crate::domain::contact::{ContactHasher, Email, Phone};
+use crate::domain::required_text;
 use crate::domain::{optional_text, Validation};
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiJson;
@@ -13,10 +15,12 @@ use crate::http::{blocking, resource, PublicRequest};
 use crate::routes::ambassadors::{parse_person, PersonFields};
 use crate::store::ambassadors::{self, Enrolment, NewAmbassador};
 use crate::store::codes;
+use crate::store::referrals::{self, NewReferral};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/codes/{code}").route(web::get().to(lookup_code)))
-        .service(resource("/ambassador-applications").route(web::post().to(apply)));
+        .service(resource("/ambassador-applications").route(web::post().to(apply)))
+        .service(resource("/referrals").route(web::post().to(refer)));
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -37,10 +41,7 @@ pub struct PublicCode {
     responses((status = 200, body = PublicCode),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json")))]
-pub async fn lookup_code(
-    pool: web::Data<DbPool>,
-    code: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn lookup_code(pool: web::Data<DbPool>, code: web::Path<String>) -> Result<HttpResponse, ApiError> {
     if code.len() > 64 {
         return Err(ApiError::NotFound("referral code"));
     }
@@ -87,19 +88,8 @@ pub async fn apply(
 ) -> Result<HttpResponse, ApiError> {
     let a = body.0;
     let mut v = Validation::new();
-    let PersonFields {
-        name,
-        email,
-        phone,
-        display_name,
-    } = parse_person(
-        &mut v,
-        &settings,
-        &a.name,
-        &a.email,
-        a.phone.as_deref(),
-        a.display_name.as_deref(),
-    );
+    let PersonFields { name, email, phone, display_name } =
+        parse_person(&mut v, &settings, &a.name, &a.email, a.phone.as_deref(), a.display_name.as_deref());
     let message = v.check("message", optional_text(a.message.as_deref(), 2000));
     v.finish()?;
     let new = NewAmbassador {
@@ -115,19 +105,77 @@ pub async fn apply(
         vanity_code: None,
     };
     let actor = ctx.actor();
-    let result = blocking(&pool, move |c| {
-        ambassadors::enrol(c, &new, Enrolment::Application, &actor)
-    })
-    .await;
+    let result = blocking(&pool, move |c| ambassadors::enrol(c, &new, Enrolment::Application, &actor)).await;
     match result {
-        Ok(_)
-        | Err(ApiError::Conflict {
-            kind: "email-taken",
-            ..
-        }) => {}
+        Ok(_) | Err(ApiError::Conflict { kind: "email-taken", .. }) => {}
         Err(e) => return Err(e),
     }
-    Ok(HttpResponse::Accepted().json(Accepted {
-        status: "received".into(),
-    }))
+    Ok(HttpResponse::Accepted().json(Accepted { status: "received".into() }))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublicReferral {
+    /// The code from the share link.
+    pub code: String,
+    pub first_name: String,
+    pub last_name: Option<String>,
+    /// E-mail and/or phone: at least one.
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    /// Must be true: the friend agrees to be contacted by the clinic.
+    pub consent_to_contact: bool,
+    /// The friend agrees that the ambassador sees their first name and initial.
+    #[serde(default)]
+    pub share_name_with_ambassador: bool,
+}
+
+/// A referred friend leaves their details (from the share link). Always 202 for well-formed
+/// input: whether they were already referred is never revealed. Submissions that break a rule
+/// are kept as `rejected` with the reason, for staff.
+#[utoipa::path(post, path = "/v1/public/referrals", tag = "public",
+    request_body = PublicReferral,
+    responses((status = 202, body = Accepted),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json")))]
+pub async fn refer(
+    ctx: PublicRequest,
+    pool: web::Data<DbPool>,
+    settings: web::Data<Settings>,
+    hasher: web::Data<ContactHasher>,
+    body: ApiJson<PublicReferral>,
+) -> Result<HttpResponse, ApiError> {
+    let b = body.0;
+    let mut v = Validation::new();
+    let code = v.check("code", required_text(&b.code, 64));
+    let first_name = v.check("first_name", required_text(&b.first_name, 100));
+    let last_name = v.check("last_name", optional_text(b.last_name.as_deref(), 100));
+    let email =
+        v.check("email", optional_text(b.email.as_deref(), 254).and_then(|e| e.map(|e| Email::parse(&e)).transpose()));
+    let phone = v.check(
+        "phone",
+        optional_text(b.phone.as_deref(), 40)
+            .and_then(|p| p.map(|p| Phone::parse(&p, settings.default_country_code())).transpose()),
+    );
+    if matches!((&email, &phone), (Some(None), Some(None))) {
+        v.push("email", "an e-mail address or a phone number is required");
+    }
+    if !b.consent_to_contact {
+        v.push("consent_to_contact", "must be true: we can only record you if the clinic may contact you");
+    }
+    v.finish()?;
+    let new = NewReferral {
+        code: code.unwrap_or_default(),
+        first_name: first_name.unwrap_or_default(),
+        last_name: last_name.flatten(),
+        email: email.flatten(),
+        phone: phone.flatten(),
+        external_ref: None,
+        planned_sessions: None,
+        share_name_with_ambassador: b.share_name_with_ambassador,
+        notes: None,
+    };
+    let actor = ctx.actor();
+    blocking(&pool, move |c| referrals::submit_public(c, &new, &hasher, &actor)).await?;
+    Ok(HttpResponse::Accepted().json(Accepted { status: "received".into() }))
 }

@@ -1,49 +1,42 @@
 //! `/v1/referrals` (staff; finance may read without client contact or notes): record referred
 //! clients, follow their treatment sessions, confirm completion, cancel, reject or refund.
 
-use std::collections::HashMap;
-
 use actix_web::{web, HttpResponse};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{Auth, Staff, StaffOrFinance};
+use crate::auth::{Admin, Auth, Staff, StaffOrFinance};
 use crate::config::Settings;
+use crate::db::DbConnection;
 use crate::db::DbPool;
 use crate::domain::api_key::Role;
 use crate::domain::contact::{ContactHasher, Email, Phone};
 use crate::domain::referral::{ReferralEvent, ReferralStatus};
 use crate::domain::{optional_text, required_text, Validation};
 use crate::error::{ApiError, Problem};
+use crate::extract::nullable;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::http::{blocking, resource};
 use crate::store::audit::{self, AuditEvent};
-use crate::store::referrals::{self, NewReferral, ReferralFilter, ReferralRow, SessionRow, Source};
+use crate::store::referrals::{self, ClientChanges, NewReferral, ReferralFilter, ReferralRow, SessionRow};
 use crate::store::{codes, PageRequest};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        resource("/referrals")
-            .route(web::post().to(create))
-            .route(web::get().to(list)),
-    )
-    .service(resource("/referrals/{id}").route(web::get().to(get)))
-    .service(
-        resource("/referrals/{id}/sessions")
-            .route(web::post().to(record_session))
-            .route(web::get().to(list_sessions)),
-    )
-    .service(resource("/referrals/{id}/complete").route(web::post().to(complete)));
+    cfg.service(resource("/referrals").route(web::post().to(create)).route(web::get().to(list)))
+        .service(resource("/referrals/{id}").route(web::get().to(get)).route(web::patch().to(update)))
+        .service(resource("/referrals/{id}/personal-data").route(web::delete().to(erase)))
+        .service(
+            resource("/referrals/{id}/sessions")
+                .route(web::post().to(record_session))
+                .route(web::get().to(list_sessions)),
+        )
+        .service(resource("/referrals/{id}/complete").route(web::post().to(complete)));
     for (path, event) in [
         ("/referrals/{id}/cancel", ReferralEvent::Cancel),
         ("/referrals/{id}/reject", ReferralEvent::Reject),
         ("/referrals/{id}/refund", ReferralEvent::Refund),
     ] {
-        cfg.service(
-            resource(path)
-                .app_data(web::Data::new(event))
-                .route(web::post().to(close_out)),
-        );
+        cfg.service(resource(path).app_data(web::Data::new(event)).route(web::post().to(close_out)));
     }
 }
 
@@ -59,9 +52,12 @@ pub struct ClientContact {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ReferralView {
     pub id: String,
-    pub ambassador_id: String,
-    /// The code the client gave.
-    pub code: String,
+    /// Null only for a public submission rejected because its code matched nothing.
+    pub ambassador_id: Option<String>,
+    /// The code, as issued.
+    pub code: Option<String>,
+    /// What was typed, for a public submission.
+    pub submitted_code: Option<String>,
     pub status: ReferralStatus,
     /// `staff` or `public_form`.
     pub source: String,
@@ -103,7 +99,7 @@ pub struct ReferralView {
 
 impl ReferralView {
     /// `with_contact` is false for finance, who never see client contact details or notes.
-    pub fn new(r: ReferralRow, code: String, with_contact: bool) -> Self {
+    pub fn new(r: ReferralRow, code: Option<String>, with_contact: bool) -> Self {
         Self {
             contact: with_contact.then_some(ClientContact {
                 client_email: r.client_email,
@@ -115,6 +111,7 @@ impl ReferralView {
             id: r.id,
             ambassador_id: r.ambassador_id,
             code,
+            submitted_code: r.submitted_code,
             source: r.source,
             client_first_name: r.client_first_name,
             client_last_name: r.client_last_name,
@@ -185,12 +182,7 @@ pub struct SessionView {
 
 impl SessionView {
     fn new(s: SessionRow, with_notes: bool) -> Self {
-        Self {
-            id: s.id,
-            session_on: s.session_on,
-            note: s.note.filter(|_| with_notes),
-            created_at: s.created_at,
-        }
+        Self { id: s.id, session_on: s.session_on, note: s.note.filter(|_| with_notes), created_at: s.created_at }
     }
 }
 
@@ -233,27 +225,18 @@ impl CreateReferral {
         let last_name = v.check("last_name", optional_text(self.last_name.as_deref(), 100));
         let email = v.check(
             "email",
-            optional_text(self.email.as_deref(), 254)
-                .and_then(|e| e.map(|e| Email::parse(&e)).transpose()),
+            optional_text(self.email.as_deref(), 254).and_then(|e| e.map(|e| Email::parse(&e)).transpose()),
         );
         let phone = v.check(
             "phone",
-            optional_text(self.phone.as_deref(), 40).and_then(|p| {
-                p.map(|p| Phone::parse(&p, settings.default_country_code()))
-                    .transpose()
-            }),
+            optional_text(self.phone.as_deref(), 40)
+                .and_then(|p| p.map(|p| Phone::parse(&p, settings.default_country_code())).transpose()),
         );
         if matches!((&email, &phone), (Some(None), Some(None))) {
             v.push("email", "an e-mail address or a phone number is required");
         }
-        let external_ref = v.check(
-            "external_ref",
-            optional_text(self.external_ref.as_deref(), 100),
-        );
-        if self
-            .planned_sessions
-            .is_some_and(|n| !(1..=100).contains(&n))
-        {
+        let external_ref = v.check("external_ref", optional_text(self.external_ref.as_deref(), 100));
+        if self.planned_sessions.is_some_and(|n| !(1..=100).contains(&n)) {
             v.push("planned_sessions", "must be between 1 and 100");
         }
         let notes = v.check("notes", optional_text(self.notes.as_deref(), 4000));
@@ -316,6 +299,14 @@ pub struct ReferralQuery {
     pub cursor: Option<String>,
 }
 
+/// The display code of a referral's code, if it has one.
+pub(crate) fn code_of(c: &mut DbConnection, row: &ReferralRow) -> Result<Option<String>, ApiError> {
+    match &row.code_id {
+        Some(id) => Ok(codes::display_codes(c, &[id.as_str()])?.remove(id)),
+        None => Ok(None),
+    }
+}
+
 fn today() -> NaiveDate {
     chrono::Utc::now().date_naive()
 }
@@ -350,10 +341,12 @@ pub async fn create(
     let new = body.0.parse(&settings)?;
     let actor = auth.actor();
     let (row, code) = blocking(&pool, move |c| {
-        referrals::create(c, &new, Source::Staff, &hasher, &actor)
+        let row = referrals::create(c, &new, &hasher, &actor)?;
+        let code = code_of(c, &row)?;
+        Ok((row, code))
     })
     .await?;
-    Ok(HttpResponse::Created().json(ReferralView::new(row, code.code, true)))
+    Ok(HttpResponse::Created().json(ReferralView::new(row, code, true)))
 }
 
 /// Search referrals, newest first. Finance sees no client contact or notes.
@@ -381,23 +374,21 @@ pub async fn list(
         from: q.from,
         to: q.to,
         q: q.q,
+        ambassador_view: false,
     };
     let (page, codes) = blocking(&pool, move |c| {
         let page = referrals::list(c, &filter, &page)?;
-        let ids: Vec<&str> = page.items.iter().map(|r| r.code_id.as_str()).collect();
+        let ids: Vec<&str> = page.items.iter().filter_map(|r| r.code_id.as_deref()).collect();
         let codes = codes::display_codes(c, &ids)?;
         Ok((page, codes))
     })
     .await?;
     let with_contact = sees_contact(auth.caller.role);
     let page = page.map(|r| {
-        let code = codes.get(&r.code_id).cloned().unwrap_or_default();
+        let code = r.code_id.as_ref().and_then(|id| codes.get(id).cloned());
         ReferralView::new(r, code, with_contact)
     });
-    Ok(HttpResponse::Ok().json(ReferralList {
-        items: page.items,
-        next_cursor: page.next_cursor,
-    }))
+    Ok(HttpResponse::Ok().json(ReferralList { items: page.items, next_cursor: page.next_cursor }))
 }
 
 /// A referral with its sessions and history.
@@ -412,31 +403,16 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let (row, code, sessions, history) = blocking(&pool, move |c| {
         let row = referrals::find(c, &id)?;
-        let codes: HashMap<String, String> = codes::display_codes(c, &[row.code_id.as_str()])?;
+        let code = code_of(c, &row)?;
         let sessions = referrals::sessions(c, &id)?;
-        let history = audit::list(
-            c,
-            Some(&id),
-            &PageRequest {
-                limit: 200,
-                after_id: None,
-            },
-        )?;
-        Ok((
-            row.clone(),
-            codes.get(&row.code_id).cloned().unwrap_or_default(),
-            sessions,
-            history.items,
-        ))
+        let history = audit::list(c, Some(&id), &PageRequest { limit: 200, after_id: None })?;
+        Ok((row, code, sessions, history.items))
     })
     .await?;
     let with_contact = sees_contact(auth.caller.role);
     Ok(HttpResponse::Ok().json(ReferralDetail {
         referral: ReferralView::new(row, code, with_contact),
-        sessions: sessions
-            .into_iter()
-            .map(|s| SessionView::new(s, with_contact))
-            .collect(),
+        sessions: sessions.into_iter().map(|s| SessionView::new(s, with_contact)).collect(),
         history: history.into_iter().rev().map(HistoryEntry::from).collect(),
     }))
 }
@@ -456,15 +432,10 @@ pub async fn record_session(
     let session_on = body.0.session_on.unwrap_or_else(today);
     not_in_future("session_on", session_on)?;
     let mut v = Validation::new();
-    let note = v
-        .check("note", optional_text(body.0.note.as_deref(), 2000))
-        .flatten();
+    let note = v.check("note", optional_text(body.0.note.as_deref(), 2000)).flatten();
     v.finish()?;
     let actor = auth.actor();
-    let row = blocking(&pool, move |c| {
-        referrals::record_session(c, &id, session_on, note.as_deref(), &actor)
-    })
-    .await?;
+    let row = blocking(&pool, move |c| referrals::record_session(c, &id, session_on, note.as_deref(), &actor)).await?;
     Ok(HttpResponse::Created().json(SessionView::new(row, true)))
 }
 
@@ -484,14 +455,8 @@ pub async fn list_sessions(
     })
     .await?;
     let with_notes = sees_contact(auth.caller.role);
-    let items = rows
-        .into_iter()
-        .map(|s| SessionView::new(s, with_notes))
-        .collect();
-    Ok(HttpResponse::Ok().json(SessionList {
-        items,
-        next_cursor: None,
-    }))
+    let items = rows.into_iter().map(|s| SessionView::new(s, with_notes)).collect();
+    Ok(HttpResponse::Ok().json(SessionList { items, next_cursor: None }))
 }
 
 /// Confirm the treatment is complete: the event that earns the ambassador's reward.
@@ -506,23 +471,15 @@ pub async fn complete(
     id: web::Path<String>,
     body: ApiJson<CompleteReferral>,
 ) -> Result<HttpResponse, ApiError> {
-    let CompleteReferral {
-        completed_on,
-        treatment_value_minor,
-    } = body.0;
+    let CompleteReferral { completed_on, treatment_value_minor } = body.0;
     not_in_future("completed_on", completed_on)?;
     if treatment_value_minor.is_some_and(|v| !(0..=1_000_000_000_000).contains(&v)) {
-        return Err(ApiError::validation(
-            "treatment_value_minor",
-            "must be between 0 and 1000000000000",
-        ));
+        return Err(ApiError::validation("treatment_value_minor", "must be between 0 and 1000000000000"));
     }
     let actor = auth.actor();
     let (row, code) = blocking(&pool, move |c| {
         let row = referrals::complete(c, &id, completed_on, treatment_value_minor, &actor)?;
-        let code = codes::display_codes(c, &[row.code_id.as_str()])?
-            .remove(&row.code_id)
-            .unwrap_or_default();
+        let code = code_of(c, &row)?;
         Ok((row, code))
     })
     .await?;
@@ -548,14 +505,9 @@ pub async fn close_out(
     let mut v = Validation::new();
     let allowed = event.reason_codes();
     if !allowed.contains(&reason_code.as_str()) {
-        v.push(
-            "reason_code",
-            format!("must be one of: {}", allowed.join(", ")),
-        );
+        v.push("reason_code", format!("must be one of: {}", allowed.join(", ")));
     }
-    let note = v
-        .check("note", optional_text(note.as_deref(), 2000))
-        .flatten();
+    let note = v.check("note", optional_text(note.as_deref(), 2000)).flatten();
     if reason_code == "other" && note.is_none() {
         v.push("note", "is required when reason_code is other");
     }
@@ -563,9 +515,114 @@ pub async fn close_out(
     let actor = auth.actor();
     let (row, code) = blocking(&pool, move |c| {
         let row = referrals::close_out(c, &id, event, &reason_code, note.as_deref(), &actor)?;
-        let code = codes::display_codes(c, &[row.code_id.as_str()])?
-            .remove(&row.code_id)
-            .unwrap_or_default();
+        let code = code_of(c, &row)?;
+        Ok((row, code))
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(ReferralView::new(row, code, true)))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateReferral {
+    pub first_name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub last_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub phone: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub external_ref: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<i32>)]
+    pub planned_sessions: Option<Option<i32>>,
+    pub share_name_with_ambassador: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub notes: Option<Option<String>>,
+}
+
+impl UpdateReferral {
+    fn parse(self, settings: &Settings) -> Result<ClientChanges, ApiError> {
+        let mut v = Validation::new();
+        let first_name = self.first_name.map(|n| v.check("first_name", required_text(&n, 100)));
+        let last_name = self.last_name.map(|n| v.check("last_name", optional_text(n.as_deref(), 100)));
+        let email = self.email.map(|e| {
+            v.check("email", optional_text(e.as_deref(), 254).and_then(|e| e.map(|e| Email::parse(&e)).transpose()))
+        });
+        let phone = self.phone.map(|p| {
+            v.check(
+                "phone",
+                optional_text(p.as_deref(), 40)
+                    .and_then(|p| p.map(|p| Phone::parse(&p, settings.default_country_code())).transpose()),
+            )
+        });
+        let external_ref = self.external_ref.map(|r| v.check("external_ref", optional_text(r.as_deref(), 100)));
+        if let Some(Some(n)) = self.planned_sessions {
+            if !(1..=100).contains(&n) {
+                v.push("planned_sessions", "must be between 1 and 100");
+            }
+        }
+        let notes = self.notes.map(|n| v.check("notes", optional_text(n.as_deref(), 4000)));
+        v.finish()?;
+        Ok(ClientChanges {
+            first_name: first_name.flatten(),
+            last_name: last_name.flatten(),
+            email: email.flatten(),
+            phone: phone.flatten(),
+            external_ref: external_ref.flatten(),
+            planned_sessions: self.planned_sessions,
+            share_name_with_ambassador: self.share_name_with_ambassador,
+            notes: notes.flatten(),
+        })
+    }
+}
+
+/// Edit client data; absent fields stay, `null` clears optional ones.
+#[utoipa::path(patch, path = "/v1/referrals/{id}", tag = "referrals", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = UpdateReferral,
+    responses((status = 200, body = ReferralView),
+        (status = 409, description = "`duplicate-referral`, or `invalid-transition` once erased", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn update(
+    auth: Auth<Staff>,
+    pool: web::Data<DbPool>,
+    settings: web::Data<Settings>,
+    hasher: web::Data<ContactHasher>,
+    id: web::Path<String>,
+    body: ApiJson<UpdateReferral>,
+) -> Result<HttpResponse, ApiError> {
+    let changes = body.0.parse(&settings)?;
+    let actor = auth.actor();
+    let (row, code) = blocking(&pool, move |c| {
+        let row = referrals::update_client(c, &id, &changes, &hasher, &actor)?;
+        let code = code_of(c, &row)?;
+        Ok((row, code))
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(ReferralView::new(row, code, true)))
+}
+
+/// Erase the client's personal data (names, contact, notes, external reference); status,
+/// dates and money stay. Duplicate detection keeps working through keyed hashes.
+#[utoipa::path(delete, path = "/v1/referrals/{id}/personal-data", tag = "referrals", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = ReferralView),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn erase(
+    auth: Auth<Admin>,
+    pool: web::Data<DbPool>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = auth.actor();
+    let (row, code) = blocking(&pool, move |c| {
+        let row = referrals::erase(c, &id, &actor)?;
+        let code = code_of(c, &row)?;
         Ok((row, code))
     })
     .await?;

@@ -5,9 +5,7 @@ use serde::Serialize;
 
 use crate::db::schema::{ambassadors, referral_codes};
 use crate::db::{lower, now, write_tx, DbConnection};
-use crate::domain::ambassador::{
-    self, AmbassadorStatus, LifecycleEvent, NotificationPreferences, PayoutMethod,
-};
+use crate::domain::ambassador::{self, AmbassadorStatus, LifecycleEvent, NotificationPreferences, PayoutMethod};
 use crate::domain::code::ReferralCode;
 use crate::domain::contact::{Email, Phone};
 use crate::error::{is_unique_violation, ApiError};
@@ -91,10 +89,7 @@ impl AmbassadorView {
                 referral_updates: row.notify_referral_updates,
                 reward_updates: row.notify_reward_updates,
             },
-            codes: codes
-                .into_iter()
-                .map(|c| CodeView::new(c, public_url))
-                .collect(),
+            codes: codes.into_iter().map(|c| CodeView::new(c, public_url)).collect(),
             id: row.id,
             source: row.source,
             name: row.name,
@@ -157,10 +152,7 @@ impl AmbassadorChanges {
             ("email", self.email.is_some()),
             ("phone", self.phone.is_some()),
             ("display_name", self.display_name.is_some()),
-            (
-                "show_name_to_referrals",
-                self.show_name_to_referrals.is_some(),
-            ),
+            ("show_name_to_referrals", self.show_name_to_referrals.is_some()),
             ("payout_method", self.payout_method.is_some()),
             ("notification_preferences", self.notifications.is_some()),
             ("notes", self.notes.is_some()),
@@ -199,14 +191,9 @@ fn email_taken() -> ApiError {
     }
 }
 
-fn email_exists(
-    conn: &mut DbConnection,
-    email: &str,
-    except_id: Option<&str>,
-) -> QueryResult<bool> {
-    let same_email = ambassadors::table
-        .filter(ambassadors::email.eq(email))
-        .filter(ambassadors::id.ne(except_id.unwrap_or("")));
+fn email_exists(conn: &mut DbConnection, email: &str, except_id: Option<&str>) -> QueryResult<bool> {
+    let same_email =
+        ambassadors::table.filter(ambassadors::email.eq(email)).filter(ambassadors::id.ne(except_id.unwrap_or("")));
     diesel::select(diesel::dsl::exists(same_email)).get_result(conn)
 }
 
@@ -219,10 +206,7 @@ pub fn find(conn: &mut DbConnection, id: &str) -> Result<AmbassadorRow, ApiError
         .ok_or(ApiError::NotFound("ambassador"))
 }
 
-pub fn find_with_codes(
-    conn: &mut DbConnection,
-    id: &str,
-) -> Result<(AmbassadorRow, Vec<CodeRow>), ApiError> {
+pub fn find_with_codes(conn: &mut DbConnection, id: &str) -> Result<(AmbassadorRow, Vec<CodeRow>), ApiError> {
     let row = find(conn, id)?;
     let codes = codes::list_for(conn, id)?;
     Ok((row, codes))
@@ -238,11 +222,7 @@ pub fn enrol(
 ) -> Result<(AmbassadorRow, Vec<CodeRow>), ApiError> {
     let (status, source, action) = match how {
         Enrolment::ByStaff => (AmbassadorStatus::Active, "staff", "ambassador.enrolled"),
-        Enrolment::Application => (
-            AmbassadorStatus::Applied,
-            "application",
-            "ambassador.applied",
-        ),
+        Enrolment::Application => (AmbassadorStatus::Applied, "application", "ambassador.applied"),
     };
     write_tx(conn, |conn| {
         if email_exists(conn, new.email.as_str(), None)? {
@@ -273,13 +253,7 @@ pub fn enrol(
                 ambassadors::status_changed_at.eq(at),
             ))
             .execute(conn)
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    email_taken()
-                } else {
-                    e.into()
-                }
-            })?;
+            .map_err(|e| if is_unique_violation(&e) { email_taken() } else { e.into() })?;
         audit::record(
             conn,
             actor,
@@ -307,26 +281,26 @@ pub fn update(
 ) -> Result<AmbassadorRow, ApiError> {
     write_tx(conn, |conn| {
         let before = find(conn, id)?;
+        let display_name = changes.display_name.as_ref().unwrap_or(&before.display_name);
+        if changes.show_name_to_referrals.unwrap_or(before.show_name_to_referrals) && display_name.is_none() {
+            return Err(ApiError::validation("display_name", "is required when show_name_to_referrals is true"));
+        }
         if let Some(email) = &changes.email {
             if email_exists(conn, email.as_str(), Some(id))? {
                 return Err(email_taken());
             }
         }
-        let (payout_method, payout_paypal_email, payout_bank_reference) =
-            match &changes.payout_method {
-                None => (None, None, None),
-                Some(m) => {
-                    let (a, b, c) = PayoutMethod::to_columns(m.as_ref());
-                    (Some(a), Some(b), Some(c))
-                }
-            };
+        let (payout_method, payout_paypal_email, payout_bank_reference) = match &changes.payout_method {
+            None => (None, None, None),
+            Some(m) => {
+                let (a, b, c) = PayoutMethod::to_columns(m.as_ref());
+                (Some(a), Some(b), Some(c))
+            }
+        };
         let set = Changeset {
             name: changes.name.clone(),
             email: changes.email.as_ref().map(|e| e.as_str().to_owned()),
-            phone: changes
-                .phone
-                .as_ref()
-                .map(|p| p.as_ref().map(|p| p.as_str().to_owned())),
+            phone: changes.phone.as_ref().map(|p| p.as_ref().map(|p| p.as_str().to_owned())),
             display_name: changes.display_name.clone(),
             show_name_to_referrals: changes.show_name_to_referrals,
             payout_method,
@@ -337,16 +311,13 @@ pub fn update(
             notes: changes.notes.clone(),
             updated_at: now(),
         };
-        diesel::update(ambassadors::table.find(id))
-            .set(&set)
-            .execute(conn)
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    email_taken()
-                } else {
-                    e.into()
-                }
-            })?;
+        diesel::update(ambassadors::table.find(id)).set(&set).execute(conn).map_err(|e| {
+            if is_unique_violation(&e) {
+                email_taken()
+            } else {
+                e.into()
+            }
+        })?;
         // Field names only: the audit trail must not become a second copy of personal data.
         audit::record(
             conn,
@@ -423,9 +394,7 @@ pub fn list(
     filter: &AmbassadorFilter,
     page: &PageRequest,
 ) -> Result<Page<(AmbassadorRow, Vec<CodeRow>)>, ApiError> {
-    let mut query = ambassadors::table
-        .select(AmbassadorRow::as_select())
-        .into_boxed();
+    let mut query = ambassadors::table.select(AmbassadorRow::as_select()).into_boxed();
     if let Some(status) = filter.status {
         query = query.filter(ambassadors::status.eq(status.as_str()));
     }
@@ -433,29 +402,20 @@ pub fn list(
         let pattern = like_pattern(q);
         let digits: String = q.chars().filter(char::is_ascii_digit).collect();
         // Phones are stored as `+` and digits: match the digits typed, however they were spaced.
-        let phone_pattern = if digits.len() >= 4 {
-            format!("%{digits}%")
-        } else {
-            pattern.clone()
-        };
+        let phone_pattern = if digits.len() >= 4 { format!("%{digits}%") } else { pattern.clone() };
         query = query.filter(
             lower(ambassadors::name)
                 .like(pattern.clone())
                 .escape('\\')
                 .or(ambassadors::email.like(pattern.clone()).escape('\\'))
-                .or(lower(ambassadors::display_name.assume_not_null())
-                    .like(pattern)
-                    .escape('\\'))
+                .or(lower(ambassadors::display_name.assume_not_null()).like(pattern).escape('\\'))
                 .or(ambassadors::phone.assume_not_null().like(phone_pattern)),
         );
     }
     if let Some(after) = &page.after_id {
         query = query.filter(ambassadors::id.lt(after.clone()));
     }
-    let rows = query
-        .order(ambassadors::id.desc())
-        .limit(page.limit + 1)
-        .load(conn)?;
+    let rows = query.order(ambassadors::id.desc()).limit(page.limit + 1).load(conn)?;
     let page = page.finish(rows, |r| &r.id);
     // Codes for the page in one query rather than one per ambassador.
     let ids: Vec<&str> = page.items.iter().map(|r| r.id.as_str()).collect();
@@ -465,9 +425,8 @@ pub fn list(
         .order(referral_codes::id.desc())
         .load(conn)?;
     Ok(page.map(|row| {
-        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut all_codes)
-            .into_iter()
-            .partition(|c| c.ambassador_id == row.id);
+        let (mine, rest): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut all_codes).into_iter().partition(|c| c.ambassador_id == row.id);
         all_codes = rest;
         (row, mine)
     }))

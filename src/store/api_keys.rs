@@ -85,19 +85,13 @@ pub fn create(
                 details: Some(serde_json::json!({ "name": name, "role": role.as_str() })),
             },
         )?;
-        let row = api_keys::table
-            .find(&id)
-            .select(ApiKeyRow::as_select())
-            .first(conn)?;
+        let row = api_keys::table.find(&id).select(ApiKeyRow::as_select()).first(conn)?;
         Ok((row.into(), secret.secret))
     })
 }
 
 pub fn list(conn: &mut DbConnection) -> Result<Vec<ApiKeyView>, ApiError> {
-    let rows = api_keys::table
-        .select(ApiKeyRow::as_select())
-        .order(api_keys::id.desc())
-        .load(conn)?;
+    let rows = api_keys::table.select(ApiKeyRow::as_select()).order(api_keys::id.desc()).load(conn)?;
     Ok(rows.into_iter().map(Into::into).collect())
 }
 
@@ -121,9 +115,7 @@ pub fn revoke(conn: &mut DbConnection, id: &str, actor: &Actor) -> Result<ApiKey
                 event: "revoke".into(),
             });
         }
-        diesel::update(api_keys::table.find(id))
-            .set(api_keys::revoked_at.eq(now()))
-            .execute(conn)?;
+        diesel::update(api_keys::table.find(id)).set(api_keys::revoked_at.eq(now())).execute(conn)?;
         audit::record(
             conn,
             actor,
@@ -136,11 +128,7 @@ pub fn revoke(conn: &mut DbConnection, id: &str, actor: &Actor) -> Result<ApiKey
                 details: None,
             },
         )?;
-        Ok(api_keys::table
-            .find(id)
-            .select(ApiKeyRow::as_select())
-            .first(conn)?
-            .into())
+        Ok(api_keys::table.find(id).select(ApiKeyRow::as_select()).first(conn)?.into())
     })
 }
 
@@ -156,14 +144,10 @@ pub fn authenticate(conn: &mut DbConnection, secret: &str) -> Result<Option<ApiK
         .optional()?;
     if let Some(row) = &row {
         let now = now();
-        if row
-            .last_used_at
-            .is_none_or(|t| now - t > chrono::TimeDelta::seconds(60))
-        {
+        if row.last_used_at.is_none_or(|t| now - t > chrono::TimeDelta::seconds(60)) {
             // Best effort: a busy database must not fail the request over a usage stamp.
-            if let Err(e) = diesel::update(api_keys::table.find(&row.id))
-                .set(api_keys::last_used_at.eq(now))
-                .execute(conn)
+            if let Err(e) =
+                diesel::update(api_keys::table.find(&row.id)).set(api_keys::last_used_at.eq(now)).execute(conn)
             {
                 tracing::debug!(error = %e, "could not stamp api key use");
             }

@@ -38,21 +38,11 @@ impl ActorKind {
 
 impl Actor {
     pub fn system() -> Self {
-        Self {
-            kind: ActorKind::System,
-            id: None,
-            role: None,
-            request_id: None,
-        }
+        Self { kind: ActorKind::System, id: None, role: None, request_id: None }
     }
 
     pub fn public(request_id: Option<String>) -> Self {
-        Self {
-            kind: ActorKind::Public,
-            id: None,
-            role: None,
-            request_id,
-        }
+        Self { kind: ActorKind::Public, id: None, role: None, request_id }
     }
 }
 
@@ -111,18 +101,13 @@ pub fn list(
     entity_id: Option<&str>,
     page: &PageRequest,
 ) -> Result<Page<AuditEvent>, ApiError> {
-    let mut query = audit_events::table
-        .select(AuditEvent::as_select())
-        .into_boxed();
+    let mut query = audit_events::table.select(AuditEvent::as_select()).into_boxed();
     if let Some(entity_id) = entity_id {
         query = query.filter(audit_events::entity_id.eq(entity_id.to_owned()));
     }
     if let Some(after) = &page.after_id {
         query = query.filter(audit_events::id.lt(after.clone()));
     }
-    let rows = query
-        .order(audit_events::id.desc())
-        .limit(page.limit + 1)
-        .load(conn)?;
+    let rows = query.order(audit_events::id.desc()).limit(page.limit + 1).load(conn)?;
     Ok(page.finish(rows, |r| &r.id))
 }

@@ -84,13 +84,7 @@ pub(crate) fn insert(
             referral_codes::created_at.eq(now()),
         ))
         .execute(conn)
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                code_taken()
-            } else {
-                e.into()
-            }
-        })?;
+        .map_err(|e| if is_unique_violation(&e) { code_taken() } else { e.into() })?;
     audit::record(
         conn,
         actor,
@@ -105,10 +99,7 @@ pub(crate) fn insert(
             ),
         },
     )?;
-    Ok(referral_codes::table
-        .find(&id)
-        .select(CodeRow::as_select())
-        .first(conn)?)
+    Ok(referral_codes::table.find(&id).select(CodeRow::as_select()).first(conn)?)
 }
 
 fn fresh_generated(conn: &mut DbConnection) -> Result<ReferralCode, ApiError> {
@@ -118,16 +109,12 @@ fn fresh_generated(conn: &mut DbConnection) -> Result<ReferralCode, ApiError> {
             return Ok(candidate);
         }
     }
-    Err(ApiError::internal(
-        "could not draw an unused referral code in 8 tries",
-    ))
+    Err(ApiError::internal("could not draw an unused referral code in 8 tries"))
 }
 
 fn normalized_exists(conn: &mut DbConnection, normalized: &str) -> QueryResult<bool> {
-    diesel::select(diesel::dsl::exists(
-        referral_codes::table.filter(referral_codes::normalized.eq(normalized)),
-    ))
-    .get_result(conn)
+    diesel::select(diesel::dsl::exists(referral_codes::table.filter(referral_codes::normalized.eq(normalized))))
+        .get_result(conn)
 }
 
 fn code_taken() -> ApiError {
@@ -148,10 +135,7 @@ pub fn create(
     write_tx(conn, |conn| {
         let amb = amb_store::find(conn, ambassador_id)?;
         let status = AmbassadorStatus::parse(&amb.status);
-        if matches!(
-            status,
-            Some(AmbassadorStatus::Closed | AmbassadorStatus::Declined)
-        ) {
+        if matches!(status, Some(AmbassadorStatus::Closed | AmbassadorStatus::Declined)) {
             return Err(ApiError::InvalidTransition {
                 entity: "ambassador",
                 current: amb.status,
@@ -187,25 +171,15 @@ pub fn find_typed(conn: &mut DbConnection, typed: &str) -> Result<Option<CodeRow
 
 /// The code and its ambassador when the code can take referrals now: code active and
 /// ambassador active.
-pub fn find_usable(
-    conn: &mut DbConnection,
-    typed: &str,
-) -> Result<Option<(CodeRow, AmbassadorRow)>, ApiError> {
+pub fn find_usable(conn: &mut DbConnection, typed: &str) -> Result<Option<(CodeRow, AmbassadorRow)>, ApiError> {
     let Some(code) = find_typed(conn, typed)?.filter(|c| c.active) else {
         return Ok(None);
     };
-    let amb = ambassadors::table
-        .find(&code.ambassador_id)
-        .select(AmbassadorRow::as_select())
-        .first(conn)?;
+    let amb = ambassadors::table.find(&code.ambassador_id).select(AmbassadorRow::as_select()).first(conn)?;
     Ok((amb.status == AmbassadorStatus::Active.as_str()).then_some((code, amb)))
 }
 
-pub fn deactivate(
-    conn: &mut DbConnection,
-    typed: &str,
-    actor: &Actor,
-) -> Result<CodeRow, ApiError> {
+pub fn deactivate(conn: &mut DbConnection, typed: &str, actor: &Actor) -> Result<CodeRow, ApiError> {
     write_tx(conn, |conn| {
         let code = find_typed(conn, typed)?.ok_or(ApiError::NotFound("referral code"))?;
         if !code.active {
@@ -216,10 +190,7 @@ pub fn deactivate(
             });
         }
         diesel::update(referral_codes::table.find(&code.id))
-            .set((
-                referral_codes::active.eq(false),
-                referral_codes::deactivated_at.eq(now()),
-            ))
+            .set((referral_codes::active.eq(false), referral_codes::deactivated_at.eq(now())))
             .execute(conn)?;
         audit::record(
             conn,
@@ -230,15 +201,10 @@ pub fn deactivate(
                 entity_id: &code.id,
                 before: Some("active"),
                 after: Some("inactive"),
-                details: Some(
-                    serde_json::json!({ "code": code.code, "ambassador_id": code.ambassador_id }),
-                ),
+                details: Some(serde_json::json!({ "code": code.code, "ambassador_id": code.ambassador_id })),
             },
         )?;
-        Ok(referral_codes::table
-            .find(&code.id)
-            .select(CodeRow::as_select())
-            .first(conn)?)
+        Ok(referral_codes::table.find(&code.id).select(CodeRow::as_select()).first(conn)?)
     })
 }
 

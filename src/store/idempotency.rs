@@ -29,20 +29,10 @@ pub enum Claim {
     InProgress,
 }
 
-pub fn claim(
-    conn: &mut DbConnection,
-    scope: &str,
-    key: &str,
-    request_hash: &str,
-) -> Result<Claim, ApiError> {
+pub fn claim(conn: &mut DbConnection, scope: &str, key: &str, request_hash: &str) -> Result<Claim, ApiError> {
     let at = now();
     let inserted = diesel::insert_into(ik::table)
-        .values((
-            ik::scope.eq(scope),
-            ik::idem_key.eq(key),
-            ik::request_hash.eq(request_hash),
-            ik::created_at.eq(at),
-        ))
+        .values((ik::scope.eq(scope), ik::idem_key.eq(key), ik::request_hash.eq(request_hash), ik::created_at.eq(at)))
         .execute(conn);
     match inserted {
         Ok(_) => return Ok(Claim::Fresh),
@@ -52,11 +42,7 @@ pub fn claim(
     // Take over an expired record, or an abandoned claim; the WHERE makes this a race-free
     // compare-and-set.
     let taken = diesel::update(ik::table.find((scope, key)))
-        .filter(
-            ik::created_at.lt(at - TTL).or(ik::status_code
-                .is_null()
-                .and(ik::created_at.lt(at - ABANDONED_AFTER))),
-        )
+        .filter(ik::created_at.lt(at - TTL).or(ik::status_code.is_null().and(ik::created_at.lt(at - ABANDONED_AFTER))))
         .set((
             ik::request_hash.eq(request_hash),
             ik::created_at.eq(at),
@@ -74,26 +60,14 @@ pub fn claim(
         .optional()?;
     Ok(match existing {
         Some((hash, _, _)) if hash != request_hash => Claim::Mismatch,
-        Some((_, Some(status), body)) => Claim::Replay {
-            status: status as u16,
-            body: body.unwrap_or_default(),
-        },
+        Some((_, Some(status), body)) => Claim::Replay { status: status as u16, body: body.unwrap_or_default() },
         _ => Claim::InProgress,
     })
 }
 
-pub fn complete(
-    conn: &mut DbConnection,
-    scope: &str,
-    key: &str,
-    status: u16,
-    body: &str,
-) -> Result<(), ApiError> {
+pub fn complete(conn: &mut DbConnection, scope: &str, key: &str, status: u16, body: &str) -> Result<(), ApiError> {
     diesel::update(ik::table.find((scope, key)))
-        .set((
-            ik::status_code.eq(Some(i32::from(status))),
-            ik::response_body.eq(Some(body)),
-        ))
+        .set((ik::status_code.eq(Some(i32::from(status))), ik::response_body.eq(Some(body))))
         .execute(conn)?;
     Ok(())
 }

@@ -6,6 +6,8 @@ pub mod api_keys;
 pub mod audit;
 pub mod codes;
 pub mod idempotency;
+pub mod outbox;
+pub mod portal;
 pub mod referrals;
 pub mod secrets;
 
@@ -33,13 +35,12 @@ impl PageRequest {
         if !(1..=200).contains(&limit) {
             return Err(ApiError::validation("limit", "must be between 1 and 200"));
         }
-        let after_id =
-            match cursor.filter(|c| !c.is_empty()) {
-                None => None,
-                Some(c) => Some(decode_cursor(c).ok_or_else(|| {
-                    ApiError::validation("cursor", "is not a cursor from this API")
-                })?),
-            };
+        let after_id = match cursor.filter(|c| !c.is_empty()) {
+            None => None,
+            Some(c) => {
+                Some(decode_cursor(c).ok_or_else(|| ApiError::validation("cursor", "is not a cursor from this API"))?)
+            }
+        };
         Ok(Self { limit, after_id })
     }
 
@@ -47,15 +48,8 @@ impl PageRequest {
     pub fn finish<T>(&self, mut rows: Vec<T>, id_of: impl Fn(&T) -> &str) -> Page<T> {
         let more = rows.len() as i64 > self.limit;
         rows.truncate(self.limit as usize);
-        let next_cursor = if more {
-            rows.last().map(|r| encode_cursor(id_of(r)))
-        } else {
-            None
-        };
-        Page {
-            items: rows,
-            next_cursor,
-        }
+        let next_cursor = if more { rows.last().map(|r| encode_cursor(id_of(r))) } else { None };
+        Page { items: rows, next_cursor }
     }
 }
 
@@ -66,10 +60,7 @@ pub struct Page<T> {
 
 impl<T> Page<T> {
     pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
-        Page {
-            items: self.items.into_iter().map(f).collect(),
-            next_cursor: self.next_cursor,
-        }
+        Page { items: self.items.into_iter().map(f).collect(), next_cursor: self.next_cursor }
     }
 }
 

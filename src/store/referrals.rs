@@ -11,6 +11,7 @@ use crate::domain::ambassador::AmbassadorStatus;
 use crate::domain::contact::{ContactHasher, Email, Phone};
 use crate::domain::referral::{self, ReferralEvent, ReferralStatus, DEFAULT_ATTRIBUTION_DAYS};
 use crate::error::{is_unique_violation, ApiError};
+use crate::store::ambassadors::AmbassadorRow;
 use crate::store::audit::{self, Actor, Change};
 use crate::store::codes::{self, CodeRow};
 use crate::store::{like_pattern, new_id, Page, PageRequest};
@@ -19,8 +20,9 @@ use crate::store::{like_pattern, new_id, Page, PageRequest};
 #[diesel(table_name = referrals)]
 pub struct ReferralRow {
     pub id: String,
-    pub ambassador_id: String,
-    pub code_id: String,
+    pub ambassador_id: Option<String>,
+    pub code_id: Option<String>,
+    pub submitted_code: Option<String>,
     pub status: String,
     pub source: String,
     pub client_first_name: Option<String>,
@@ -122,10 +124,7 @@ fn live_holder(
     phone_key: Option<&str>,
     except: Option<&str>,
 ) -> QueryResult<Option<String>> {
-    let dead = [
-        ReferralStatus::Cancelled.as_str(),
-        ReferralStatus::Rejected.as_str(),
-    ];
+    let dead = [ReferralStatus::Cancelled.as_str(), ReferralStatus::Rejected.as_str()];
     let same_contact = referrals::email_key
         .eq(email_key.unwrap_or("\u{1}none"))
         .or(referrals::phone_key.eq(phone_key.unwrap_or("\u{1}none")));
@@ -139,93 +138,221 @@ fn live_holder(
         .optional()
 }
 
-/// Records a referral. Refusals: unknown/inactive code (422 `invalid-code`), ambassador not
-/// active (422 `ambassador-inactive`), the ambassador's own contact (422 `self-referral`),
-/// a client with a live referral (409 `duplicate-referral`, also when two requests race: the
-/// partial unique indexes decide).
+/// Why a referral may not be recorded for this code and client. Each is an `ApiError`
+/// staff get back; the public form stores the referral as rejected instead.
+fn check_rules(
+    conn: &mut DbConnection,
+    new: &NewReferral,
+    email_key: Option<&str>,
+    phone_key: Option<&str>,
+) -> Result<(CodeRow, AmbassadorRow), ApiError> {
+    let code = codes::find_typed(conn, &new.code)?.filter(|c| c.active).ok_or_else(invalid_code)?;
+    let amb = crate::store::ambassadors::find(conn, &code.ambassador_id)?;
+    if amb.status() != AmbassadorStatus::Active {
+        return Err(ApiError::Unprocessable {
+            kind: "ambassador-inactive",
+            detail: format!("The ambassador for this code is {}, so it takes no referrals.", amb.status),
+            field: Some("code"),
+        });
+    }
+    let same_email = new.email.as_ref().is_some_and(|e| e.as_str() == amb.email);
+    let same_phone = new.phone.as_ref().is_some_and(|p| Some(p.as_str()) == amb.phone.as_deref());
+    if same_email || same_phone {
+        return Err(ApiError::Unprocessable {
+            kind: "self-referral",
+            detail: "Ambassadors cannot refer themselves.".into(),
+            field: Some(if same_email { "email" } else { "phone" }),
+        });
+    }
+    if let Some(existing) = live_holder(conn, email_key, phone_key, None)? {
+        return Err(ApiError::DuplicateReferral { existing_referral_id: existing });
+    }
+    Ok((code, amb))
+}
+
+/// Where a new referral row goes: whose it is, and whether it starts rejected.
+struct Placement {
+    ambassador_id: Option<String>,
+    code_id: Option<String>,
+    status: ReferralStatus,
+    reason_code: Option<&'static str>,
+    reason_note: Option<String>,
+}
+
+impl Placement {
+    fn registered(code: &CodeRow) -> Self {
+        Self {
+            ambassador_id: Some(code.ambassador_id.clone()),
+            code_id: Some(code.id.clone()),
+            status: ReferralStatus::Registered,
+            reason_code: None,
+            reason_note: None,
+        }
+    }
+}
+
+/// The existing-referral id carried by a duplicate found only by the unique index (a lost
+/// race). On PostgreSQL the transaction is aborted by then, so the winner is looked up after
+/// rollback.
+const LOST_RACE: &str = "";
+
+#[allow(clippy::too_many_arguments)]
+fn insert(
+    conn: &mut DbConnection,
+    id: &str,
+    new: &NewReferral,
+    email_key: Option<&str>,
+    phone_key: Option<&str>,
+    source: Source,
+    placement: &Placement,
+    actor: &Actor,
+) -> Result<(), ApiError> {
+    let at = now();
+    let rejected = placement.status == ReferralStatus::Rejected;
+    diesel::insert_into(referrals::table)
+        .values((
+            referrals::id.eq(id),
+            referrals::ambassador_id.eq(placement.ambassador_id.as_deref()),
+            referrals::code_id.eq(placement.code_id.as_deref()),
+            referrals::submitted_code.eq(Some(new.code.as_str())),
+            referrals::status.eq(placement.status.as_str()),
+            referrals::source.eq(source.as_str()),
+            referrals::client_first_name.eq(&new.first_name),
+            referrals::client_last_name.eq(new.last_name.as_deref()),
+            referrals::client_email.eq(new.email.as_ref().map(Email::as_str)),
+            referrals::client_phone.eq(new.phone.as_ref().map(Phone::as_str)),
+            referrals::notes.eq(new.notes.as_deref()),
+            referrals::email_key.eq(email_key),
+            referrals::phone_key.eq(phone_key),
+            referrals::external_ref.eq(new.external_ref.as_deref()),
+            referrals::share_name_with_ambassador.eq(new.share_name_with_ambassador),
+            referrals::planned_sessions.eq(new.planned_sessions),
+            referrals::reason_code.eq(placement.reason_code),
+            referrals::reason_note.eq(placement.reason_note.as_deref()),
+            referrals::registered_at.eq(at),
+            referrals::rejected_at.eq(rejected.then_some(at)),
+            referrals::updated_at.eq(at),
+        ))
+        .execute(conn)
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                ApiError::DuplicateReferral { existing_referral_id: LOST_RACE.into() }
+            } else {
+                e.into()
+            }
+        })?;
+    audit::record(
+        conn,
+        actor,
+        Change {
+            action: if rejected { "referral.submitted_rejected" } else { "referral.registered" },
+            entity_type: "referral",
+            entity_id: id,
+            before: None,
+            after: Some(placement.status.as_str()),
+            details: Some(serde_json::json!({
+                "ambassador_id": placement.ambassador_id,
+                "source": source.as_str(),
+                "reason_code": placement.reason_code,
+            })),
+        },
+    )?;
+    Ok(())
+}
+
+fn keys_of(new: &NewReferral, hasher: &ContactHasher) -> (Option<String>, Option<String>) {
+    (new.email.as_ref().map(|e| hasher.email_key(e)), new.phone.as_ref().map(|p| hasher.phone_key(p)))
+}
+
+fn lost_race(e: &ApiError) -> bool {
+    matches!(e, ApiError::DuplicateReferral { existing_referral_id } if existing_referral_id == LOST_RACE)
+}
+
+/// Records a referral (staff). Refusals: unknown/inactive code (422 `invalid-code`),
+/// ambassador not active (422 `ambassador-inactive`), the ambassador's own contact (422
+/// `self-referral`), a client with a live referral (409 `duplicate-referral` naming it — also
+/// when two requests race: the partial unique indexes decide).
 pub fn create(
     conn: &mut DbConnection,
     new: &NewReferral,
-    source: Source,
     hasher: &ContactHasher,
     actor: &Actor,
-) -> Result<(ReferralRow, CodeRow), ApiError> {
-    let email_key = new.email.as_ref().map(|e| hasher.email_key(e));
-    let phone_key = new.phone.as_ref().map(|p| hasher.phone_key(p));
-    write_tx(conn, |conn| {
-        let code = codes::find_typed(conn, &new.code)?.filter(|c| c.active).ok_or_else(invalid_code)?;
-        let amb = crate::store::ambassadors::find(conn, &code.ambassador_id)?;
-        if amb.status() != AmbassadorStatus::Active {
-            return Err(ApiError::Unprocessable {
-                kind: "ambassador-inactive",
-                detail: format!("The ambassador for this code is {}, so it takes no referrals.", amb.status),
-                field: Some("code"),
-            });
-        }
-        let same_email = new.email.as_ref().is_some_and(|e| e.as_str() == amb.email);
-        let same_phone = new.phone.as_ref().is_some_and(|p| Some(p.as_str()) == amb.phone.as_deref());
-        if same_email || same_phone {
-            return Err(ApiError::Unprocessable {
-                kind: "self-referral",
-                detail: "Ambassadors cannot refer themselves.".into(),
-                field: Some(if same_email { "email" } else { "phone" }),
-            });
-        }
-        if let Some(existing) = live_holder(conn, email_key.as_deref(), phone_key.as_deref(), None)? {
-            return Err(ApiError::DuplicateReferral { existing_referral_id: existing });
-        }
+) -> Result<ReferralRow, ApiError> {
+    let (email_key, phone_key) = keys_of(new, hasher);
+    let result = write_tx(conn, |conn| {
+        let (code, _) = check_rules(conn, new, email_key.as_deref(), phone_key.as_deref())?;
         let id = new_id();
-        let at = now();
-        let inserted = diesel::insert_into(referrals::table)
-            .values((
-                referrals::id.eq(&id),
-                referrals::ambassador_id.eq(&amb.id),
-                referrals::code_id.eq(&code.id),
-                referrals::status.eq(ReferralStatus::Registered.as_str()),
-                referrals::source.eq(source.as_str()),
-                referrals::client_first_name.eq(&new.first_name),
-                referrals::client_last_name.eq(new.last_name.as_deref()),
-                referrals::client_email.eq(new.email.as_ref().map(Email::as_str)),
-                referrals::client_phone.eq(new.phone.as_ref().map(Phone::as_str)),
-                referrals::notes.eq(new.notes.as_deref()),
-                referrals::email_key.eq(email_key.as_deref()),
-                referrals::phone_key.eq(phone_key.as_deref()),
-                referrals::external_ref.eq(new.external_ref.as_deref()),
-                referrals::share_name_with_ambassador.eq(new.share_name_with_ambassador),
-                referrals::planned_sessions.eq(new.planned_sessions),
-                referrals::registered_at.eq(at),
-                referrals::updated_at.eq(at),
-            ))
-            .execute(conn);
-        match inserted {
-            Ok(_) => {}
-            // Lost a race to a concurrent referral of the same client; on PostgreSQL the
-            // transaction is now aborted, so the winner is named after rollback by the caller.
-            Err(e) if is_unique_violation(&e) => return Err(ApiError::DuplicateReferral { existing_referral_id: String::new() }),
-            Err(e) => return Err(e.into()),
-        }
-        audit::record(
+        insert(
             conn,
+            &id,
+            new,
+            email_key.as_deref(),
+            phone_key.as_deref(),
+            Source::Staff,
+            &Placement::registered(&code),
             actor,
-            Change {
-                action: "referral.registered",
-                entity_type: "referral",
-                entity_id: &id,
-                before: None,
-                after: Some(ReferralStatus::Registered.as_str()),
-                details: Some(serde_json::json!({ "ambassador_id": amb.id, "code": code.code, "source": source.as_str() })),
-            },
         )?;
-        Ok((find(conn, &id)?, code))
-    })
-    .or_else(|e| match e {
-        // Name the winner of a lost race, now that the failed transaction is gone.
-        ApiError::DuplicateReferral { existing_referral_id } if existing_referral_id.is_empty() => {
+        find(conn, &id)
+    });
+    match result {
+        Err(e) if lost_race(&e) => {
             let existing = live_holder(conn, email_key.as_deref(), phone_key.as_deref(), None)?.unwrap_or_default();
             Err(ApiError::DuplicateReferral { existing_referral_id: existing })
         }
-        other => Err(other),
-    })
+        other => other,
+    }
+}
+
+/// Records a public intake-form submission. It is always stored: as `registered` when every
+/// rule passes, else as `rejected` with the reason, for staff to see. The caller answers 202
+/// either way, so the form never reveals whether someone was already referred.
+pub fn submit_public(
+    conn: &mut DbConnection,
+    new: &NewReferral,
+    hasher: &ContactHasher,
+    actor: &Actor,
+) -> Result<ReferralRow, ApiError> {
+    let (email_key, phone_key) = keys_of(new, hasher);
+    let attempt = |conn: &mut DbConnection| {
+        write_tx(conn, |conn| {
+            let placement = match check_rules(conn, new, email_key.as_deref(), phone_key.as_deref()) {
+                Ok((code, _)) => Placement::registered(&code),
+                Err(e) => {
+                    let (reason_code, reason_note) = match e {
+                        ApiError::Unprocessable { kind: "self-referral", .. } => {
+                            ("self_referral", "The ambassador's own contact details.".to_owned())
+                        }
+                        ApiError::Unprocessable { kind: "ambassador-inactive", detail, .. } => ("not_eligible", detail),
+                        ApiError::Unprocessable { kind: "invalid-code", .. } => {
+                            ("other", "Unknown or inactive referral code.".to_owned())
+                        }
+                        ApiError::DuplicateReferral { existing_referral_id } => {
+                            ("duplicate", format!("Already referred: referral {existing_referral_id}."))
+                        }
+                        other => return Err(other),
+                    };
+                    // Keep whose code it was, when the code exists at all.
+                    let typed = codes::find_typed(conn, &new.code)?;
+                    Placement {
+                        ambassador_id: typed.as_ref().map(|c| c.ambassador_id.clone()),
+                        code_id: typed.map(|c| c.id),
+                        status: ReferralStatus::Rejected,
+                        reason_code: Some(reason_code),
+                        reason_note: Some(reason_note),
+                    }
+                }
+            };
+            let id = new_id();
+            insert(conn, &id, new, email_key.as_deref(), phone_key.as_deref(), Source::PublicForm, &placement, actor)?;
+            find(conn, &id)
+        })
+    };
+    match attempt(conn) {
+        // Lost a race with a concurrent referral of the same client: run again; the rules now
+        // see the winner and store this one as a rejected duplicate.
+        Err(e) if lost_race(&e) => attempt(conn),
+        other => other,
+    }
 }
 
 /// Records a treatment session; the first one starts treatment.
@@ -267,15 +394,10 @@ pub fn record_session(
                 entity_id: id,
                 before: Some(&before.status),
                 after: Some(to.as_str()),
-                details: Some(
-                    serde_json::json!({ "session_id": session_id, "session_on": session_on }),
-                ),
+                details: Some(serde_json::json!({ "session_id": session_id, "session_on": session_on })),
             },
         )?;
-        Ok(referral_sessions::table
-            .find(&session_id)
-            .select(SessionRow::as_select())
-            .first(conn)?)
+        Ok(referral_sessions::table.find(&session_id).select(SessionRow::as_select()).first(conn)?)
     })
 }
 
@@ -283,10 +405,7 @@ pub fn sessions(conn: &mut DbConnection, id: &str) -> Result<Vec<SessionRow>, Ap
     Ok(referral_sessions::table
         .filter(referral_sessions::referral_id.eq(id))
         .select(SessionRow::as_select())
-        .order((
-            referral_sessions::session_on.asc(),
-            referral_sessions::id.asc(),
-        ))
+        .order((referral_sessions::session_on.asc(), referral_sessions::id.asc()))
         .load(conn)?)
 }
 
@@ -304,13 +423,9 @@ pub fn complete(
         let to = referral::transition(before.status(), ReferralEvent::Complete)?;
         let registered_on = before.registered_at.date();
         if completed_on < registered_on {
-            return Err(ApiError::validation(
-                "completed_on",
-                "must not be before the referral was registered",
-            ));
+            return Err(ApiError::validation("completed_on", "must not be before the referral was registered"));
         }
-        let attribution =
-            referral::attribution(registered_on, completed_on, DEFAULT_ATTRIBUTION_DAYS);
+        let attribution = referral::attribution(registered_on, completed_on, DEFAULT_ATTRIBUTION_DAYS);
         let at = now();
         diesel::update(referrals::table.find(id))
             .set((
@@ -368,8 +483,7 @@ pub fn close_out(
                 referrals::status.eq(to.as_str()),
                 referrals::reason_code.eq(reason_code),
                 referrals::reason_note.eq(note),
-                referrals::cancelled_at
-                    .eq(stamp_if(ReferralStatus::Cancelled, before.cancelled_at)),
+                referrals::cancelled_at.eq(stamp_if(ReferralStatus::Cancelled, before.cancelled_at)),
                 referrals::rejected_at.eq(stamp_if(ReferralStatus::Rejected, before.rejected_at)),
                 referrals::refunded_at.eq(stamp_if(ReferralStatus::Refunded, before.refunded_at)),
                 referrals::updated_at.eq(at),
@@ -388,7 +502,7 @@ pub fn close_out(
                 entity_id: id,
                 before: Some(&before.status),
                 after: Some(to.as_str()),
-                details: Some(serde_json::json!({ "reason_code": reason_code, "note": note })),
+                details: Some(serde_json::json!({ "reason_code": reason_code })),
             },
         )?;
         find(conn, id)
@@ -405,6 +519,10 @@ pub struct ReferralFilter {
     pub to: Option<NaiveDate>,
     /// Name, e-mail, phone digits or external reference.
     pub q: Option<String>,
+    /// The ambassador's own view: leaves out public submissions that were rejected on arrival
+    /// (e.g. as duplicates) — they were never the ambassador's referral, and showing them would
+    /// tell the ambassador that their friend was already a client.
+    pub ambassador_view: bool,
 }
 
 pub fn list(
@@ -412,56 +530,240 @@ pub fn list(
     filter: &ReferralFilter,
     page: &PageRequest,
 ) -> Result<Page<ReferralRow>, ApiError> {
-    let mut query = referrals::table
-        .select(ReferralRow::as_select())
-        .into_boxed();
+    let mut query = referrals::table.select(ReferralRow::as_select()).into_boxed();
     if let Some(status) = filter.status {
         query = query.filter(referrals::status.eq(status.as_str()));
     }
     if let Some(amb) = &filter.ambassador_id {
         query = query.filter(referrals::ambassador_id.eq(amb.clone()));
     }
+    if filter.ambassador_view {
+        query = query.filter(ambassador_visible());
+    }
     if let Some(from) = filter.from {
-        query =
-            query.filter(referrals::registered_at.ge(from.and_hms_opt(0, 0, 0).expect("midnight")));
+        query = query.filter(referrals::registered_at.ge(from.and_hms_opt(0, 0, 0).expect("midnight")));
     }
     if let Some(to) = filter.to.and_then(|d| d.succ_opt()) {
-        query =
-            query.filter(referrals::registered_at.lt(to.and_hms_opt(0, 0, 0).expect("midnight")));
+        query = query.filter(referrals::registered_at.lt(to.and_hms_opt(0, 0, 0).expect("midnight")));
     }
     if let Some(q) = filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
         let pattern = like_pattern(q);
         let digits: String = q.chars().filter(char::is_ascii_digit).collect();
-        let phone_pattern = if digits.len() >= 4 {
-            format!("%{digits}%")
-        } else {
-            pattern.clone()
-        };
+        let phone_pattern = if digits.len() >= 4 { format!("%{digits}%") } else { pattern.clone() };
         query = query.filter(
             lower(referrals::client_first_name.assume_not_null())
                 .like(pattern.clone())
                 .escape('\\')
-                .or(lower(referrals::client_last_name.assume_not_null())
-                    .like(pattern.clone())
-                    .escape('\\'))
-                .or(referrals::client_email
-                    .assume_not_null()
-                    .like(pattern.clone())
-                    .escape('\\'))
-                .or(lower(referrals::external_ref.assume_not_null())
-                    .like(pattern)
-                    .escape('\\'))
-                .or(referrals::client_phone
-                    .assume_not_null()
-                    .like(phone_pattern)),
+                .or(lower(referrals::client_last_name.assume_not_null()).like(pattern.clone()).escape('\\'))
+                .or(referrals::client_email.assume_not_null().like(pattern.clone()).escape('\\'))
+                .or(lower(referrals::external_ref.assume_not_null()).like(pattern).escape('\\'))
+                .or(referrals::client_phone.assume_not_null().like(phone_pattern)),
         );
     }
     if let Some(after) = &page.after_id {
         query = query.filter(referrals::id.lt(after.clone()));
     }
-    let rows = query
-        .order(referrals::id.desc())
-        .limit(page.limit + 1)
-        .load(conn)?;
+    let rows = query.order(referrals::id.desc()).limit(page.limit + 1).load(conn)?;
     Ok(page.finish(rows, |r| &r.id))
+}
+
+/// A parsed PATCH of a referral's client data: `None` leaves a field alone, `Some(None)`
+/// clears a nullable one.
+#[derive(Debug, Clone, Default)]
+pub struct ClientChanges {
+    pub first_name: Option<String>,
+    pub last_name: Option<Option<String>>,
+    pub email: Option<Option<Email>>,
+    pub phone: Option<Option<Phone>>,
+    pub external_ref: Option<Option<String>>,
+    pub planned_sessions: Option<Option<i32>>,
+    pub share_name_with_ambassador: Option<bool>,
+    pub notes: Option<Option<String>>,
+}
+
+fn erased() -> ApiError {
+    ApiError::InvalidTransition { entity: "referral", current: "erased".into(), event: "edit".into() }
+}
+
+/// Edits client data. A new e-mail or phone is re-checked against the ambassador (self-referral)
+/// and, while the referral is live, against every other live referral (duplicate).
+pub fn update_client(
+    conn: &mut DbConnection,
+    id: &str,
+    changes: &ClientChanges,
+    hasher: &ContactHasher,
+    actor: &Actor,
+) -> Result<ReferralRow, ApiError> {
+    let result = write_tx(conn, |conn| {
+        let before = find(conn, id)?;
+        if before.erased_at.is_some() {
+            return Err(erased());
+        }
+        let email = match &changes.email {
+            Some(e) => e.clone(),
+            None => before.client_email.as_deref().map(Email::parse).transpose().map_err(ApiError::internal)?,
+        };
+        let phone = match &changes.phone {
+            Some(p) => p.clone(),
+            None => {
+                before.client_phone.as_deref().map(|p| Phone::parse(p, None)).transpose().map_err(ApiError::internal)?
+            }
+        };
+        if email.is_none() && phone.is_none() {
+            return Err(ApiError::validation("email", "an e-mail address or a phone number is required"));
+        }
+        let email_key = email.as_ref().map(|e| hasher.email_key(e));
+        let phone_key = phone.as_ref().map(|p| hasher.phone_key(p));
+        if let Some(amb_id) = &before.ambassador_id {
+            let amb = crate::store::ambassadors::find(conn, amb_id)?;
+            let same_email = changes.email.is_some() && email.as_ref().is_some_and(|e| e.as_str() == amb.email);
+            let same_phone =
+                changes.phone.is_some() && phone.as_ref().is_some_and(|p| Some(p.as_str()) == amb.phone.as_deref());
+            if same_email || same_phone {
+                return Err(ApiError::Unprocessable {
+                    kind: "self-referral",
+                    detail: "Ambassadors cannot refer themselves.".into(),
+                    field: Some(if same_email { "email" } else { "phone" }),
+                });
+            }
+        }
+        let live = !matches!(before.status(), ReferralStatus::Cancelled | ReferralStatus::Rejected);
+        if live {
+            if let Some(existing) = live_holder(conn, email_key.as_deref(), phone_key.as_deref(), Some(id))? {
+                return Err(ApiError::DuplicateReferral { existing_referral_id: existing });
+            }
+        }
+        diesel::update(referrals::table.find(id))
+            .set((
+                referrals::client_first_name.eq(changes.first_name.clone().or(before.client_first_name.clone())),
+                referrals::client_last_name.eq(changes.last_name.clone().unwrap_or(before.client_last_name.clone())),
+                referrals::client_email.eq(email.as_ref().map(Email::as_str)),
+                referrals::client_phone.eq(phone.as_ref().map(Phone::as_str)),
+                referrals::email_key.eq(email_key.as_deref()),
+                referrals::phone_key.eq(phone_key.as_deref()),
+                referrals::external_ref.eq(changes.external_ref.clone().unwrap_or(before.external_ref.clone())),
+                referrals::planned_sessions.eq(changes.planned_sessions.unwrap_or(before.planned_sessions)),
+                referrals::share_name_with_ambassador
+                    .eq(changes.share_name_with_ambassador.unwrap_or(before.share_name_with_ambassador)),
+                referrals::notes.eq(changes.notes.clone().unwrap_or(before.notes.clone())),
+                referrals::updated_at.eq(now()),
+            ))
+            .execute(conn)
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    ApiError::DuplicateReferral { existing_referral_id: LOST_RACE.into() }
+                } else {
+                    e.into()
+                }
+            })?;
+        let fields: Vec<&str> = [
+            ("first_name", changes.first_name.is_some()),
+            ("last_name", changes.last_name.is_some()),
+            ("email", changes.email.is_some()),
+            ("phone", changes.phone.is_some()),
+            ("external_ref", changes.external_ref.is_some()),
+            ("planned_sessions", changes.planned_sessions.is_some()),
+            ("share_name_with_ambassador", changes.share_name_with_ambassador.is_some()),
+            ("notes", changes.notes.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect();
+        audit::record(
+            conn,
+            actor,
+            Change {
+                action: "referral.updated",
+                entity_type: "referral",
+                entity_id: id,
+                before: Some(&before.status),
+                after: Some(&before.status),
+                details: Some(serde_json::json!({ "fields": fields })),
+            },
+        )?;
+        find(conn, id)
+    });
+    match result {
+        // The new contact detail collided with a concurrent referral: name that one.
+        Err(e) if lost_race(&e) => {
+            let email_key = changes.email.as_ref().and_then(|e| e.as_ref().map(|e| hasher.email_key(e)));
+            let phone_key = changes.phone.as_ref().and_then(|p| p.as_ref().map(|p| hasher.phone_key(p)));
+            let existing = live_holder(conn, email_key.as_deref(), phone_key.as_deref(), Some(id))?.unwrap_or_default();
+            Err(ApiError::DuplicateReferral { existing_referral_id: existing })
+        }
+        other => other,
+    }
+}
+
+/// Erases a client's personal data: names, contact details and every note. Status, dates,
+/// the code and the ledger stay, and so do the keyed contact hashes, so the same client is
+/// still caught as a duplicate. Erasing twice changes nothing more.
+pub fn erase(conn: &mut DbConnection, id: &str, actor: &Actor) -> Result<ReferralRow, ApiError> {
+    write_tx(conn, |conn| {
+        let before = find(conn, id)?;
+        if before.erased_at.is_some() {
+            return Ok(before);
+        }
+        let at = now();
+        diesel::update(referrals::table.find(id))
+            .set((
+                referrals::client_first_name.eq(None::<String>),
+                referrals::client_last_name.eq(None::<String>),
+                referrals::client_email.eq(None::<String>),
+                referrals::client_phone.eq(None::<String>),
+                referrals::notes.eq(None::<String>),
+                referrals::reason_note.eq(None::<String>),
+                referrals::external_ref.eq(None::<String>),
+                referrals::erased_at.eq(Some(at)),
+                referrals::updated_at.eq(at),
+            ))
+            .execute(conn)?;
+        diesel::update(referral_sessions::table.filter(referral_sessions::referral_id.eq(id)))
+            .set(referral_sessions::note.eq(None::<String>))
+            .execute(conn)?;
+        audit::record(
+            conn,
+            actor,
+            Change {
+                action: "referral.personal_data_erased",
+                entity_type: "referral",
+                entity_id: id,
+                before: Some(&before.status),
+                after: Some(&before.status),
+                details: None,
+            },
+        )?;
+        find(conn, id)
+    })
+}
+
+type Visible = diesel::dsl::Or<
+    diesel::dsl::NotEq<referrals::source, &'static str>,
+    diesel::dsl::NotEq<referrals::status, &'static str>,
+>;
+
+fn ambassador_visible() -> Visible {
+    referrals::source.ne(Source::PublicForm.as_str()).or(referrals::status.ne(ReferralStatus::Rejected.as_str()))
+}
+
+/// One of the ambassador's own referrals (404 for anyone else's or a hidden one).
+pub fn find_for_ambassador(conn: &mut DbConnection, ambassador_id: &str, id: &str) -> Result<ReferralRow, ApiError> {
+    referrals::table
+        .find(id)
+        .filter(referrals::ambassador_id.eq(ambassador_id))
+        .filter(ambassador_visible())
+        .select(ReferralRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(ApiError::NotFound("referral"))
+}
+
+/// How many of an ambassador's referrals are in each status (as the ambassador sees them).
+pub fn status_counts(conn: &mut DbConnection, ambassador_id: &str) -> Result<Vec<(String, i64)>, ApiError> {
+    Ok(referrals::table
+        .filter(referrals::ambassador_id.eq(ambassador_id))
+        .filter(ambassador_visible())
+        .group_by(referrals::status)
+        .select((referrals::status, diesel::dsl::count_star()))
+        .load(conn)?)
 }

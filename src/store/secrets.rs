@@ -17,11 +17,7 @@ pub fn contact_hash_key(conn: &mut DbConnection, configured: &str) -> Result<Vec
         return Ok(configured.trim().as_bytes().to_vec());
     }
     let find = |conn: &mut DbConnection| {
-        app_secrets::table
-            .find(CONTACT_HASH_KEY)
-            .select(app_secrets::value)
-            .first::<String>(conn)
-            .optional()
+        app_secrets::table.find(CONTACT_HASH_KEY).select(app_secrets::value).first::<String>(conn).optional()
     };
     if let Some(v) = find(conn)? {
         return Ok(v.into_bytes());
@@ -41,7 +37,5 @@ pub fn contact_hash_key(conn: &mut DbConnection, configured: &str) -> Result<Vec
         Err(e) if is_unique_violation(&e) => {}
         Err(e) => return Err(e.into()),
     }
-    find(conn)?
-        .map(String::into_bytes)
-        .ok_or_else(|| ApiError::internal("contact hash key vanished"))
+    find(conn)?.map(String::into_bytes).ok_or_else(|| ApiError::internal("contact hash key vanished"))
 }

@@ -7,12 +7,7 @@ use crate::helpers::{assert_problem, problem_fields, spawn_app};
 
 fn is_generated_code(code: &str) -> bool {
     const CROCKFORD: &str = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    code.len() == 9
-        && &code[4..5] == "-"
-        && code
-            .chars()
-            .filter(|c| *c != '-')
-            .all(|c| CROCKFORD.contains(c))
+    code.len() == 9 && &code[4..5] == "-" && code.chars().filter(|c| *c != '-').all(|c| CROCKFORD.contains(c))
 }
 
 #[tokio::test]
@@ -39,45 +34,26 @@ async fn staff_enrol_an_active_ambassador_with_a_code() {
     assert_eq!(amb["name"], "Ann Lee");
     assert_eq!(amb["email"], "ann.lee@example.com");
     assert_eq!(amb["phone"], "+14155550100");
-    assert_eq!(
-        amb["payout_method"],
-        json!({ "type": "paypal", "email": "ann@paypal.com" })
-    );
+    assert_eq!(amb["payout_method"], json!({ "type": "paypal", "email": "ann@paypal.com" }));
     assert_eq!(amb["notification_preferences"]["referral_updates"], false);
     assert!(amb["created_at"].as_str().unwrap().ends_with('Z'));
     let codes = amb["codes"].as_array().unwrap();
     assert_eq!(codes.len(), 1);
     let code = codes[0]["code"].as_str().unwrap();
     assert!(is_generated_code(code), "{code}");
-    assert_eq!(
-        codes[0]["share_url"],
-        format!("{}/r/{code}", app.settings.public_url())
-    );
+    assert_eq!(codes[0]["share_url"], format!("{}/r/{code}", app.settings.public_url()));
 
     let id = amb["id"].as_str().unwrap();
-    let fetched: Value = app
-        .get(&format!("/v1/ambassadors/{id}"), &staff)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let fetched: Value = app.get(&format!("/v1/ambassadors/{id}"), &staff).await.json().await.unwrap();
     assert_eq!(fetched, amb);
     assert_eq!(app.audit_actions(id), vec!["ambassador.enrolled"]);
-    assert_eq!(
-        app.audit_actions(codes[0]["id"].as_str().unwrap()),
-        vec!["code.created"]
-    );
+    assert_eq!(app.audit_actions(codes[0]["id"].as_str().unwrap()), vec!["code.created"]);
 }
 
 #[tokio::test]
 async fn enrol_with_a_vanity_code() {
     let app = spawn_app().await;
-    let amb = app
-        .enrol(
-            &app.admin_key,
-            json!({ "name": "James", "email": "j@example.com", "code": "james-10" }),
-        )
-        .await;
+    let amb = app.enrol(&app.admin_key, json!({ "name": "James", "email": "j@example.com", "code": "james-10" })).await;
     assert_eq!(amb["codes"][0]["code"], "JAMES-10");
     assert_eq!(amb["codes"][0]["kind"], "vanity");
 }
@@ -102,17 +78,16 @@ async fn invalid_enrolments_are_refused_with_every_field_named() {
         .await;
     let p = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
     let fields: HashSet<String> = problem_fields(&p).into_iter().collect();
-    for f in [
-        "name",
-        "email",
-        "phone",
-        "display_name",
-        "payout_method.email",
-        "code",
-    ] {
+    for f in ["name", "email", "phone", "display_name", "payout_method.email", "code"] {
         assert!(fields.contains(f), "{f} not reported in {p}");
     }
-    let res = app.post("/v1/ambassadors", &app.admin_key, &json!({ "name": "A", "email": "a@example.com", "payout_method": { "type": "cheque" } })).await;
+    let res = app
+        .post(
+            "/v1/ambassadors",
+            &app.admin_key,
+            &json!({ "name": "A", "email": "a@example.com", "payout_method": { "type": "cheque" } }),
+        )
+        .await;
     let p = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
     assert_eq!(problem_fields(&p), vec!["payout_method.type"]);
     assert_eq!(app.counts(), before);
@@ -121,19 +96,10 @@ async fn invalid_enrolments_are_refused_with_every_field_named() {
 #[tokio::test]
 async fn duplicate_email_is_409_whatever_its_case() {
     let app = spawn_app().await;
-    app.enrol(
-        &app.admin_key,
-        json!({ "name": "Ann", "email": "ann@example.com" }),
-    )
-    .await;
+    app.enrol(&app.admin_key, json!({ "name": "Ann", "email": "ann@example.com" })).await;
     let before = app.counts();
-    let res = app
-        .post(
-            "/v1/ambassadors",
-            &app.admin_key,
-            &json!({ "name": "Ann 2", "email": "ANN@example.com " }),
-        )
-        .await;
+    let res =
+        app.post("/v1/ambassadors", &app.admin_key, &json!({ "name": "Ann 2", "email": "ANN@example.com " })).await;
     let p = assert_problem(res, StatusCode::CONFLICT, "email-taken").await;
     assert_eq!(problem_fields(&p), vec!["email"]);
     assert_eq!(app.counts(), before);
@@ -150,11 +116,7 @@ async fn racing_enrolments_of_one_email_give_one_201_and_one_409() {
         );
         let mut statuses = vec![a.status(), b.status()];
         statuses.sort();
-        assert_eq!(
-            statuses,
-            vec![StatusCode::CREATED, StatusCode::CONFLICT],
-            "round {round}"
-        );
+        assert_eq!(statuses, vec![StatusCode::CREATED, StatusCode::CONFLICT], "round {round}");
     }
     assert_eq!(app.counts().ambassadors, 3);
     assert_eq!(app.counts().codes, 3);
@@ -165,10 +127,8 @@ async fn racing_vanity_codes_leave_no_half_enrolled_ambassador() {
     let app = spawn_app().await;
     let a = json!({ "name": "A", "email": "a@example.com", "code": "SPRING" });
     let b = json!({ "name": "B", "email": "b@example.com", "code": "spr-ing" });
-    let (a, b) = tokio::join!(
-        app.post("/v1/ambassadors", &app.admin_key, &a),
-        app.post("/v1/ambassadors", &app.admin_key, &b)
-    );
+    let (a, b) =
+        tokio::join!(app.post("/v1/ambassadors", &app.admin_key, &a), app.post("/v1/ambassadors", &app.admin_key, &b));
     let mut statuses = vec![a.status(), b.status()];
     statuses.sort();
     assert_eq!(statuses, vec![StatusCode::CREATED, StatusCode::CONFLICT]);
@@ -181,9 +141,10 @@ async fn racing_vanity_codes_leave_no_half_enrolled_ambassador() {
 async fn staff_edit_an_ambassador() {
     let app = spawn_app().await;
     let staff = app.key("staff").await;
-    let amb = app.enrol(&staff, json!({ "name": "Ann", "email": "ann@example.com", "phone": "+44 20 7946 0018", "notes": "x" })).await;
-    app.enrol(&staff, json!({ "name": "Bob", "email": "bob@example.com" }))
+    let amb = app
+        .enrol(&staff, json!({ "name": "Ann", "email": "ann@example.com", "phone": "+44 20 7946 0018", "notes": "x" }))
         .await;
+    app.enrol(&staff, json!({ "name": "Bob", "email": "bob@example.com" })).await;
     let id = amb["id"].as_str().unwrap();
     let path = format!("/v1/ambassadors/{id}");
 
@@ -206,16 +167,11 @@ async fn staff_edit_an_ambassador() {
     assert_eq!(updated["show_name_to_referrals"], true);
     assert_eq!(updated["phone"], Value::Null);
     assert_eq!(updated["notes"], Value::Null);
-    assert_eq!(
-        updated["payout_method"],
-        json!({ "type": "bank", "reference": "IBAN GB00 1234" })
-    );
+    assert_eq!(updated["payout_method"], json!({ "type": "bank", "reference": "IBAN GB00 1234" }));
     assert_eq!(updated["name"], "Ann", "absent fields are left alone");
 
     let before = app.counts();
-    let res = app
-        .patch(&path, &staff, &json!({ "email": "BOB@example.com" }))
-        .await;
+    let res = app.patch(&path, &staff, &json!({ "email": "BOB@example.com" })).await;
     assert_problem(res, StatusCode::CONFLICT, "email-taken").await;
     let res = app.patch(&path, &staff, &json!({ "nickname": "x" })).await;
     let p = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
@@ -223,17 +179,12 @@ async fn staff_edit_an_ambassador() {
     let res = app.patch(&path, &staff, &json!({ "name": "" })).await;
     assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
     assert_eq!(app.counts(), before);
-    let res = app
-        .patch("/v1/ambassadors/unknown", &staff, &json!({ "name": "X" }))
-        .await;
+    let res = app.patch("/v1/ambassadors/unknown", &staff, &json!({ "name": "X" })).await;
     assert_problem(res, StatusCode::NOT_FOUND, "not-found").await;
 
     let unchanged: Value = app.get(&path, &staff).await.json().await.unwrap();
     assert_eq!(unchanged["email"], "ann@example.com");
-    assert_eq!(
-        app.audit_actions(id),
-        vec!["ambassador.enrolled", "ambassador.updated"]
-    );
+    assert_eq!(app.audit_actions(id), vec!["ambassador.enrolled", "ambassador.updated"]);
 }
 
 #[tokio::test]
@@ -248,72 +199,35 @@ async fn lifecycle_follows_the_state_machine() {
     let p = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
     assert_eq!(problem_fields(&p), vec!["reason"]);
 
-    let res = app
-        .post(
-            &act("suspend"),
-            &app.admin_key,
-            &json!({ "reason": "paused by request" }),
-        )
-        .await;
+    let res = app.post(&act("suspend"), &app.admin_key, &json!({ "reason": "paused by request" })).await;
     assert_eq!(res.status(), StatusCode::OK);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["status"], "suspended");
     assert_eq!(body["status_reason"], "paused by request");
 
-    let res = app
-        .post(
-            &act("suspend"),
-            &app.admin_key,
-            &json!({ "reason": "again" }),
-        )
-        .await;
+    let res = app.post(&act("suspend"), &app.admin_key, &json!({ "reason": "again" })).await;
     let p = assert_problem(res, StatusCode::CONFLICT, "invalid-transition").await;
     assert_eq!(p["current_status"], "suspended");
     let res = app.post(&act("approve"), &app.admin_key, &json!({})).await;
     assert_problem(res, StatusCode::CONFLICT, "invalid-transition").await;
 
     // An empty body is fine where no reason is needed.
-    let res = app
-        .client
-        .post(app.url(&act("reactivate")))
-        .bearer_auth(&app.admin_key)
-        .send()
-        .await
-        .unwrap();
+    let res = app.client.post(app.url(&act("reactivate"))).bearer_auth(&app.admin_key).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.json::<Value>().await.unwrap()["status"], "active");
 
-    let res = app
-        .post(
-            &act("close"),
-            &app.admin_key,
-            &json!({ "reason": "moved away" }),
-        )
-        .await;
+    let res = app.post(&act("close"), &app.admin_key, &json!({ "reason": "moved away" })).await;
     assert_eq!(res.json::<Value>().await.unwrap()["status"], "closed");
     for action in ["reactivate", "suspend", "approve", "decline", "close"] {
-        let res = app
-            .post(&act(action), &app.admin_key, &json!({ "reason": "x" }))
-            .await;
+        let res = app.post(&act(action), &app.admin_key, &json!({ "reason": "x" })).await;
         let p = assert_problem(res, StatusCode::CONFLICT, "invalid-transition").await;
         assert_eq!(p["current_status"], "closed");
     }
     assert_eq!(
         app.audit_actions(id),
-        vec![
-            "ambassador.enrolled",
-            "ambassador.suspend",
-            "ambassador.reactivate",
-            "ambassador.close"
-        ]
+        vec!["ambassador.enrolled", "ambassador.suspend", "ambassador.reactivate", "ambassador.close"]
     );
-    let res = app
-        .post(
-            "/v1/ambassadors/unknown/suspend",
-            &app.admin_key,
-            &json!({ "reason": "x" }),
-        )
-        .await;
+    let res = app.post("/v1/ambassadors/unknown/suspend", &app.admin_key, &json!({ "reason": "x" })).await;
     assert_problem(res, StatusCode::NOT_FOUND, "not-found").await;
 }
 
@@ -321,37 +235,15 @@ async fn lifecycle_follows_the_state_machine() {
 async fn list_filters_by_status_and_query() {
     let app = spawn_app().await;
     let staff = app.key("staff").await;
-    let ann = app
-        .enrol(
-            &staff,
-            json!({ "name": "Ann Lee", "email": "ann@example.com", "phone": "+1 415 555 0100" }),
-        )
-        .await;
-    app.enrol(
-        &staff,
-        json!({ "name": "Bob Stone", "email": "bob@clinic.test" }),
-    )
-    .await;
-    app.enrol(
-        &staff,
-        json!({ "name": "Cara 100%_Real", "email": "cara@example.com", "display_name": "CJ" }),
-    )
-    .await;
+    let ann =
+        app.enrol(&staff, json!({ "name": "Ann Lee", "email": "ann@example.com", "phone": "+1 415 555 0100" })).await;
+    app.enrol(&staff, json!({ "name": "Bob Stone", "email": "bob@clinic.test" })).await;
+    app.enrol(&staff, json!({ "name": "Cara 100%_Real", "email": "cara@example.com", "display_name": "CJ" })).await;
     let id = ann["id"].as_str().unwrap();
-    app.post(
-        &format!("/v1/ambassadors/{id}/suspend"),
-        &staff,
-        &json!({ "reason": "x" }),
-    )
-    .await;
+    app.post(&format!("/v1/ambassadors/{id}/suspend"), &staff, &json!({ "reason": "x" })).await;
 
     let names = |v: Value| -> Vec<String> {
-        v["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["name"].as_str().unwrap().to_owned())
-            .collect()
+        v["items"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap().to_owned()).collect()
     };
     let get = |q: &str| {
         let path = format!("/v1/ambassadors?{q}");
@@ -364,19 +256,12 @@ async fn list_filters_by_status_and_query() {
         }
     };
     assert_eq!(names(get("status=suspended").await), vec!["Ann Lee"]);
-    assert_eq!(
-        names(get("status=active").await),
-        vec!["Cara 100%_Real", "Bob Stone"]
-    );
+    assert_eq!(names(get("status=active").await), vec!["Cara 100%_Real", "Bob Stone"]);
     assert_eq!(names(get("q=STONE").await), vec!["Bob Stone"]);
     assert_eq!(names(get("q=clinic.test").await), vec!["Bob Stone"]);
     assert_eq!(names(get("q=cj").await), vec!["Cara 100%_Real"]);
     assert_eq!(names(get("q=5550100").await), vec!["Ann Lee"]);
-    assert_eq!(
-        names(get("q=100%25_").await),
-        vec!["Cara 100%_Real"],
-        "LIKE wildcards are literal"
-    );
+    assert_eq!(names(get("q=100%25_").await), vec!["Cara 100%_Real"], "LIKE wildcards are literal");
     assert_eq!(names(get("q=%25").await), vec!["Cara 100%_Real"]);
     assert!(names(get("q=nobody").await).is_empty());
 
@@ -398,9 +283,7 @@ async fn pagination_walks_every_item_once_newest_first() {
     let app = spawn_app().await;
     let mut enrolled = Vec::new();
     for i in 0..7 {
-        let a = app
-            .enrol_named(&app.admin_key, &format!("Person {i}"))
-            .await;
+        let a = app.enrol_named(&app.admin_key, &format!("Person {i}")).await;
         enrolled.push(a["id"].as_str().unwrap().to_owned());
     }
     let mut seen = Vec::new();

@@ -24,13 +24,7 @@ async fn initial_admin_key_is_written_privately_and_works() {
 #[tokio::test]
 async fn admin_creates_lists_and_revokes_keys() {
     let app = spawn_app().await;
-    let res = app
-        .post(
-            "/v1/api-keys",
-            &app.admin_key,
-            &json!({ "name": "Front desk", "role": "staff" }),
-        )
-        .await;
+    let res = app.post("/v1/api-keys", &app.admin_key, &json!({ "name": "Front desk", "role": "staff" })).await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let created: Value = res.json().await.unwrap();
     let secret = created["secret"].as_str().unwrap().to_owned();
@@ -39,88 +33,38 @@ async fn admin_creates_lists_and_revokes_keys() {
     assert!(secret.starts_with(created["prefix"].as_str().unwrap()));
 
     // The new key works for staff routes.
-    assert_eq!(
-        app.get("/v1/ambassadors", &secret).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.get("/v1/ambassadors", &secret).await.status(), StatusCode::OK);
 
     // Listing never shows a secret or hash.
-    let list = app
-        .get("/v1/api-keys", &app.admin_key)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let list = app.get("/v1/api-keys", &app.admin_key).await.text().await.unwrap();
     assert!(!list.contains(&secret));
     assert!(!list.contains("secret_hash"));
     let list: Value = serde_json::from_str(&list).unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 2);
 
     let id = created["id"].as_str().unwrap();
-    let res = app
-        .request(
-            Method::DELETE,
-            &format!("/v1/api-keys/{id}"),
-            Some(&app.admin_key),
-            None,
-        )
-        .await;
+    let res = app.request(Method::DELETE, &format!("/v1/api-keys/{id}"), Some(&app.admin_key), None).await;
     assert_eq!(res.status(), StatusCode::OK);
     let revoked: Value = res.json().await.unwrap();
     assert!(revoked["revoked_at"].is_string());
 
     // A revoked key is 401, and revoking again is an invalid transition.
-    assert_problem(
-        app.get("/v1/ambassadors", &secret).await,
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-    )
-    .await;
-    let res = app
-        .request(
-            Method::DELETE,
-            &format!("/v1/api-keys/{id}"),
-            Some(&app.admin_key),
-            None,
-        )
-        .await;
+    assert_problem(app.get("/v1/ambassadors", &secret).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let res = app.request(Method::DELETE, &format!("/v1/api-keys/{id}"), Some(&app.admin_key), None).await;
     assert_problem(res, StatusCode::CONFLICT, "invalid-transition").await;
-    let res = app
-        .request(
-            Method::DELETE,
-            "/v1/api-keys/nope",
-            Some(&app.admin_key),
-            None,
-        )
-        .await;
+    let res = app.request(Method::DELETE, "/v1/api-keys/nope", Some(&app.admin_key), None).await;
     assert_problem(res, StatusCode::NOT_FOUND, "not-found").await;
-    assert_eq!(
-        app.audit_actions(id),
-        vec!["api_key.created", "api_key.revoked"]
-    );
+    assert_eq!(app.audit_actions(id), vec!["api_key.created", "api_key.revoked"]);
 }
 
 #[tokio::test]
 async fn missing_unknown_and_malformed_credentials_are_401() {
     let app = spawn_app().await;
-    let res = app
-        .request(Method::GET, "/v1/ambassadors", None, None)
-        .await;
+    let res = app.request(Method::GET, "/v1/ambassadors", None, None).await;
     assert_eq!(res.headers().get("www-authenticate").unwrap(), "Bearer");
     assert_problem(res, StatusCode::UNAUTHORIZED, "unauthorized").await;
-    assert_problem(
-        app.get("/v1/ambassadors", "vk_live_unknown").await,
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-    )
-    .await;
-    let res = app
-        .client
-        .get(app.url("/v1/ambassadors"))
-        .header("authorization", "Basic abc")
-        .send()
-        .await
-        .unwrap();
+    assert_problem(app.get("/v1/ambassadors", "vk_live_unknown").await, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let res = app.client.get(app.url("/v1/ambassadors")).header("authorization", "Basic abc").send().await.unwrap();
     assert_problem(res, StatusCode::UNAUTHORIZED, "unauthorized").await;
 }
 
@@ -131,49 +75,18 @@ async fn roles_are_enforced() {
     let finance = app.key("finance").await;
     let before = app.counts();
     // Only admins manage keys and read the audit trail.
-    let res = app
-        .post(
-            "/v1/api-keys",
-            &staff,
-            &json!({ "name": "x", "role": "admin" }),
-        )
-        .await;
+    let res = app.post("/v1/api-keys", &staff, &json!({ "name": "x", "role": "admin" })).await;
     assert_problem(res, StatusCode::FORBIDDEN, "forbidden").await;
-    assert_problem(
-        app.get("/v1/api-keys", &finance).await,
-        StatusCode::FORBIDDEN,
-        "forbidden",
-    )
-    .await;
-    assert_problem(
-        app.get("/v1/audit", &staff).await,
-        StatusCode::FORBIDDEN,
-        "forbidden",
-    )
-    .await;
+    assert_problem(app.get("/v1/api-keys", &finance).await, StatusCode::FORBIDDEN, "forbidden").await;
+    assert_problem(app.get("/v1/audit", &staff).await, StatusCode::FORBIDDEN, "forbidden").await;
     // Finance may not enrol or manage ambassadors or codes.
-    let res = app
-        .post(
-            "/v1/ambassadors",
-            &finance,
-            &json!({ "name": "A", "email": "a@example.com" }),
-        )
-        .await;
+    let res = app.post("/v1/ambassadors", &finance, &json!({ "name": "A", "email": "a@example.com" })).await;
     assert_problem(res, StatusCode::FORBIDDEN, "forbidden").await;
-    assert_problem(
-        app.get("/v1/ambassadors", &finance).await,
-        StatusCode::FORBIDDEN,
-        "forbidden",
-    )
-    .await;
-    let res = app
-        .post("/v1/codes/ABC-123/deactivate", &finance, &json!({}))
-        .await;
+    assert_problem(app.get("/v1/ambassadors", &finance).await, StatusCode::FORBIDDEN, "forbidden").await;
+    let res = app.post("/v1/codes/ABC-123/deactivate", &finance, &json!({})).await;
     assert_problem(res, StatusCode::FORBIDDEN, "forbidden").await;
     // The 403 comes before the body is judged.
-    let res = app
-        .post("/v1/ambassadors", &finance, &json!({ "bogus": true }))
-        .await;
+    let res = app.post("/v1/ambassadors", &finance, &json!({ "bogus": true })).await;
     assert_problem(res, StatusCode::FORBIDDEN, "forbidden").await;
     // Admin may do what staff do.
     app.enrol_named(&app.admin_key, "Admin Made").await;
@@ -184,22 +97,10 @@ async fn roles_are_enforced() {
 async fn bad_key_requests_are_refused_without_change() {
     let app = spawn_app().await;
     let before = app.counts();
-    let res = app
-        .post(
-            "/v1/api-keys",
-            &app.admin_key,
-            &json!({ "name": "x", "role": "owner" }),
-        )
-        .await;
+    let res = app.post("/v1/api-keys", &app.admin_key, &json!({ "name": "x", "role": "owner" })).await;
     let p = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
     assert_eq!(problem_fields(&p), vec!["role"]);
-    let res = app
-        .post(
-            "/v1/api-keys",
-            &app.admin_key,
-            &json!({ "name": "  ", "role": "staff" }),
-        )
-        .await;
+    let res = app.post("/v1/api-keys", &app.admin_key, &json!({ "name": "  ", "role": "staff" })).await;
     let p = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
     assert_eq!(problem_fields(&p), vec!["name"]);
     assert_eq!(app.counts(), before);

@@ -9,24 +9,10 @@ async fn admins_read_who_changed_what_in_which_request() {
     let staff = app.key("staff").await;
     let amb = app.enrol_named(&staff, "Audited").await;
     let id = amb["id"].as_str().unwrap();
-    let res = app
-        .post(
-            &format!("/v1/ambassadors/{id}/suspend"),
-            &staff,
-            &json!({ "reason": "checking" }),
-        )
-        .await;
-    let request_id = res
-        .headers()
-        .get("x-request-id")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let res = app.post(&format!("/v1/ambassadors/{id}/suspend"), &staff, &json!({ "reason": "checking" })).await;
+    let request_id = res.headers().get("x-request-id").unwrap().to_str().unwrap().to_owned();
 
-    let res = app
-        .get(&format!("/v1/audit?entity_id={id}"), &app.admin_key)
-        .await;
+    let res = app.get(&format!("/v1/audit?entity_id={id}"), &app.admin_key).await;
     assert_eq!(res.status(), StatusCode::OK);
     let page: Value = res.json().await.unwrap();
     let items = page["items"].as_array().unwrap();
@@ -42,12 +28,7 @@ async fn admins_read_who_changed_what_in_which_request() {
     assert!(suspend["details"].as_str().unwrap().contains("checking"));
     assert_eq!(items[1]["action"], "ambassador.enrolled");
 
-    let all: Value = app
-        .get("/v1/audit?limit=2", &app.admin_key)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let all: Value = app.get("/v1/audit?limit=2", &app.admin_key).await.json().await.unwrap();
     assert_eq!(all["items"].as_array().unwrap().len(), 2);
     assert!(all["next_cursor"].is_string());
 }

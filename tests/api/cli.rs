@@ -24,38 +24,22 @@ fn vouch(app: &crate::helpers::TestApp, args: &[&str]) -> (bool, String, String)
 #[tokio::test]
 async fn keys_created_listed_and_revoked_from_the_command_line() {
     let app = spawn_app().await;
-    let (ok, stdout, stderr) = vouch(
-        &app,
-        &["keys", "create", "--role", "finance", "--name", "Books"],
-    );
+    let (ok, stdout, stderr) = vouch(&app, &["keys", "create", "--role", "finance", "--name", "Books"]);
     assert!(ok, "{stderr}");
     let secret = stdout.trim().to_owned();
     assert!(secret.starts_with("vk_live_"), "{stdout}");
     // Finance may not list ambassadors: the key is real and carries its role.
-    assert_eq!(
-        app.get("/v1/ambassadors", &secret).await.status(),
-        StatusCode::FORBIDDEN
-    );
+    assert_eq!(app.get("/v1/ambassadors", &secret).await.status(), StatusCode::FORBIDDEN);
 
     let (ok, stdout, _) = vouch(&app, &["keys", "list"]);
     assert!(ok);
     assert!(stdout.contains("finance") && stdout.contains("Books"));
     assert!(!stdout.contains(&secret));
-    let id = stdout
-        .lines()
-        .find(|l| l.contains("Books"))
-        .unwrap()
-        .split('\t')
-        .next()
-        .unwrap()
-        .to_owned();
+    let id = stdout.lines().find(|l| l.contains("Books")).unwrap().split('\t').next().unwrap().to_owned();
 
     let (ok, _, stderr) = vouch(&app, &["keys", "revoke", &id]);
     assert!(ok, "{stderr}");
-    assert_eq!(
-        app.get("/v1/ambassadors", &secret).await.status(),
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(app.get("/v1/ambassadors", &secret).await.status(), StatusCode::UNAUTHORIZED);
 
     let (ok, _, stderr) = vouch(&app, &["keys", "create", "--role", "owner", "--name", "x"]);
     assert!(!ok && stderr.contains("owner"));

@@ -14,9 +14,7 @@ async fn staff_add_generated_and_vanity_codes() {
     let res = app.request(Method::POST, &path, Some(&staff), None).await;
     assert_eq!(res.status(), StatusCode::CREATED);
     assert_eq!(res.json::<Value>().await.unwrap()["kind"], "generated");
-    let res = app
-        .post(&path, &staff, &json!({ "code": "summer-24" }))
-        .await;
+    let res = app.post(&path, &staff, &json!({ "code": "summer-24" })).await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let vanity: Value = res.json().await.unwrap();
     assert_eq!(vanity["code"], "SUMMER-24");
@@ -36,13 +34,9 @@ async fn staff_add_generated_and_vanity_codes() {
         .await;
     let p = assert_problem(res, StatusCode::CONFLICT, "code-taken").await;
     assert_eq!(problem_fields(&p), vec!["code"]);
-    let res = app
-        .post(&path, &staff, &json!({ "code": "no spaces" }))
-        .await;
+    let res = app.post(&path, &staff, &json!({ "code": "no spaces" })).await;
     assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
-    let res = app
-        .post("/v1/ambassadors/unknown/codes", &staff, &json!({}))
-        .await;
+    let res = app.post("/v1/ambassadors/unknown/codes", &staff, &json!({})).await;
     assert_problem(res, StatusCode::NOT_FOUND, "not-found").await;
     assert_eq!(app.counts(), before);
 }
@@ -50,44 +44,20 @@ async fn staff_add_generated_and_vanity_codes() {
 #[tokio::test]
 async fn deactivated_codes_stop_matching_and_stay_reserved() {
     let app = spawn_app().await;
-    let amb = app
-        .enrol(
-            &app.admin_key,
-            json!({ "name": "D", "email": "d@example.com", "code": "KEEPME" }),
-        )
-        .await;
-    assert_eq!(
-        app.client
-            .get(app.url("/v1/public/codes/keepme"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    let amb = app.enrol(&app.admin_key, json!({ "name": "D", "email": "d@example.com", "code": "KEEPME" })).await;
+    assert_eq!(app.client.get(app.url("/v1/public/codes/keepme")).send().await.unwrap().status(), StatusCode::OK);
 
-    let res = app
-        .post("/v1/codes/keep-me/deactivate", &app.admin_key, &json!({}))
-        .await;
+    let res = app.post("/v1/codes/keep-me/deactivate", &app.admin_key, &json!({})).await;
     assert_eq!(res.status(), StatusCode::OK);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["active"], false);
     assert!(body["deactivated_at"].is_string());
 
-    let res = app
-        .client
-        .get(app.url("/v1/public/codes/KEEPME"))
-        .send()
-        .await
-        .unwrap();
+    let res = app.client.get(app.url("/v1/public/codes/KEEPME")).send().await.unwrap();
     assert_problem(res, StatusCode::NOT_FOUND, "not-found").await;
-    let res = app
-        .post("/v1/codes/KEEPME/deactivate", &app.admin_key, &json!({}))
-        .await;
+    let res = app.post("/v1/codes/KEEPME/deactivate", &app.admin_key, &json!({})).await;
     assert_problem(res, StatusCode::CONFLICT, "invalid-transition").await;
-    let res = app
-        .post("/v1/codes/NOSUCH/deactivate", &app.admin_key, &json!({}))
-        .await;
+    let res = app.post("/v1/codes/NOSUCH/deactivate", &app.admin_key, &json!({})).await;
     assert_problem(res, StatusCode::NOT_FOUND, "not-found").await;
     let res = app
         .post(
@@ -104,19 +74,8 @@ async fn closed_ambassadors_get_no_new_codes() {
     let app = spawn_app().await;
     let amb = app.enrol_named(&app.admin_key, "Closing").await;
     let id = amb["id"].as_str().unwrap();
-    app.post(
-        &format!("/v1/ambassadors/{id}/close"),
-        &app.admin_key,
-        &json!({ "reason": "left" }),
-    )
-    .await;
-    let res = app
-        .post(
-            &format!("/v1/ambassadors/{id}/codes"),
-            &app.admin_key,
-            &json!({}),
-        )
-        .await;
+    app.post(&format!("/v1/ambassadors/{id}/close"), &app.admin_key, &json!({ "reason": "left" })).await;
+    let res = app.post(&format!("/v1/ambassadors/{id}/codes"), &app.admin_key, &json!({})).await;
     let p = assert_problem(res, StatusCode::CONFLICT, "invalid-transition").await;
     assert_eq!(p["current_status"], "closed");
 }
@@ -125,10 +84,7 @@ async fn closed_ambassadors_get_no_new_codes() {
 async fn public_lookup_is_case_and_hyphen_insensitive_and_discreet() {
     let app = spawn_app().await;
     let anon = app
-        .enrol(
-            &app.admin_key,
-            json!({ "name": "Anon Person", "email": "anon@example.com", "display_name": "Anon" }),
-        )
+        .enrol(&app.admin_key, json!({ "name": "Anon Person", "email": "anon@example.com", "display_name": "Anon" }))
         .await;
     let shown = app
         .enrol(&app.admin_key, json!({ "name": "Shown Person", "email": "shown@example.com", "display_name": "Sam", "show_name_to_referrals": true }))
@@ -138,24 +94,14 @@ async fn public_lookup_is_case_and_hyphen_insensitive_and_discreet() {
 
     let lookup = |code: String| {
         let app = &app;
-        async move {
-            app.client
-                .get(app.url(&format!("/v1/public/codes/{code}")))
-                .send()
-                .await
-                .unwrap()
-        }
+        async move { app.client.get(app.url(&format!("/v1/public/codes/{code}"))).send().await.unwrap() }
     };
     let res = lookup(anon_code.to_lowercase().replace('-', "")).await;
     assert_eq!(res.status(), StatusCode::OK);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["code"], anon_code);
     assert_eq!(body["valid"], true);
-    assert_eq!(
-        body["ambassador_display_name"],
-        Value::Null,
-        "no name without opt-in"
-    );
+    assert_eq!(body["ambassador_display_name"], Value::Null, "no name without opt-in");
     let text = body.to_string();
     assert!(!text.contains("Anon") && !text.contains("anon@"), "{text}");
 
@@ -167,12 +113,7 @@ async fn public_lookup_is_case_and_hyphen_insensitive_and_discreet() {
     let typo = shown_code.replace('0', "O").replace('1', "I");
     assert_eq!(lookup(typo).await.status(), StatusCode::OK);
 
-    assert_problem(
-        lookup("NOPE-NOPE".into()).await,
-        StatusCode::NOT_FOUND,
-        "not-found",
-    )
-    .await;
+    assert_problem(lookup("NOPE-NOPE".into()).await, StatusCode::NOT_FOUND, "not-found").await;
     // A suspended ambassador's code takes no referrals.
     app.post(
         &format!("/v1/ambassadors/{}/suspend", shown["id"].as_str().unwrap()),
@@ -180,10 +121,5 @@ async fn public_lookup_is_case_and_hyphen_insensitive_and_discreet() {
         &json!({ "reason": "x" }),
     )
     .await;
-    assert_problem(
-        lookup(shown_code.to_owned()).await,
-        StatusCode::NOT_FOUND,
-        "not-found",
-    )
-    .await;
+    assert_problem(lookup(shown_code.to_owned()).await, StatusCode::NOT_FOUND, "not-found").await;
 }

@@ -37,8 +37,7 @@ impl Drop for TestApp {
         if let TestDb::Postgres { admin_url, name } = &self.db {
             if let Ok(mut conn) = PgConnection::establish(admin_url) {
                 let _ =
-                    diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                        .execute(&mut conn);
+                    diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut conn);
             }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -78,18 +77,12 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     settings.server.shutdown_timeout_secs = 1;
     settings.database.pool_size = 4;
     settings.rate_limit.public_per_minute = 10_000;
-    let db = match std::env::var("VOUCH_TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    {
+    let db = match std::env::var("VOUCH_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) {
         Some(admin_url) => {
             let name = format!("vouch_test_{id}");
-            let mut conn = PgConnection::establish(&admin_url).unwrap_or_else(|e| {
-                panic!("VOUCH_TEST_DATABASE_URL is set but PostgreSQL is unreachable: {e}")
-            });
-            diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
-                .execute(&mut conn)
-                .expect("create test database");
+            let mut conn = PgConnection::establish(&admin_url)
+                .unwrap_or_else(|e| panic!("VOUCH_TEST_DATABASE_URL is set but PostgreSQL is unreachable: {e}"));
+            diesel::sql_query(format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).expect("create test database");
             settings.database.url = with_database(&admin_url, &name);
             TestDb::Postgres { admin_url, name }
         }
@@ -128,6 +121,9 @@ pub struct Counts {
     pub ambassadors: i64,
     pub codes: i64,
     pub audit: i64,
+    pub referrals: i64,
+    pub sessions: i64,
+    pub outbox: i64,
 }
 
 impl TestApp {
@@ -135,13 +131,7 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
-    pub async fn request(
-        &self,
-        method: Method,
-        path: &str,
-        key: Option<&str>,
-        body: Option<&Value>,
-    ) -> Response {
+    pub async fn request(&self, method: Method, path: &str, key: Option<&str>, body: Option<&Value>) -> Response {
         let mut req = self.client.request(method, self.url(path));
         if let Some(key) = key {
             req = req.bearer_auth(key);
@@ -157,29 +147,19 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, key: &str, body: &Value) -> Response {
-        self.request(Method::POST, path, Some(key), Some(body))
-            .await
+        self.request(Method::POST, path, Some(key), Some(body)).await
     }
 
     pub async fn patch(&self, path: &str, key: &str, body: &Value) -> Response {
-        self.request(Method::PATCH, path, Some(key), Some(body))
-            .await
+        self.request(Method::PATCH, path, Some(key), Some(body)).await
     }
 
     /// A new API key with this role, created through the API by the initial admin.
     pub async fn key(&self, role: &str) -> String {
-        let res = self
-            .post(
-                "/v1/api-keys",
-                &self.admin_key,
-                &json!({ "name": format!("{role} key"), "role": role }),
-            )
-            .await;
+        let res =
+            self.post("/v1/api-keys", &self.admin_key, &json!({ "name": format!("{role} key"), "role": role })).await;
         assert_eq!(res.status(), StatusCode::CREATED);
-        res.json::<Value>().await.unwrap()["secret"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        res.json::<Value>().await.unwrap()["secret"].as_str().unwrap().to_owned()
     }
 
     /// Staff enrol an ambassador; asserts 201 and returns the body.
@@ -193,29 +173,19 @@ impl TestApp {
 
     pub async fn enrol_named(&self, staff_key: &str, name: &str) -> Value {
         let email = format!("{}@example.com", name.to_lowercase().replace(' ', "."));
-        self.enrol(staff_key, json!({ "name": name, "email": email }))
-            .await
+        self.enrol(staff_key, json!({ "name": name, "email": email })).await
     }
 
     pub fn counts(&self) -> Counts {
         let mut conn = self.pool.get().unwrap();
         Counts {
-            api_keys: schema::api_keys::table
-                .count()
-                .get_result(&mut conn)
-                .unwrap(),
-            ambassadors: schema::ambassadors::table
-                .count()
-                .get_result(&mut conn)
-                .unwrap(),
-            codes: schema::referral_codes::table
-                .count()
-                .get_result(&mut conn)
-                .unwrap(),
-            audit: schema::audit_events::table
-                .count()
-                .get_result(&mut conn)
-                .unwrap(),
+            api_keys: schema::api_keys::table.count().get_result(&mut conn).unwrap(),
+            ambassadors: schema::ambassadors::table.count().get_result(&mut conn).unwrap(),
+            codes: schema::referral_codes::table.count().get_result(&mut conn).unwrap(),
+            audit: schema::audit_events::table.count().get_result(&mut conn).unwrap(),
+            referrals: schema::referrals::table.count().get_result(&mut conn).unwrap(),
+            sessions: schema::referral_sessions::table.count().get_result(&mut conn).unwrap(),
+            outbox: schema::email_outbox::table.count().get_result(&mut conn).unwrap(),
         }
     }
 
@@ -234,19 +204,13 @@ impl TestApp {
 /// Asserts a problem+json response with this status and `type`; returns the body.
 pub async fn assert_problem(res: Response, status: StatusCode, kind: &str) -> Value {
     let got = res.status();
-    let content_type = res
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned());
+    let content_type = res.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
     let body: Value = res.json().await.expect("problem body is JSON");
     assert_eq!(got, status, "unexpected status; body: {body}");
     assert_eq!(content_type.as_deref(), Some(PROBLEM_JSON), "body: {body}");
     assert_eq!(body["type"], kind, "body: {body}");
     assert_eq!(body["status"], status.as_u16(), "body: {body}");
-    assert!(
-        body["title"].is_string() && body["detail"].is_string(),
-        "body: {body}"
-    );
+    assert!(body["title"].is_string() && body["detail"].is_string(), "body: {body}");
     body
 }
 
@@ -254,10 +218,41 @@ pub async fn assert_problem(res: Response, status: StatusCode, kind: &str) -> Va
 pub fn problem_fields(problem: &Value) -> Vec<String> {
     problem["errors"]
         .as_array()
-        .map(|e| {
-            e.iter()
-                .map(|f| f["field"].as_str().unwrap().to_owned())
-                .collect()
-        })
+        .map(|e| e.iter().map(|f| f["field"].as_str().unwrap().to_owned()).collect())
         .unwrap_or_default()
+}
+
+impl TestApp {
+    /// Login links queued for this address, newest first (the e-mails the portal sends).
+    pub fn login_links(&self, email: &str) -> Vec<String> {
+        let mut conn = self.pool.get().unwrap();
+        let payloads: Vec<String> = schema::email_outbox::table
+            .filter(schema::email_outbox::to_address.eq(email))
+            .filter(schema::email_outbox::template.eq("portal_login"))
+            .order(schema::email_outbox::id.desc())
+            .select(schema::email_outbox::payload)
+            .load(&mut conn)
+            .unwrap();
+        payloads
+            .iter()
+            .map(|p| serde_json::from_str::<Value>(p).unwrap()["link"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// An ambassador signs in through the e-mailed link; returns their session token.
+    pub async fn portal_session(&self, email: &str) -> String {
+        let res = self.client.post(self.url("/v1/portal/login")).json(&json!({ "email": email })).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        let link = self.login_links(email).into_iter().next().expect("a login link was queued");
+        let token = link.split("token=").nth(1).unwrap().to_owned();
+        let res =
+            self.client.post(self.url("/v1/portal/sessions")).json(&json!({ "token": token })).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        res.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
+    }
+
+    pub fn outbox_count(&self) -> i64 {
+        let mut conn = self.pool.get().unwrap();
+        schema::email_outbox::table.count().get_result(&mut conn).unwrap()
+    }
 }

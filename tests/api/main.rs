@@ -11,5 +11,6 @@ mod codes;
 mod errors;
 mod idempotency;
 mod ops;
+mod portal;
 mod public;
 mod referrals;

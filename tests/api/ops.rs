@@ -19,31 +19,17 @@ async fn metrics_count_requests_by_route_and_status() {
     let app = spawn_app().await;
     app.get("/v1/ambassadors", &app.admin_key).await;
     app.get("/v1/ambassadors", "wrong").await;
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(
-        text.contains(
-            r#"vouch_http_requests_total{method="GET",route="/v1/ambassadors",status="200"} 1"#
-        ),
+        text.contains(r#"vouch_http_requests_total{method="GET",route="/v1/ambassadors",status="200"} 1"#),
         "{text}"
     );
     assert!(
-        text.contains(
-            r#"vouch_http_requests_total{method="GET",route="/v1/ambassadors",status="401"} 1"#
-        ),
+        text.contains(r#"vouch_http_requests_total{method="GET",route="/v1/ambassadors",status="401"} 1"#),
         "{text}"
     );
     assert!(
-        text.contains(
-            "vouch_http_request_duration_seconds_bucket{route=\"/v1/ambassadors\",le=\"+Inf\"} 2"
-        ),
+        text.contains("vouch_http_request_duration_seconds_bucket{route=\"/v1/ambassadors\",le=\"+Inf\"} 2"),
         "{text}"
     );
 }
@@ -51,15 +37,7 @@ async fn metrics_count_requests_by_route_and_status() {
 #[tokio::test]
 async fn openapi_describes_every_endpoint_and_swagger_ui_is_offline() {
     let app = spawn_app().await;
-    let doc: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     let paths = doc["paths"].as_object().unwrap();
     for (path, method) in [
@@ -80,11 +58,26 @@ async fn openapi_describes_every_endpoint_and_swagger_ui_is_offline() {
         ("/v1/public/codes/{code}", "get"),
         ("/v1/public/ambassador-applications", "post"),
         ("/v1/audit", "get"),
+        ("/v1/referrals", "post"),
+        ("/v1/referrals", "get"),
+        ("/v1/referrals/{id}", "get"),
+        ("/v1/referrals/{id}", "patch"),
+        ("/v1/referrals/{id}/sessions", "post"),
+        ("/v1/referrals/{id}/sessions", "get"),
+        ("/v1/referrals/{id}/complete", "post"),
+        ("/v1/referrals/{id}/{action}", "post"),
+        ("/v1/referrals/{id}/personal-data", "delete"),
+        ("/v1/public/referrals", "post"),
+        ("/v1/portal/login", "post"),
+        ("/v1/portal/sessions", "post"),
+        ("/v1/portal/logout", "post"),
+        ("/v1/me", "get"),
+        ("/v1/me", "patch"),
+        ("/v1/me/codes", "get"),
+        ("/v1/me/referrals", "get"),
+        ("/v1/me/referrals/{id}", "get"),
     ] {
-        assert!(
-            paths.get(path).and_then(|p| p.get(method)).is_some(),
-            "{method} {path} missing from OpenAPI"
-        );
+        assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} missing from OpenAPI");
     }
     let schemas = doc["components"]["schemas"].as_object().unwrap();
     for s in [
@@ -93,6 +86,9 @@ async fn openapi_describes_every_endpoint_and_swagger_ui_is_offline() {
         "EnrolAmbassador",
         "CodeView",
         "PublicCode",
+        "ReferralView",
+        "MyReferral",
+        "MeView",
     ] {
         assert!(schemas.contains_key(s), "schema {s} missing");
     }
@@ -100,8 +96,5 @@ async fn openapi_describes_every_endpoint_and_swagger_ui_is_offline() {
     assert_eq!(res.status(), StatusCode::OK);
     let html = res.text().await.unwrap();
     assert!(html.contains("swagger-ui"));
-    assert!(
-        !html.contains("https://"),
-        "Swagger UI must not load assets from the network"
-    );
+    assert!(!html.contains("https://"), "Swagger UI must not load assets from the network");
 }

@@ -10,8 +10,11 @@ CREATE TABLE app_secrets (
 
 CREATE TABLE referrals (
     id TEXT PRIMARY KEY NOT NULL,
-    ambassador_id TEXT NOT NULL REFERENCES ambassadors (id),
-    code_id TEXT NOT NULL REFERENCES referral_codes (id),
+    -- NULL only for a public submission rejected because its code matched nothing.
+    ambassador_id TEXT REFERENCES ambassadors (id),
+    code_id TEXT REFERENCES referral_codes (id),
+    -- What the client typed (public form), kept for staff.
+    submitted_code TEXT,
     status TEXT NOT NULL CHECK (status IN ('registered', 'in_treatment', 'completed', 'refunded', 'cancelled', 'rejected')),
     source TEXT NOT NULL CHECK (source IN ('staff', 'public_form')),
     -- Personal data: NULL after erasure.
@@ -42,7 +45,8 @@ CREATE TABLE referrals (
     rejected_at TIMESTAMP,
     erased_at TIMESTAMP,
     updated_at TIMESTAMP NOT NULL,
-    CHECK (email_key IS NOT NULL OR phone_key IS NOT NULL)
+    CHECK (email_key IS NOT NULL OR phone_key IS NOT NULL),
+    CHECK (status = 'rejected' OR (ambassador_id IS NOT NULL AND code_id IS NOT NULL))
 );
 CREATE INDEX referrals_ambassador_idx ON referrals (ambassador_id, id);
 CREATE INDEX referrals_status_idx ON referrals (status, id);
@@ -60,3 +64,42 @@ CREATE TABLE referral_sessions (
     created_at TIMESTAMP NOT NULL
 );
 CREATE INDEX referral_sessions_referral_idx ON referral_sessions (referral_id, id);
+
+-- Ambassador portal: one-time login links (15 min) and the sessions they open (30 days).
+-- Only SHA-256 hashes of the secrets are stored.
+CREATE TABLE portal_login_tokens (
+    id TEXT PRIMARY KEY NOT NULL,
+    ambassador_id TEXT NOT NULL REFERENCES ambassadors (id),
+    token_hash TEXT NOT NULL UNIQUE,
+    expires_at TIMESTAMP NOT NULL,
+    used_at TIMESTAMP,
+    created_at TIMESTAMP NOT NULL
+);
+
+CREATE TABLE portal_sessions (
+    id TEXT PRIMARY KEY NOT NULL,
+    ambassador_id TEXT NOT NULL REFERENCES ambassadors (id),
+    token_hash TEXT NOT NULL UNIQUE,
+    expires_at TIMESTAMP NOT NULL,
+    revoked_at TIMESTAMP,
+    created_at TIMESTAMP NOT NULL
+);
+CREATE INDEX portal_sessions_ambassador_idx ON portal_sessions (ambassador_id);
+
+-- Transactional outbox: written in the same transaction as the change that causes the mail;
+-- the dedupe key makes a retried request or a restarted worker unable to send twice.
+CREATE TABLE email_outbox (
+    id TEXT PRIMARY KEY NOT NULL,
+    dedupe_key TEXT NOT NULL UNIQUE,
+    template TEXT NOT NULL,
+    to_address TEXT NOT NULL,
+    -- JSON with the values the template needs.
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('queued', 'sending', 'sent', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TIMESTAMP NOT NULL,
+    last_error TEXT,
+    sent_at TIMESTAMP,
+    created_at TIMESTAMP NOT NULL
+);
+CREATE INDEX email_outbox_due_idx ON email_outbox (status, next_attempt_at);

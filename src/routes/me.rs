@@ -1,0 +1,239 @@
+//! `/v1/me…` (a signed-in ambassador): their own profile, codes and referrals. Referred
+//! clients appear as "First L." only with the client's consent, otherwise as an opaque label;
+//! never with contact details, notes, treatment value or the clinic's reference.
+
+use std::collections::BTreeMap;
+
+use actix_web::{web, HttpResponse};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Me;
+use crate::config::Settings;
+use crate::db::DbPool;
+use crate::domain::ambassador::{AmbassadorStatus, NotificationPreferences, PayoutMethod};
+use crate::domain::referral::{name_for_ambassador, ReferralStatus};
+use crate::domain::{optional_text, Validation};
+use crate::error::{ApiError, Problem};
+use crate::extract::{nullable, ApiJson, ApiQuery};
+use crate::http::{blocking, resource};
+use crate::routes::ambassadors::parse_payout;
+use crate::store::ambassadors::{self, AmbassadorChanges, AmbassadorRow};
+use crate::store::codes::{self, CodeView};
+use crate::store::referrals::{self, ReferralFilter, ReferralRow};
+use crate::store::PageRequest;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/me").route(web::get().to(get)).route(web::patch().to(update)))
+        .service(resource("/me/codes").route(web::get().to(codes)))
+        .service(resource("/me/referrals").route(web::get().to(list_referrals)))
+        .service(resource("/me/referrals/{id}").route(web::get().to(get_referral)));
+}
+
+/// The ambassador's own profile.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MeView {
+    pub id: String,
+    pub status: AmbassadorStatus,
+    pub name: String,
+    pub email: String,
+    pub phone: Option<String>,
+    pub display_name: Option<String>,
+    pub show_name_to_referrals: bool,
+    pub payout_method: Option<PayoutMethod>,
+    pub notification_preferences: NotificationPreferences,
+    /// Referrals by status.
+    pub referral_counts: BTreeMap<String, i64>,
+}
+
+impl MeView {
+    fn new(row: AmbassadorRow, counts: Vec<(String, i64)>) -> Self {
+        let mut referral_counts: BTreeMap<String, i64> =
+            ReferralStatus::ALL.iter().map(|s| (s.as_str().to_owned(), 0)).collect();
+        referral_counts.extend(counts);
+        Self {
+            status: row.status(),
+            payout_method: row.payout(),
+            notification_preferences: NotificationPreferences {
+                referral_updates: row.notify_referral_updates,
+                reward_updates: row.notify_reward_updates,
+            },
+            id: row.id,
+            name: row.name,
+            email: row.email,
+            phone: row.phone,
+            display_name: row.display_name,
+            show_name_to_referrals: row.show_name_to_referrals,
+            referral_counts,
+        }
+    }
+}
+
+/// A referral as its ambassador sees it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MyReferral {
+    pub id: String,
+    /// "First L." with the client's consent, else "Referral 7Q4K…".
+    pub client: String,
+    pub code: Option<String>,
+    pub status: ReferralStatus,
+    pub registered_on: NaiveDate,
+    pub treatment_started_on: Option<NaiveDate>,
+    pub completed_on: Option<NaiveDate>,
+    pub session_count: i32,
+    pub planned_sessions: Option<i32>,
+}
+
+impl MyReferral {
+    fn new(r: ReferralRow, code: Option<String>) -> Self {
+        let label_code = code.clone().or(r.submitted_code.clone()).unwrap_or_default();
+        Self {
+            client: name_for_ambassador(
+                r.client_first_name.as_deref(),
+                r.client_last_name.as_deref(),
+                r.share_name_with_ambassador,
+                &label_code,
+            ),
+            status: ReferralStatus::parse(&r.status).unwrap_or(ReferralStatus::Rejected),
+            id: r.id,
+            code,
+            registered_on: r.registered_at.date(),
+            treatment_started_on: r.treatment_started_at.map(|t| t.date()),
+            completed_on: r.completed_on,
+            session_count: r.session_count,
+            planned_sessions: r.planned_sessions,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MyReferralList {
+    pub items: Vec<MyReferral>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MyCodeList {
+    pub items: Vec<CodeView>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct MyReferralQuery {
+    pub status: Option<ReferralStatus>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// What an ambassador may change about themselves (name and e-mail go through the clinic).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMe {
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub display_name: Option<Option<String>>,
+    pub show_name_to_referrals: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<PayoutMethod>)]
+    pub payout_method: Option<Option<PayoutMethod>>,
+    pub notification_preferences: Option<NotificationPreferences>,
+}
+
+/// Your profile and referral counts.
+#[utoipa::path(get, path = "/v1/me", tag = "me", security(("bearer" = [])),
+    responses((status = 200, body = MeView),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn get(me: Me, pool: web::Data<DbPool>) -> Result<HttpResponse, ApiError> {
+    let id = me.0.ambassador_id;
+    let (row, counts) =
+        blocking(&pool, move |c| Ok((ambassadors::find(c, &id)?, referrals::status_counts(c, &id)?))).await?;
+    Ok(HttpResponse::Ok().json(MeView::new(row, counts)))
+}
+
+/// Change your display name (and whether referred friends see it), payout details and
+/// notification preferences.
+#[utoipa::path(patch, path = "/v1/me", tag = "me", security(("bearer" = [])), request_body = UpdateMe,
+    responses((status = 200, body = MeView),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn update(me: Me, pool: web::Data<DbPool>, body: ApiJson<UpdateMe>) -> Result<HttpResponse, ApiError> {
+    let b = body.0;
+    let mut v = Validation::new();
+    let display_name = b.display_name.map(|d| v.check("display_name", optional_text(d.as_deref(), 100)));
+    let payout_method = b.payout_method.map(|m| parse_payout(&mut v, m));
+    v.finish()?;
+    let changes = AmbassadorChanges {
+        display_name: display_name.flatten(),
+        show_name_to_referrals: b.show_name_to_referrals,
+        payout_method: payout_method.flatten(),
+        notifications: b.notification_preferences,
+        ..Default::default()
+    };
+    let (id, actor) = (me.0.ambassador_id.clone(), me.0.actor());
+    let (row, counts) = blocking(&pool, move |c| {
+        let row = ambassadors::update(c, &id, &changes, &actor)?;
+        Ok((row, referrals::status_counts(c, &id)?))
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(MeView::new(row, counts)))
+}
+
+/// Your active codes and their share links.
+#[utoipa::path(get, path = "/v1/me/codes", tag = "me", security(("bearer" = [])),
+    responses((status = 200, body = MyCodeList),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn codes(me: Me, pool: web::Data<DbPool>, settings: web::Data<Settings>) -> Result<HttpResponse, ApiError> {
+    let id = me.0.ambassador_id;
+    let rows = blocking(&pool, move |c| codes::list_for(c, &id)).await?;
+    let url = settings.public_url();
+    let items = rows.into_iter().filter(|c| c.active).map(|c| CodeView::new(c, &url)).collect();
+    Ok(HttpResponse::Ok().json(MyCodeList { items, next_cursor: None }))
+}
+
+/// Your referrals, newest first, with clients masked.
+#[utoipa::path(get, path = "/v1/me/referrals", tag = "me", security(("bearer" = [])), params(MyReferralQuery),
+    responses((status = 200, body = MyReferralList),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn list_referrals(
+    me: Me,
+    pool: web::Data<DbPool>,
+    q: ApiQuery<MyReferralQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = q.0;
+    let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
+    let filter = ReferralFilter {
+        status: q.status,
+        ambassador_id: Some(me.0.ambassador_id),
+        ambassador_view: true,
+        ..Default::default()
+    };
+    let (page, codes) = blocking(&pool, move |c| {
+        let page = referrals::list(c, &filter, &page)?;
+        let ids: Vec<&str> = page.items.iter().filter_map(|r| r.code_id.as_deref()).collect();
+        let codes = codes::display_codes(c, &ids)?;
+        Ok((page, codes))
+    })
+    .await?;
+    let page = page.map(|r| {
+        let code = r.code_id.as_ref().and_then(|id| codes.get(id).cloned());
+        MyReferral::new(r, code)
+    });
+    Ok(HttpResponse::Ok().json(MyReferralList { items: page.items, next_cursor: page.next_cursor }))
+}
+
+/// One of your referrals (404 for anyone else's).
+#[utoipa::path(get, path = "/v1/me/referrals/{id}", tag = "me", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = MyReferral),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn get_referral(me: Me, pool: web::Data<DbPool>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let amb = me.0.ambassador_id;
+    let (row, code) = blocking(&pool, move |c| {
+        let row = referrals::find_for_ambassador(c, &amb, &id)?;
+        let code = crate::routes::referrals::code_of(c, &row)?;
+        Ok((row, code))
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(MyReferral::new(row, code)))
+}

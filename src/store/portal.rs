@@ -1,0 +1,154 @@
+//! Ambassador portal access: one-time login links (15 minutes) exchanged once for a bearer
+//! session (30 days). Only SHA-256 hashes of both secrets are stored.
+
+use chrono::TimeDelta;
+use diesel::prelude::*;
+use rand::RngCore;
+
+use crate::db::schema::{ambassadors, portal_login_tokens as plt, portal_sessions as ps};
+use crate::db::{now, write_tx, DbConnection};
+use crate::domain::ambassador::AmbassadorStatus;
+use crate::domain::api_key::hash;
+use crate::domain::contact::Email;
+use crate::error::ApiError;
+use crate::store::audit::{self, Actor, ActorKind, Change};
+use crate::store::{new_id, outbox};
+
+pub const LOGIN_LINK_TTL: TimeDelta = TimeDelta::minutes(15);
+pub const SESSION_TTL: TimeDelta = TimeDelta::days(30);
+/// Portal session tokens start with this, so they are never mistaken for API keys.
+pub const SESSION_PREFIX: &str = "vp_";
+
+fn random_token() -> String {
+    use base64::Engine;
+    let mut raw = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+/// Queues a login link for an active ambassador with this e-mail; does nothing (silently)
+/// for anyone else, so the answer never reveals who is an ambassador.
+pub fn request_login(conn: &mut DbConnection, email: &Email, public_url: &str, actor: &Actor) -> Result<(), ApiError> {
+    write_tx(conn, |conn| {
+        let found: Option<(String, String)> = ambassadors::table
+            .filter(ambassadors::email.eq(email.as_str()))
+            .filter(ambassadors::status.eq(AmbassadorStatus::Active.as_str()))
+            .select((ambassadors::id, ambassadors::name))
+            .first(conn)
+            .optional()?;
+        let Some((ambassador_id, name)) = found else {
+            return Ok(());
+        };
+        let token = random_token();
+        let id = new_id();
+        let at = now();
+        let expires_at = at + LOGIN_LINK_TTL;
+        diesel::insert_into(plt::table)
+            .values((
+                plt::id.eq(&id),
+                plt::ambassador_id.eq(&ambassador_id),
+                plt::token_hash.eq(hash(&token)),
+                plt::expires_at.eq(expires_at),
+                plt::created_at.eq(at),
+            ))
+            .execute(conn)?;
+        let link = format!("{public_url}/portal/login?token={token}");
+        outbox::enqueue(
+            conn,
+            &format!("portal-login:{id}"),
+            "portal_login",
+            email.as_str(),
+            &serde_json::json!({ "name": name, "link": link, "expires_at": crate::store::utc::format(&expires_at) }),
+        )?;
+        audit::record(
+            conn,
+            actor,
+            Change {
+                action: "portal.login_link_sent",
+                entity_type: "ambassador",
+                entity_id: &ambassador_id,
+                before: None,
+                after: None,
+                details: None,
+            },
+        )?;
+        Ok(())
+    })
+}
+
+fn invalid_link() -> ApiError {
+    ApiError::Unprocessable {
+        kind: "invalid-login-link",
+        detail: "This login link is invalid, expired or already used. Ask for a new one.".into(),
+        field: Some("token"),
+    }
+}
+
+/// Exchanges a login link's token (once) for a session token; returns (token, expiry).
+pub fn start_session(
+    conn: &mut DbConnection,
+    token: &str,
+    request_id: Option<String>,
+) -> Result<(String, chrono::NaiveDateTime), ApiError> {
+    write_tx(conn, |conn| {
+        let at = now();
+        let token_hash = hash(token);
+        // Compare-and-set: only one exchange of a link can ever succeed.
+        let used = diesel::update(plt::table.filter(plt::token_hash.eq(&token_hash)))
+            .filter(plt::used_at.is_null())
+            .filter(plt::expires_at.gt(at))
+            .set(plt::used_at.eq(at))
+            .execute(conn)?;
+        if used != 1 {
+            return Err(invalid_link());
+        }
+        let ambassador_id: String =
+            plt::table.filter(plt::token_hash.eq(&token_hash)).select(plt::ambassador_id).first(conn)?;
+        let status: String = ambassadors::table.find(&ambassador_id).select(ambassadors::status).first(conn)?;
+        if status != AmbassadorStatus::Active.as_str() {
+            return Err(invalid_link());
+        }
+        let secret = format!("{SESSION_PREFIX}{}", random_token());
+        let session_id = new_id();
+        let expires_at = at + SESSION_TTL;
+        diesel::insert_into(ps::table)
+            .values((
+                ps::id.eq(&session_id),
+                ps::ambassador_id.eq(&ambassador_id),
+                ps::token_hash.eq(hash(&secret)),
+                ps::expires_at.eq(expires_at),
+                ps::created_at.eq(at),
+            ))
+            .execute(conn)?;
+        let actor = Actor { kind: ActorKind::Ambassador, id: Some(ambassador_id.clone()), role: None, request_id };
+        audit::record(
+            conn,
+            &actor,
+            Change {
+                action: "portal.session_started",
+                entity_type: "ambassador",
+                entity_id: &ambassador_id,
+                before: None,
+                after: None,
+                details: Some(serde_json::json!({ "session_id": session_id })),
+            },
+        )?;
+        Ok((secret, expires_at))
+    })
+}
+
+/// The (session id, ambassador id) of a live session token.
+pub fn authenticate(conn: &mut DbConnection, secret: &str) -> Result<Option<(String, String)>, ApiError> {
+    Ok(ps::table
+        .filter(ps::token_hash.eq(hash(secret)))
+        .filter(ps::revoked_at.is_null())
+        .filter(ps::expires_at.gt(now()))
+        .select((ps::id, ps::ambassador_id))
+        .first(conn)
+        .optional()?)
+}
+
+pub fn end_session(conn: &mut DbConnection, session_id: &str) -> Result<(), ApiError> {
+    diesel::update(ps::table.find(session_id)).set(ps::revoked_at.eq(Some(now()))).execute(conn)?;
+    Ok(())
+}

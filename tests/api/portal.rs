@@ -1,0 +1,214 @@
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_problem, problem_fields, spawn_app, TestApp};
+
+async fn exchange(app: &TestApp, token: &str) -> reqwest::Response {
+    app.client.post(app.url("/v1/portal/sessions")).json(&json!({ "token": token })).send().await.unwrap()
+}
+
+async fn login(app: &TestApp, email: &str) -> reqwest::Response {
+    app.client.post(app.url("/v1/portal/login")).json(&json!({ "email": email })).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn an_ambassador_signs_in_with_a_one_time_link() {
+    let app = spawn_app().await;
+    app.enrol(&app.admin_key, json!({ "name": "Ann Lee", "email": "ann@example.com" })).await;
+
+    let res = login(&app, " ANN@example.com ").await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let links = app.login_links("ann@example.com");
+    assert_eq!(links.len(), 1);
+    assert!(links[0].starts_with(&format!("{}/portal/login?token=", app.settings.public_url())));
+    let token = links[0].split("token=").nth(1).unwrap();
+
+    let res = exchange(&app, token).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let session: Value = res.json().await.unwrap();
+    let bearer = session["token"].as_str().unwrap();
+    assert!(bearer.starts_with("vp_"));
+    assert!(session["expires_at"].as_str().unwrap().ends_with('Z'));
+
+    let me: Value = app.get("/v1/me", bearer).await.json().await.unwrap();
+    assert_eq!(me["email"], "ann@example.com");
+    assert_eq!(me["referral_counts"]["registered"], 0);
+
+    // The link works once.
+    let p = assert_problem(exchange(&app, token).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid-login-link").await;
+    assert_eq!(problem_fields(&p), vec!["token"]);
+    assert_problem(exchange(&app, "made-up").await, StatusCode::UNPROCESSABLE_ENTITY, "invalid-login-link").await;
+
+    // Signing out ends the session.
+    let res = app.client.post(app.url("/v1/portal/logout")).bearer_auth(bearer).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_problem(app.get("/v1/me", bearer).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
+}
+
+#[tokio::test]
+async fn login_never_reveals_who_is_an_ambassador() {
+    let app = spawn_app().await;
+    let amb = app.enrol(&app.admin_key, json!({ "name": "Sus", "email": "sus@example.com" })).await;
+    app.post(
+        &format!("/v1/ambassadors/{}/suspend", amb["id"].as_str().unwrap()),
+        &app.admin_key,
+        &json!({ "reason": "x" }),
+    )
+    .await;
+    let before = app.outbox_count();
+    for email in ["nobody@example.com", "sus@example.com"] {
+        let res = login(&app, email).await;
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        assert_eq!(res.json::<Value>().await.unwrap(), json!({ "status": "received" }));
+    }
+    assert_eq!(app.outbox_count(), before, "no link for unknown or inactive ambassadors");
+    let p =
+        assert_problem(login(&app, "not-an-email").await, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
+    assert_eq!(problem_fields(&p), vec!["email"]);
+}
+
+#[tokio::test]
+async fn expired_links_are_refused() {
+    use diesel::prelude::*;
+    let app = spawn_app().await;
+    app.enrol(&app.admin_key, json!({ "name": "Late", "email": "late@example.com" })).await;
+    login(&app, "late@example.com").await;
+    let token = app.login_links("late@example.com")[0].split("token=").nth(1).unwrap().to_owned();
+    {
+        use vouch::db::schema::portal_login_tokens as plt;
+        let mut conn = app.pool.get().unwrap();
+        let past = chrono::Utc::now().naive_utc() - chrono::TimeDelta::minutes(16);
+        diesel::update(plt::table).set(plt::expires_at.eq(past)).execute(&mut conn).unwrap();
+    }
+    assert_problem(exchange(&app, &token).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid-login-link").await;
+}
+
+#[tokio::test]
+async fn ambassadors_manage_their_own_profile() {
+    let app = spawn_app().await;
+    app.enrol(&app.admin_key, json!({ "name": "Pro File", "email": "pro@example.com", "code": "PROFILE1" })).await;
+    let me = app.portal_session("pro@example.com").await;
+
+    let res = app
+        .patch(
+            "/v1/me",
+            &me,
+            &json!({
+                "display_name": "Pro",
+                "show_name_to_referrals": true,
+                "payout_method": { "type": "paypal", "email": "Pro@PayPal.com" },
+                "notification_preferences": { "referral_updates": false, "reward_updates": true }
+            }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["display_name"], "Pro");
+    assert_eq!(body["payout_method"], json!({ "type": "paypal", "email": "pro@paypal.com" }));
+    assert_eq!(body["notification_preferences"]["referral_updates"], false);
+
+    // Refusals change nothing.
+    let res = app.patch("/v1/me", &me, &json!({ "name": "New Name" })).await;
+    let p = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
+    assert_eq!(problem_fields(&p), vec!["name"]);
+    let res = app.patch("/v1/me", &me, &json!({ "display_name": null })).await;
+    let p = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
+    assert_eq!(problem_fields(&p), vec!["display_name"]);
+    let res = app.patch("/v1/me", &me, &json!({ "payout_method": { "type": "bank", "reference": "" } })).await;
+    assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
+    let now: Value = app.get("/v1/me", &me).await.json().await.unwrap();
+    assert_eq!(now["display_name"], "Pro");
+    assert_eq!(now["payout_method"]["type"], "paypal");
+
+    let codes: Value = app.get("/v1/me/codes", &me).await.json().await.unwrap();
+    assert_eq!(codes["items"][0]["code"], "PROFILE1");
+    assert_eq!(codes["items"][0]["share_url"], format!("{}/r/PROFILE1", app.settings.public_url()));
+    // Staff-side the change is visible and audited as the ambassador's.
+    let id = now["id"].as_str().unwrap();
+    let audit: Value = app.get(&format!("/v1/audit?entity_id={id}"), &app.admin_key).await.json().await.unwrap();
+    assert_eq!(audit["items"][0]["action"], "ambassador.updated");
+    assert_eq!(audit["items"][0]["actor_type"], "ambassador");
+}
+
+#[tokio::test]
+async fn ambassadors_see_their_referrals_masked_and_nothing_else() {
+    let app = spawn_app().await;
+    let staff = app.key("staff").await;
+    app.enrol(&staff, json!({ "name": "Amb A", "email": "a@example.com", "code": "AMBA" })).await;
+    app.enrol(&staff, json!({ "name": "Amb B", "email": "b@example.com", "code": "AMBB" })).await;
+    let consenting = json!({
+        "code": "AMBA", "first_name": "maria", "last_name": "garcia", "email": "maria@private.test",
+        "phone": "+1 917 555 0147", "external_ref": "CL-SECRET", "notes": "private note", "share_name_with_ambassador": true
+    });
+    let private =
+        json!({ "code": "AMBA", "first_name": "Hidden", "last_name": "Person", "email": "hidden@private.test" });
+    let other = json!({ "code": "AMBB", "first_name": "Other", "email": "other@private.test" });
+    let mut ids = Vec::new();
+    for body in [consenting, private, other] {
+        let res = app.post("/v1/referrals", &staff, &body).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        ids.push(res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+    }
+    let today = chrono::Utc::now().date_naive().to_string();
+    app.post(&format!("/v1/referrals/{}/sessions", ids[0]), &staff, &json!({ "note": "session note" })).await;
+    app.post(
+        &format!("/v1/referrals/{}/complete", ids[0]),
+        &staff,
+        &json!({ "completed_on": today, "treatment_value_minor": 199900 }),
+    )
+    .await;
+
+    let me = app.portal_session("a@example.com").await;
+    let res = app.get("/v1/me/referrals", &me).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let raw = res.text().await.unwrap();
+    let list: Value = serde_json::from_str(&raw).unwrap();
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "only A's referrals");
+    assert_eq!(items[0]["client"], "Referral AMBA…");
+    assert_eq!(items[1]["client"], "maria G.");
+    assert_eq!(items[1]["status"], "completed");
+    assert_eq!(items[1]["session_count"], 1);
+    assert_eq!(items[1]["completed_on"], today.as_str());
+
+    // The privacy rule on every /v1/me response, checked on the raw JSON.
+    let mut bodies = vec![raw];
+    for path in [
+        "/v1/me".to_owned(),
+        "/v1/me/codes".to_owned(),
+        format!("/v1/me/referrals/{}", ids[0]),
+        format!("/v1/me/referrals/{}", ids[1]),
+    ] {
+        let res = app.get(&path, &me).await;
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+        bodies.push(res.text().await.unwrap());
+    }
+    for body in &bodies {
+        for secret in [
+            "private.test",
+            "9175550147",
+            "CL-SECRET",
+            "private note",
+            "session note",
+            "199900",
+            "Hidden",
+            "Person",
+            "garcia",
+        ] {
+            assert!(!body.contains(secret), "{secret} leaked to the ambassador: {body}");
+        }
+    }
+    let me_view: Value = app.get("/v1/me", &me).await.json().await.unwrap();
+    assert_eq!(me_view["referral_counts"]["completed"], 1);
+    assert_eq!(me_view["referral_counts"]["registered"], 1);
+
+    // Another ambassador's referral does not exist for A; staff routes are closed to A.
+    assert_problem(app.get(&format!("/v1/me/referrals/{}", ids[2]), &me).await, StatusCode::NOT_FOUND, "not-found")
+        .await;
+    assert_problem(app.get(&format!("/v1/referrals/{}", ids[2]), &me).await, StatusCode::FORBIDDEN, "forbidden").await;
+    assert_problem(app.get("/v1/ambassadors", &me).await, StatusCode::FORBIDDEN, "forbidden").await;
+    // And /v1/me is for ambassadors only.
+    assert_problem(app.get("/v1/me", &staff).await, StatusCode::FORBIDDEN, "forbidden").await;
+    let res = app.client.get(app.url("/v1/me/referrals")).send().await.unwrap();
+    assert_problem(res, StatusCode::UNAUTHORIZED, "unauthorized").await;
+}
