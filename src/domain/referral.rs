@@ -41,6 +41,14 @@ impl ReferralStatus {
     }
 }
 
+/// Counts per status, every status present (zero when none), in a stable order.
+pub fn full_counts(counts: impl IntoIterator<Item = (String, i64)>) -> std::collections::BTreeMap<String, i64> {
+    let mut all: std::collections::BTreeMap<String, i64> =
+        ReferralStatus::ALL.iter().map(|s| (s.as_str().to_owned(), 0)).collect();
+    all.extend(counts);
+    all
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReferralEvent {
     RecordSession,

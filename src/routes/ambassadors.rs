@@ -216,7 +216,7 @@ pub async fn enrol(
     let new = body.0.parse(&settings)?;
     let actor = auth.actor();
     let (row, codes) = blocking(&pool, move |c| ambassadors::enrol(c, &new, Enrolment::ByStaff, &actor)).await?;
-    Ok(HttpResponse::Created().json(AmbassadorView::new(row, codes, &settings.public_url())))
+    Ok(HttpResponse::Created().json(AmbassadorView::new(row, codes, Vec::new(), &settings.public_url())))
 }
 
 /// Search ambassadors, newest first.
@@ -237,7 +237,7 @@ pub async fn list(
     let filter = AmbassadorFilter { status: q.status, q: q.q };
     let result = blocking(&pool, move |c| ambassadors::list(c, &filter, &page)).await?;
     let url = settings.public_url();
-    let page = result.map(|(row, codes)| AmbassadorView::new(row, codes, &url));
+    let page = result.map(|(row, codes, counts)| AmbassadorView::new(row, codes, counts, &url));
     Ok(HttpResponse::Ok().json(AmbassadorList { items: page.items, next_cursor: page.next_cursor }))
 }
 
@@ -252,8 +252,8 @@ pub async fn get(
     settings: web::Data<Settings>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (row, codes) = blocking(&pool, move |c| ambassadors::find_with_codes(c, &id)).await?;
-    Ok(HttpResponse::Ok().json(AmbassadorView::new(row, codes, &settings.public_url())))
+    let (row, codes, counts) = blocking(&pool, move |c| ambassadors::find_full(c, &id)).await?;
+    Ok(HttpResponse::Ok().json(AmbassadorView::new(row, codes, counts, &settings.public_url())))
 }
 
 /// Edit an ambassador; absent fields stay, `null` clears optional ones.
@@ -270,12 +270,12 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let changes = body.0.parse(&settings)?;
     let actor = auth.actor();
-    let (row, codes) = blocking(&pool, move |c| {
+    let (row, codes, counts) = blocking(&pool, move |c| {
         ambassadors::update(c, &id, &changes, &actor)?;
-        ambassadors::find_with_codes(c, &id)
+        ambassadors::find_full(c, &id)
     })
     .await?;
-    Ok(HttpResponse::Ok().json(AmbassadorView::new(row, codes, &settings.public_url())))
+    Ok(HttpResponse::Ok().json(AmbassadorView::new(row, codes, counts, &settings.public_url())))
 }
 
 /// Approve, decline, suspend, reactivate or close (`reason` required to suspend or close).
@@ -301,10 +301,10 @@ pub async fn lifecycle(
     }
     v.finish()?;
     let actor = auth.actor();
-    let (row, codes) = blocking(&pool, move |c| {
+    let (row, codes, counts) = blocking(&pool, move |c| {
         ambassadors::transition(c, &id, event, reason.as_deref(), &actor)?;
-        ambassadors::find_with_codes(c, &id)
+        ambassadors::find_full(c, &id)
     })
     .await?;
-    Ok(HttpResponse::Ok().json(AmbassadorView::new(row, codes, &settings.public_url())))
+    Ok(HttpResponse::Ok().json(AmbassadorView::new(row, codes, counts, &settings.public_url())))
 }

@@ -12,7 +12,7 @@ use crate::auth::Me;
 use crate::config::Settings;
 use crate::db::DbPool;
 use crate::domain::ambassador::{AmbassadorStatus, NotificationPreferences, PayoutMethod};
-use crate::domain::referral::{name_for_ambassador, ReferralStatus};
+use crate::domain::referral::{full_counts, name_for_ambassador, ReferralStatus};
 use crate::domain::{optional_text, Validation};
 use crate::error::{ApiError, Problem};
 use crate::extract::{nullable, ApiJson, ApiQuery};
@@ -48,9 +48,7 @@ pub struct MeView {
 
 impl MeView {
     fn new(row: AmbassadorRow, counts: Vec<(String, i64)>) -> Self {
-        let mut referral_counts: BTreeMap<String, i64> =
-            ReferralStatus::ALL.iter().map(|s| (s.as_str().to_owned(), 0)).collect();
-        referral_counts.extend(counts);
+        let referral_counts = full_counts(counts);
         Self {
             status: row.status(),
             payout_method: row.payout(),

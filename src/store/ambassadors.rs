@@ -72,6 +72,8 @@ pub struct AmbassadorView {
     /// Reason given for the last status change, if any.
     pub status_reason: Option<String>,
     pub codes: Vec<CodeView>,
+    /// Referrals by status.
+    pub referral_counts: std::collections::BTreeMap<String, i64>,
     #[serde(serialize_with = "crate::store::utc::ser")]
     pub created_at: chrono::NaiveDateTime,
     #[serde(serialize_with = "crate::store::utc::ser")]
@@ -81,8 +83,9 @@ pub struct AmbassadorView {
 }
 
 impl AmbassadorView {
-    pub fn new(row: AmbassadorRow, codes: Vec<CodeRow>, public_url: &str) -> Self {
+    pub fn new(row: AmbassadorRow, codes: Vec<CodeRow>, counts: Vec<(String, i64)>, public_url: &str) -> Self {
         Self {
+            referral_counts: crate::domain::referral::full_counts(counts),
             status: row.status(),
             payout_method: row.payout(),
             notification_preferences: NotificationPreferences {
@@ -204,6 +207,15 @@ pub fn find(conn: &mut DbConnection, id: &str) -> Result<AmbassadorRow, ApiError
         .first(conn)
         .optional()?
         .ok_or(ApiError::NotFound("ambassador"))
+}
+
+/// An ambassador with their codes and referral counts by status: everything the staff view shows.
+pub type Full = (AmbassadorRow, Vec<CodeRow>, Vec<(String, i64)>);
+
+pub fn find_full(conn: &mut DbConnection, id: &str) -> Result<Full, ApiError> {
+    let (row, codes) = find_with_codes(conn, id)?;
+    let counts = crate::store::referrals::counts_by_ambassador(conn, &[id])?.remove(id).unwrap_or_default();
+    Ok((row, codes, counts))
 }
 
 pub fn find_with_codes(conn: &mut DbConnection, id: &str) -> Result<(AmbassadorRow, Vec<CodeRow>), ApiError> {
@@ -389,11 +401,7 @@ pub struct AmbassadorFilter {
     pub q: Option<String>,
 }
 
-pub fn list(
-    conn: &mut DbConnection,
-    filter: &AmbassadorFilter,
-    page: &PageRequest,
-) -> Result<Page<(AmbassadorRow, Vec<CodeRow>)>, ApiError> {
+pub fn list(conn: &mut DbConnection, filter: &AmbassadorFilter, page: &PageRequest) -> Result<Page<Full>, ApiError> {
     let mut query = ambassadors::table.select(AmbassadorRow::as_select()).into_boxed();
     if let Some(status) = filter.status {
         query = query.filter(ambassadors::status.eq(status.as_str()));
@@ -417,17 +425,21 @@ pub fn list(
     }
     let rows = query.order(ambassadors::id.desc()).limit(page.limit + 1).load(conn)?;
     let page = page.finish(rows, |r| &r.id);
-    // Codes for the page in one query rather than one per ambassador.
+    // Codes and counts for the page in one query each, rather than per ambassador.
     let ids: Vec<&str> = page.items.iter().map(|r| r.id.as_str()).collect();
-    let mut all_codes: Vec<CodeRow> = referral_codes::table
-        .filter(referral_codes::ambassador_id.eq_any(ids))
+    let mut counts = crate::store::referrals::counts_by_ambassador(conn, &ids)?;
+    let mut codes_by_owner: std::collections::HashMap<String, Vec<CodeRow>> = Default::default();
+    let all_codes: Vec<CodeRow> = referral_codes::table
+        .filter(referral_codes::ambassador_id.eq_any(&ids))
         .select(CodeRow::as_select())
         .order(referral_codes::id.desc())
         .load(conn)?;
+    for code in all_codes {
+        codes_by_owner.entry(code.ambassador_id.clone()).or_default().push(code);
+    }
     Ok(page.map(|row| {
-        let (mine, rest): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut all_codes).into_iter().partition(|c| c.ambassador_id == row.id);
-        all_codes = rest;
-        (row, mine)
+        let codes = codes_by_owner.remove(&row.id).unwrap_or_default();
+        let counts = counts.remove(&row.id).unwrap_or_default();
+        (row, codes, counts)
     }))
 }

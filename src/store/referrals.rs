@@ -767,3 +767,22 @@ pub fn status_counts(conn: &mut DbConnection, ambassador_id: &str) -> Result<Vec
         .select((referrals::status, diesel::dsl::count_star()))
         .load(conn)?)
 }
+
+/// Referral counts by status for several ambassadors at once (staff view: every referral).
+pub fn counts_by_ambassador(
+    conn: &mut DbConnection,
+    ambassador_ids: &[&str],
+) -> Result<std::collections::HashMap<String, Vec<(String, i64)>>, ApiError> {
+    let rows: Vec<(Option<String>, String, i64)> = referrals::table
+        .filter(referrals::ambassador_id.eq_any(ambassador_ids))
+        .group_by((referrals::ambassador_id, referrals::status))
+        .select((referrals::ambassador_id, referrals::status, diesel::dsl::count_star()))
+        .load(conn)?;
+    let mut out: std::collections::HashMap<String, Vec<(String, i64)>> = Default::default();
+    for (amb, status, n) in rows {
+        if let Some(amb) = amb {
+            out.entry(amb).or_default().push((status, n));
+        }
+    }
+    Ok(out)
+}

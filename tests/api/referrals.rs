@@ -78,6 +78,12 @@ async fn a_referral_goes_from_registration_to_completion() {
     assert_eq!(p["current_status"], "completed");
     assert_eq!(app.counts(), before);
 
+    let amb: Value = app.get(&format!("/v1/ambassadors/{amb_id}"), &staff).await.json().await.unwrap();
+    assert_eq!(amb["referral_counts"]["completed"], 1);
+    assert_eq!(amb["referral_counts"]["registered"], 0);
+    let listed: Value = app.get("/v1/ambassadors?q=ann", &staff).await.json().await.unwrap();
+    assert_eq!(listed["items"][0]["referral_counts"]["completed"], 1);
+
     let detail: Value = app.get(&format!("/v1/referrals/{id}"), &staff).await.json().await.unwrap();
     let actions: Vec<&str> =
         detail["history"].as_array().unwrap().iter().map(|h| h["action"].as_str().unwrap()).collect();
