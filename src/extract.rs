@@ -114,23 +114,38 @@ fn data_error(path: &str, message: &str) -> ApiError {
     ApiError::Validation(vec![FieldError::new(field, text)])
 }
 
+/// Reads a JSON body; `None` when it is empty and `allow_empty` is set.
+fn json_body<T: DeserializeOwned + 'static>(
+    req: &HttpRequest,
+    payload: &mut Payload,
+    allow_empty: bool,
+) -> LocalBoxFuture<'static, Result<Option<T>, ApiError>> {
+    let json = is_json(req);
+    let too_large = declared_too_large(req);
+    let payload = payload.take();
+    Box::pin(async move {
+        if too_large {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        let body = read_body(payload).await?;
+        if allow_empty && body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        if !json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        parse_json(&body).map(Some)
+    })
+}
+
 impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let json = is_json(req);
-        let too_large = declared_too_large(req);
-        let payload = payload.take();
+        let body = json_body(req, payload, false);
         Box::pin(async move {
-            if too_large {
-                return Err(ApiError::PayloadTooLarge);
-            }
-            let body = read_body(payload).await?;
-            if !json {
-                return Err(ApiError::UnsupportedMediaType);
-            }
-            parse_json(&body).map(ApiJson)
+            body.await?.map(ApiJson).ok_or_else(|| ApiError::Malformed("The request body is empty.".into()))
         })
     }
 }
@@ -140,22 +155,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let json = is_json(req);
-        let too_large = declared_too_large(req);
-        let payload = payload.take();
-        Box::pin(async move {
-            if too_large {
-                return Err(ApiError::PayloadTooLarge);
-            }
-            let body = read_body(payload).await?;
-            if body.iter().all(u8::is_ascii_whitespace) {
-                return Ok(OptionalJson(None));
-            }
-            if !json {
-                return Err(ApiError::UnsupportedMediaType);
-            }
-            parse_json(&body).map(|v| OptionalJson(Some(v)))
-        })
+        let body = json_body(req, payload, true);
+        Box::pin(async move { body.await.map(OptionalJson) })
     }
 }
 

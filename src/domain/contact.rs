@@ -41,6 +41,11 @@ impl Email {
     pub fn into_inner(self) -> String {
         self.0
     }
+
+    /// An optional address: absent or blank is `None`.
+    pub fn parse_optional(input: Option<&str>) -> Result<Option<Self>, String> {
+        input.map(str::trim).filter(|v| !v.is_empty()).map(Self::parse).transpose()
+    }
 }
 
 impl fmt::Display for Email {
@@ -95,6 +100,11 @@ impl Phone {
 
     pub fn into_inner(self) -> String {
         self.0
+    }
+
+    /// An optional number: absent or blank is `None`.
+    pub fn parse_optional(input: Option<&str>, default_country_code: Option<&str>) -> Result<Option<Self>, String> {
+        input.map(str::trim).filter(|v| !v.is_empty()).map(|p| Self::parse(p, default_country_code)).transpose()
     }
 }
 

@@ -71,13 +71,7 @@ pub(crate) fn parse_person(
     PersonFields {
         name: v.check("name", required_text(name, NAME_MAX)),
         email: v.check("email", Email::parse(email)),
-        phone: v.check(
-            "phone",
-            match phone.map(str::trim).filter(|p| !p.is_empty()) {
-                None => Ok(None),
-                Some(p) => Phone::parse(p, settings.default_country_code()).map(Some),
-            },
-        ),
+        phone: v.check("phone", Phone::parse_optional(phone, settings.default_country_code())),
         display_name: v.check("display_name", optional_text(display_name, 100)),
     }
 }
@@ -153,10 +147,8 @@ impl UpdateAmbassador {
         let mut v = Validation::new();
         let name = self.name.map(|n| v.check("name", required_text(&n, NAME_MAX)));
         let email = self.email.map(|e| v.check("email", Email::parse(&e)));
-        let phone = self.phone.map(|p| match p.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
-            None => Some(None),
-            Some(p) => v.check("phone", Phone::parse(p, settings.default_country_code())).map(Some),
-        });
+        let phone =
+            self.phone.map(|p| v.check("phone", Phone::parse_optional(p.as_deref(), settings.default_country_code())));
         let display_name = self.display_name.map(|d| v.check("display_name", optional_text(d.as_deref(), 100)));
         let payout_method = self.payout_method.map(|m| parse_payout(&mut v, m));
         let notes = self.notes.map(|n| v.check("notes", optional_text(n.as_deref(), NOTES_MAX)));

@@ -6,13 +6,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
 use crate::db::DbPool;
-use crate::domain::contact::{ContactHasher, Email, Phone};
-use crate::domain::required_text;
+use crate::domain::contact::ContactHasher;
 use crate::domain::{optional_text, Validation};
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiJson;
 use crate::http::{blocking, resource, PublicRequest};
 use crate::routes::ambassadors::{parse_person, PersonFields};
+use crate::routes::referrals::parse_client;
 use crate::store::ambassadors::{self, Enrolment, NewAmbassador};
 use crate::store::codes;
 use crate::store::referrals::{self, NewReferral};
@@ -147,34 +147,20 @@ pub async fn refer(
 ) -> Result<HttpResponse, ApiError> {
     let b = body.0;
     let mut v = Validation::new();
-    let code = v.check("code", required_text(&b.code, 64));
-    let first_name = v.check("first_name", required_text(&b.first_name, 100));
-    let last_name = v.check("last_name", optional_text(b.last_name.as_deref(), 100));
-    let email =
-        v.check("email", optional_text(b.email.as_deref(), 254).and_then(|e| e.map(|e| Email::parse(&e)).transpose()));
-    let phone = v.check(
-        "phone",
-        optional_text(b.phone.as_deref(), 40)
-            .and_then(|p| p.map(|p| Phone::parse(&p, settings.default_country_code())).transpose()),
+    let client = parse_client(
+        &mut v,
+        &settings,
+        &b.code,
+        &b.first_name,
+        b.last_name.as_deref(),
+        b.email.as_deref(),
+        b.phone.as_deref(),
     );
-    if matches!((&email, &phone), (Some(None), Some(None))) {
-        v.push("email", "an e-mail address or a phone number is required");
-    }
     if !b.consent_to_contact {
         v.push("consent_to_contact", "must be true: we can only record you if the clinic may contact you");
     }
     v.finish()?;
-    let new = NewReferral {
-        code: code.unwrap_or_default(),
-        first_name: first_name.unwrap_or_default(),
-        last_name: last_name.flatten(),
-        email: email.flatten(),
-        phone: phone.flatten(),
-        external_ref: None,
-        planned_sessions: None,
-        share_name_with_ambassador: b.share_name_with_ambassador,
-        notes: None,
-    };
+    let new = NewReferral { share_name_with_ambassador: b.share_name_with_ambassador, ..client };
     let actor = ctx.actor();
     blocking(&pool, move |c| referrals::submit_public(c, &new, &hasher, &actor)).await?;
     Ok(HttpResponse::Accepted().json(Accepted { status: "received".into() }))

@@ -217,24 +217,50 @@ pub struct CreateReferral {
     pub notes: Option<String>,
 }
 
+/// Parses the client fields staff entry and the public form share; the other fields start
+/// empty. Check `v` before using the result.
+pub(crate) fn parse_client(
+    v: &mut Validation,
+    settings: &Settings,
+    code: &str,
+    first_name: &str,
+    last_name: Option<&str>,
+    email: Option<&str>,
+    phone: Option<&str>,
+) -> NewReferral {
+    let code = v.check("code", required_text(code, 64)).unwrap_or_default();
+    let first_name = v.check("first_name", required_text(first_name, 100)).unwrap_or_default();
+    let last_name = v.check("last_name", optional_text(last_name, 100)).flatten();
+    let email = v.check("email", Email::parse_optional(email));
+    let phone = v.check("phone", Phone::parse_optional(phone, settings.default_country_code()));
+    if matches!((&email, &phone), (Some(None), Some(None))) {
+        v.push("email", "an e-mail address or a phone number is required");
+    }
+    NewReferral {
+        code,
+        first_name,
+        last_name,
+        email: email.flatten(),
+        phone: phone.flatten(),
+        external_ref: None,
+        planned_sessions: None,
+        share_name_with_ambassador: false,
+        notes: None,
+    }
+}
+
 impl CreateReferral {
     fn parse(self, settings: &Settings) -> Result<NewReferral, ApiError> {
         let mut v = Validation::new();
-        let code = v.check("code", required_text(&self.code, 64));
-        let first_name = v.check("first_name", required_text(&self.first_name, 100));
-        let last_name = v.check("last_name", optional_text(self.last_name.as_deref(), 100));
-        let email = v.check(
-            "email",
-            optional_text(self.email.as_deref(), 254).and_then(|e| e.map(|e| Email::parse(&e)).transpose()),
+        let client = parse_client(
+            &mut v,
+            settings,
+            &self.code,
+            &self.first_name,
+            self.last_name.as_deref(),
+            self.email.as_deref(),
+            self.phone.as_deref(),
         );
-        let phone = v.check(
-            "phone",
-            optional_text(self.phone.as_deref(), 40)
-                .and_then(|p| p.map(|p| Phone::parse(&p, settings.default_country_code())).transpose()),
-        );
-        if matches!((&email, &phone), (Some(None), Some(None))) {
-            v.push("email", "an e-mail address or a phone number is required");
-        }
         let external_ref = v.check("external_ref", optional_text(self.external_ref.as_deref(), 100));
         if self.planned_sessions.is_some_and(|n| !(1..=100).contains(&n)) {
             v.push("planned_sessions", "must be between 1 and 100");
@@ -242,15 +268,11 @@ impl CreateReferral {
         let notes = v.check("notes", optional_text(self.notes.as_deref(), 4000));
         v.finish()?;
         Ok(NewReferral {
-            code: code.unwrap_or_default(),
-            first_name: first_name.unwrap_or_default(),
-            last_name: last_name.flatten(),
-            email: email.flatten(),
-            phone: phone.flatten(),
             external_ref: external_ref.flatten(),
             planned_sessions: self.planned_sessions,
             share_name_with_ambassador: self.share_name_with_ambassador,
             notes: notes.flatten(),
+            ..client
         })
     }
 }
@@ -552,16 +574,9 @@ impl UpdateReferral {
         let mut v = Validation::new();
         let first_name = self.first_name.map(|n| v.check("first_name", required_text(&n, 100)));
         let last_name = self.last_name.map(|n| v.check("last_name", optional_text(n.as_deref(), 100)));
-        let email = self.email.map(|e| {
-            v.check("email", optional_text(e.as_deref(), 254).and_then(|e| e.map(|e| Email::parse(&e)).transpose()))
-        });
-        let phone = self.phone.map(|p| {
-            v.check(
-                "phone",
-                optional_text(p.as_deref(), 40)
-                    .and_then(|p| p.map(|p| Phone::parse(&p, settings.default_country_code())).transpose()),
-            )
-        });
+        let email = self.email.map(|e| v.check("email", Email::parse_optional(e.as_deref())));
+        let phone =
+            self.phone.map(|p| v.check("phone", Phone::parse_optional(p.as_deref(), settings.default_country_code())));
         let external_ref = self.external_ref.map(|r| v.check("external_ref", optional_text(r.as_deref(), 100)));
         if let Some(Some(n)) = self.planned_sessions {
             if !(1..=100).contains(&n) {
