@@ -107,6 +107,7 @@ diesel::table! {
         share_name_with_ambassador -> Bool,
         planned_sessions -> Nullable<Integer>,
         session_count -> Integer,
+        first_session_on -> Nullable<Date>,
         completed_on -> Nullable<Date>,
         treatment_value_minor -> Nullable<BigInt>,
         earns -> Nullable<Bool>,

@@ -76,6 +76,7 @@ pub struct MyReferral {
     pub code: Option<String>,
     pub status: ReferralStatus,
     pub registered_on: NaiveDate,
+    /// Day of the first treatment session.
     pub treatment_started_on: Option<NaiveDate>,
     pub completed_on: Option<NaiveDate>,
     pub session_count: i32,
@@ -96,7 +97,7 @@ impl MyReferral {
             id: r.id,
             code,
             registered_on: r.registered_at.date(),
-            treatment_started_on: r.treatment_started_at.map(|t| t.date()),
+            treatment_started_on: r.first_session_on,
             completed_on: r.completed_on,
             session_count: r.session_count,
             planned_sessions: r.planned_sessions,

@@ -71,6 +71,8 @@ pub struct ReferralView {
     pub share_name_with_ambassador: bool,
     pub planned_sessions: Option<i32>,
     pub session_count: i32,
+    /// Day of the earliest recorded session.
+    pub first_session_on: Option<NaiveDate>,
     pub completed_on: Option<NaiveDate>,
     pub treatment_value_minor: Option<i64>,
     /// Set at completion: whether it earns a reward.
@@ -119,6 +121,7 @@ impl ReferralView {
             share_name_with_ambassador: r.share_name_with_ambassador,
             planned_sessions: r.planned_sessions,
             session_count: r.session_count,
+            first_session_on: r.first_session_on,
             completed_on: r.completed_on,
             treatment_value_minor: r.treatment_value_minor,
             earns: r.earns,

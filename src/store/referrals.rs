@@ -36,6 +36,7 @@ pub struct ReferralRow {
     pub share_name_with_ambassador: bool,
     pub planned_sessions: Option<i32>,
     pub session_count: i32,
+    pub first_session_on: Option<NaiveDate>,
     pub completed_on: Option<NaiveDate>,
     pub treatment_value_minor: Option<i64>,
     pub earns: Option<bool>,
@@ -381,6 +382,7 @@ pub fn record_session(
             .set((
                 referrals::status.eq(to.as_str()),
                 referrals::session_count.eq(referrals::session_count + 1),
+                referrals::first_session_on.eq(before.first_session_on.map_or(session_on, |d| d.min(session_on))),
                 referrals::treatment_started_at.eq(before.treatment_started_at.unwrap_or(at)),
                 referrals::updated_at.eq(at),
             ))

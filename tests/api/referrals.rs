@@ -54,6 +54,7 @@ async fn a_referral_goes_from_registration_to_completion() {
     let detail: Value = app.get(&format!("/v1/referrals/{id}"), &staff).await.json().await.unwrap();
     assert_eq!(detail["status"], "in_treatment");
     assert_eq!(detail["session_count"], 2);
+    assert_eq!(detail["first_session_on"], "2026-01-10");
     assert!(detail["treatment_started_at"].is_string());
     assert_eq!(detail["sessions"].as_array().unwrap().len(), 2);
 

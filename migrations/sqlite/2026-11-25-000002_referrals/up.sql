@@ -30,6 +30,8 @@ CREATE TABLE referrals (
     share_name_with_ambassador BOOLEAN NOT NULL DEFAULT FALSE,
     planned_sessions INTEGER CHECK (planned_sessions IS NULL OR planned_sessions BETWEEN 1 AND 100),
     session_count INTEGER NOT NULL DEFAULT 0,
+    -- Date of the earliest session recorded (sessions may be entered late or out of order).
+    first_session_on DATE,
     completed_on DATE,
     treatment_value_minor BIGINT CHECK (treatment_value_minor IS NULL OR treatment_value_minor >= 0),
     -- Whether completion earns a reward, and why not.
