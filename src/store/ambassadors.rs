@@ -359,7 +359,7 @@ pub fn transition(
         let before = find(conn, id)?;
         let to = ambassador::transition(before.status(), event)?;
         let at = now();
-        diesel::update(ambassadors::table.find(id))
+        let changed = diesel::update(ambassadors::table.find(id).filter(ambassadors::status.eq(&before.status)))
             .set((
                 ambassadors::status.eq(to.as_str()),
                 ambassadors::status_reason.eq(reason),
@@ -367,6 +367,7 @@ pub fn transition(
                 ambassadors::updated_at.eq(at),
             ))
             .execute(conn)?;
+        crate::store::ensure_unchanged(changed)?;
         audit::record(
             conn,
             actor,

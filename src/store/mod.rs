@@ -16,6 +16,21 @@ use base64::Engine;
 
 use crate::error::ApiError;
 
+/// Transitions update `WHERE status = <the status read>`: if another request changed the
+/// referral in between (possible on PostgreSQL, where writers do not queue as on SQLite), no
+/// row matches and this request is refused rather than overwriting the other's change.
+pub fn ensure_unchanged(rows: usize) -> Result<(), ApiError> {
+    if rows == 1 {
+        Ok(())
+    } else {
+        Err(ApiError::Conflict {
+            kind: "concurrent-update",
+            detail: "Another request changed this at the same moment; reload it and try again.".into(),
+            field: None,
+        })
+    }
+}
+
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }

@@ -14,7 +14,7 @@ use crate::error::{is_unique_violation, ApiError};
 use crate::store::ambassadors::AmbassadorRow;
 use crate::store::audit::{self, Actor, Change};
 use crate::store::codes::{self, CodeRow};
-use crate::store::{like_pattern, new_id, Page, PageRequest};
+use crate::store::{ensure_unchanged, like_pattern, new_id, Page, PageRequest};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = referrals)]
@@ -378,7 +378,7 @@ pub fn record_session(
                 referral_sessions::created_at.eq(at),
             ))
             .execute(conn)?;
-        diesel::update(referrals::table.find(id))
+        let changed = diesel::update(referrals::table.find(id).filter(referrals::status.eq(&before.status)))
             .set((
                 referrals::status.eq(to.as_str()),
                 referrals::session_count.eq(referrals::session_count + 1),
@@ -387,6 +387,7 @@ pub fn record_session(
                 referrals::updated_at.eq(at),
             ))
             .execute(conn)?;
+        ensure_unchanged(changed)?;
         audit::record(
             conn,
             actor,
@@ -429,7 +430,7 @@ pub fn complete(
         }
         let attribution = referral::attribution(registered_on, completed_on, DEFAULT_ATTRIBUTION_DAYS);
         let at = now();
-        diesel::update(referrals::table.find(id))
+        let changed = diesel::update(referrals::table.find(id).filter(referrals::status.eq(&before.status)))
             .set((
                 referrals::status.eq(to.as_str()),
                 referrals::completed_on.eq(completed_on),
@@ -440,6 +441,7 @@ pub fn complete(
                 referrals::updated_at.eq(at),
             ))
             .execute(conn)?;
+        ensure_unchanged(changed)?;
         audit::record(
             conn,
             actor,
@@ -480,7 +482,7 @@ pub fn close_out(
                 old
             }
         };
-        diesel::update(referrals::table.find(id))
+        let changed = diesel::update(referrals::table.find(id).filter(referrals::status.eq(&before.status)))
             .set((
                 referrals::status.eq(to.as_str()),
                 referrals::reason_code.eq(reason_code),
@@ -491,6 +493,7 @@ pub fn close_out(
                 referrals::updated_at.eq(at),
             ))
             .execute(conn)?;
+        ensure_unchanged(changed)?;
         audit::record(
             conn,
             actor,

@@ -489,3 +489,36 @@ async fn erasure_scrubs_personal_data_but_keeps_the_record_and_duplicate_detecti
         "audited once"
     );
 }
+
+#[tokio::test]
+async fn racing_completion_and_cancellation_leave_one_consistent_outcome() {
+    let app = spawn_app().await;
+    let staff = app.key("staff").await;
+    let (_, code) = ambassador(&app, &staff, "Racer").await;
+    let today = chrono::Utc::now().date_naive().to_string();
+    for round in 0..4 {
+        let r =
+            refer(&app, &staff, json!({ "code": code, "first_name": "R", "email": format!("r{round}@example.com") }))
+                .await;
+        let id = r["id"].as_str().unwrap().to_owned();
+        app.post(&format!("/v1/referrals/{id}/sessions"), &staff, &json!({})).await;
+        let complete = json!({ "completed_on": today });
+        let cancel = json!({ "reason_code": "client_withdrew" });
+        let (complete_path, cancel_path) =
+            (format!("/v1/referrals/{id}/complete"), format!("/v1/referrals/{id}/cancel"));
+        let (a, b) = tokio::join!(app.post(&complete_path, &staff, &complete), app.post(&cancel_path, &staff, &cancel));
+        let (sa, sb) = (a.status(), b.status());
+        assert!((sa == StatusCode::OK) ^ (sb == StatusCode::OK), "round {round}: exactly one wins, got {sa} and {sb}");
+        let loser = if sa == StatusCode::OK { b } else { a };
+        assert_eq!(loser.status(), StatusCode::CONFLICT);
+        let detail: Value = app.get(&format!("/v1/referrals/{id}"), &staff).await.json().await.unwrap();
+        let expected = if sa == StatusCode::OK { "completed" } else { "cancelled" };
+        assert_eq!(detail["status"], expected, "round {round}");
+        let ends = app
+            .audit_actions(&id)
+            .into_iter()
+            .filter(|a| a == "referral.completed" || a == "referral.cancelled")
+            .count();
+        assert_eq!(ends, 1, "round {round}: one outcome audited");
+    }
+}
