@@ -130,7 +130,9 @@ impl ApiError {
             },
             Self::Malformed(why) => why.clone(),
             Self::UnsupportedMediaType => "Send the body as JSON with `Content-Type: application/json`.".into(),
-            Self::Unauthorized => "Send a valid, unrevoked key as `Authorization: Bearer <key>`.".into(),
+            Self::Unauthorized => {
+                "Send a valid API key or portal session token as `Authorization: Bearer <token>`.".into()
+            }
             Self::Forbidden => "Your key's role may not do this.".into(),
             Self::NotFound(what) => format!("No such {what}."),
             Self::MethodNotAllowed => "This resource does not support that HTTP method.".into(),
