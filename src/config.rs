@@ -20,6 +20,7 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     pub contact: ContactSettings,
     pub privacy: PrivacySettings,
+    pub export: ExportSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -73,6 +74,13 @@ pub struct PrivacySettings {
     pub contact_hash_key: String,
 }
 
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportSettings {
+    /// Rows per PayPal payouts file; PayPal's web upload takes at most 5000.
+    pub paypal_rows_per_file: i64,
+}
+
 impl Settings {
     /// Loads the layered configuration for `VOUCH_ENV` (default `local`).
     pub fn load() -> Result<Self, String> {
@@ -98,6 +106,9 @@ impl Settings {
         let is_calling_code = cc.len() <= 3 && cc.bytes().all(|b| b.is_ascii_digit()) && !cc.starts_with('0');
         if !cc.is_empty() && !is_calling_code {
             return Err(format!("contact.default_country_code must be 1-3 digits, got {cc:?}"));
+        }
+        if !(1..=5000).contains(&self.export.paypal_rows_per_file) {
+            return Err("export.paypal_rows_per_file must be between 1 and 5000".into());
         }
         if self.database.pool_size == 0 {
             return Err("database.pool_size must be at least 1".into());

@@ -174,6 +174,91 @@ diesel::table! {
 }
 
 diesel::joinable!(referral_sessions -> referrals (referral_id));
+diesel::table! {
+    program_versions (id) {
+        id -> Text,
+        version -> Integer,
+        currency -> Text,
+        reward -> Text,
+        tiers -> Text,
+        holding_days -> Integer,
+        min_payout_minor -> BigInt,
+        annual_cap_minor -> Nullable<BigInt>,
+        attribution_days -> Integer,
+        client_offer -> Nullable<Text>,
+        tax_threshold_minor -> BigInt,
+        created_by -> Text,
+        effective_from -> Timestamp,
+    }
+}
+
+diesel::table! {
+    payouts (id) {
+        id -> Text,
+        number -> Integer,
+        status -> Text,
+        currency -> Text,
+        cutoff -> Timestamp,
+        total_minor -> BigInt,
+        skipped -> Text,
+        reference -> Nullable<Text>,
+        created_by -> Text,
+        created_at -> Timestamp,
+        paid_at -> Nullable<Timestamp>,
+        cancelled_at -> Nullable<Timestamp>,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    payout_lines (id) {
+        id -> Text,
+        payout_id -> Text,
+        number -> Integer,
+        ambassador_id -> Text,
+        amount_minor -> BigInt,
+        currency -> Text,
+        payout_method -> Text,
+        payout_address -> Nullable<Text>,
+        status -> Text,
+        failure_reason -> Nullable<Text>,
+        reward_count -> Integer,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    rewards (id) {
+        id -> Text,
+        ambassador_id -> Text,
+        referral_id -> Nullable<Text>,
+        kind -> Text,
+        amount_minor -> BigInt,
+        currency -> Text,
+        state -> Text,
+        holds_until -> Timestamp,
+        earned_on -> Date,
+        program_version_id -> Nullable<Text>,
+        basis -> Nullable<Text>,
+        uncapped_minor -> Nullable<BigInt>,
+        capped_reason -> Nullable<Text>,
+        reason -> Nullable<Text>,
+        payout_line_id -> Nullable<Text>,
+        paid_at -> Nullable<Timestamp>,
+        voided_at -> Nullable<Timestamp>,
+        void_reason -> Nullable<Text>,
+        created_by -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(payout_lines -> payouts (payout_id));
+diesel::joinable!(payout_lines -> ambassadors (ambassador_id));
+diesel::joinable!(rewards -> ambassadors (ambassador_id));
+diesel::joinable!(rewards -> payout_lines (payout_line_id));
+diesel::joinable!(rewards -> referrals (referral_id));
 diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     ambassadors,
@@ -186,4 +271,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     portal_login_tokens,
     portal_sessions,
     email_outbox,
+    program_versions,
+    payouts,
+    payout_lines,
+    rewards,
 );

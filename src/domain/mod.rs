@@ -5,7 +5,11 @@ pub mod ambassador;
 pub mod api_key;
 pub mod code;
 pub mod contact;
+pub mod money;
+pub mod payout;
+pub mod program;
 pub mod referral;
+pub mod reward;
 
 use serde::Serialize;
 

@@ -6,10 +6,6 @@ use serde::{Deserialize, Serialize};
 
 use super::DomainError;
 
-/// Until program rules exist, a referral must complete within this many days of registration
-/// to earn (DESIGN §2 default).
-pub const DEFAULT_ATTRIBUTION_DAYS: i64 = 365;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReferralStatus {

@@ -1,6 +1,7 @@
 //! HTTP plumbing shared by every route: request ids, logging and metrics, client addresses,
 //! rate limits, idempotency, and the 404/405 fallbacks.
 
+pub mod csv_export;
 pub mod idempotency;
 pub mod metrics;
 pub mod rate_limit;

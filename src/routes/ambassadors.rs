@@ -5,10 +5,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{Auth, Staff};
 use crate::config::Settings;
-use crate::db::DbPool;
+use crate::db::{DbConnection, DbPool};
 use crate::domain::ambassador::{AmbassadorStatus, LifecycleEvent, NotificationPreferences, PayoutMethod};
 use crate::domain::code::ReferralCode;
 use crate::domain::contact::{Email, Phone};
+use crate::domain::reward::Balance;
 use crate::domain::{optional_text, required_text, Validation};
 use crate::error::{ApiError, Problem};
 use crate::extract::{nullable, ApiJson, ApiQuery, OptionalJson};
@@ -207,8 +208,14 @@ pub async fn enrol(
 ) -> Result<HttpResponse, ApiError> {
     let new = body.0.parse(&settings)?;
     let actor = auth.actor();
-    let (row, codes) = blocking(&pool, move |c| ambassadors::enrol(c, &new, Enrolment::ByStaff, &actor)).await?;
-    Ok(HttpResponse::Created().json(AmbassadorView::new(row, codes, Vec::new(), &settings.public_url())))
+    let ((row, codes), balance) = blocking(&pool, move |c| {
+        let enrolled = ambassadors::enrol(c, &new, Enrolment::ByStaff, &actor)?;
+        let balance = crate::store::rewards::balance(c, &enrolled.0.id)?;
+        Ok((enrolled, balance))
+    })
+    .await?;
+    let view = AmbassadorView::new(row, codes, Vec::new(), &settings.public_url()).with_balance(balance);
+    Ok(HttpResponse::Created().json(view))
 }
 
 /// Search ambassadors, newest first.
@@ -244,8 +251,8 @@ pub async fn get(
     settings: web::Data<Settings>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (row, codes, counts) = blocking(&pool, move |c| ambassadors::find_full(c, &id)).await?;
-    Ok(HttpResponse::Ok().json(AmbassadorView::new(row, codes, counts, &settings.public_url())))
+    let ((row, codes, counts), balance) = blocking(&pool, move |c| detail(c, &id)).await?;
+    Ok(HttpResponse::Ok().json(AmbassadorView::new(row, codes, counts, &settings.public_url()).with_balance(balance)))
 }
 
 /// Edit an ambassador; absent fields stay, `null` clears optional ones.
@@ -262,12 +269,12 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let changes = body.0.parse(&settings)?;
     let actor = auth.actor();
-    let (row, codes, counts) = blocking(&pool, move |c| {
+    let ((row, codes, counts), balance) = blocking(&pool, move |c| {
         ambassadors::update(c, &id, &changes, &actor)?;
-        ambassadors::find_full(c, &id)
+        detail(c, &id)
     })
     .await?;
-    Ok(HttpResponse::Ok().json(AmbassadorView::new(row, codes, counts, &settings.public_url())))
+    Ok(HttpResponse::Ok().json(AmbassadorView::new(row, codes, counts, &settings.public_url()).with_balance(balance)))
 }
 
 /// Approve, decline, suspend, reactivate or close (`reason` required to suspend or close).
@@ -293,10 +300,15 @@ pub async fn lifecycle(
     }
     v.finish()?;
     let actor = auth.actor();
-    let (row, codes, counts) = blocking(&pool, move |c| {
+    let ((row, codes, counts), balance) = blocking(&pool, move |c| {
         ambassadors::transition(c, &id, event, reason.as_deref(), &actor)?;
-        ambassadors::find_full(c, &id)
+        detail(c, &id)
     })
     .await?;
-    Ok(HttpResponse::Ok().json(AmbassadorView::new(row, codes, counts, &settings.public_url())))
+    Ok(HttpResponse::Ok().json(AmbassadorView::new(row, codes, counts, &settings.public_url()).with_balance(balance)))
+}
+
+/// The staff detail: the ambassador, codes, referral counts and balance.
+fn detail(c: &mut DbConnection, id: &str) -> Result<(ambassadors::Full, Balance), ApiError> {
+    Ok((ambassadors::find_full(c, id)?, crate::store::rewards::balance(c, id)?))
 }

@@ -13,6 +13,7 @@ use crate::config::Settings;
 use crate::db::DbPool;
 use crate::domain::ambassador::{AmbassadorStatus, NotificationPreferences, PayoutMethod};
 use crate::domain::referral::{full_counts, name_for_ambassador, ReferralStatus};
+use crate::domain::reward::{Balance, RewardKind, RewardStatus};
 use crate::domain::{optional_text, Validation};
 use crate::error::{ApiError, Problem};
 use crate::extract::{nullable, ApiJson, ApiQuery};
@@ -21,13 +22,15 @@ use crate::routes::ambassadors::parse_payout;
 use crate::store::ambassadors::{self, AmbassadorChanges, AmbassadorRow};
 use crate::store::codes::{self, CodeView};
 use crate::store::referrals::{self, ReferralFilter, ReferralRow};
-use crate::store::PageRequest;
+use crate::store::{payouts, rewards, PageRequest};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/me").route(web::get().to(get)).route(web::patch().to(update)))
         .service(resource("/me/codes").route(web::get().to(codes)))
         .service(resource("/me/referrals").route(web::get().to(list_referrals)))
-        .service(resource("/me/referrals/{id}").route(web::get().to(get_referral)));
+        .service(resource("/me/referrals/{id}").route(web::get().to(get_referral)))
+        .service(resource("/me/rewards").route(web::get().to(list_rewards)))
+        .service(resource("/me/payouts").route(web::get().to(list_payouts)));
 }
 
 /// The ambassador's own profile.
@@ -44,12 +47,15 @@ pub struct MeView {
     pub notification_preferences: NotificationPreferences,
     /// Referrals by status.
     pub referral_counts: BTreeMap<String, i64>,
+    /// Your money: held (refund window), payable, in a payout, paid, lifetime.
+    pub balance: Balance,
 }
 
 impl MeView {
-    fn new(row: AmbassadorRow, counts: Vec<(String, i64)>) -> Self {
+    fn new((row, counts, balance): (AmbassadorRow, Vec<(String, i64)>, Balance)) -> Self {
         let referral_counts = full_counts(counts);
         Self {
+            balance,
             status: row.status(),
             payout_method: row.payout(),
             notification_preferences: NotificationPreferences {
@@ -140,15 +146,27 @@ pub struct UpdateMe {
     pub notification_preferences: Option<NotificationPreferences>,
 }
 
-/// Your profile and referral counts.
+fn profile_parts(
+    c: &mut crate::db::DbConnection,
+    row: AmbassadorRow,
+) -> Result<(AmbassadorRow, Vec<(String, i64)>, Balance), ApiError> {
+    let counts = referrals::status_counts(c, &row.id)?;
+    let balance = rewards::balance(c, &row.id)?;
+    Ok((row, counts, balance))
+}
+
+/// Your profile, referral counts and balance.
 #[utoipa::path(get, path = "/v1/me", tag = "me", security(("bearer" = [])),
     responses((status = 200, body = MeView),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn get(me: Me, pool: web::Data<DbPool>) -> Result<HttpResponse, ApiError> {
     let id = me.0.ambassador_id;
-    let (row, counts) =
-        blocking(&pool, move |c| Ok((ambassadors::find(c, &id)?, referrals::status_counts(c, &id)?))).await?;
-    Ok(HttpResponse::Ok().json(MeView::new(row, counts)))
+    let parts = blocking(&pool, move |c| {
+        let row = ambassadors::find(c, &id)?;
+        profile_parts(c, row)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(MeView::new(parts)))
 }
 
 /// Change your display name (and whether referred friends see it), payout details and
@@ -170,12 +188,12 @@ pub async fn update(me: Me, pool: web::Data<DbPool>, body: ApiJson<UpdateMe>) ->
         ..Default::default()
     };
     let (id, actor) = (me.0.ambassador_id.clone(), me.0.actor());
-    let (row, counts) = blocking(&pool, move |c| {
+    let parts = blocking(&pool, move |c| {
         let row = ambassadors::update(c, &id, &changes, &actor)?;
-        Ok((row, referrals::status_counts(c, &id)?))
+        profile_parts(c, row)
     })
     .await?;
-    Ok(HttpResponse::Ok().json(MeView::new(row, counts)))
+    Ok(HttpResponse::Ok().json(MeView::new(parts)))
 }
 
 /// Your active codes and their share links.
@@ -235,4 +253,112 @@ pub async fn get_referral(me: Me, pool: web::Data<DbPool>, id: web::Path<String>
     })
     .await?;
     Ok(HttpResponse::Ok().json(MyReferral::new(row, code)))
+}
+
+/// A ledger entry as its ambassador sees it: no treatment value, no computation basis.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MyReward {
+    pub id: String,
+    pub kind: RewardKind,
+    pub status: RewardStatus,
+    pub amount_minor: i64,
+    pub currency: String,
+    /// Payable from this moment (after the refund window).
+    #[serde(serialize_with = "crate::store::utc::ser")]
+    pub holds_until: chrono::NaiveDateTime,
+    pub earned_on: NaiveDate,
+    pub referral_id: Option<String>,
+    /// The referred client as you see them ("First L." with consent, else "Referral 7Q4K…").
+    pub client: Option<String>,
+    /// Why finance adjusted your balance, or why a reward was taken back.
+    pub reason: Option<String>,
+    #[serde(serialize_with = "crate::store::utc::ser_opt")]
+    pub paid_at: Option<chrono::NaiveDateTime>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MyRewardList {
+    pub items: Vec<MyReward>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct MyPageQuery {
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// Your rewards, newest first.
+#[utoipa::path(get, path = "/v1/me/rewards", tag = "me", security(("bearer" = [])), params(MyPageQuery),
+    responses((status = 200, body = MyRewardList),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn list_rewards(me: Me, pool: web::Data<DbPool>, q: ApiQuery<MyPageQuery>) -> Result<HttpResponse, ApiError> {
+    let page = PageRequest::parse(q.0.limit, q.0.cursor.as_deref())?;
+    let filter = rewards::RewardFilter { ambassador_id: Some(me.0.ambassador_id), ..Default::default() };
+    let (page, labels) = blocking(&pool, move |c| {
+        let page = rewards::list(c, &filter, &page)?;
+        let ids: Vec<&str> = page.items.iter().filter_map(|r| r.referral_id.as_deref()).collect();
+        let labels = referrals::labels_for_ambassador(c, &ids)?;
+        Ok((page, labels))
+    })
+    .await?;
+    let at = crate::db::now();
+    let page = page.map(|r| MyReward {
+        status: r.status(at),
+        kind: RewardKind::parse(&r.kind).unwrap_or(RewardKind::Adjustment),
+        client: r.referral_id.as_ref().and_then(|id| labels.get(id).cloned()),
+        id: r.id,
+        amount_minor: r.amount_minor,
+        currency: r.currency,
+        holds_until: r.holds_until,
+        earned_on: r.earned_on,
+        referral_id: r.referral_id,
+        reason: r.reason,
+        paid_at: r.paid_at,
+    });
+    Ok(HttpResponse::Ok().json(MyRewardList { items: page.items, next_cursor: page.next_cursor }))
+}
+
+/// A payment to you (one line of a payout batch).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MyPayout {
+    pub id: String,
+    /// The batch reference (`P12`).
+    pub batch: String,
+    /// `pending` (being prepared), `paid`, or `failed` (the money did not arrive; it is
+    /// payable again).
+    pub status: crate::domain::payout::LineStatus,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub payout_method: String,
+    #[serde(serialize_with = "crate::store::utc::ser_opt")]
+    pub paid_at: Option<chrono::NaiveDateTime>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MyPayoutList {
+    pub items: Vec<MyPayout>,
+    pub next_cursor: Option<String>,
+}
+
+/// Your payouts, newest first.
+#[utoipa::path(get, path = "/v1/me/payouts", tag = "me", security(("bearer" = [])), params(MyPageQuery),
+    responses((status = 200, body = MyPayoutList),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn list_payouts(me: Me, pool: web::Data<DbPool>, q: ApiQuery<MyPageQuery>) -> Result<HttpResponse, ApiError> {
+    let page = PageRequest::parse(q.0.limit, q.0.cursor.as_deref())?;
+    let id = me.0.ambassador_id;
+    let page = blocking(&pool, move |c| payouts::lines_for_ambassador(c, &id, &page)).await?;
+    let page = page.map(|(line, batch)| MyPayout {
+        status: line.status(),
+        batch: batch.code(),
+        paid_at: batch.paid_at.filter(|_| line.status == "paid"),
+        id: line.id,
+        amount_minor: line.amount_minor,
+        currency: line.currency,
+        payout_method: line.payout_method,
+    });
+    Ok(HttpResponse::Ok().json(MyPayoutList { items: page.items, next_cursor: page.next_cursor }))
 }

@@ -6,9 +6,13 @@ pub mod audit;
 pub mod codes;
 pub mod health;
 pub mod me;
+pub mod payouts;
 pub mod portal;
+pub mod program;
 pub mod public;
 pub mod referrals;
+pub mod reports;
+pub mod rewards;
 
 use actix_web::{middleware::from_fn, web};
 
@@ -27,6 +31,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(ambassadors::configure)
             .configure(codes::configure)
             .configure(referrals::configure)
+            .configure(program::configure)
+            .configure(rewards::configure)
+            .configure(payouts::configure)
+            .configure(reports::configure)
             .configure(audit::configure),
     );
 }

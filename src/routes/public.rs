@@ -45,13 +45,16 @@ pub async fn lookup_code(pool: web::Data<DbPool>, code: web::Path<String>) -> Re
     if code.len() > 64 {
         return Err(ApiError::NotFound("referral code"));
     }
-    let found = blocking(&pool, move |c| codes::find_usable(c, &code)).await?;
+    let (found, offer) = blocking(&pool, move |c| {
+        Ok((codes::find_usable(c, &code)?, crate::store::program::current(c)?.rules.client_offer))
+    })
+    .await?;
     let (code, amb) = found.ok_or(ApiError::NotFound("referral code"))?;
     Ok(HttpResponse::Ok().json(PublicCode {
         code: code.code,
         valid: true,
         ambassador_display_name: amb.display_name.filter(|_| amb.show_name_to_referrals),
-        client_offer: None,
+        client_offer: offer,
     }))
 }
 

@@ -74,6 +74,9 @@ pub struct AmbassadorView {
     pub codes: Vec<CodeView>,
     /// Referrals by status.
     pub referral_counts: std::collections::BTreeMap<String, i64>,
+    /// Money by status (on the detail; omitted in lists).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub balance: Option<crate::domain::reward::Balance>,
     #[serde(serialize_with = "crate::store::utc::ser")]
     pub created_at: chrono::NaiveDateTime,
     #[serde(serialize_with = "crate::store::utc::ser")]
@@ -86,6 +89,7 @@ impl AmbassadorView {
     pub fn new(row: AmbassadorRow, codes: Vec<CodeRow>, counts: Vec<(String, i64)>, public_url: &str) -> Self {
         Self {
             referral_counts: crate::domain::referral::full_counts(counts),
+            balance: None,
             status: row.status(),
             payout_method: row.payout(),
             notification_preferences: NotificationPreferences {
@@ -107,6 +111,13 @@ impl AmbassadorView {
             updated_at: row.updated_at,
             status_changed_at: row.status_changed_at,
         }
+    }
+}
+
+impl AmbassadorView {
+    pub fn with_balance(mut self, balance: crate::domain::reward::Balance) -> Self {
+        self.balance = Some(balance);
+        self
     }
 }
 

@@ -41,6 +41,14 @@ impl Actor {
         Self { kind: ActorKind::System, id: None, role: None, request_id: None }
     }
 
+    /// `api_key:<id>`, `ambassador:<id>`, `public`, `system`: who made a ledger row.
+    pub fn label(&self) -> String {
+        match &self.id {
+            Some(id) => format!("{}:{id}", self.kind.as_str()),
+            None => self.kind.as_str().to_owned(),
+        }
+    }
+
     pub fn public(request_id: Option<String>) -> Self {
         Self { kind: ActorKind::Public, id: None, role: None, request_id }
     }

@@ -7,8 +7,12 @@ pub mod audit;
 pub mod codes;
 pub mod idempotency;
 pub mod outbox;
+pub mod payouts;
 pub mod portal;
+pub mod program;
 pub mod referrals;
+pub mod reports;
+pub mod rewards;
 pub mod secrets;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -29,6 +33,14 @@ pub fn ensure_unchanged(rows: usize) -> Result<(), ApiError> {
             field: None,
         })
     }
+}
+
+/// `SUM(column)` as a BIGINT on both backends (PostgreSQL's `SUM(bigint)` is `NUMERIC`).
+/// `column` is a literal from our own code, never input.
+pub fn sum_bigint(
+    column: &'static str,
+) -> diesel::expression::SqlLiteral<diesel::sql_types::Nullable<diesel::sql_types::BigInt>> {
+    diesel::dsl::sql(&format!("CAST(SUM({column}) AS BIGINT)"))
 }
 
 pub fn new_id() -> String {

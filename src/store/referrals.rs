@@ -9,12 +9,12 @@ use crate::db::schema::{referral_sessions, referrals};
 use crate::db::{lower, now, write_tx, DbConnection};
 use crate::domain::ambassador::AmbassadorStatus;
 use crate::domain::contact::{ContactHasher, Email, Phone};
-use crate::domain::referral::{self, ReferralEvent, ReferralStatus, DEFAULT_ATTRIBUTION_DAYS};
+use crate::domain::referral::{self, ReferralEvent, ReferralStatus};
 use crate::error::{is_unique_violation, ApiError};
 use crate::store::ambassadors::AmbassadorRow;
 use crate::store::audit::{self, Actor, Change};
 use crate::store::codes::{self, CodeRow};
-use crate::store::{ensure_unchanged, like_pattern, new_id, Page, PageRequest};
+use crate::store::{ensure_unchanged, like_pattern, new_id, program, rewards, Page, PageRequest};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = referrals)]
@@ -419,16 +419,18 @@ pub fn complete(
     id: &str,
     completed_on: NaiveDate,
     treatment_value_minor: Option<i64>,
+    public_url: &str,
     actor: &Actor,
 ) -> Result<ReferralRow, ApiError> {
     write_tx(conn, |conn| {
         let before = find(conn, id)?;
         let to = referral::transition(before.status(), ReferralEvent::Complete)?;
+        let program = program::current(conn)?;
         let registered_on = before.registered_at.date();
         if completed_on < registered_on {
             return Err(ApiError::validation("completed_on", "must not be before the referral was registered"));
         }
-        let attribution = referral::attribution(registered_on, completed_on, DEFAULT_ATTRIBUTION_DAYS);
+        let attribution = referral::attribution(registered_on, completed_on, program.rules.attribution_days);
         let at = now();
         let changed = diesel::update(referrals::table.find(id).filter(referrals::status.eq(&before.status)))
             .set((
@@ -458,7 +460,11 @@ pub fn complete(
                 })),
             },
         )?;
-        find(conn, id)
+        let after = find(conn, id)?;
+        if attribution.is_ok() {
+            rewards::earn(conn, &after, &program, public_url, actor)?;
+        }
+        Ok(after)
     })
 }
 
@@ -510,6 +516,9 @@ pub fn close_out(
                 details: Some(serde_json::json!({ "reason_code": reason_code })),
             },
         )?;
+        if to == ReferralStatus::Refunded {
+            rewards::on_refund(conn, &before, actor)?;
+        }
         find(conn, id)
     })
 }
@@ -790,4 +799,32 @@ pub fn counts_by_ambassador(
         }
     }
     Ok(out)
+}
+
+/// How each referral is named to its ambassador ("First L." with consent, else an opaque
+/// label from the code), for ledger rows and e-mails.
+pub fn labels_for_ambassador(
+    conn: &mut DbConnection,
+    ids: &[&str],
+) -> Result<std::collections::HashMap<String, String>, ApiError> {
+    let rows: Vec<(String, Option<String>, Option<String>, bool, Option<String>, Option<String>)> = referrals::table
+        .filter(referrals::id.eq_any(ids))
+        .select((
+            referrals::id,
+            referrals::client_first_name,
+            referrals::client_last_name,
+            referrals::share_name_with_ambassador,
+            referrals::code_id,
+            referrals::submitted_code,
+        ))
+        .load(conn)?;
+    let code_ids: Vec<&str> = rows.iter().filter_map(|r| r.4.as_deref()).collect();
+    let codes = codes::display_codes(conn, &code_ids)?;
+    Ok(rows
+        .iter()
+        .map(|(id, first, last, consent, code_id, submitted)| {
+            let code = code_id.as_ref().and_then(|c| codes.get(c)).or(submitted.as_ref()).map_or("", String::as_str);
+            (id.clone(), referral::name_for_ambassador(first.as_deref(), last.as_deref(), *consent, code))
+        })
+        .collect())
 }

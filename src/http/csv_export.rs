@@ -1,0 +1,91 @@
+//! Streamed CSV responses: rows are fetched from the database a page at a time and written
+//! out as they come, so memory stays flat however many rows an export has.
+
+use actix_web::http::header;
+use actix_web::web::Bytes;
+use actix_web::HttpResponse;
+use futures_util::stream::{self, StreamExt};
+
+use crate::db::{DbConnection, DbPool};
+use crate::error::ApiError;
+use crate::http::blocking;
+
+/// Rows fetched per database round trip.
+pub const PAGE_ROWS: i64 = 500;
+
+/// Makes a text cell safe to open in a spreadsheet: a cell that starts with `=`, `+`, `-`,
+/// `@`, a tab or a carriage return would be read as a formula, so it gets a leading `'`.
+pub fn text_cell(value: &str) -> String {
+    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}")
+    } else {
+        value.to_owned()
+    }
+}
+
+fn encode(rows: &[Vec<String>]) -> Result<Bytes, ApiError> {
+    let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::with_capacity(rows.len() * 96));
+    for row in rows {
+        w.write_record(row).map_err(ApiError::internal)?;
+    }
+    Ok(Bytes::from(w.into_inner().map_err(ApiError::internal)?))
+}
+
+/// One page of rows and where the next page starts (`None`: that was the last).
+pub type CsvPage<C> = (Vec<Vec<String>>, Option<C>);
+
+/// A `text/csv` attachment streamed page by page: `fetch(conn, cursor)` returns one page.
+/// A database failure half way ends the stream with an error (the client sees a broken
+/// transfer, never a silently short file).
+pub fn response<C, F>(
+    mut builder: actix_web::HttpResponseBuilder,
+    pool: &DbPool,
+    filename: &str,
+    header_row: Option<&[&str]>,
+    start: C,
+    fetch: F,
+) -> Result<HttpResponse, ApiError>
+where
+    C: Send + 'static,
+    F: Fn(&mut DbConnection, C) -> Result<CsvPage<C>, ApiError> + Send + Sync + Clone + 'static,
+{
+    let head = match header_row {
+        Some(h) => encode(&[h.iter().map(|s| (*s).to_owned()).collect()])?,
+        None => Bytes::new(),
+    };
+    let pool = pool.clone();
+    let body = stream::unfold(Some(start), move |cursor| {
+        let (pool, fetch) = (pool.clone(), fetch.clone());
+        async move {
+            let cursor = cursor?;
+            match blocking(&pool, move |c| fetch(c, cursor)).await.and_then(|(rows, next)| Ok((encode(&rows)?, next))) {
+                Ok((bytes, next)) => Some((Ok::<_, actix_web::Error>(bytes), next)),
+                Err(e) => {
+                    tracing::error!(error = %e, "CSV export failed part way");
+                    Some((Err(actix_web::error::ErrorInternalServerError("export failed")), None))
+                }
+            }
+        }
+    });
+    let body = stream::once(async move { Ok::<_, actix_web::Error>(head) }).chain(body);
+    Ok(builder
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"{filename}\"")))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .streaming(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_cells_are_neutralised() {
+        assert_eq!(text_cell("=HYPERLINK(\"http://x\")"), "'=HYPERLINK(\"http://x\")");
+        for bad in ["+1", "-1", "@SUM(A1)", "\tx", "\rx"] {
+            assert!(text_cell(bad).starts_with('\''), "{bad:?}");
+        }
+        assert_eq!(text_cell("Maria"), "Maria");
+        assert_eq!(text_cell(""), "");
+    }
+}

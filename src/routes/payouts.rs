@@ -1,0 +1,367 @@
+//! `/v1/payouts` (finance): create a draft batch of payable rewards, read it, export it as
+//! CSV (generic, or PayPal's payouts upload file), mark it paid, cancel it, fail a line.
+
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Auth, Finance};
+use crate::config::Settings;
+use crate::db::{now, DbPool};
+use crate::domain::money::Currency;
+use crate::domain::payout::PayoutStatus;
+use crate::domain::{required_text, Validation};
+use crate::error::{ApiError, Problem};
+use crate::extract::{ApiJson, ApiQuery, OptionalJson};
+use crate::http::csv_export::{self, text_cell, PAGE_ROWS};
+use crate::http::{blocking, resource};
+use crate::store::payouts::{self, ExportLine, PayoutView};
+use crate::store::PageRequest;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/payouts").route(web::post().to(create)).route(web::get().to(list)))
+        .service(resource("/payouts/{id}").route(web::get().to(get)))
+        .service(resource("/payouts/{id}/export.csv").route(web::get().to(export)))
+        .service(resource("/payouts/{id}/mark-paid").route(web::post().to(mark_paid)))
+        .service(resource("/payouts/{id}/cancel").route(web::post().to(cancel)))
+        .service(resource("/payouts/{id}/lines/{line}/fail").route(web::post().to(fail_line)));
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePayout {
+    /// Take rewards payable at this moment (RFC 3339, not in the future); default now.
+    pub cutoff: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MarkPaid {
+    /// The payment reference (PayPal batch id, bank run), kept with the batch.
+    pub reference: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailLine {
+    /// What went wrong (bounced, unclaimed, wrong account).
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PayoutList {
+    pub items: Vec<PayoutView>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PayoutQuery {
+    pub status: Option<PayoutStatus>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportFormat {
+    /// Header row; every line with its payout method and details.
+    Generic,
+    /// PayPal Payouts web upload: no header; PayPal lines only; parts of at most 5000 rows.
+    Paypal,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// `generic` (default) or `paypal`.
+    pub format: Option<ExportFormat>,
+    /// PayPal files only: which part (1-based) of a batch larger than one file.
+    pub part: Option<i64>,
+}
+
+fn one_line_text(v: &mut Validation, field: &str, value: &str, max: usize) -> Option<String> {
+    v.check(
+        field,
+        required_text(value, max).and_then(
+            |t| {
+                if t.contains('\n') {
+                    Err("must be a single line".into())
+                } else {
+                    Ok(t)
+                }
+            },
+        ),
+    )
+}
+
+/// Create the draft batch: every ambassador's rewards payable at the cutoff, when they reach
+/// the program minimum. 409 `payout-in-progress` while another draft exists; 422
+/// `nothing-to-pay` when no one qualifies.
+#[utoipa::path(post, path = "/v1/payouts", tag = "payouts", security(("bearer" = [])),
+    request_body(content = Option<CreatePayout>),
+    responses((status = 201, body = PayoutView),
+        (status = 409, description = "`payout-in-progress`", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn create(
+    auth: Auth<Finance>,
+    pool: web::Data<DbPool>,
+    body: OptionalJson<CreatePayout>,
+) -> Result<HttpResponse, ApiError> {
+    let cutoff = body.0.and_then(|b| b.cutoff).map(|c| c.naive_utc());
+    if cutoff.is_some_and(|c| c > now()) {
+        return Err(ApiError::validation("cutoff", "must not be in the future"));
+    }
+    let actor = auth.actor();
+    let view = blocking(&pool, move |c| {
+        let id = payouts::create(c, cutoff, &actor)?;
+        payouts::detail(c, &id)
+    })
+    .await?;
+    Ok(HttpResponse::Created().json(view))
+}
+
+/// Payout batches, newest first.
+#[utoipa::path(get, path = "/v1/payouts", tag = "payouts", security(("bearer" = [])), params(PayoutQuery),
+    responses((status = 200, body = PayoutList),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn list(
+    _auth: Auth<Finance>,
+    pool: web::Data<DbPool>,
+    q: ApiQuery<PayoutQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = q.0;
+    let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
+    let page = blocking(&pool, move |c| payouts::list(c, q.status, &page)).await?;
+    let page = page.map(|p| PayoutView::new(p, None));
+    Ok(HttpResponse::Ok().json(PayoutList { items: page.items, next_cursor: page.next_cursor }))
+}
+
+/// A batch with its lines and the ambassadors it skipped.
+#[utoipa::path(get, path = "/v1/payouts/{id}", tag = "payouts", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = PayoutView),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn get(
+    _auth: Auth<Finance>,
+    pool: web::Data<DbPool>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(blocking(&pool, move |c| payouts::detail(c, &id)).await?))
+}
+
+/// Mark a draft paid: every line and reward paid, one e-mail per ambassador. A second call
+/// is 409 `invalid-transition`.
+#[utoipa::path(post, path = "/v1/payouts/{id}/mark-paid", tag = "payouts", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = MarkPaid,
+    responses((status = 200, body = PayoutView),
+        (status = 409, description = "`invalid-transition` (not a draft)", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn mark_paid(
+    auth: Auth<Finance>,
+    pool: web::Data<DbPool>,
+    settings: web::Data<Settings>,
+    id: web::Path<String>,
+    body: ApiJson<MarkPaid>,
+) -> Result<HttpResponse, ApiError> {
+    let mut v = Validation::new();
+    let reference = one_line_text(&mut v, "reference", &body.0.reference, 200);
+    v.finish()?;
+    let (reference, actor, url) = (reference.unwrap_or_default(), auth.actor(), settings.public_url());
+    let view = blocking(&pool, move |c| {
+        payouts::mark_paid(c, &id, &reference, &url, &actor)?;
+        payouts::detail(c, &id)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Cancel a draft: its rewards are payable again.
+#[utoipa::path(post, path = "/v1/payouts/{id}/cancel", tag = "payouts", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = PayoutView),
+        (status = 409, description = "`invalid-transition` (not a draft)", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn cancel(
+    auth: Auth<Finance>,
+    pool: web::Data<DbPool>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = auth.actor();
+    let view = blocking(&pool, move |c| {
+        payouts::cancel(c, &id, &actor)?;
+        payouts::detail(c, &id)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Mark one line failed (in a draft, or after payment when the money came back): its
+/// rewards are payable again and the batch total drops.
+#[utoipa::path(post, path = "/v1/payouts/{id}/lines/{line}/fail", tag = "payouts", security(("bearer" = [])),
+    params(("id" = String, Path), ("line" = String, Path)), request_body = FailLine,
+    responses((status = 200, body = PayoutView),
+        (status = 409, description = "`invalid-transition`", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn fail_line(
+    auth: Auth<Finance>,
+    pool: web::Data<DbPool>,
+    path: web::Path<(String, String)>,
+    body: ApiJson<FailLine>,
+) -> Result<HttpResponse, ApiError> {
+    let mut v = Validation::new();
+    let reason = one_line_text(&mut v, "reason", &body.0.reason, 500);
+    v.finish()?;
+    let ((id, line), reason, actor) = (path.into_inner(), reason.unwrap_or_default(), auth.actor());
+    let view = blocking(&pool, move |c| {
+        payouts::fail_line(c, &id, &line, &reason, &actor)?;
+        payouts::detail(c, &id)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+const GENERIC_HEADER: &[&str] = &[
+    "payout",
+    "line",
+    "ambassador_id",
+    "ambassador_name",
+    "ambassador_email",
+    "payout_method",
+    "payout_details",
+    "amount",
+    "currency",
+    "status",
+    "reward_count",
+    "reference",
+];
+
+/// PayPal's "customer ID" column: at most 30 characters, no spaces.
+fn paypal_customer_id(batch: &str, line: i32) -> String {
+    format!("VOUCH-{batch}-L{line}")
+}
+
+/// The batch as CSV, streamed. `generic`: a header row and every line. `paypal`: PayPal's
+/// Payouts upload file exactly (no header; email, amount, currency, customer id, note), PayPal
+/// lines only, at most `export.paypal_rows_per_file` rows per file: larger batches come in
+/// parts (`?part=2`; the count is in `Vouch-Export-Parts`).
+#[utoipa::path(get, path = "/v1/payouts/{id}/export.csv", tag = "payouts", security(("bearer" = [])),
+    params(("id" = String, Path), ExportQuery),
+    responses((status = 200, content_type = "text/csv", body = String,
+            headers(("Vouch-Export-Parts" = i64, description = "PayPal: how many files the batch needs"))),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn export(
+    _auth: Auth<Finance>,
+    pool: web::Data<DbPool>,
+    settings: web::Data<Settings>,
+    id: web::Path<String>,
+    q: ApiQuery<ExportQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let format = q.0.format.unwrap_or(ExportFormat::Generic);
+    let id = id.into_inner();
+    let per_file = settings.export.paypal_rows_per_file;
+    let (part, part_given) = (q.0.part.unwrap_or(1), q.0.part.is_some());
+    let lookup_id = id.clone();
+    let (batch, count, start) = blocking(&pool, move |c| {
+        let batch = payouts::find(c, &lookup_id)?;
+        let method = matches!(format, ExportFormat::Paypal).then_some("paypal");
+        let count = payouts::line_count(c, &lookup_id, method)?;
+        let skip = match format {
+            ExportFormat::Paypal if part >= 1 && (part - 1) * per_file < count.max(1) => (part - 1) * per_file,
+            _ => 0,
+        };
+        let start = if skip > 0 { payouts::part_start(c, &lookup_id, method, skip)? } else { 0 };
+        Ok((batch, count, start))
+    })
+    .await?;
+    let code = batch.code();
+    let currency = Currency::from_stored(&batch.currency);
+    match format {
+        ExportFormat::Generic => {
+            if part_given {
+                return Err(ApiError::validation("part", "only PayPal exports come in parts"));
+            }
+            let reference = batch.reference.clone().unwrap_or_default();
+            let fetch = move |c: &mut crate::db::DbConnection, after: i32| {
+                let lines = payouts::lines_after(c, &id, None, after, PAGE_ROWS)?;
+                let next = (lines.len() as i64 == PAGE_ROWS).then(|| lines.last().map(|l| l.0.number)).flatten();
+                let rows = lines.into_iter().map(|l| generic_row(&code, &currency, &reference, l)).collect();
+                Ok((rows, next))
+            };
+            let filename = format!("payout-{}.csv", batch.code());
+            csv_export::response(HttpResponse::Ok(), &pool, &filename, Some(GENERIC_HEADER), 0, fetch)
+        }
+        ExportFormat::Paypal => {
+            if count == 0 {
+                return Err(ApiError::Unprocessable {
+                    kind: "nothing-to-export",
+                    detail: "No line of this batch is paid by PayPal.".into(),
+                    field: Some("format"),
+                });
+            }
+            let parts = (count + per_file - 1) / per_file;
+            if !(1..=parts).contains(&part) {
+                return Err(ApiError::validation("part", format!("must be between 1 and {parts}")));
+            }
+            // The cursor is (last line number written, rows still due in this part).
+            let fetch = move |c: &mut crate::db::DbConnection, (after, remaining): (i32, i64)| {
+                let want = remaining.min(PAGE_ROWS);
+                let lines = payouts::lines_after(c, &id, Some("paypal"), after, want)?;
+                let remaining = remaining - lines.len() as i64;
+                let next = (lines.len() as i64 == want && remaining > 0)
+                    .then(|| lines.last().map(|l| (l.0.number, remaining)))
+                    .flatten();
+                let rows = lines.into_iter().map(|l| paypal_row(&code, &currency, l)).collect();
+                Ok((rows, next))
+            };
+            let filename = if parts > 1 {
+                format!("payout-{}-paypal-part{part}of{parts}.csv", batch.code())
+            } else {
+                format!("payout-{}-paypal.csv", batch.code())
+            };
+            let mut builder = HttpResponse::Ok();
+            builder.insert_header(("Vouch-Export-Parts", parts.to_string()));
+            builder.insert_header(("Vouch-Export-Part", part.to_string()));
+            csv_export::response(builder, &pool, &filename, None, (start, per_file), fetch)
+        }
+    }
+}
+
+fn generic_row(code: &str, currency: &Currency, reference: &str, (line, name, email): ExportLine) -> Vec<String> {
+    let amount = crate::domain::money::Money::new(line.amount_minor, currency.clone()).decimal();
+    vec![
+        code.to_owned(),
+        line.number.to_string(),
+        line.ambassador_id,
+        text_cell(&name),
+        text_cell(&email),
+        line.payout_method,
+        text_cell(line.payout_address.as_deref().unwrap_or("")),
+        amount,
+        currency.to_string(),
+        line.status,
+        line.reward_count.to_string(),
+        text_cell(reference),
+    ]
+}
+
+fn paypal_row(code: &str, currency: &Currency, (line, _name, _email): ExportLine) -> Vec<String> {
+    vec![
+        text_cell(line.payout_address.as_deref().unwrap_or("")),
+        crate::domain::money::Money::new(line.amount_minor, currency.clone()).decimal(),
+        currency.to_string(),
+        paypal_customer_id(code, line.number),
+        "Thank you for your referrals".to_owned(),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn paypal_customer_ids_fit_paypal_limits() {
+        let id = super::paypal_customer_id("P2147483647", 2_147_483_647);
+        assert!(id.len() <= 30 && !id.contains(' '), "{id}");
+    }
+}

@@ -1,0 +1,142 @@
+//! `/v1/reports` (finance): the referral funnel and ledger summary, and yearly paid totals per
+//! ambassador against the tax threshold (JSON, or CSV streamed).
+
+use actix_web::{web, HttpResponse};
+use chrono::{Datelike, NaiveDate};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Auth, Finance};
+use crate::db::DbPool;
+use crate::domain::money::{Currency, Money};
+use crate::error::{ApiError, Problem};
+use crate::extract::ApiQuery;
+use crate::http::csv_export::{self, text_cell, PAGE_ROWS};
+use crate::http::{blocking, resource};
+use crate::store::reports::{self, AnnualRow, Period, Summary};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/reports/summary").route(web::get().to(summary)))
+        .service(resource("/reports/annual").route(web::get().to(annual)))
+        .service(resource("/reports/annual.csv").route(web::get().to(annual_csv)));
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SummaryQuery {
+    /// Referrals registered (rewards earned, completions) on or after this day.
+    pub from: Option<NaiveDate>,
+    /// … and on or before this day.
+    pub to: Option<NaiveDate>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AnnualQuery {
+    /// Calendar year of payment (by the day a batch was marked paid).
+    pub year: i32,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AnnualReport {
+    pub year: i32,
+    pub currency: String,
+    pub tax_threshold_minor: i64,
+    pub total_paid_minor: i64,
+    /// One row per ambassador paid that year, by ambassador id.
+    pub items: Vec<AnnualRow>,
+}
+
+fn check_year(year: i32) -> Result<(), ApiError> {
+    let this_year = chrono::Utc::now().year();
+    if !(2000..=this_year + 1).contains(&year) {
+        return Err(ApiError::validation("year", format!("must be between 2000 and {}", this_year + 1)));
+    }
+    Ok(())
+}
+
+/// Referrals by status and conversion, rewards by status, top ambassadors.
+#[utoipa::path(get, path = "/v1/reports/summary", tag = "reports", security(("bearer" = [])), params(SummaryQuery),
+    responses((status = 200, body = Summary),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn summary(
+    _auth: Auth<Finance>,
+    pool: web::Data<DbPool>,
+    q: ApiQuery<SummaryQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let period = Period { from: q.0.from, to: q.0.to };
+    if let (Some(f), Some(t)) = (period.from, period.to) {
+        if f > t {
+            return Err(ApiError::validation("to", "must not be before from"));
+        }
+    }
+    Ok(HttpResponse::Ok().json(blocking(&pool, move |c| reports::summary(c, period)).await?))
+}
+
+/// What each ambassador was paid in a year, flagged at the program's tax threshold.
+#[utoipa::path(get, path = "/v1/reports/annual", tag = "reports", security(("bearer" = [])), params(AnnualQuery),
+    responses((status = 200, body = AnnualReport),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn annual(
+    _auth: Auth<Finance>,
+    pool: web::Data<DbPool>,
+    q: ApiQuery<AnnualQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let year = q.0.year;
+    check_year(year)?;
+    let (items, tax_threshold_minor, currency) = blocking(&pool, move |c| {
+        let (mut items, threshold, currency) = reports::annual_page(c, year, None, PAGE_ROWS)?;
+        while items.len() as i64 % PAGE_ROWS == 0 && !items.is_empty() {
+            let after = items.last().map(|r| r.ambassador_id.clone());
+            let (more, _, _) = reports::annual_page(c, year, after.as_deref(), PAGE_ROWS)?;
+            if more.is_empty() {
+                break;
+            }
+            items.extend(more);
+        }
+        Ok((items, threshold, currency))
+    })
+    .await?;
+    let total_paid_minor = items.iter().map(|r| r.paid_minor).sum();
+    Ok(HttpResponse::Ok().json(AnnualReport { year, currency, tax_threshold_minor, total_paid_minor, items }))
+}
+
+const ANNUAL_HEADER: &[&str] =
+    &["year", "ambassador_id", "name", "email", "paid", "currency", "payouts", "over_tax_threshold"];
+
+/// The annual report as CSV, streamed.
+#[utoipa::path(get, path = "/v1/reports/annual.csv", tag = "reports", security(("bearer" = [])), params(AnnualQuery),
+    responses((status = 200, content_type = "text/csv", body = String),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn annual_csv(
+    _auth: Auth<Finance>,
+    pool: web::Data<DbPool>,
+    q: ApiQuery<AnnualQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let year = q.0.year;
+    check_year(year)?;
+    let fetch = move |c: &mut crate::db::DbConnection, after: Option<String>| {
+        let (rows, _, currency) = reports::annual_page(c, year, after.as_deref(), PAGE_ROWS)?;
+        let currency = Currency::from_stored(&currency);
+        let next =
+            (rows.len() as i64 == PAGE_ROWS).then(|| rows.last().map(|r| Some(r.ambassador_id.clone()))).flatten();
+        let rows = rows
+            .into_iter()
+            .map(|r| {
+                vec![
+                    year.to_string(),
+                    r.ambassador_id,
+                    text_cell(&r.name),
+                    text_cell(&r.email),
+                    Money::new(r.paid_minor, currency.clone()).decimal(),
+                    currency.to_string(),
+                    r.payouts.to_string(),
+                    r.over_tax_threshold.to_string(),
+                ]
+            })
+            .collect();
+        Ok((rows, next))
+    };
+    csv_export::response(HttpResponse::Ok(), &pool, &format!("annual-{year}.csv"), Some(ANNUAL_HEADER), None, fetch)
+}

@@ -1,0 +1,689 @@
+//! Payout batches: a draft takes every payable reward at the cutoff into one line per
+//! ambassador, then is marked paid (every line and reward paid, one e-mail per ambassador) or
+//! cancelled (rewards payable again); a line can fail (its rewards payable again).
+//!
+//! Never twice: a reward points at one line at most (a single column), moves only by
+//! compare-and-set on its state, at most one draft exists (partial unique index), and every
+//! change to a batch first updates the batch row, which serialises concurrent changes to it
+//! on PostgreSQL as SQLite's single writer does.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde::Serialize;
+
+use crate::db::schema::{ambassadors, payout_lines, payouts, rewards};
+use crate::db::{now, write_tx, DbConnection};
+use crate::domain::ambassador::PayoutMethod;
+use crate::domain::money::{Currency, Money};
+use crate::domain::payout::{self, eligibility, Candidate, LineStatus, PayoutEvent, PayoutStatus};
+use crate::domain::reward::{STATE_IN_PAYOUT, STATE_OPEN, STATE_PAID};
+use crate::error::{is_unique_violation, ApiError};
+use crate::store::audit::{self, Actor, Change};
+use crate::store::rewards::RewardRow;
+use crate::store::{ensure_unchanged, new_id, outbox, program, Page, PageRequest};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = payouts)]
+pub struct PayoutRow {
+    pub id: String,
+    pub number: i32,
+    pub status: String,
+    pub currency: String,
+    pub cutoff: NaiveDateTime,
+    pub total_minor: i64,
+    pub skipped: String,
+    pub reference: Option<String>,
+    pub created_by: String,
+    pub created_at: NaiveDateTime,
+    pub paid_at: Option<NaiveDateTime>,
+    pub cancelled_at: Option<NaiveDateTime>,
+    pub updated_at: NaiveDateTime,
+}
+
+impl PayoutRow {
+    pub fn status(&self) -> PayoutStatus {
+        PayoutStatus::parse(&self.status).unwrap_or(PayoutStatus::Cancelled)
+    }
+
+    /// `P12`: short enough for payment references.
+    pub fn code(&self) -> String {
+        format!("P{}", self.number)
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = payout_lines)]
+pub struct LineRow {
+    pub id: String,
+    pub payout_id: String,
+    pub number: i32,
+    pub ambassador_id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub payout_method: String,
+    pub payout_address: Option<String>,
+    pub status: String,
+    pub failure_reason: Option<String>,
+    pub reward_count: i32,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl LineRow {
+    pub fn status(&self) -> LineStatus {
+        LineStatus::parse(&self.status).unwrap_or(LineStatus::Cancelled)
+    }
+
+    pub fn money(&self) -> Money {
+        Money::new(self.amount_minor, Currency::from_stored(&self.currency))
+    }
+}
+
+/// An ambassador a new batch left out, and why.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Skipped {
+    pub ambassador_id: String,
+    pub reason: String,
+    /// Their payable balance at the cutoff (carried over).
+    pub payable_minor: i64,
+}
+
+/// A payout line as finance sees it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct LineView {
+    pub id: String,
+    pub number: i32,
+    pub ambassador_id: String,
+    pub ambassador_name: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    /// `paypal`, `bank` or `store_credit`, as approved when the batch was made.
+    pub payout_method: String,
+    /// The PayPal e-mail or bank reference.
+    pub payout_address: Option<String>,
+    pub status: LineStatus,
+    pub failure_reason: Option<String>,
+    pub reward_count: i32,
+}
+
+impl LineView {
+    pub fn new(l: LineRow, ambassador_name: String) -> Self {
+        Self {
+            status: l.status(),
+            id: l.id,
+            number: l.number,
+            ambassador_id: l.ambassador_id,
+            ambassador_name,
+            amount_minor: l.amount_minor,
+            currency: l.currency,
+            payout_method: l.payout_method,
+            payout_address: l.payout_address,
+            failure_reason: l.failure_reason,
+            reward_count: l.reward_count,
+        }
+    }
+}
+
+/// A payout batch.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PayoutView {
+    pub id: String,
+    /// Short reference (`P12`), used in exports.
+    pub code: String,
+    pub status: PayoutStatus,
+    pub currency: String,
+    /// Rewards payable at this moment were taken.
+    #[serde(serialize_with = "crate::store::utc::ser")]
+    pub cutoff: NaiveDateTime,
+    /// Sum of the lines to be paid or paid (failed, released and cancelled lines excluded).
+    pub total_minor: i64,
+    /// Ambassadors left out, with the reason (`below_minimum`, `missing_payout_details`,
+    /// `suspended`, `not_active`); their balances carry over.
+    pub skipped: Vec<Skipped>,
+    /// The payment reference given when it was marked paid.
+    pub reference: Option<String>,
+    pub created_by: String,
+    #[serde(serialize_with = "crate::store::utc::ser")]
+    pub created_at: NaiveDateTime,
+    #[serde(serialize_with = "crate::store::utc::ser_opt")]
+    pub paid_at: Option<NaiveDateTime>,
+    #[serde(serialize_with = "crate::store::utc::ser_opt")]
+    pub cancelled_at: Option<NaiveDateTime>,
+    /// Present on the detail; omitted in lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lines: Option<Vec<LineView>>,
+}
+
+impl PayoutView {
+    pub fn new(p: PayoutRow, lines: Option<Vec<LineView>>) -> Self {
+        Self {
+            status: p.status(),
+            code: p.code(),
+            skipped: serde_json::from_str(&p.skipped).unwrap_or_default(),
+            id: p.id,
+            currency: p.currency,
+            cutoff: p.cutoff,
+            total_minor: p.total_minor,
+            reference: p.reference,
+            created_by: p.created_by,
+            created_at: p.created_at,
+            paid_at: p.paid_at,
+            cancelled_at: p.cancelled_at,
+            lines,
+        }
+    }
+}
+
+pub fn find(conn: &mut DbConnection, id: &str) -> Result<PayoutRow, ApiError> {
+    payouts::table.find(id).select(PayoutRow::as_select()).first(conn).optional()?.ok_or(ApiError::NotFound("payout"))
+}
+
+fn find_line(conn: &mut DbConnection, payout_id: &str, line_id: &str) -> Result<LineRow, ApiError> {
+    payout_lines::table
+        .find(line_id)
+        .filter(payout_lines::payout_id.eq(payout_id))
+        .select(LineRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(ApiError::NotFound("payout line"))
+}
+
+/// A batch with its lines (and each line's ambassador name), lines in order.
+pub fn detail(conn: &mut DbConnection, id: &str) -> Result<PayoutView, ApiError> {
+    let payout = find(conn, id)?;
+    let lines: Vec<(LineRow, String)> = payout_lines::table
+        .inner_join(ambassadors::table)
+        .filter(payout_lines::payout_id.eq(id))
+        .order(payout_lines::number.asc())
+        .select((LineRow::as_select(), ambassadors::name))
+        .load(conn)?;
+    Ok(PayoutView::new(payout, Some(lines.into_iter().map(|(l, name)| LineView::new(l, name)).collect())))
+}
+
+fn in_progress(draft_id: Option<&str>) -> ApiError {
+    ApiError::Conflict {
+        kind: "payout-in-progress",
+        detail: match draft_id {
+            Some(id) => format!("Draft payout {id} is open: mark it paid or cancel it before creating another."),
+            None => "Another payout draft was created at the same moment.".into(),
+        },
+        field: None,
+    }
+}
+
+/// Touches the batch row first (`WHERE status = <expected>`): on PostgreSQL this row lock
+/// queues every concurrent change to the same batch; a batch that moved on meanwhile → 409.
+fn lock(conn: &mut DbConnection, payout_id: &str, expected: &str, at: NaiveDateTime) -> Result<(), ApiError> {
+    let changed = diesel::update(payouts::table.find(payout_id).filter(payouts::status.eq(expected)))
+        .set(payouts::updated_at.eq(at))
+        .execute(conn)?;
+    ensure_unchanged(changed)
+}
+
+/// Re-sums the batch total from its live lines.
+fn refresh_total(conn: &mut DbConnection, payout_id: &str) -> Result<(), ApiError> {
+    let total: Option<i64> = payout_lines::table
+        .filter(payout_lines::payout_id.eq(payout_id))
+        .filter(payout_lines::status.eq_any([LineStatus::Pending.as_str(), LineStatus::Paid.as_str()]))
+        .select(crate::store::sum_bigint("amount_minor"))
+        .first(conn)?;
+    diesel::update(payouts::table.find(payout_id)).set(payouts::total_minor.eq(total.unwrap_or(0))).execute(conn)?;
+    Ok(())
+}
+
+/// Creates the draft batch: per ambassador (active or closed, with payout details) all rewards
+/// payable at `cutoff`, when they reach the program minimum. Returns the batch id.
+pub fn create(conn: &mut DbConnection, cutoff: Option<NaiveDateTime>, actor: &Actor) -> Result<String, ApiError> {
+    write_tx(conn, |conn| {
+        let draft: Option<String> = payouts::table
+            .filter(payouts::status.eq(PayoutStatus::Draft.as_str()))
+            .select(payouts::id)
+            .first(conn)
+            .optional()?;
+        if let Some(id) = draft {
+            return Err(in_progress(Some(&id)));
+        }
+        let rules = program::current(conn)?.rules;
+        let at = now();
+        let cutoff = cutoff.unwrap_or(at);
+        let due: Vec<(String, String, i64)> = rewards::table
+            .filter(rewards::state.eq(STATE_OPEN))
+            .filter(rewards::holds_until.le(cutoff))
+            .filter(rewards::created_at.le(cutoff))
+            .order(rewards::id.asc())
+            .select((rewards::id, rewards::ambassador_id, rewards::amount_minor))
+            .load(conn)?;
+        let mut by_ambassador: BTreeMap<String, (i64, Vec<String>)> = BTreeMap::new();
+        for (id, ambassador_id, amount) in due {
+            let entry = by_ambassador.entry(ambassador_id).or_default();
+            entry.0 += amount;
+            entry.1.push(id);
+        }
+        let mut lines = Vec::new();
+        let mut skipped = Vec::new();
+        let ids: Vec<String> = by_ambassador.keys().cloned().collect();
+        for chunk in ids.chunks(500) {
+            let found: Vec<crate::store::ambassadors::AmbassadorRow> = ambassadors::table
+                .filter(ambassadors::id.eq_any(chunk))
+                .order(ambassadors::id.asc())
+                .select(crate::store::ambassadors::AmbassadorRow::as_select())
+                .load(conn)?;
+            for a in found {
+                let (payable_minor, reward_ids) = by_ambassador.remove(&a.id).unwrap_or_default();
+                let candidate = Candidate { status: a.status(), method: a.payout(), payable_minor };
+                match eligibility(&candidate, rules.min_payout_minor) {
+                    Ok(()) => {
+                        lines.push((a.id, candidate.method.expect("eligible has details"), payable_minor, reward_ids))
+                    }
+                    Err(reason) => {
+                        skipped.push(Skipped { ambassador_id: a.id, reason: reason.as_str().to_owned(), payable_minor })
+                    }
+                }
+            }
+        }
+        if lines.is_empty() {
+            return Err(ApiError::Unprocessable {
+                kind: "nothing-to-pay",
+                detail: format!(
+                    "No ambassador has a payable balance of at least {} with payout details ({} skipped).",
+                    Money::new(rules.min_payout_minor, rules.currency.clone()),
+                    skipped.len()
+                ),
+                field: None,
+            });
+        }
+        let number: Option<i32> = payouts::table.select(diesel::dsl::max(payouts::number)).first(conn)?;
+        let id = new_id();
+        let total: i64 = lines.iter().map(|l| l.2).sum();
+        diesel::insert_into(payouts::table)
+            .values((
+                payouts::id.eq(&id),
+                payouts::number.eq(number.unwrap_or(0) + 1),
+                payouts::status.eq(PayoutStatus::Draft.as_str()),
+                payouts::currency.eq(rules.currency.as_str()),
+                payouts::cutoff.eq(cutoff),
+                payouts::total_minor.eq(total),
+                payouts::skipped.eq(serde_json::to_string(&skipped).map_err(ApiError::internal)?),
+                payouts::created_by.eq(actor.label()),
+                payouts::created_at.eq(at),
+                payouts::updated_at.eq(at),
+            ))
+            .execute(conn)
+            .map_err(|e| if is_unique_violation(&e) { in_progress(None) } else { e.into() })?;
+        for (n, (ambassador_id, method, amount, reward_ids)) in lines.into_iter().enumerate() {
+            let line_id = new_id();
+            let address = match &method {
+                PayoutMethod::Paypal { email } => Some(email.clone()),
+                PayoutMethod::Bank { reference } => Some(reference.clone()),
+                PayoutMethod::StoreCredit => None,
+            };
+            diesel::insert_into(payout_lines::table)
+                .values((
+                    payout_lines::id.eq(&line_id),
+                    payout_lines::payout_id.eq(&id),
+                    payout_lines::number.eq(n as i32 + 1),
+                    payout_lines::ambassador_id.eq(&ambassador_id),
+                    payout_lines::amount_minor.eq(amount),
+                    payout_lines::currency.eq(rules.currency.as_str()),
+                    payout_lines::payout_method.eq(method.kind()),
+                    payout_lines::payout_address.eq(address),
+                    payout_lines::status.eq(LineStatus::Pending.as_str()),
+                    payout_lines::reward_count.eq(reward_ids.len() as i32),
+                    payout_lines::created_at.eq(at),
+                    payout_lines::updated_at.eq(at),
+                ))
+                .execute(conn)?;
+            for chunk in reward_ids.chunks(500) {
+                let moved = diesel::update(
+                    rewards::table.filter(rewards::id.eq_any(chunk)).filter(rewards::state.eq(STATE_OPEN)),
+                )
+                .set((
+                    rewards::state.eq(STATE_IN_PAYOUT),
+                    rewards::payout_line_id.eq(&line_id),
+                    rewards::updated_at.eq(at),
+                ))
+                .execute(conn)?;
+                // A refund voided one of them meanwhile: start over rather than pay a stale sum.
+                if moved != chunk.len() {
+                    return Err(ensure_unchanged(0).unwrap_err());
+                }
+            }
+        }
+        audit::record(
+            conn,
+            actor,
+            Change {
+                action: "payout.created",
+                entity_type: "payout",
+                entity_id: &id,
+                before: None,
+                after: Some(PayoutStatus::Draft.as_str()),
+                details: Some(serde_json::json!({
+                    "cutoff": crate::store::utc::format(&cutoff),
+                    "total_minor": total,
+                    "skipped": skipped.len(),
+                })),
+            },
+        )?;
+        Ok(id)
+    })
+}
+
+/// Marks a draft paid: every pending line and its rewards paid, one e-mail per ambassador.
+pub fn mark_paid(
+    conn: &mut DbConnection,
+    id: &str,
+    reference: &str,
+    public_url: &str,
+    actor: &Actor,
+) -> Result<(), ApiError> {
+    write_tx(conn, |conn| -> Result<(), ApiError> {
+        let before = find(conn, id)?;
+        let to = payout::transition(before.status(), PayoutEvent::MarkPaid)?;
+        let at = now();
+        let changed = diesel::update(payouts::table.find(id).filter(payouts::status.eq(&before.status)))
+            .set((
+                payouts::status.eq(to.as_str()),
+                payouts::reference.eq(reference),
+                payouts::paid_at.eq(at),
+                payouts::updated_at.eq(at),
+            ))
+            .execute(conn)?;
+        ensure_unchanged(changed)?;
+        let lines: Vec<LineRow> = payout_lines::table
+            .filter(payout_lines::payout_id.eq(id))
+            .filter(payout_lines::status.eq(LineStatus::Pending.as_str()))
+            .select(LineRow::as_select())
+            .load(conn)?;
+        let line_ids: Vec<&str> = lines.iter().map(|l| l.id.as_str()).collect();
+        for chunk in line_ids.chunks(500) {
+            diesel::update(payout_lines::table.filter(payout_lines::id.eq_any(chunk)))
+                .set((payout_lines::status.eq(LineStatus::Paid.as_str()), payout_lines::updated_at.eq(at)))
+                .execute(conn)?;
+            diesel::update(
+                rewards::table.filter(rewards::payout_line_id.eq_any(chunk)).filter(rewards::state.eq(STATE_IN_PAYOUT)),
+            )
+            .set((rewards::state.eq(STATE_PAID), rewards::paid_at.eq(at), rewards::updated_at.eq(at)))
+            .execute(conn)?;
+        }
+        for line in &lines {
+            let (name, display, email): (String, Option<String>, String) = ambassadors::table
+                .find(&line.ambassador_id)
+                .select((ambassadors::name, ambassadors::display_name, ambassadors::email))
+                .first(conn)?;
+            outbox::enqueue(
+                conn,
+                &format!("payout-sent:{id}:{}", line.ambassador_id),
+                "payout_sent",
+                &email,
+                &serde_json::json!({
+                    "ambassador_name": display.unwrap_or(name),
+                    "amount": line.money().to_string(),
+                    "reference": before.code(),
+                    "paid_on": at.date(),
+                    "portal_link": format!("{public_url}/portal"),
+                }),
+            )?;
+        }
+        Ok(audit::record(
+            conn,
+            actor,
+            Change {
+                action: "payout.paid",
+                entity_type: "payout",
+                entity_id: id,
+                before: Some(&before.status),
+                after: Some(to.as_str()),
+                details: Some(serde_json::json!({ "reference": reference, "lines": lines.len() })),
+            },
+        )?)
+    })
+}
+
+/// Puts the rewards of the given lines back to payable.
+fn release_rewards(
+    conn: &mut DbConnection,
+    line_ids: &[&str],
+    except: Option<&str>,
+    at: NaiveDateTime,
+) -> Result<(), ApiError> {
+    for chunk in line_ids.chunks(500) {
+        let mut target = rewards::table
+            .filter(rewards::payout_line_id.eq_any(chunk))
+            .filter(rewards::state.eq_any([STATE_IN_PAYOUT, STATE_PAID]))
+            .into_boxed();
+        if let Some(id) = except {
+            target = target.filter(rewards::id.ne(id));
+        }
+        let ids: Vec<String> = target.select(rewards::id).load(conn)?;
+        diesel::update(rewards::table.filter(rewards::id.eq_any(&ids)))
+            .set((
+                rewards::state.eq(STATE_OPEN),
+                rewards::payout_line_id.eq(None::<String>),
+                rewards::paid_at.eq(None::<NaiveDateTime>),
+                rewards::updated_at.eq(at),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Cancels a draft: its rewards are payable again.
+pub fn cancel(conn: &mut DbConnection, id: &str, actor: &Actor) -> Result<(), ApiError> {
+    write_tx(conn, |conn| -> Result<(), ApiError> {
+        let before = find(conn, id)?;
+        let to = payout::transition(before.status(), PayoutEvent::Cancel)?;
+        let at = now();
+        let changed = diesel::update(payouts::table.find(id).filter(payouts::status.eq(&before.status)))
+            .set((payouts::status.eq(to.as_str()), payouts::cancelled_at.eq(at), payouts::updated_at.eq(at)))
+            .execute(conn)?;
+        ensure_unchanged(changed)?;
+        let line_ids: Vec<String> = payout_lines::table
+            .filter(payout_lines::payout_id.eq(id))
+            .filter(payout_lines::status.eq(LineStatus::Pending.as_str()))
+            .select(payout_lines::id)
+            .load(conn)?;
+        let refs: Vec<&str> = line_ids.iter().map(String::as_str).collect();
+        release_rewards(conn, &refs, None, at)?;
+        diesel::update(payout_lines::table.filter(payout_lines::id.eq_any(&line_ids)))
+            .set((payout_lines::status.eq(LineStatus::Cancelled.as_str()), payout_lines::updated_at.eq(at)))
+            .execute(conn)?;
+        Ok(audit::record(
+            conn,
+            actor,
+            Change {
+                action: "payout.cancelled",
+                entity_type: "payout",
+                entity_id: id,
+                before: Some(&before.status),
+                after: Some(to.as_str()),
+                details: None,
+            },
+        )?)
+    })
+}
+
+/// Marks one line failed (in a draft, or after payment when the money came back): its
+/// rewards are payable again and the batch total drops.
+pub fn fail_line(
+    conn: &mut DbConnection,
+    payout_id: &str,
+    line_id: &str,
+    reason: &str,
+    actor: &Actor,
+) -> Result<(), ApiError> {
+    write_tx(conn, |conn| -> Result<(), ApiError> {
+        let batch = find(conn, payout_id)?;
+        let line = find_line(conn, payout_id, line_id)?;
+        let to = payout::fail_line(line.status())?;
+        let at = now();
+        lock(conn, payout_id, &batch.status, at)?;
+        let changed = diesel::update(payout_lines::table.find(line_id).filter(payout_lines::status.eq(&line.status)))
+            .set((
+                payout_lines::status.eq(to.as_str()),
+                payout_lines::failure_reason.eq(reason),
+                payout_lines::updated_at.eq(at),
+            ))
+            .execute(conn)?;
+        ensure_unchanged(changed)?;
+        release_rewards(conn, &[line_id], None, at)?;
+        refresh_total(conn, payout_id)?;
+        Ok(audit::record(
+            conn,
+            actor,
+            Change {
+                action: "payout_line.failed",
+                entity_type: "payout_line",
+                entity_id: line_id,
+                before: Some(&line.status),
+                after: Some(to.as_str()),
+                details: Some(serde_json::json!({ "payout_id": payout_id, "reason": reason })),
+            },
+        )?)
+    })
+}
+
+/// Takes a reward that is about to be voided out of its draft line (inside the refund's
+/// transaction): the line total drops; a line left with nothing positive to pay is released
+/// and its other rewards are payable again.
+pub fn remove_from_draft(conn: &mut DbConnection, reward: &RewardRow, actor: &Actor) -> Result<(), ApiError> {
+    let Some(line_id) = reward.payout_line_id.as_deref() else { return Ok(()) };
+    let line: LineRow = payout_lines::table
+        .find(line_id)
+        .select(LineRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| ApiError::internal(format!("reward {} points at missing line {line_id}", reward.id)))?;
+    let at = now();
+    lock(conn, &line.payout_id, PayoutStatus::Draft.as_str(), at)?;
+    let amount = line.amount_minor - reward.amount_minor;
+    let count = line.reward_count - 1;
+    let release = amount <= 0 || count == 0;
+    diesel::update(payout_lines::table.find(line_id))
+        .set((
+            payout_lines::amount_minor.eq(amount),
+            payout_lines::reward_count.eq(count),
+            payout_lines::status.eq(if release { LineStatus::Released.as_str() } else { LineStatus::Pending.as_str() }),
+            payout_lines::updated_at.eq(at),
+        ))
+        .execute(conn)?;
+    if release {
+        release_rewards(conn, &[line_id], Some(&reward.id), at)?;
+    }
+    refresh_total(conn, &line.payout_id)?;
+    Ok(audit::record(
+        conn,
+        actor,
+        Change {
+            action: if release { "payout_line.released" } else { "payout_line.reduced" },
+            entity_type: "payout_line",
+            entity_id: line_id,
+            before: Some(&line.status),
+            after: Some(if release { LineStatus::Released.as_str() } else { LineStatus::Pending.as_str() }),
+            details: Some(serde_json::json!({
+                "payout_id": line.payout_id,
+                "voided_reward_id": reward.id,
+                "amount_minor": amount,
+            })),
+        },
+    )?)
+}
+
+pub fn list(
+    conn: &mut DbConnection,
+    status: Option<PayoutStatus>,
+    page: &PageRequest,
+) -> Result<Page<PayoutRow>, ApiError> {
+    let mut query = payouts::table.select(PayoutRow::as_select()).order(payouts::id.desc()).into_boxed();
+    if let Some(s) = status {
+        query = query.filter(payouts::status.eq(s.as_str()));
+    }
+    if let Some(after) = &page.after_id {
+        query = query.filter(payouts::id.lt(after.clone()));
+    }
+    let rows = query.limit(page.limit + 1).load(conn)?;
+    Ok(page.finish(rows, |r| &r.id))
+}
+
+/// A line to export, with its ambassador's name and e-mail.
+pub type ExportLine = (LineRow, String, String);
+
+/// Up to `limit` lines of a batch after line `after_number`, in line order; only `method`
+/// lines when given. Exports page through a batch with this so memory stays flat.
+pub fn lines_after(
+    conn: &mut DbConnection,
+    payout_id: &str,
+    method: Option<&str>,
+    after_number: i32,
+    limit: i64,
+) -> Result<Vec<ExportLine>, ApiError> {
+    let mut query = payout_lines::table
+        .inner_join(ambassadors::table)
+        .filter(payout_lines::payout_id.eq(payout_id))
+        .filter(payout_lines::number.gt(after_number))
+        .filter(payout_lines::status.eq_any([LineStatus::Pending.as_str(), LineStatus::Paid.as_str()]))
+        .order(payout_lines::number.asc())
+        .select((LineRow::as_select(), ambassadors::name, ambassadors::email))
+        .limit(limit)
+        .into_boxed();
+    if let Some(m) = method {
+        query = query.filter(payout_lines::payout_method.eq(m.to_owned()));
+    }
+    Ok(query.load(conn)?)
+}
+
+/// How many exportable lines a batch has (of `method`, when given).
+pub fn line_count(conn: &mut DbConnection, payout_id: &str, method: Option<&str>) -> Result<i64, ApiError> {
+    let mut query = payout_lines::table
+        .filter(payout_lines::payout_id.eq(payout_id))
+        .filter(payout_lines::status.eq_any([LineStatus::Pending.as_str(), LineStatus::Paid.as_str()]))
+        .into_boxed();
+    if let Some(m) = method {
+        query = query.filter(payout_lines::payout_method.eq(m.to_owned()));
+    }
+    Ok(query.count().get_result(conn)?)
+}
+
+/// The line number a part of `part_size` lines starts after (part 1 → 0).
+pub fn part_start(conn: &mut DbConnection, payout_id: &str, method: Option<&str>, skip: i64) -> Result<i32, ApiError> {
+    if skip == 0 {
+        return Ok(0);
+    }
+    let mut query = payout_lines::table
+        .filter(payout_lines::payout_id.eq(payout_id))
+        .filter(payout_lines::status.eq_any([LineStatus::Pending.as_str(), LineStatus::Paid.as_str()]))
+        .order(payout_lines::number.asc())
+        .select(payout_lines::number)
+        .offset(skip - 1)
+        .into_boxed();
+    if let Some(m) = method {
+        query = query.filter(payout_lines::payout_method.eq(m.to_owned()));
+    }
+    Ok(query.first(conn)?)
+}
+
+/// An ambassador's payout lines (pending, paid or failed), with their batch.
+pub fn lines_for_ambassador(
+    conn: &mut DbConnection,
+    ambassador_id: &str,
+    page: &PageRequest,
+) -> Result<Page<(LineRow, PayoutRow)>, ApiError> {
+    let mut query = payout_lines::table
+        .inner_join(payouts::table)
+        .filter(payout_lines::ambassador_id.eq(ambassador_id))
+        .filter(payout_lines::status.eq_any([
+            LineStatus::Pending.as_str(),
+            LineStatus::Paid.as_str(),
+            LineStatus::Failed.as_str(),
+        ]))
+        .order(payout_lines::id.desc())
+        .select((LineRow::as_select(), PayoutRow::as_select()))
+        .into_boxed();
+    if let Some(after) = &page.after_id {
+        query = query.filter(payout_lines::id.lt(after.clone()));
+    }
+    let rows = query.limit(page.limit + 1).load(conn)?;
+    Ok(page.finish(rows, |r| &r.0.id))
+}

@@ -1,0 +1,228 @@
+//! Finance reports: the referral funnel and ledger totals, and each ambassador's paid total
+//! per calendar year (for tax reporting).
+
+use std::collections::BTreeMap;
+
+use chrono::{NaiveDate, NaiveDateTime};
+use diesel::prelude::*;
+use serde::Serialize;
+
+use crate::db::schema::{ambassadors, payout_lines, payouts, referrals, rewards};
+use crate::db::{now, DbConnection};
+use crate::domain::payout::LineStatus;
+use crate::domain::referral::full_counts;
+use crate::domain::reward::{RewardStatus, STATE_OPEN};
+use crate::error::ApiError;
+use crate::store::{program, sum_bigint};
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Period {
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+}
+
+impl Period {
+    fn start(&self) -> NaiveDateTime {
+        self.from.unwrap_or(NaiveDate::MIN).and_time(chrono::NaiveTime::MIN)
+    }
+
+    /// Exclusive end: the day after `to`.
+    fn end(&self) -> NaiveDateTime {
+        self.to.and_then(|d| d.succ_opt()).unwrap_or(NaiveDate::MAX).and_time(chrono::NaiveTime::MIN)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Funnel {
+    /// Referrals registered in the period, by current status.
+    pub by_status: BTreeMap<String, i64>,
+    /// Registered in the period, less those rejected (invalid, never real referrals).
+    pub registered: i64,
+    /// Of those, treatment completed (completed or later refunded).
+    pub completed: i64,
+    /// completed / registered, 0 when nothing was registered.
+    pub conversion_rate: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct Total {
+    pub count: i64,
+    pub amount_minor: i64,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TopAmbassador {
+    pub ambassador_id: String,
+    pub name: String,
+    /// Referrals completed in the period.
+    pub completed: i64,
+    /// Earned in the period (not voided).
+    pub earned_minor: i64,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Summary {
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+    pub currency: String,
+    pub referrals: Funnel,
+    /// Ledger entries earned in the period, by status (`held`, `payable`, `in_payout`,
+    /// `paid`, `voided`).
+    pub rewards: BTreeMap<String, Total>,
+    /// Up to 10, by referrals completed in the period.
+    pub top_ambassadors: Vec<TopAmbassador>,
+}
+
+pub fn summary(conn: &mut DbConnection, period: Period) -> Result<Summary, ApiError> {
+    let currency = program::current(conn)?.rules.currency.to_string();
+    let (start, end) = (period.start(), period.end());
+    let counts: Vec<(String, i64)> = referrals::table
+        .filter(referrals::registered_at.ge(start).and(referrals::registered_at.lt(end)))
+        .group_by(referrals::status)
+        .select((referrals::status, diesel::dsl::count_star()))
+        .load(conn)?;
+    let by_status = full_counts(counts);
+    let count = |s: &str| by_status.get(s).copied().unwrap_or(0);
+    let registered = by_status.values().sum::<i64>() - count("rejected");
+    let completed = count("completed") + count("refunded");
+    let conversion_rate =
+        if registered == 0 { 0.0 } else { (completed as f64 / registered as f64 * 10_000.0).round() / 10_000.0 };
+
+    let (first_day, last_day) = (period.from.unwrap_or(NaiveDate::MIN), period.to.unwrap_or(NaiveDate::MAX));
+    let in_period = rewards::earned_on.ge(first_day).and(rewards::earned_on.le(last_day));
+    let mut totals: BTreeMap<String, Total> =
+        RewardStatus::ALL.iter().map(|s| (s.as_str().to_owned(), Total::default())).collect();
+    let by_state: Vec<(String, i64, Option<i64>)> = rewards::table
+        .filter(in_period)
+        .filter(rewards::state.ne(STATE_OPEN))
+        .group_by(rewards::state)
+        .select((rewards::state, diesel::dsl::count_star(), sum_bigint("amount_minor")))
+        .load(conn)?;
+    for (state, n, sum) in by_state {
+        totals.insert(state, Total { count: n, amount_minor: sum.unwrap_or(0) });
+    }
+    let at = now();
+    for (status, held) in [(RewardStatus::Held, true), (RewardStatus::Payable, false)] {
+        let query = rewards::table.filter(in_period).filter(rewards::state.eq(STATE_OPEN)).into_boxed();
+        let query =
+            if held { query.filter(rewards::holds_until.gt(at)) } else { query.filter(rewards::holds_until.le(at)) };
+        let (n, sum): (i64, Option<i64>) =
+            query.select((diesel::dsl::count_star(), sum_bigint("amount_minor"))).first(conn)?;
+        totals.insert(status.as_str().to_owned(), Total { count: n, amount_minor: sum.unwrap_or(0) });
+    }
+
+    let mut completions: Vec<(Option<String>, i64)> = referrals::table
+        .filter(referrals::status.eq_any(["completed", "refunded"]))
+        .filter(referrals::completed_on.ge(first_day).and(referrals::completed_on.le(last_day)))
+        .group_by(referrals::ambassador_id)
+        .select((referrals::ambassador_id, diesel::dsl::count_star()))
+        .load(conn)?;
+    completions.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    completions.truncate(10);
+    let ids: Vec<String> = completions.iter().filter_map(|c| c.0.clone()).collect();
+    let names: BTreeMap<String, String> = ambassadors::table
+        .filter(ambassadors::id.eq_any(&ids))
+        .select((ambassadors::id, ambassadors::name))
+        .load::<(String, String)>(conn)?
+        .into_iter()
+        .collect();
+    let earned: BTreeMap<String, Option<i64>> = rewards::table
+        .filter(rewards::ambassador_id.eq_any(&ids))
+        .filter(in_period)
+        .filter(rewards::kind.eq_any(["earned", "clawback"]))
+        .filter(rewards::state.ne("voided"))
+        .group_by(rewards::ambassador_id)
+        .select((rewards::ambassador_id, sum_bigint("amount_minor")))
+        .load::<(String, Option<i64>)>(conn)?
+        .into_iter()
+        .collect();
+    let top_ambassadors = completions
+        .into_iter()
+        .filter_map(|(id, completed)| {
+            let id = id?;
+            Some(TopAmbassador {
+                name: names.get(&id).cloned().unwrap_or_default(),
+                earned_minor: earned.get(&id).copied().flatten().unwrap_or(0),
+                ambassador_id: id,
+                completed,
+            })
+        })
+        .collect();
+    Ok(Summary {
+        from: period.from,
+        to: period.to,
+        currency,
+        referrals: Funnel { by_status, registered, completed, conversion_rate },
+        rewards: totals,
+        top_ambassadors,
+    })
+}
+
+/// One ambassador's paid total in a year.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AnnualRow {
+    pub ambassador_id: String,
+    pub name: String,
+    pub email: String,
+    pub paid_minor: i64,
+    /// Payout lines paid to them that year.
+    pub payouts: i64,
+    /// Paid at least the program's tax threshold.
+    pub over_tax_threshold: bool,
+}
+
+fn year_range(year: i32) -> Result<(NaiveDateTime, NaiveDateTime), ApiError> {
+    let start = NaiveDate::from_ymd_opt(year, 1, 1);
+    let end = NaiveDate::from_ymd_opt(year + 1, 1, 1);
+    match (start, end) {
+        (Some(s), Some(e)) => Ok((s.and_time(chrono::NaiveTime::MIN), e.and_time(chrono::NaiveTime::MIN))),
+        _ => Err(ApiError::validation("year", "is out of range")),
+    }
+}
+
+/// Paid totals per ambassador for payouts marked paid in `year`, in ambassador-id order,
+/// `limit` at a time after `after_id` (exports page through this). Returns the rows and the
+/// program's tax threshold and currency.
+pub fn annual_page(
+    conn: &mut DbConnection,
+    year: i32,
+    after_id: Option<&str>,
+    limit: i64,
+) -> Result<(Vec<AnnualRow>, i64, String), ApiError> {
+    let rules = program::current(conn)?.rules;
+    let (start, end) = year_range(year)?;
+    let sums: Vec<(String, Option<i64>, i64)> = payout_lines::table
+        .inner_join(payouts::table)
+        .filter(payout_lines::status.eq(LineStatus::Paid.as_str()))
+        .filter(payouts::paid_at.ge(start).and(payouts::paid_at.lt(end)))
+        .filter(payout_lines::ambassador_id.gt(after_id.unwrap_or("")))
+        .group_by(payout_lines::ambassador_id)
+        .select((payout_lines::ambassador_id, sum_bigint("payout_lines.amount_minor"), diesel::dsl::count_star()))
+        .order(payout_lines::ambassador_id.asc())
+        .limit(limit)
+        .load(conn)?;
+    let ids: Vec<&str> = sums.iter().map(|s| s.0.as_str()).collect();
+    let people: BTreeMap<String, (String, String)> = ambassadors::table
+        .filter(ambassadors::id.eq_any(&ids))
+        .select((ambassadors::id, ambassadors::name, ambassadors::email))
+        .load::<(String, String, String)>(conn)?
+        .into_iter()
+        .map(|(id, name, email)| (id, (name, email)))
+        .collect();
+    let rows: Vec<(String, String, String, Option<i64>, i64)> = sums
+        .into_iter()
+        .map(|(id, paid, n)| {
+            let (name, email) = people.get(&id).cloned().unwrap_or_default();
+            (id, name, email, paid, n)
+        })
+        .collect();
+    let threshold = rules.tax_threshold_minor;
+    let rows = rows
+        .into_iter()
+        .map(|(ambassador_id, name, email, paid, payouts)| {
+            let paid_minor = paid.unwrap_or(0);
+            AnnualRow { ambassador_id, name, email, paid_minor, payouts, over_tax_threshold: paid_minor >= threshold }
+        })
+        .collect();
+    Ok((rows, threshold, rules.currency.to_string()))
+}

@@ -1,0 +1,423 @@
+//! The rewards ledger: the earned reward written in the completion's transaction, voids and
+//! clawbacks on refund, finance adjustments, balances and listings. Entries are never edited
+//! in amount; every state change is a compare-and-set on the state read, so two requests can
+//! never both move the same reward.
+
+use chrono::{Datelike, NaiveDate, NaiveDateTime};
+use diesel::prelude::*;
+use serde::Serialize;
+
+use crate::db::schema::{referrals, rewards};
+use crate::db::{now, write_tx, DbConnection};
+use crate::domain::ambassador::AmbassadorStatus;
+use crate::domain::money::{Currency, Money};
+use crate::domain::program::{CalculationError, YearToDate};
+use crate::domain::reward::{Balance, RewardKind, RewardStatus, STATE_IN_PAYOUT, STATE_OPEN, STATE_PAID, STATE_VOIDED};
+use crate::error::{is_unique_violation, ApiError};
+use crate::store::audit::{self, Actor, Change};
+use crate::store::program::{self, Program};
+use crate::store::referrals::ReferralRow;
+use crate::store::{ambassadors, ensure_unchanged, new_id, outbox, payouts, sum_bigint, Page, PageRequest};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = rewards)]
+pub struct RewardRow {
+    pub id: String,
+    pub ambassador_id: String,
+    pub referral_id: Option<String>,
+    pub kind: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub state: String,
+    pub holds_until: NaiveDateTime,
+    pub earned_on: NaiveDate,
+    pub program_version_id: Option<String>,
+    pub basis: Option<String>,
+    pub uncapped_minor: Option<i64>,
+    pub capped_reason: Option<String>,
+    pub reason: Option<String>,
+    pub payout_line_id: Option<String>,
+    pub paid_at: Option<NaiveDateTime>,
+    pub voided_at: Option<NaiveDateTime>,
+    pub void_reason: Option<String>,
+    pub created_by: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl RewardRow {
+    pub fn status(&self, at: NaiveDateTime) -> RewardStatus {
+        RewardStatus::of(&self.state, self.holds_until, at)
+    }
+
+    fn money(&self) -> Money {
+        Money::new(self.amount_minor, Currency::from_stored(&self.currency))
+    }
+}
+
+/// A ledger entry as finance sees it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RewardView {
+    pub id: String,
+    pub ambassador_id: String,
+    pub referral_id: Option<String>,
+    pub kind: RewardKind,
+    pub status: RewardStatus,
+    /// Minor units; negative for clawbacks and negative adjustments.
+    pub amount_minor: i64,
+    pub currency: String,
+    /// Held (the refund window) until this moment, payable after.
+    #[serde(serialize_with = "crate::store::utc::ser")]
+    pub holds_until: NaiveDateTime,
+    /// The day it was earned; its calendar year counts for tiers and the annual cap.
+    pub earned_on: NaiveDate,
+    /// The program version an earned reward was computed under.
+    pub program_version_id: Option<String>,
+    /// How the amount was computed (flat/percent, tier, treatment value, cap).
+    #[schema(value_type = Option<Object>)]
+    pub basis: Option<serde_json::Value>,
+    /// The amount before the annual cap.
+    pub uncapped_minor: Option<i64>,
+    /// `annual_cap` when the cap reduced it.
+    pub capped_reason: Option<String>,
+    /// Why finance adjusted, or why it was clawed back.
+    pub reason: Option<String>,
+    pub payout_line_id: Option<String>,
+    #[serde(serialize_with = "crate::store::utc::ser_opt")]
+    pub paid_at: Option<NaiveDateTime>,
+    #[serde(serialize_with = "crate::store::utc::ser_opt")]
+    pub voided_at: Option<NaiveDateTime>,
+    pub void_reason: Option<String>,
+    pub created_by: String,
+    #[serde(serialize_with = "crate::store::utc::ser")]
+    pub created_at: NaiveDateTime,
+}
+
+impl RewardView {
+    pub fn new(r: RewardRow, at: NaiveDateTime) -> Self {
+        Self {
+            status: r.status(at),
+            kind: RewardKind::parse(&r.kind).unwrap_or(RewardKind::Adjustment),
+            basis: r.basis.as_deref().and_then(|b| serde_json::from_str(b).ok()),
+            id: r.id,
+            ambassador_id: r.ambassador_id,
+            referral_id: r.referral_id,
+            amount_minor: r.amount_minor,
+            currency: r.currency,
+            holds_until: r.holds_until,
+            earned_on: r.earned_on,
+            program_version_id: r.program_version_id,
+            uncapped_minor: r.uncapped_minor,
+            capped_reason: r.capped_reason,
+            reason: r.reason,
+            payout_line_id: r.payout_line_id,
+            paid_at: r.paid_at,
+            voided_at: r.voided_at,
+            void_reason: r.void_reason,
+            created_by: r.created_by,
+            created_at: r.created_at,
+        }
+    }
+}
+
+pub fn find(conn: &mut DbConnection, id: &str) -> Result<RewardRow, ApiError> {
+    rewards::table.find(id).select(RewardRow::as_select()).first(conn).optional()?.ok_or(ApiError::NotFound("reward"))
+}
+
+fn year_bounds(day: NaiveDate) -> (NaiveDate, NaiveDate) {
+    let y = day.year();
+    (NaiveDate::from_ymd_opt(y, 1, 1).expect("valid"), NaiveDate::from_ymd_opt(y, 12, 31).expect("valid"))
+}
+
+/// The ambassador's completed referrals (other than `referral_id`) and net earnings in the
+/// calendar year of `day`.
+fn year_to_date(
+    conn: &mut DbConnection,
+    ambassador_id: &str,
+    referral_id: &str,
+    day: NaiveDate,
+) -> Result<YearToDate, ApiError> {
+    let (first, last) = year_bounds(day);
+    let completed_before: i64 = referrals::table
+        .filter(referrals::ambassador_id.eq(ambassador_id))
+        .filter(referrals::status.eq("completed"))
+        .filter(referrals::completed_on.between(first, last))
+        .filter(referrals::id.ne(referral_id))
+        .count()
+        .get_result(conn)?;
+    let earned: Option<i64> = rewards::table
+        .filter(rewards::ambassador_id.eq(ambassador_id))
+        .filter(rewards::kind.eq_any(["earned", "clawback"]))
+        .filter(rewards::state.ne(STATE_VOIDED))
+        .filter(rewards::earned_on.between(first, last))
+        .select(sum_bigint("amount_minor"))
+        .first(conn)?;
+    Ok(YearToDate { completed_before, earned_minor: earned.unwrap_or(0) })
+}
+
+/// Writes the earned reward for a referral that has just been completed (call inside the
+/// completion's transaction, after the status update). The amount comes from the program in
+/// force; the version, tier and basis are stored with it. A unique index allows one earned
+/// reward per referral, whatever retries or races happen.
+pub fn earn(
+    conn: &mut DbConnection,
+    referral: &ReferralRow,
+    program: &Program,
+    public_url: &str,
+    actor: &Actor,
+) -> Result<RewardRow, ApiError> {
+    let ambassador_id =
+        referral.ambassador_id.as_deref().ok_or_else(|| ApiError::internal("completed referral without ambassador"))?;
+    let completed_on = referral.completed_on.ok_or_else(|| ApiError::internal("completed referral without date"))?;
+    let ytd = year_to_date(conn, ambassador_id, &referral.id, completed_on)?;
+    let calc = program.rules.calculate(ytd, referral.treatment_value_minor).map_err(|e| match e {
+        CalculationError::TreatmentValueRequired => ApiError::Unprocessable {
+            kind: "treatment-value-required",
+            detail: "The program pays a percentage of the treatment value: give treatment_value_minor.".into(),
+            field: Some("treatment_value_minor"),
+        },
+    })?;
+    let at = now();
+    let holds_until =
+        completed_on.and_time(chrono::NaiveTime::MIN) + chrono::Duration::days(program.rules.holding_days);
+    let id = new_id();
+    diesel::insert_into(rewards::table)
+        .values((
+            rewards::id.eq(&id),
+            rewards::ambassador_id.eq(ambassador_id),
+            rewards::referral_id.eq(&referral.id),
+            rewards::kind.eq(RewardKind::Earned.as_str()),
+            rewards::amount_minor.eq(calc.amount_minor),
+            rewards::currency.eq(program.rules.currency.as_str()),
+            rewards::state.eq(STATE_OPEN),
+            rewards::holds_until.eq(holds_until),
+            rewards::earned_on.eq(completed_on),
+            rewards::program_version_id.eq(&program.id),
+            rewards::basis.eq(serde_json::to_string(&calc.basis).map_err(ApiError::internal)?),
+            rewards::uncapped_minor.eq(calc.uncapped_minor),
+            rewards::capped_reason.eq(calc.capped_reason),
+            rewards::created_by.eq(actor.label()),
+            rewards::created_at.eq(at),
+            rewards::updated_at.eq(at),
+        ))
+        .execute(conn)
+        .map_err(|e| if is_unique_violation(&e) { ensure_unchanged(0).unwrap_err() } else { e.into() })?;
+    let row = find(conn, &id)?;
+    audit::record(
+        conn,
+        actor,
+        Change {
+            action: "reward.earned",
+            entity_type: "reward",
+            entity_id: &id,
+            before: None,
+            after: Some(row.status(at).as_str()),
+            details: Some(serde_json::json!({
+                "referral_id": referral.id,
+                "amount_minor": row.amount_minor,
+                "program_version_id": program.id,
+                "capped_reason": calc.capped_reason,
+            })),
+        },
+    )?;
+    let ambassador = ambassadors::find(conn, ambassador_id)?;
+    if ambassador.notify_reward_updates && row.amount_minor > 0 {
+        let labels = crate::store::referrals::labels_for_ambassador(conn, &[referral.id.as_str()])?;
+        outbox::enqueue(
+            conn,
+            &format!("reward-earned:{id}"),
+            "reward_earned",
+            &ambassador.email,
+            &serde_json::json!({
+                "ambassador_name": ambassador.display_name.as_deref().unwrap_or(&ambassador.name),
+                "client_label": labels.get(&referral.id).cloned().unwrap_or_default(),
+                "amount": row.money().to_string(),
+                "holds_until": holds_until.date(),
+                "portal_link": format!("{public_url}/portal"),
+            }),
+        )?;
+    }
+    Ok(row)
+}
+
+/// What a refund does to the referral's earned reward (call inside the refund's
+/// transaction): not yet paid → voided (and taken out of a draft payout); already paid → one
+/// negative clawback, payable at once, netted against the next payout.
+pub fn on_refund(conn: &mut DbConnection, referral: &ReferralRow, actor: &Actor) -> Result<(), ApiError> {
+    let earned: Option<RewardRow> = rewards::table
+        .filter(rewards::referral_id.eq(&referral.id))
+        .filter(rewards::kind.eq(RewardKind::Earned.as_str()))
+        .select(RewardRow::as_select())
+        .first(conn)
+        .optional()?;
+    let Some(reward) = earned else { return Ok(()) };
+    match reward.state.as_str() {
+        STATE_OPEN => void(conn, &reward, "refunded", actor),
+        STATE_IN_PAYOUT => {
+            payouts::remove_from_draft(conn, &reward, actor)?;
+            void(conn, &reward, "refunded", actor)
+        }
+        STATE_PAID if reward.amount_minor > 0 => clawback(conn, &reward, actor),
+        _ => Ok(()),
+    }
+}
+
+fn void(conn: &mut DbConnection, reward: &RewardRow, reason: &str, actor: &Actor) -> Result<(), ApiError> {
+    let at = now();
+    let changed = diesel::update(rewards::table.find(&reward.id).filter(rewards::state.eq(&reward.state)))
+        .set((
+            rewards::state.eq(STATE_VOIDED),
+            rewards::payout_line_id.eq(None::<String>),
+            rewards::voided_at.eq(at),
+            rewards::void_reason.eq(reason),
+            rewards::updated_at.eq(at),
+        ))
+        .execute(conn)?;
+    ensure_unchanged(changed)?;
+    Ok(audit::record(
+        conn,
+        actor,
+        Change {
+            action: "reward.voided",
+            entity_type: "reward",
+            entity_id: &reward.id,
+            before: Some(reward.status(at).as_str()),
+            after: Some(RewardStatus::Voided.as_str()),
+            details: Some(serde_json::json!({ "reason": reason, "amount_minor": reward.amount_minor })),
+        },
+    )?)
+}
+
+fn clawback(conn: &mut DbConnection, earned: &RewardRow, actor: &Actor) -> Result<(), ApiError> {
+    let at = now();
+    let id = new_id();
+    diesel::insert_into(rewards::table)
+        .values((
+            rewards::id.eq(&id),
+            rewards::ambassador_id.eq(&earned.ambassador_id),
+            rewards::referral_id.eq(&earned.referral_id),
+            rewards::kind.eq(RewardKind::Clawback.as_str()),
+            rewards::amount_minor.eq(-earned.amount_minor),
+            rewards::currency.eq(&earned.currency),
+            rewards::state.eq(STATE_OPEN),
+            rewards::holds_until.eq(at),
+            // Counts against the year the reward was earned in, so the cap room comes back.
+            rewards::earned_on.eq(earned.earned_on),
+            rewards::reason.eq("referral refunded after payment"),
+            rewards::created_by.eq(actor.label()),
+            rewards::created_at.eq(at),
+            rewards::updated_at.eq(at),
+        ))
+        .execute(conn)
+        .map_err(|e| if is_unique_violation(&e) { ensure_unchanged(0).unwrap_err() } else { e.into() })?;
+    Ok(audit::record(
+        conn,
+        actor,
+        Change {
+            action: "reward.clawback",
+            entity_type: "reward",
+            entity_id: &id,
+            before: None,
+            after: Some(RewardStatus::Payable.as_str()),
+            details: Some(serde_json::json!({ "earned_reward_id": earned.id, "amount_minor": -earned.amount_minor })),
+        },
+    )?)
+}
+
+/// A manual ± entry by finance, payable at once.
+pub fn adjust(
+    conn: &mut DbConnection,
+    ambassador_id: &str,
+    amount_minor: i64,
+    reason: &str,
+    actor: &Actor,
+) -> Result<RewardRow, ApiError> {
+    write_tx(conn, |conn| {
+        let ambassador = ambassadors::find(conn, ambassador_id)?;
+        if matches!(ambassador.status(), AmbassadorStatus::Applied | AmbassadorStatus::Declined) {
+            return Err(ApiError::Unprocessable {
+                kind: "ambassador-inactive",
+                detail: format!("The ambassador is {}: only enrolled ambassadors have a balance.", ambassador.status),
+                field: Some("ambassador_id"),
+            });
+        }
+        let currency = program::current(conn)?.rules.currency;
+        let at = now();
+        let id = new_id();
+        diesel::insert_into(rewards::table)
+            .values((
+                rewards::id.eq(&id),
+                rewards::ambassador_id.eq(ambassador_id),
+                rewards::kind.eq(RewardKind::Adjustment.as_str()),
+                rewards::amount_minor.eq(amount_minor),
+                rewards::currency.eq(currency.as_str()),
+                rewards::state.eq(STATE_OPEN),
+                rewards::holds_until.eq(at),
+                rewards::earned_on.eq(at.date()),
+                rewards::reason.eq(reason),
+                rewards::created_by.eq(actor.label()),
+                rewards::created_at.eq(at),
+                rewards::updated_at.eq(at),
+            ))
+            .execute(conn)?;
+        audit::record(
+            conn,
+            actor,
+            Change {
+                action: "reward.adjusted",
+                entity_type: "reward",
+                entity_id: &id,
+                before: None,
+                after: Some(RewardStatus::Payable.as_str()),
+                details: Some(serde_json::json!({ "ambassador_id": ambassador_id, "amount_minor": amount_minor })),
+            },
+        )?;
+        find(conn, &id)
+    })
+}
+
+/// The ambassador's balance by status.
+pub fn balance(conn: &mut DbConnection, ambassador_id: &str) -> Result<Balance, ApiError> {
+    let currency = program::current(conn)?.rules.currency;
+    let entries: Vec<(String, NaiveDateTime, i64)> = rewards::table
+        .filter(rewards::ambassador_id.eq(ambassador_id))
+        .filter(rewards::state.ne(STATE_VOIDED))
+        .select((rewards::state, rewards::holds_until, rewards::amount_minor))
+        .load(conn)?;
+    Ok(Balance::of(currency.as_str(), entries, now()))
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RewardFilter {
+    pub ambassador_id: Option<String>,
+    pub referral_id: Option<String>,
+    pub status: Option<RewardStatus>,
+    pub kind: Option<RewardKind>,
+}
+
+pub fn list(conn: &mut DbConnection, filter: &RewardFilter, page: &PageRequest) -> Result<Page<RewardRow>, ApiError> {
+    let mut query = rewards::table.select(RewardRow::as_select()).order(rewards::id.desc()).into_boxed();
+    if let Some(a) = &filter.ambassador_id {
+        query = query.filter(rewards::ambassador_id.eq(a.clone()));
+    }
+    if let Some(r) = &filter.referral_id {
+        query = query.filter(rewards::referral_id.eq(r.clone()));
+    }
+    if let Some(k) = filter.kind {
+        query = query.filter(rewards::kind.eq(k.as_str()));
+    }
+    if let Some(s) = filter.status {
+        query = query.filter(rewards::state.eq(s.state()));
+        let at = now();
+        match s {
+            RewardStatus::Held => query = query.filter(rewards::holds_until.gt(at)),
+            RewardStatus::Payable => query = query.filter(rewards::holds_until.le(at)),
+            _ => {}
+        }
+    }
+    if let Some(after) = &page.after_id {
+        query = query.filter(rewards::id.lt(after.clone()));
+    }
+    let rows = query.limit(page.limit + 1).load(conn)?;
+    Ok(page.finish(rows, |r| &r.id))
+}
