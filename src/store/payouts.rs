@@ -490,6 +490,7 @@ pub fn cancel(conn: &mut DbConnection, id: &str, actor: &Actor) -> Result<(), Ap
         diesel::update(payout_lines::table.filter(payout_lines::id.eq_any(&line_ids)))
             .set((payout_lines::status.eq(LineStatus::Cancelled.as_str()), payout_lines::updated_at.eq(at)))
             .execute(conn)?;
+        refresh_total(conn, id)?;
         Ok(audit::record(
             conn,
             actor,

@@ -21,14 +21,23 @@ pub struct Period {
     pub to: Option<NaiveDate>,
 }
 
+/// Open ends, as dates both databases store and compare (SQLite compares dates as text).
+fn far_past() -> NaiveDate {
+    NaiveDate::from_ymd_opt(1900, 1, 1).expect("valid")
+}
+
+fn far_future() -> NaiveDate {
+    NaiveDate::from_ymd_opt(9999, 12, 30).expect("valid")
+}
+
 impl Period {
     fn start(&self) -> NaiveDateTime {
-        self.from.unwrap_or(NaiveDate::MIN).and_time(chrono::NaiveTime::MIN)
+        self.from.unwrap_or_else(far_past).and_time(chrono::NaiveTime::MIN)
     }
 
     /// Exclusive end: the day after `to`.
     fn end(&self) -> NaiveDateTime {
-        self.to.and_then(|d| d.succ_opt()).unwrap_or(NaiveDate::MAX).and_time(chrono::NaiveTime::MIN)
+        self.to.and_then(|d| d.succ_opt()).unwrap_or_else(far_future).and_time(chrono::NaiveTime::MIN)
     }
 }
 
@@ -88,7 +97,7 @@ pub fn summary(conn: &mut DbConnection, period: Period) -> Result<Summary, ApiEr
     let conversion_rate =
         if registered == 0 { 0.0 } else { (completed as f64 / registered as f64 * 10_000.0).round() / 10_000.0 };
 
-    let (first_day, last_day) = (period.from.unwrap_or(NaiveDate::MIN), period.to.unwrap_or(NaiveDate::MAX));
+    let (first_day, last_day) = (period.from.unwrap_or_else(far_past), period.to.unwrap_or_else(far_future));
     let in_period = rewards::earned_on.ge(first_day).and(rewards::earned_on.le(last_day));
     let mut totals: BTreeMap<String, Total> =
         RewardStatus::ALL.iter().map(|s| (s.as_str().to_owned(), Total::default())).collect();

@@ -12,6 +12,7 @@ mod errors;
 mod idempotency;
 mod money_support;
 mod ops;
+mod payouts;
 mod portal;
 mod public;
 mod referrals;

@@ -1,0 +1,510 @@
+//! Payout batches end to end: lines and skips, settle exactly once, refunds around payment,
+//! CSV exports read back by a CSV reader, and the finance reports.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_problem, problem_fields, spawn_app, spawn_app_with, TestApp};
+use crate::money_support::{today, Team};
+
+/// Rewards payable at once (no hold) so batches can be made in the test.
+async fn no_hold(app: &TestApp) {
+    app.set_program(json!({ "holding_days": 0 })).await;
+}
+
+async fn create_batch(app: &TestApp, finance: &str) -> Value {
+    let res = app.post("/v1/payouts", finance, &json!({})).await;
+    let status = res.status();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body
+}
+
+async fn mark_paid(app: &TestApp, finance: &str, id: &str) -> Value {
+    let res = app.post(&format!("/v1/payouts/{id}/mark-paid"), finance, &json!({ "reference": "PP-BATCH-1" })).await;
+    let status = res.status();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+/// An ambassador with `n` completed referrals (payable at once under `no_hold`).
+async fn earner(app: &TestApp, team: &Team, name: &str, n: usize) -> (String, String, String) {
+    let (id, code, email) = app.paid_ambassador(&team.staff, name).await;
+    for i in 0..n {
+        app.completed_referral(team, &code, &format!("{name}Client{i}"), today()).await;
+    }
+    (id, code, email)
+}
+
+fn line_for<'a>(batch: &'a Value, ambassador_id: &str) -> &'a Value {
+    batch["lines"].as_array().unwrap().iter().find(|l| l["ambassador_id"] == ambassador_id).expect("a line")
+}
+
+#[tokio::test]
+async fn a_batch_pays_eligible_ambassadors_once_and_reports_the_rest() {
+    let app = spawn_app().await;
+    let team = app.team().await;
+    no_hold(&app).await;
+    let (ann, _, ann_email) = earner(&app, &team, "Ann", 2).await;
+    let (bob, _, _) = earner(&app, &team, "Bob", 1).await;
+    // Below the minimum after a correction; suspended; no payout details.
+    let (low, _, _) = earner(&app, &team, "Low", 1).await;
+    let res = app
+        .post(
+            "/v1/rewards/adjustments",
+            &team.finance,
+            &json!({ "ambassador_id": low, "amount_minor": -6000, "reason": "Duplicate payment last year" }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let (sus, _, _) = earner(&app, &team, "Sus", 1).await;
+    let res = app.post(&format!("/v1/ambassadors/{sus}/suspend"), &team.staff, &json!({ "reason": "review" })).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let nod = app.enrol(&team.staff, json!({ "name": "Nod", "email": "nod@example.com" })).await;
+    let nod_code = nod["codes"][0]["code"].as_str().unwrap();
+    app.completed_referral(&team, nod_code, "NodClient", today()).await;
+    let nod = nod["id"].as_str().unwrap();
+
+    let batch = create_batch(&app, &team.finance).await;
+    assert_eq!(batch["status"], "draft");
+    assert_eq!(batch["total_minor"], 30000);
+    assert_eq!(batch["lines"].as_array().unwrap().len(), 2);
+    assert_eq!(line_for(&batch, &ann)["amount_minor"], 20000);
+    assert_eq!(line_for(&batch, &ann)["payout_address"], "pp.ann@example.com");
+    assert_eq!(line_for(&batch, &bob)["reward_count"], 1);
+    let mut skipped: Vec<(String, String, i64)> = batch["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["ambassador_id"].as_str().unwrap().into(),
+                s["reason"].as_str().unwrap().into(),
+                s["payable_minor"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    skipped.sort();
+    let mut expected = vec![
+        (low.clone(), "below_minimum".to_owned(), 4000),
+        (sus.clone(), "suspended".to_owned(), 10000),
+        (nod.to_owned(), "missing_payout_details".to_owned(), 10000),
+    ];
+    expected.sort();
+    assert_eq!(skipped, expected);
+    let ann_balance = app.balance(&team.staff, &ann).await;
+    assert_eq!(
+        (ann_balance["payable_minor"].as_i64(), ann_balance["in_payout_minor"].as_i64()),
+        (Some(0), Some(20000))
+    );
+
+    // One draft at a time.
+    let res = app.post("/v1/payouts", &team.finance, &json!({})).await;
+    assert_problem(res, StatusCode::CONFLICT, "payout-in-progress").await;
+
+    let id = batch["id"].as_str().unwrap();
+    let paid = mark_paid(&app, &team.finance, id).await;
+    assert_eq!(paid["status"], "paid");
+    assert_eq!(paid["reference"], "PP-BATCH-1");
+    assert!(paid["lines"].as_array().unwrap().iter().all(|l| l["status"] == "paid"));
+    // Paying twice is refused and changes nothing.
+    let before = (app.counts(), app.ledger_counts());
+    let res = app.post(&format!("/v1/payouts/{id}/mark-paid"), &team.finance, &json!({ "reference": "again" })).await;
+    let p = assert_problem(res, StatusCode::CONFLICT, "invalid-transition").await;
+    assert_eq!(p["current_status"], "paid");
+    assert_eq!((app.counts(), app.ledger_counts()), before);
+    assert_eq!(app.audit_actions(id), ["payout.created", "payout.paid"]);
+
+    // One e-mail per ambassador paid; balances moved to paid; the carried balances stay.
+    let mails = app.emails("payout_sent");
+    assert_eq!(mails.len(), 2);
+    let ann_mail = mails.iter().find(|m| m.0 == ann_email).expect("Ann is told");
+    assert_eq!(ann_mail.1["amount"], "200.00 USD");
+    assert_eq!(ann_mail.1["reference"], paid["code"]);
+    assert_eq!(app.balance(&team.staff, &ann).await["paid_minor"], 20000);
+    assert_eq!(app.balance(&team.staff, &low).await["payable_minor"], 4000);
+    app.assert_ledger_consistent();
+
+    // The ambassador sees the payment.
+    let token = app.portal_session(&ann_email).await;
+    let mine: Value = app.get("/v1/me/payouts", &token).await.json().await.unwrap();
+    assert_eq!(mine["items"].as_array().unwrap().len(), 1);
+    assert_eq!(mine["items"][0]["status"], "paid");
+    assert_eq!(mine["items"][0]["amount_minor"], 20000);
+    assert_eq!(mine["items"][0]["batch"], paid["code"]);
+
+    // Nothing left to pay for anyone eligible.
+    let res = app.post("/v1/payouts", &team.finance, &json!({})).await;
+    assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "nothing-to-pay").await;
+}
+
+#[tokio::test]
+async fn payout_routes_are_for_finance_and_refuse_bad_input() {
+    let app = spawn_app().await;
+    let team = app.team().await;
+    assert_problem(app.get("/v1/payouts", &team.staff).await, StatusCode::FORBIDDEN, "forbidden").await;
+    assert_problem(app.post("/v1/payouts", &team.staff, &json!({})).await, StatusCode::FORBIDDEN, "forbidden").await;
+    assert_problem(app.get("/v1/reports/summary", &team.staff).await, StatusCode::FORBIDDEN, "forbidden").await;
+    let future = (chrono::Utc::now() + chrono::Duration::days(2)).to_rfc3339();
+    let res = app.post("/v1/payouts", &team.finance, &json!({ "cutoff": future })).await;
+    let p = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
+    assert_eq!(problem_fields(&p), ["cutoff"]);
+    let res = app.post("/v1/payouts", &team.finance, &json!({ "cutoff": "yesterday" })).await;
+    let p = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
+    assert_eq!(problem_fields(&p), ["cutoff"]);
+    let res = app.get("/v1/payouts/01930000-0000-7000-8000-000000000000", &team.finance).await;
+    assert_problem(res, StatusCode::NOT_FOUND, "not-found").await;
+    assert_eq!(app.ledger_counts().1, 0);
+}
+
+#[tokio::test]
+async fn two_finance_users_creating_a_batch_at_once_get_one_batch() {
+    let app = spawn_app().await;
+    let team = app.team().await;
+    no_hold(&app).await;
+    earner(&app, &team, "Solo", 1).await;
+    let empty = json!({});
+    let (a, b) =
+        tokio::join!(app.post("/v1/payouts", &team.finance, &empty), app.post("/v1/payouts", &team.finance, &empty));
+    let mut statuses = [a.status(), b.status()];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::CREATED, StatusCode::CONFLICT]);
+    let loser = if a.status() == StatusCode::CONFLICT { a } else { b };
+    assert_problem(loser, StatusCode::CONFLICT, "payout-in-progress").await;
+    assert_eq!(app.ledger_counts().1, 1);
+    app.assert_ledger_consistent();
+}
+
+#[tokio::test]
+async fn marking_a_batch_paid_twice_at_once_pays_once() {
+    let app = spawn_app().await;
+    let team = app.team().await;
+    no_hold(&app).await;
+    earner(&app, &team, "Twice", 2).await;
+    let batch = create_batch(&app, &team.finance).await;
+    let path = format!("/v1/payouts/{}/mark-paid", batch["id"].as_str().unwrap());
+    let body = json!({ "reference": "R1" });
+    let (a, b) = tokio::join!(app.post(&path, &team.finance, &body), app.post(&path, &team.finance, &body));
+    let mut statuses = [a.status(), b.status()];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT]);
+    assert_eq!(app.emails("payout_sent").len(), 1);
+    app.assert_ledger_consistent();
+}
+
+#[tokio::test]
+async fn cancelling_a_draft_or_failing_a_line_makes_rewards_payable_again() {
+    let app = spawn_app().await;
+    let team = app.team().await;
+    no_hold(&app).await;
+    let (ann, _, _) = earner(&app, &team, "Ann", 1).await;
+    let (bob, _, _) = earner(&app, &team, "Bob", 2).await;
+    let batch = create_batch(&app, &team.finance).await;
+    let id = batch["id"].as_str().unwrap();
+    let res = app.post(&format!("/v1/payouts/{id}/cancel"), &team.finance, &json!({})).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let cancelled: Value = res.json().await.unwrap();
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(app.balance(&team.staff, &bob).await["payable_minor"], 20000);
+    let res = app.post(&format!("/v1/payouts/{id}/mark-paid"), &team.finance, &json!({ "reference": "x" })).await;
+    assert_problem(res, StatusCode::CONFLICT, "invalid-transition").await;
+
+    // A new batch takes the same rewards again; a bounced line releases them.
+    let batch = create_batch(&app, &team.finance).await;
+    let id = batch["id"].as_str().unwrap();
+    let paid = mark_paid(&app, &team.finance, id).await;
+    let line = line_for(&paid, &bob)["id"].as_str().unwrap().to_owned();
+    let fail = format!("/v1/payouts/{id}/lines/{line}/fail");
+    let res = app.post(&fail, &team.finance, &json!({ "reason": "" })).await;
+    assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
+    let res = app.post(&fail, &team.finance, &json!({ "reason": "PayPal account unclaimed" })).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let after: Value = res.json().await.unwrap();
+    assert_eq!(line_for(&after, &bob)["status"], "failed");
+    assert_eq!(after["total_minor"], 10000);
+    let bob_balance = app.balance(&team.staff, &bob).await;
+    assert_eq!((bob_balance["paid_minor"].as_i64(), bob_balance["payable_minor"].as_i64()), (Some(0), Some(20000)));
+    assert_eq!(app.balance(&team.staff, &ann).await["paid_minor"], 10000);
+    let res = app.post(&fail, &team.finance, &json!({ "reason": "again" })).await;
+    assert_problem(res, StatusCode::CONFLICT, "invalid-transition").await;
+    app.assert_ledger_consistent();
+    // Bob is paid in the next batch.
+    let next = create_batch(&app, &team.finance).await;
+    assert_eq!(line_for(&next, &bob)["amount_minor"], 20000);
+    app.assert_ledger_consistent();
+}
+
+#[tokio::test]
+async fn refunds_leave_draft_batches_and_claw_back_paid_rewards() {
+    let app = spawn_app().await;
+    let team = app.team().await;
+    no_hold(&app).await;
+    let (ann, code, _) = app.paid_ambassador(&team.staff, "Ann").await;
+    let (r1, _) = app.completed_referral(&team, &code, "One", today()).await;
+    let (r2, _) = app.completed_referral(&team, &code, "Two", today()).await;
+    let (r3, _) = app.completed_referral(&team, &code, "Three", today()).await;
+
+    // Refunded while in a draft: the reward leaves the line, the totals follow.
+    let batch = create_batch(&app, &team.finance).await;
+    let id = batch["id"].as_str().unwrap().to_owned();
+    assert_eq!(batch["total_minor"], 30000);
+    let res = app.post(&format!("/v1/referrals/{r1}/refund"), &team.staff, &json!({ "reason_code": "medical" })).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let draft: Value = app.get(&format!("/v1/payouts/{id}"), &team.finance).await.json().await.unwrap();
+    assert_eq!(draft["total_minor"], 20000);
+    assert_eq!(line_for(&draft, &ann)["amount_minor"], 20000);
+    assert_eq!(line_for(&draft, &ann)["reward_count"], 2);
+    assert_eq!(app.reward_of(&team.finance, &r1).await.unwrap()["status"], "voided");
+    app.assert_ledger_consistent();
+    mark_paid(&app, &team.finance, &id).await;
+
+    // Refunded after payment: one negative clawback, payable at once, netted next time.
+    let res = app.post(&format!("/v1/referrals/{r2}/refund"), &team.staff, &json!({ "reason_code": "goodwill" })).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(app.reward_of(&team.finance, &r2).await.unwrap()["status"], "paid", "the paid reward stays paid");
+    let claws: Value =
+        app.get(&format!("/v1/rewards?referral_id={r2}&kind=clawback"), &team.finance).await.json().await.unwrap();
+    let claws = claws["items"].as_array().unwrap();
+    assert_eq!(claws.len(), 1);
+    assert_eq!((claws[0]["amount_minor"].as_i64(), claws[0]["status"].as_str()), (Some(-10000), Some("payable")));
+    let balance = app.balance(&team.staff, &ann).await;
+    assert_eq!((balance["payable_minor"].as_i64(), balance["paid_minor"].as_i64()), (Some(-10000), Some(20000)));
+
+    // A negative balance carries over: the next batch skips Ann until she earns it back.
+    let (_, _, _) = earner(&app, &team, "Other", 1).await;
+    let next = create_batch(&app, &team.finance).await;
+    let skipped = next["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(
+        (skipped[0]["ambassador_id"].as_str(), skipped[0]["reason"].as_str()),
+        (Some(ann.as_str()), Some("below_minimum"))
+    );
+    assert_eq!(skipped[0]["payable_minor"], -10000);
+    mark_paid(&app, &team.finance, next["id"].as_str().unwrap()).await;
+    for n in 0..2 {
+        app.completed_referral(&team, &code, &format!("More{n}"), today()).await;
+    }
+    let third = create_batch(&app, &team.finance).await;
+    assert_eq!(line_for(&third, &ann)["amount_minor"], 10000, "20000 earned less the 10000 clawback");
+    assert_eq!(line_for(&third, &ann)["reward_count"], 3);
+    let _ = r3;
+    app.assert_ledger_consistent();
+}
+
+async fn csv_records(res: reqwest::Response, has_headers: bool) -> (Vec<String>, Vec<Vec<String>>) {
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let text = res.text().await.unwrap();
+    let mut reader = csv::ReaderBuilder::new().has_headers(has_headers).from_reader(text.as_bytes());
+    let headers = if has_headers { reader.headers().unwrap().iter().map(str::to_owned).collect() } else { vec![] };
+    let rows = reader.records().map(|r| r.unwrap().iter().map(str::to_owned).collect()).collect();
+    (headers, rows)
+}
+
+#[tokio::test]
+async fn payout_exports_read_back_with_totals_and_no_formulas() {
+    let app = spawn_app_with(|s| s.export.paypal_rows_per_file = 2).await;
+    let team = app.team().await;
+    no_hold(&app).await;
+    for name in ["=HYPERLINK(\"http://evil\")", "Bea", "Cy"] {
+        let email = format!("{}@example.com", name.len());
+        let amb = app
+            .enrol(
+                &team.staff,
+                json!({ "name": name, "email": email,
+            "payout_method": { "type": "paypal", "email": format!("pp{}@example.com", name.len()) } }),
+            )
+            .await;
+        let code = amb["codes"][0]["code"].as_str().unwrap();
+        app.completed_referral(&team, code, &format!("C{}", name.len()), today()).await;
+    }
+    let bank = app
+        .enrol(
+            &team.staff,
+            json!({ "name": "Dan", "email": "dan@example.com",
+        "payout_method": { "type": "bank", "reference": "+IBAN GB00 0000" } }),
+        )
+        .await;
+    app.completed_referral(&team, bank["codes"][0]["code"].as_str().unwrap(), "Dclient", today()).await;
+    let batch = create_batch(&app, &team.finance).await;
+    let id = batch["id"].as_str().unwrap();
+
+    let (headers, rows) =
+        csv_records(app.get(&format!("/v1/payouts/{id}/export.csv"), &team.finance).await, true).await;
+    assert_eq!(
+        headers,
+        [
+            "payout",
+            "line",
+            "ambassador_id",
+            "ambassador_name",
+            "ambassador_email",
+            "payout_method",
+            "payout_details",
+            "amount",
+            "currency",
+            "status",
+            "reward_count",
+            "reference"
+        ]
+    );
+    assert_eq!(rows.len(), 4);
+    let total: f64 = rows.iter().map(|r| r[7].parse::<f64>().unwrap()).sum();
+    assert_eq!((total * 100.0).round() as i64, batch["total_minor"].as_i64().unwrap());
+    assert!(rows.iter().all(|r| r[7] == "100.00" && r[8] == "USD"));
+    let evil = rows.iter().find(|r| r[3].contains("HYPERLINK")).unwrap();
+    assert!(evil[3].starts_with("'="), "neutralised: {:?}", evil[3]);
+    let dan = rows.iter().find(|r| r[3] == "Dan").unwrap();
+    assert_eq!(dan[6], "'+IBAN GB00 0000");
+
+    // PayPal: no header, five columns, PayPal lines only, in parts of 2.
+    let res = app.get(&format!("/v1/payouts/{id}/export.csv?format=paypal"), &team.finance).await;
+    assert_eq!(res.headers()["vouch-export-parts"], "2");
+    let (_, part1) = csv_records(res, false).await;
+    let res = app.get(&format!("/v1/payouts/{id}/export.csv?format=paypal&part=2"), &team.finance).await;
+    let (_, part2) = csv_records(res, false).await;
+    assert_eq!((part1.len(), part2.len()), (2, 1));
+    let all: Vec<&Vec<String>> = part1.iter().chain(part2.iter()).collect();
+    for row in &all {
+        assert_eq!(row.len(), 5);
+        assert!(row[0].starts_with("pp") && row[0].ends_with("@example.com"), "{row:?}");
+        assert_eq!((row[1].as_str(), row[2].as_str()), ("100.00", "USD"));
+        assert!(row[3].len() <= 30 && !row[3].contains(' ') && row[3].starts_with("VOUCH-P"), "{row:?}");
+        assert!(!row[4].to_lowercase().contains("hair") && !row[4].is_empty());
+    }
+    let mut ids: Vec<&str> = all.iter().map(|r| r[3].as_str()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "no row twice across parts");
+    let res = app.get(&format!("/v1/payouts/{id}/export.csv?format=paypal&part=3"), &team.finance).await;
+    assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
+    let res = app.get(&format!("/v1/payouts/{id}/export.csv?format=xml"), &team.finance).await;
+    let p = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
+    assert_eq!(problem_fields(&p), ["format"]);
+    let res = app.get(&format!("/v1/payouts/{id}/export.csv"), &team.staff).await;
+    assert_problem(res, StatusCode::FORBIDDEN, "forbidden").await;
+}
+
+#[tokio::test]
+async fn reports_sum_the_funnel_the_ledger_and_the_year() {
+    let app = spawn_app().await;
+    let team = app.team().await;
+    no_hold(&app).await;
+    app.set_program(json!({ "holding_days": 0, "tax_threshold_minor": 20000 })).await;
+    let (ann, code, _) = earner(&app, &team, "Ann", 2).await;
+    let (bob, _, _) = earner(&app, &team, "Bob", 1).await;
+    app.referral_in_treatment(&team.staff, &code, "Pending", today()).await;
+    let batch = create_batch(&app, &team.finance).await;
+    mark_paid(&app, &team.finance, batch["id"].as_str().unwrap()).await;
+    earner(&app, &team, "Cat", 1).await;
+
+    let summary: Value = app.get("/v1/reports/summary", &team.finance).await.json().await.unwrap();
+    assert_eq!(summary["referrals"]["registered"], 5);
+    assert_eq!(summary["referrals"]["completed"], 4);
+    assert_eq!(summary["referrals"]["conversion_rate"], 0.8);
+    assert_eq!(summary["referrals"]["by_status"]["in_treatment"], 1);
+    assert_eq!(summary["rewards"]["paid"], json!({ "count": 3, "amount_minor": 30000 }));
+    assert_eq!(summary["rewards"]["payable"], json!({ "count": 1, "amount_minor": 10000 }));
+    assert_eq!(summary["top_ambassadors"][0]["ambassador_id"], ann.as_str());
+    assert_eq!(summary["top_ambassadors"][0]["completed"], 2);
+    assert_eq!(summary["top_ambassadors"][0]["earned_minor"], 20000);
+
+    let year = today().format("%Y").to_string();
+    let annual: Value = app.get(&format!("/v1/reports/annual?year={year}"), &team.finance).await.json().await.unwrap();
+    assert_eq!(annual["total_paid_minor"], 30000);
+    let items = annual["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    let row = |id: &str| items.iter().find(|r| r["ambassador_id"] == id).unwrap().clone();
+    assert_eq!(
+        (row(&ann)["paid_minor"].as_i64(), row(&ann)["over_tax_threshold"].as_bool()),
+        (Some(20000), Some(true))
+    );
+    assert_eq!(
+        (row(&bob)["paid_minor"].as_i64(), row(&bob)["over_tax_threshold"].as_bool()),
+        (Some(10000), Some(false))
+    );
+
+    let (headers, rows) =
+        csv_records(app.get(&format!("/v1/reports/annual.csv?year={year}"), &team.finance).await, true).await;
+    assert_eq!(
+        headers,
+        ["year", "ambassador_id", "name", "email", "paid", "currency", "payouts", "over_tax_threshold"]
+    );
+    assert_eq!(rows.len(), 2);
+    let ann_row = rows.iter().find(|r| r[1] == ann).unwrap();
+    assert_eq!((ann_row[4].as_str(), ann_row[7].as_str()), ("200.00", "true"));
+
+    let empty: Value = app.get("/v1/reports/annual?year=2001", &team.finance).await.json().await.unwrap();
+    assert_eq!(empty["items"], json!([]));
+    let res = app.get("/v1/reports/annual?year=1999", &team.finance).await;
+    assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
+    let res = app.request(Method::GET, "/v1/reports/annual", Some(&team.finance), None).await;
+    let p = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
+    assert_eq!(problem_fields(&p), ["year"]);
+}
+
+#[tokio::test]
+async fn refunding_while_a_batch_is_marked_paid_never_pays_a_voided_reward() {
+    let app = spawn_app().await;
+    let team = app.team().await;
+    no_hold(&app).await;
+    for round in 0..4 {
+        // A fresh ambassador per round; earlier rounds leave only balances below the minimum.
+        let (_, code, _) = app.paid_ambassador(&team.staff, &format!("Edge{round}")).await;
+        let (keep, _) = app.completed_referral(&team, &code, &format!("Keep{round}"), today()).await;
+        let (refunded, _) = app.completed_referral(&team, &code, &format!("Gone{round}"), today()).await;
+        let batch = create_batch(&app, &team.finance).await;
+        let (pay_path, refund_path) = (
+            format!("/v1/payouts/{}/mark-paid", batch["id"].as_str().unwrap()),
+            format!("/v1/referrals/{refunded}/refund"),
+        );
+        let (pay_body, refund_body) = (json!({ "reference": "R" }), json!({ "reason_code": "goodwill" }));
+        let (paid, refund) = tokio::join!(
+            app.post(&pay_path, &team.finance, &pay_body),
+            app.post(&refund_path, &team.staff, &refund_body)
+        );
+        assert_eq!(paid.status(), StatusCode::OK, "round {round}");
+        let gone = app.reward_of(&team.finance, &refunded).await.unwrap();
+        let claws: Value = app
+            .get(&format!("/v1/rewards?referral_id={refunded}&kind=clawback"), &team.finance)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let claws = claws["items"].as_array().unwrap().len();
+        match (refund.status(), gone["status"].as_str().unwrap()) {
+            // Refunded first: voided, out of the batch, nothing to claw back.
+            (StatusCode::OK, "voided") => assert_eq!(claws, 0, "round {round}"),
+            // Paid first: paid, then clawed back once.
+            (StatusCode::OK, "paid") => assert_eq!(claws, 1, "round {round}"),
+            // Lost the race to the payment: nothing changed; a retry would claw back.
+            (StatusCode::CONFLICT, "paid") => assert_eq!(claws, 0, "round {round}"),
+            (s, st) => panic!("round {round}: refund {s}, reward {st}"),
+        }
+        assert_eq!(app.reward_of(&team.finance, &keep).await.unwrap()["status"], "paid");
+        app.assert_ledger_consistent();
+    }
+}
+
+#[tokio::test]
+async fn a_retried_batch_request_replays_instead_of_failing() {
+    let app = spawn_app().await;
+    let team = app.team().await;
+    no_hold(&app).await;
+    earner(&app, &team, "Retry", 1).await;
+    let send = || {
+        app.client
+            .post(app.url("/v1/payouts"))
+            .bearer_auth(&team.finance)
+            .header("Idempotency-Key", "batch-2026-11")
+            .json(&json!({}))
+            .send()
+    };
+    let first = send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.unwrap();
+    let again = send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(again.json::<Value>().await.unwrap()["id"], first["id"]);
+    assert_eq!(app.ledger_counts().1, 1);
+}
