@@ -306,7 +306,7 @@ mod tests {
     #[test]
     fn percent_reward_rounds_half_up_and_respects_max() {
         let rules = input(RewardRule::Percent { basis_points: 1_000, max_minor: Some(20_000) }).parse().unwrap();
-        assert_eq!(rules.calculate(ytd(0, 0), Some(123_45)).unwrap().amount_minor, 1_235);
+        assert_eq!(rules.calculate(ytd(0, 0), Some(12_345)).unwrap().amount_minor, 1_235);
         assert_eq!(rules.calculate(ytd(0, 0), Some(150_000)).unwrap().amount_minor, 15_000);
         let capped = rules.calculate(ytd(0, 0), Some(500_000)).unwrap();
         assert_eq!((capped.amount_minor, capped.uncapped_minor), (20_000, 20_000));

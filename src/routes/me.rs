@@ -52,7 +52,7 @@ pub struct MeView {
 }
 
 impl MeView {
-    fn new((row, counts, balance): (AmbassadorRow, Vec<(String, i64)>, Balance)) -> Self {
+    fn new((row, counts, balance): Profile) -> Self {
         let referral_counts = full_counts(counts);
         Self {
             balance,
@@ -146,10 +146,10 @@ pub struct UpdateMe {
     pub notification_preferences: Option<NotificationPreferences>,
 }
 
-fn profile_parts(
-    c: &mut crate::db::DbConnection,
-    row: AmbassadorRow,
-) -> Result<(AmbassadorRow, Vec<(String, i64)>, Balance), ApiError> {
+/// The ambassador, their referral counts by status, and their balance.
+type Profile = (AmbassadorRow, Vec<(String, i64)>, Balance);
+
+fn profile_parts(c: &mut crate::db::DbConnection, row: AmbassadorRow) -> Result<Profile, ApiError> {
     let counts = referrals::status_counts(c, &row.id)?;
     let balance = rewards::balance(c, &row.id)?;
     Ok((row, counts, balance))

@@ -807,7 +807,8 @@ pub fn labels_for_ambassador(
     conn: &mut DbConnection,
     ids: &[&str],
 ) -> Result<std::collections::HashMap<String, String>, ApiError> {
-    let rows: Vec<(String, Option<String>, Option<String>, bool, Option<String>, Option<String>)> = referrals::table
+    type LabelRow = (String, Option<String>, Option<String>, bool, Option<String>, Option<String>);
+    let rows: Vec<LabelRow> = referrals::table
         .filter(referrals::id.eq_any(ids))
         .select((
             referrals::id,
