@@ -10,6 +10,7 @@ use crate::domain::ambassador::{AmbassadorStatus, LifecycleEvent, NotificationPr
 use crate::domain::code::ReferralCode;
 use crate::domain::contact::{Email, Phone};
 use crate::domain::{optional_text, required_text, Validation};
+use crate::email::MailContext;
 use crate::error::{ApiError, Problem};
 use crate::extract::{nullable, ApiJson, ApiQuery, OptionalJson};
 use crate::http::{blocking, resource};
@@ -207,7 +208,8 @@ pub async fn enrol(
 ) -> Result<HttpResponse, ApiError> {
     let new = body.0.parse(&settings)?;
     let actor = auth.actor();
-    let (row, codes) = blocking(&pool, move |c| ambassadors::enrol(c, &new, Enrolment::ByStaff, &actor)).await?;
+    let mail = MailContext::new(&settings);
+    let (row, codes) = blocking(&pool, move |c| ambassadors::enrol(c, &new, Enrolment::ByStaff, &mail, &actor)).await?;
     Ok(HttpResponse::Created().json(AmbassadorView::new(row, codes, Vec::new(), &settings.public_url())))
 }
 
@@ -293,8 +295,9 @@ pub async fn lifecycle(
     }
     v.finish()?;
     let actor = auth.actor();
+    let mail = MailContext::new(&settings);
     let (row, codes, counts) = blocking(&pool, move |c| {
-        ambassadors::transition(c, &id, event, reason.as_deref(), &actor)?;
+        ambassadors::transition(c, &id, event, reason.as_deref(), &mail, &actor)?;
         ambassadors::find_full(c, &id)
     })
     .await?;

@@ -10,6 +10,7 @@ use crate::db::{lower, now, write_tx, DbConnection};
 use crate::domain::ambassador::AmbassadorStatus;
 use crate::domain::contact::{ContactHasher, Email, Phone};
 use crate::domain::referral::{self, ReferralEvent, ReferralStatus, DEFAULT_ATTRIBUTION_DAYS};
+use crate::email::{notices, MailContext};
 use crate::error::{is_unique_violation, ApiError};
 use crate::store::ambassadors::AmbassadorRow;
 use crate::store::audit::{self, Actor, Change};
@@ -293,7 +294,9 @@ pub fn create(
             &Placement::registered(&code),
             actor,
         )?;
-        find(conn, &id)
+        let row = find(conn, &id)?;
+        notices::referral_update(conn, &row)?;
+        Ok(row)
     });
     match result {
         Err(e) if lost_race(&e) => {
@@ -305,12 +308,14 @@ pub fn create(
 }
 
 /// Records a public intake-form submission. It is always stored: as `registered` when every
-/// rule passes, else as `rejected` with the reason, for staff to see. The caller answers 202
-/// either way, so the form never reveals whether someone was already referred.
+/// rule passes, else as `rejected` with the reason, for staff to see (and staff are alerted
+/// either way; the ambassador hears only of registered ones). The caller answers 202 either
+/// way, so the form never reveals whether someone was already referred.
 pub fn submit_public(
     conn: &mut DbConnection,
     new: &NewReferral,
     hasher: &ContactHasher,
+    mail: &MailContext,
     actor: &Actor,
 ) -> Result<ReferralRow, ApiError> {
     let (email_key, phone_key) = keys_of(new, hasher);
@@ -345,7 +350,10 @@ pub fn submit_public(
             };
             let id = new_id();
             insert(conn, &id, new, email_key.as_deref(), phone_key.as_deref(), Source::PublicForm, &placement, actor)?;
-            find(conn, &id)
+            let row = find(conn, &id)?;
+            notices::referral_update(conn, &row)?;
+            notices::staff_public_referral(conn, mail, &row)?;
+            Ok(row)
         })
     };
     match attempt(conn) {
@@ -462,7 +470,8 @@ pub fn complete(
     })
 }
 
-/// Cancel, reject or refund with a reason code (and note).
+/// Cancel, reject or refund with a reason code (and note); the ambassador hears of a
+/// cancellation or refund (not of a rejection).
 pub fn close_out(
     conn: &mut DbConnection,
     id: &str,
@@ -510,7 +519,9 @@ pub fn close_out(
                 details: Some(serde_json::json!({ "reason_code": reason_code })),
             },
         )?;
-        find(conn, id)
+        let row = find(conn, id)?;
+        notices::referral_update(conn, &row)?;
+        Ok(row)
     })
 }
 
