@@ -25,6 +25,7 @@ use crate::routes;
         routes::referrals::record_session, routes::referrals::list_sessions,
         routes::referrals::complete, routes::referrals::close_out,
         routes::referrals::update, routes::referrals::erase,
+        routes::emails::list, routes::emails::retry,
         routes::audit::list,
     ),
     components(schemas(crate::error::Problem, crate::domain::FieldError)),
@@ -38,6 +39,7 @@ use crate::routes;
         (name = "public", description = "Public, rate-limited endpoints"),
         (name = "portal", description = "Ambassador sign-in by magic link (public, rate limited)"),
         (name = "me", description = "The signed-in ambassador's own data (portal session token)"),
+        (name = "emails", description = "E-mail outbox (admin)"),
         (name = "audit", description = "Audit trail (admin)"),
     )
 )]

@@ -4,6 +4,7 @@ pub mod ambassadors;
 pub mod api_keys;
 pub mod audit;
 pub mod codes;
+pub mod emails;
 pub mod health;
 pub mod me;
 pub mod portal;
@@ -27,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(ambassadors::configure)
             .configure(codes::configure)
             .configure(referrals::configure)
+            .configure(emails::configure)
             .configure(audit::configure),
     );
 }
