@@ -136,7 +136,8 @@ fn html_formatter(out: &mut Output, state: &State, value: &minijinja::Value) -> 
                     c => escaped.push(c),
                 }
             }
-            out.write_str(&escaped).map_err(|e| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string()))
+            out.write_str(&escaped)
+                .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string()))
         }
         _ => minijinja::escape_formatter(out, state, value),
     }
