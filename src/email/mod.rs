@@ -27,15 +27,15 @@ impl MailContext {
     }
 }
 
-/// Payload fields that are secrets (a login link signs its holder in): removed from the
-/// outbox row once the e-mail is sent.
-const SECRET_FIELDS: &[&str] = &["link"];
+/// Payload fields not kept once the e-mail is sent: secrets (a login link signs its holder
+/// in) and how a referred client was named (personal data, and erasable).
+const SENT_SCRUBBED_FIELDS: &[&str] = &["link", "client_label"];
 
-/// The payload as kept after sending: secrets replaced by a marker.
+/// The payload as kept after sending: secrets and client names replaced by a marker.
 pub fn scrubbed(payload: &serde_json::Value) -> serde_json::Value {
     let mut out = payload.clone();
     if let Some(map) = out.as_object_mut() {
-        for field in SECRET_FIELDS {
+        for field in SENT_SCRUBBED_FIELDS {
             if let Some(v) = map.get_mut(*field) {
                 *v = serde_json::Value::String("[removed after sending]".into());
             }

@@ -8,7 +8,7 @@
 use diesel::prelude::*;
 use serde_json::json;
 
-use crate::db::schema::{ambassadors, referral_codes};
+use crate::db::schema::{ambassadors, email_outbox, referral_codes};
 use crate::db::DbConnection;
 use crate::domain::referral::{name_for_ambassador, ReferralStatus};
 use crate::email::MailContext;
@@ -59,6 +59,36 @@ fn client_label(conn: &mut DbConnection, referral: &ReferralRow) -> QueryResult<
         referral.share_name_with_ambassador,
         &code,
     ))
+}
+
+const REFERRAL_NOTICE_KEYS: [&str; 3] = ["referral-registered", "referral-cancelled", "referral-refunded"];
+
+/// When a client's personal data is erased: e-mails about them that are not sent yet name
+/// them only by the opaque label from now on (sent ones no longer hold the name at all).
+pub fn forget_client(conn: &mut DbConnection, referral: &ReferralRow) -> QueryResult<()> {
+    let keys: Vec<String> = REFERRAL_NOTICE_KEYS.iter().map(|k| format!("{k}:{}", referral.id)).collect();
+    let unsent: Vec<(String, String)> = email_outbox::table
+        .filter(email_outbox::dedupe_key.eq_any(&keys))
+        .filter(email_outbox::status.ne(outbox::SENT))
+        .select((email_outbox::id, email_outbox::payload))
+        .load(conn)?;
+    let anonymous = ReferralRow {
+        client_first_name: None,
+        client_last_name: None,
+        share_name_with_ambassador: false,
+        ..referral.clone()
+    };
+    let label = client_label(conn, &anonymous)?;
+    for (id, payload) in unsent {
+        let mut payload: serde_json::Value = serde_json::from_str(&payload).unwrap_or_else(|_| json!({}));
+        if let Some(map) = payload.as_object_mut() {
+            map.insert("client_label".into(), json!(label));
+        }
+        diesel::update(email_outbox::table.find(&id))
+            .set(email_outbox::payload.eq(payload.to_string()))
+            .execute(conn)?;
+    }
+    Ok(())
 }
 
 /// Tells the ambassador about a referral that was registered, cancelled or refunded

@@ -79,6 +79,16 @@ fn clip(error: &str) -> String {
 /// disjoint batches without waiting on each other; on SQLite the `BEGIN IMMEDIATE` write
 /// transaction serialises claimers.
 pub fn claim(conn: &mut DbConnection, limit: i64, lease: chrono::TimeDelta) -> QueryResult<Vec<OutboxRow>> {
+    // A plain read first: an idle outbox costs no write transaction (on SQLite, no write lock).
+    let any_due: bool = diesel::select(diesel::dsl::exists(
+        email_outbox::table
+            .filter(email_outbox::status.eq_any([QUEUED, SENDING]))
+            .filter(email_outbox::next_attempt_at.le(now())),
+    ))
+    .get_result(conn)?;
+    if !any_due {
+        return Ok(Vec::new());
+    }
     write_tx(conn, |conn| {
         let at = now();
         let due = email_outbox::status.eq_any([QUEUED, SENDING]).and(email_outbox::next_attempt_at.le(at));

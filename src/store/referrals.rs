@@ -737,6 +737,7 @@ pub fn erase(conn: &mut DbConnection, id: &str, actor: &Actor) -> Result<Referra
         diesel::update(referral_sessions::table.filter(referral_sessions::referral_id.eq(id)))
             .set(referral_sessions::note.eq(None::<String>))
             .execute(conn)?;
+        notices::forget_client(conn, &before)?;
         audit::record(
             conn,
             actor,

@@ -178,6 +178,41 @@ async fn public_referrals_tell_the_ambassador_discreetly_and_alert_staff() {
         }
     }
     assert_eq!(mails.len(), 1 + 2 + 3);
+
+    // Sent e-mails keep no client names in the database.
+    let mut conn = app.pool.get().unwrap();
+    use diesel::prelude::*;
+    use vouch::db::schema::email_outbox as eo;
+    let payloads: Vec<String> = eo::table.select(eo::payload).load(&mut conn).unwrap();
+    assert!(payloads.iter().all(|p| !p.contains("G.")), "{payloads:?}");
+}
+
+#[tokio::test]
+async fn erasing_a_client_reaches_the_mail_not_sent_yet() {
+    let port = free_port();
+    let app = spawn_app_with(smtp_on(port)).await;
+    enrol(&app, "Keen", "keen@example.com", "KEEN1").await;
+    let res = app
+        .post(
+            "/v1/referrals",
+            &app.admin_key,
+            &json!({ "code": "KEEN1", "first_name": "Maria", "last_name": "Garcia",
+                     "email": "maria@example.org", "share_name_with_ambassador": true }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let res = app
+        .request(reqwest::Method::DELETE, &format!("/v1/referrals/{id}/personal-data"), Some(&app.admin_key), None)
+        .await;
+    assert!(res.status().is_success(), "{}", res.status());
+
+    let server = SmtpServer::start(port).await;
+    eventually("welcome and referral notice", || server.received().len() == 2).await;
+    let notice =
+        server.received().into_iter().map(|r| parse(&r.data)).find(|m| m.subject.contains("referral")).unwrap();
+    assert!(notice.text.contains("Referral KEEN… got in touch"), "{}", notice.text);
+    assert!(!notice.everything().contains("Maria"));
 }
 
 #[tokio::test]
