@@ -111,7 +111,7 @@ pub enum MailTransport {
     Smtp,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpSettings {
     pub host: String,
@@ -122,6 +122,20 @@ pub struct SmtpSettings {
     #[serde(skip_serializing)]
     pub password: String,
     pub timeout_secs: u64,
+}
+
+/// Leaves the password out, so settings can be logged.
+impl std::fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password", &if self.password.is_empty() { "" } else { "***" })
+            .field("timeout_secs", &self.timeout_secs)
+            .finish()
+    }
 }
 
 /// `none`: plain text (local relays, tests); `starttls`: upgrade on port 587; `tls`: implicit
