@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::AbortHandle;
 
 #[derive(Debug, Clone)]
@@ -22,14 +22,25 @@ pub struct SmtpServer {
     tasks: Arc<Mutex<Vec<AbortHandle>>>,
 }
 
-/// A free local port with nothing listening on it (yet).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// A local port bound but not listening: connections to it are refused until
+/// [`SmtpServer::listen`] starts listening on the same socket (so no other test can take the
+/// port in between).
+pub fn reserve_port() -> (TcpSocket, u16) {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
 }
 
 impl SmtpServer {
-    pub async fn start(port: u16) -> Self {
-        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("SMTP test port free");
+    /// A server on any free port.
+    pub fn start() -> Self {
+        Self::listen(reserve_port().0)
+    }
+
+    /// Starts accepting on a reserved socket.
+    pub fn listen(socket: TcpSocket) -> Self {
+        let listener = socket.listen(64).expect("listening on the reserved port");
         let port = listener.local_addr().unwrap().port();
         let inbox = Inbox::default();
         let tasks: Arc<Mutex<Vec<AbortHandle>>> = Default::default();
