@@ -408,6 +408,31 @@ async fn broken_mail_fails_and_admins_list_and_retry_it() {
     assert!(metrics.contains("vouch_email_outbox{status=\"failed\"} 2\n"), "{metrics}");
 }
 
+#[tokio::test]
+async fn an_e_mail_left_sending_by_a_dead_instance_is_taken_over_when_its_claim_lapses() {
+    use diesel::prelude::*;
+    use vouch::db::schema::email_outbox as eo;
+    let app = spawn_app().await;
+    let payload = json!({ "ambassador_name": "Ann", "amount": "1.00 EUR", "reference": "R", "paid_on": "2026-11-30" });
+    let lapses_at = chrono::Utc::now().naive_utc() + chrono::TimeDelta::milliseconds(300);
+    {
+        let mut conn = app.pool.get().unwrap();
+        outbox::enqueue(&mut conn, "payout-sent:p:a", "payout_sent", "ann@example.com", &payload).unwrap();
+        // As a claim by an instance that then died looks: sending, one attempt, a lease.
+        diesel::update(eo::table)
+            .set((eo::status.eq("sending"), eo::attempts.eq(1), eo::next_attempt_at.eq(lapses_at)))
+            .execute(&mut conn)
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(app.mails().is_empty(), "not taken while the claim holds");
+    let mails = app.mail_to("ann@example.com").await;
+    assert_eq!(mails.len(), 1);
+    let row = &admin_emails(&app, "").await[0];
+    assert_eq!(row["status"], "sent");
+    assert_eq!(row["attempts"], 2);
+}
+
 /// Waits until `check` holds, for up to 15 s.
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let started = Instant::now();
