@@ -21,6 +21,7 @@ pub struct Settings {
     pub contact: ContactSettings,
     pub privacy: PrivacySettings,
     pub export: ExportSettings,
+    pub email: EmailSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -81,6 +82,112 @@ pub struct ExportSettings {
     pub paypal_rows_per_file: i64,
 }
 
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailSettings {
+    pub transport: MailTransport,
+    /// `Name <address>` or a bare address.
+    pub from: String,
+    /// Where replies go; empty: to `from`.
+    pub reply_to: String,
+    /// The clinic's name as e-mails show it.
+    pub brand_name: String,
+    /// Staff alerts (public referrals, applications) go here; empty: none are sent.
+    pub staff_alert_to: String,
+    /// Link to the programme terms in the welcome e-mail; empty: left out.
+    pub terms_url: String,
+    /// Folder for the `file` transport; empty: `<data_dir>/outbox`.
+    pub file_dir: String,
+    /// How often the worker looks for due e-mails.
+    pub poll_interval_ms: u64,
+    /// E-mails claimed per poll.
+    pub batch_size: i64,
+    /// Tries before an e-mail is marked `failed`.
+    pub max_attempts: i32,
+    /// First retry delay; doubled per failed try, up to `retry_max_secs`.
+    pub retry_base_ms: u64,
+    pub retry_max_secs: u64,
+    /// An e-mail claimed by an instance that then died is claimed again after this long.
+    pub lease_secs: u64,
+    pub smtp: SmtpSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTransport {
+    File,
+    Smtp,
+}
+
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    /// Empty: no authentication.
+    pub username: String,
+    #[serde(skip_serializing)]
+    pub password: String,
+    pub timeout_secs: u64,
+}
+
+/// Leaves the password out, so settings can be logged.
+impl std::fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password", &if self.password.is_empty() { "" } else { "***" })
+            .field("timeout_secs", &self.timeout_secs)
+            .finish()
+    }
+}
+
+/// `none`: plain text (local relays, tests); `starttls`: upgrade on port 587; `tls`: implicit
+/// TLS on port 465.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    None,
+    Starttls,
+    Tls,
+}
+
+impl EmailSettings {
+    /// Where the `file` transport writes `.eml` files.
+    pub fn file_dir(&self, data_dir: &std::path::Path) -> PathBuf {
+        if self.file_dir.trim().is_empty() {
+            data_dir.join("outbox")
+        } else {
+            PathBuf::from(self.file_dir.trim())
+        }
+    }
+
+    pub fn staff_alert_to(&self) -> Option<&str> {
+        Some(self.staff_alert_to.trim()).filter(|a| !a.is_empty())
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        use lettre::message::Mailbox;
+        self.from.parse::<Mailbox>().map_err(|e| format!("email.from {:?}: {e}", self.from))?;
+        for (name, value) in [("reply_to", &self.reply_to), ("staff_alert_to", &self.staff_alert_to)] {
+            if !value.trim().is_empty() {
+                value.trim().parse::<Mailbox>().map_err(|e| format!("email.{name} {value:?}: {e}"))?;
+            }
+        }
+        if self.max_attempts < 1 || self.batch_size < 1 || self.poll_interval_ms == 0 || self.lease_secs == 0 {
+            return Err("email.max_attempts, batch_size, poll_interval_ms and lease_secs must be at least 1".into());
+        }
+        if self.transport == MailTransport::Smtp && self.smtp.host.trim().is_empty() {
+            return Err("email.smtp.host is required with transport = \"smtp\"".into());
+        }
+        Ok(())
+    }
+}
+
 impl Settings {
     /// Loads the layered configuration for `VOUCH_ENV` (default `local`).
     pub fn load() -> Result<Self, String> {
@@ -116,6 +223,7 @@ impl Settings {
         if !self.public_url().starts_with("http://") && !self.public_url().starts_with("https://") {
             return Err("server.public_url must start with http:// or https://".into());
         }
+        self.email.validate()?;
         Ok(self)
     }
 

@@ -31,6 +31,7 @@ use crate::routes;
         routes::payouts::create, routes::payouts::list, routes::payouts::get, routes::payouts::export,
         routes::payouts::mark_paid, routes::payouts::cancel, routes::payouts::fail_line,
         routes::reports::summary, routes::reports::annual, routes::reports::annual_csv,
+        routes::emails::list, routes::emails::retry,
         routes::audit::list,
     ),
     components(schemas(crate::error::Problem, crate::domain::FieldError)),
@@ -48,6 +49,7 @@ use crate::routes;
         (name = "rewards", description = "The rewards ledger (finance)"),
         (name = "payouts", description = "Payout batches and CSV exports (finance)"),
         (name = "reports", description = "Funnel, ledger and yearly totals (finance)"),
+        (name = "emails", description = "E-mail outbox (admin)"),
         (name = "audit", description = "Audit trail (admin)"),
     )
 )]

@@ -1,5 +1,5 @@
-//! Builds and runs the application: database, migrations, first admin key, HTTP server and
-//! background housekeeping.
+//! Builds and runs the application: database, migrations, first admin key, HTTP server, the
+//! mail worker and background housekeeping.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -13,6 +13,7 @@ use crate::config::Settings;
 use crate::db::{self, DatabaseUrl, DbPool};
 use crate::domain::api_key::Role;
 use crate::domain::contact::ContactHasher;
+use crate::email::worker::Worker as MailWorker;
 use crate::http::{self, metrics::Metrics, rate_limit::RateLimiter};
 use crate::store::{api_keys, audit::Actor, idempotency, secrets};
 
@@ -23,6 +24,7 @@ pub struct Application {
     server: Server,
     pool: DbPool,
     backend: &'static str,
+    mail: MailWorker,
 }
 
 /// Connects, migrates and returns the pool (used by `serve`, `migrate` and `keys`).
@@ -80,8 +82,10 @@ impl Application {
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
             .map_err(|e| format!("binding {}:{}: {e}", settings.server.host, settings.server.port))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-        let server = run(listener, pool.clone(), hasher, settings)?;
-        Ok(Self { port, server, pool, backend: url.backend() })
+        let metrics = web::Data::new(Metrics::default());
+        let mail = MailWorker::new(pool.clone(), &settings, metrics.clone().into_inner())?;
+        let server = run(listener, pool.clone(), hasher, metrics, settings)?;
+        Ok(Self { port, server, pool, backend: url.backend(), mail })
     }
 
     pub fn port(&self) -> u16 {
@@ -100,11 +104,18 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until stopped (SIGINT/SIGTERM or the handle), draining in-flight requests.
+    /// Serves until stopped (SIGINT/SIGTERM or the handle), draining in-flight requests; then
+    /// stops the mail worker, letting the e-mail it is sending finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let janitor = tokio::spawn(housekeeping(self.pool.clone()));
+        let (stop_mail, stop) = tokio::sync::watch::channel(false);
+        let mail = tokio::spawn(self.mail.run(stop));
         let result = self.server.await;
         janitor.abort();
+        let _ = stop_mail.send(true);
+        if let Err(e) = mail.await {
+            tracing::error!(error = %e, "mail worker ended abnormally");
+        }
         result
     }
 }
@@ -130,10 +141,15 @@ async fn housekeeping(pool: DbPool) {
     }
 }
 
-fn run(listener: TcpListener, pool: DbPool, hasher: ContactHasher, settings: Settings) -> Result<Server, String> {
+fn run(
+    listener: TcpListener,
+    pool: DbPool,
+    hasher: ContactHasher,
+    metrics: web::Data<Metrics>,
+    settings: Settings,
+) -> Result<Server, String> {
     let pool = web::Data::new(pool);
     let hasher = web::Data::new(hasher);
-    let metrics = web::Data::new(Metrics::default());
     let limiter = web::Data::new(RateLimiter::new(settings.rate_limit.public_per_minute));
     let workers = settings.server.workers;
     let shutdown = settings.server.shutdown_timeout_secs;

@@ -1,8 +1,10 @@
-//! Prometheus metrics kept in process: requests by method, route pattern and status, and a
-//! latency histogram by route. Rendered as text at `/metrics`.
+//! Prometheus metrics kept in process: requests by method, route pattern and status, a
+//! latency histogram by route, and e-mails sent and failed by this instance's mail worker.
+//! Rendered as text at `/metrics` (with the outbox depth, read from the database).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -11,6 +13,8 @@ const BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 
 #[derive(Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
+    emails_sent: AtomicU64,
+    emails_failed: AtomicU64,
 }
 
 #[derive(Default)]
@@ -38,6 +42,37 @@ impl Metrics {
         }
         h.sum += secs;
         h.count += 1;
+    }
+
+    pub fn email_sent(&self) {
+        self.emails_sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn email_failed(&self) {
+        self.emails_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// E-mail counters, and the outbox depth by status when the database answered.
+    pub fn render_email(&self, outbox: Option<&[(String, i64)]>) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP vouch_emails_sent_total E-mails sent by this instance.\n");
+        out.push_str("# TYPE vouch_emails_sent_total counter\n");
+        let _ = writeln!(out, "vouch_emails_sent_total {}", self.emails_sent.load(Ordering::Relaxed));
+        out.push_str("# HELP vouch_emails_failed_total E-mails this instance gave up on (status failed).\n");
+        out.push_str("# TYPE vouch_emails_failed_total counter\n");
+        let _ = writeln!(out, "vouch_emails_failed_total {}", self.emails_failed.load(Ordering::Relaxed));
+        if let Some(counts) = outbox {
+            let count = |status: &str| counts.iter().filter(|(s, _)| s == status).map(|(_, n)| n).sum::<i64>();
+            out.push_str("# HELP vouch_emails_queued E-mails waiting in the outbox (queued or being sent).\n");
+            out.push_str("# TYPE vouch_emails_queued gauge\n");
+            let _ = writeln!(out, "vouch_emails_queued {}", count("queued") + count("sending"));
+            out.push_str("# HELP vouch_email_outbox E-mails in the outbox by status (all instances).\n");
+            out.push_str("# TYPE vouch_email_outbox gauge\n");
+            for status in ["queued", "sending", "sent", "failed"] {
+                let _ = writeln!(out, "vouch_email_outbox{{status=\"{status}\"}} {}", count(status));
+            }
+        }
+        out
     }
 
     /// Prometheus text exposition format 0.0.4.
@@ -96,5 +131,19 @@ mod tests {
         assert!(text.contains("le=\"0.005\"} 1"));
         assert!(text.contains("le=\"0.05\"} 2"));
         assert!(text.contains("vouch_http_request_duration_seconds_count{route=\"/v1/x\"} 2"));
+    }
+
+    #[test]
+    fn renders_email_counters_and_outbox_depth() {
+        let m = Metrics::default();
+        m.email_sent();
+        m.email_sent();
+        m.email_failed();
+        let text = m.render_email(Some(&[("queued".into(), 3), ("sending".into(), 1), ("sent".into(), 2)]));
+        assert!(text.contains("vouch_emails_sent_total 2\n"));
+        assert!(text.contains("vouch_emails_failed_total 1\n"));
+        assert!(text.contains("vouch_emails_queued 4\n"));
+        assert!(text.contains("vouch_email_outbox{status=\"failed\"} 0\n"));
+        assert!(!m.render_email(None).contains("vouch_emails_queued"));
     }
 }

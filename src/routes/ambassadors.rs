@@ -11,6 +11,7 @@ use crate::domain::code::ReferralCode;
 use crate::domain::contact::{Email, Phone};
 use crate::domain::reward::Balance;
 use crate::domain::{optional_text, required_text, Validation};
+use crate::email::MailContext;
 use crate::error::{ApiError, Problem};
 use crate::extract::{nullable, ApiJson, ApiQuery, OptionalJson};
 use crate::http::{blocking, resource};
@@ -208,8 +209,9 @@ pub async fn enrol(
 ) -> Result<HttpResponse, ApiError> {
     let new = body.0.parse(&settings)?;
     let actor = auth.actor();
+    let mail = MailContext::new(&settings);
     let ((row, codes), balance) = blocking(&pool, move |c| {
-        let enrolled = ambassadors::enrol(c, &new, Enrolment::ByStaff, &actor)?;
+        let enrolled = ambassadors::enrol(c, &new, Enrolment::ByStaff, &mail, &actor)?;
         let balance = crate::store::rewards::balance(c, &enrolled.0.id)?;
         Ok((enrolled, balance))
     })
@@ -300,8 +302,9 @@ pub async fn lifecycle(
     }
     v.finish()?;
     let actor = auth.actor();
+    let mail = MailContext::new(&settings);
     let ((row, codes, counts), balance) = blocking(&pool, move |c| {
-        ambassadors::transition(c, &id, event, reason.as_deref(), &actor)?;
+        ambassadors::transition(c, &id, event, reason.as_deref(), &mail, &actor)?;
         detail(c, &id)
     })
     .await?;

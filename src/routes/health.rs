@@ -6,6 +6,7 @@ use diesel::connection::SimpleConnection;
 use crate::db::DbPool;
 use crate::error::ApiError;
 use crate::http::{blocking, metrics::Metrics, resource};
+use crate::store::outbox;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/healthz").route(web::get().to(healthz)))
@@ -30,6 +31,11 @@ pub async fn readyz(pool: web::Data<DbPool>) -> Result<HttpResponse, ApiError> {
 
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text", content_type = "text/plain")))]
-pub async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(metrics.render())
+pub async fn metrics(metrics: web::Data<Metrics>, pool: web::Data<DbPool>) -> HttpResponse {
+    // The outbox depth is the database's (shared by every instance); without a database the
+    // in-process metrics are still served.
+    let outbox = blocking(&pool, |conn| Ok(outbox::counts_by_status(conn)?)).await.ok();
+    let mut text = metrics.render();
+    text.push_str(&metrics.render_email(outbox.as_deref()));
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text)
 }

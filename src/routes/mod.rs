@@ -4,6 +4,7 @@ pub mod ambassadors;
 pub mod api_keys;
 pub mod audit;
 pub mod codes;
+pub mod emails;
 pub mod health;
 pub mod me;
 pub mod payouts;
@@ -35,6 +36,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(rewards::configure)
             .configure(payouts::configure)
             .configure(reports::configure)
+            .configure(emails::configure)
             .configure(audit::configure),
     );
 }

@@ -162,16 +162,15 @@ pub async fn get(
 pub async fn mark_paid(
     auth: Auth<Finance>,
     pool: web::Data<DbPool>,
-    settings: web::Data<Settings>,
     id: web::Path<String>,
     body: ApiJson<MarkPaid>,
 ) -> Result<HttpResponse, ApiError> {
     let mut v = Validation::new();
     let reference = one_line_text(&mut v, "reference", &body.0.reference, 200);
     v.finish()?;
-    let (reference, actor, url) = (reference.unwrap_or_default(), auth.actor(), settings.public_url());
+    let (reference, actor) = (reference.unwrap_or_default(), auth.actor());
     let view = blocking(&pool, move |c| {
-        payouts::mark_paid(c, &id, &reference, &url, &actor)?;
+        payouts::mark_paid(c, &id, &reference, &actor)?;
         payouts::detail(c, &id)
     })
     .await?;

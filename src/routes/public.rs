@@ -8,6 +8,7 @@ use crate::config::Settings;
 use crate::db::DbPool;
 use crate::domain::contact::ContactHasher;
 use crate::domain::{optional_text, Validation};
+use crate::email::MailContext;
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiJson;
 use crate::http::{blocking, resource, PublicRequest};
@@ -108,7 +109,8 @@ pub async fn apply(
         vanity_code: None,
     };
     let actor = ctx.actor();
-    let result = blocking(&pool, move |c| ambassadors::enrol(c, &new, Enrolment::Application, &actor)).await;
+    let mail = MailContext::new(&settings);
+    let result = blocking(&pool, move |c| ambassadors::enrol(c, &new, Enrolment::Application, &mail, &actor)).await;
     match result {
         Ok(_) | Err(ApiError::Conflict { kind: "email-taken", .. }) => {}
         Err(e) => return Err(e),
@@ -165,6 +167,7 @@ pub async fn refer(
     v.finish()?;
     let new = NewReferral { share_name_with_ambassador: b.share_name_with_ambassador, ..client };
     let actor = ctx.actor();
-    blocking(&pool, move |c| referrals::submit_public(c, &new, &hasher, &actor)).await?;
+    let mail = MailContext::new(&settings);
+    blocking(&pool, move |c| referrals::submit_public(c, &new, &hasher, &mail, &actor)).await?;
     Ok(HttpResponse::Accepted().json(Accepted { status: "received".into() }))
 }

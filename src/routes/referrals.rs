@@ -493,7 +493,6 @@ pub async fn list_sessions(
 pub async fn complete(
     auth: Auth<Staff>,
     pool: web::Data<DbPool>,
-    settings: web::Data<Settings>,
     id: web::Path<String>,
     body: ApiJson<CompleteReferral>,
 ) -> Result<HttpResponse, ApiError> {
@@ -502,9 +501,9 @@ pub async fn complete(
     if treatment_value_minor.is_some_and(|v| !(0..=1_000_000_000_000).contains(&v)) {
         return Err(ApiError::validation("treatment_value_minor", "must be between 0 and 1000000000000"));
     }
-    let (actor, public_url) = (auth.actor(), settings.public_url());
+    let actor = auth.actor();
     let (row, code) = blocking(&pool, move |c| {
-        let row = referrals::complete(c, &id, completed_on, treatment_value_minor, &public_url, &actor)?;
+        let row = referrals::complete(c, &id, completed_on, treatment_value_minor, &actor)?;
         let code = code_of(c, &row)?;
         Ok((row, code))
     })

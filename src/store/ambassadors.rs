@@ -8,6 +8,7 @@ use crate::db::{lower, now, write_tx, DbConnection};
 use crate::domain::ambassador::{self, AmbassadorStatus, LifecycleEvent, NotificationPreferences, PayoutMethod};
 use crate::domain::code::ReferralCode;
 use crate::domain::contact::{Email, Phone};
+use crate::email::{notices, MailContext};
 use crate::error::{is_unique_violation, ApiError};
 use crate::store::audit::{self, Actor, Change};
 use crate::store::codes::{self, CodeRow, CodeView};
@@ -235,12 +236,14 @@ pub fn find_with_codes(conn: &mut DbConnection, id: &str) -> Result<(AmbassadorR
     Ok((row, codes))
 }
 
-/// Enrols an ambassador (and, when active, issues their first code) in one transaction.
+/// Enrols an ambassador (and, when active, issues their first code) in one transaction, with
+/// its e-mail: the welcome (staff enrolment) or the staff alert (application).
 /// A taken e-mail is a 409 `email-taken`, also when two requests race.
 pub fn enrol(
     conn: &mut DbConnection,
     new: &NewAmbassador,
     how: Enrolment,
+    mail: &MailContext,
     actor: &Actor,
 ) -> Result<(AmbassadorRow, Vec<CodeRow>), ApiError> {
     let (status, source, action) = match how {
@@ -289,10 +292,16 @@ pub fn enrol(
                 details: None,
             },
         )?;
-        if status == AmbassadorStatus::Active {
-            codes::insert(conn, &id, new.vanity_code.as_ref(), actor)?;
-        }
-        find_with_codes(conn, &id)
+        let first_code = match status {
+            AmbassadorStatus::Active => Some(codes::insert(conn, &id, new.vanity_code.as_ref(), actor)?),
+            _ => None,
+        };
+        let (row, codes) = find_with_codes(conn, &id)?;
+        match &first_code {
+            Some(code) => notices::ambassador_welcome(conn, mail, &row, code)?,
+            None => notices::staff_application(conn, mail, &row)?,
+        };
+        Ok((row, codes))
     })
 }
 
@@ -358,12 +367,14 @@ pub fn update(
     })
 }
 
-/// Applies a lifecycle event. Approval issues the first code if the ambassador has none.
+/// Applies a lifecycle event. Approval issues the first code if the ambassador has none, and
+/// queues the welcome e-mail.
 pub fn transition(
     conn: &mut DbConnection,
     id: &str,
     event: LifecycleEvent,
     reason: Option<&str>,
+    mail: &MailContext,
     actor: &Actor,
 ) -> Result<AmbassadorRow, ApiError> {
     write_tx(conn, |conn| {
@@ -392,15 +403,14 @@ pub fn transition(
             },
         )?;
         if event == LifecycleEvent::Approve {
-            let has_code: bool = diesel::select(diesel::dsl::exists(
-                referral_codes::table
-                    .filter(referral_codes::ambassador_id.eq(id))
-                    .filter(referral_codes::active.eq(true)),
-            ))
-            .get_result(conn)?;
-            if !has_code {
-                codes::insert(conn, id, None, actor)?;
-            }
+            let active_code = codes::list_for(conn, id)?.into_iter().find(|c| c.active);
+            let code = match active_code {
+                Some(code) => code,
+                None => codes::insert(conn, id, None, actor)?,
+            };
+            let row = find(conn, id)?;
+            notices::ambassador_welcome(conn, mail, &row, &code)?;
+            return Ok(row);
         }
         find(conn, id)
     })

@@ -1,12 +1,15 @@
 //! The e-mail outbox: rows written inside the transaction of the change that causes them,
-//! each with a dedupe key unique in the table, so nothing is queued (or sent) twice.
+//! each with a dedupe key unique in the table, so nothing is queued (or sent) twice; and the
+//! worker's side: claiming due rows, recording each outcome, and the admin list and retry.
 
 use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::db::schema::email_outbox;
-use crate::db::{now, DbConnection};
-use crate::store::new_id;
+use crate::db::{now, write_tx, DbConnection};
+use crate::error::ApiError;
+use crate::store::audit::{self, Actor, Change};
+use crate::store::{new_id, Page, PageRequest};
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
 #[diesel(table_name = email_outbox)]
@@ -53,4 +56,217 @@ pub fn enqueue(
         ))
         .execute(conn)?;
     Ok(true)
+}
+
+/// Outbox statuses (the table's CHECK constraint).
+pub const QUEUED: &str = "queued";
+pub const SENDING: &str = "sending";
+pub const SENT: &str = "sent";
+pub const FAILED: &str = "failed";
+
+/// Errors kept on a row are cut to this many characters.
+const MAX_ERROR_CHARS: usize = 1000;
+
+fn clip(error: &str) -> String {
+    error.chars().take(MAX_ERROR_CHARS).collect()
+}
+
+/// Claims up to `limit` due e-mails for sending: queued ones whose time has come, and ones
+/// left `sending` by an instance whose lease ran out (it died mid-send). Each claimed row is
+/// marked `sending` with one more attempt and a lease until `now + lease`.
+///
+/// On PostgreSQL the due rows are locked `FOR UPDATE SKIP LOCKED`, so several instances claim
+/// disjoint batches without waiting on each other; on SQLite the `BEGIN IMMEDIATE` write
+/// transaction serialises claimers.
+pub fn claim(conn: &mut DbConnection, limit: i64, lease: chrono::TimeDelta) -> QueryResult<Vec<OutboxRow>> {
+    // A plain read first: an idle outbox costs no write transaction (on SQLite, no write lock).
+    let any_due: bool = diesel::select(diesel::dsl::exists(
+        email_outbox::table
+            .filter(email_outbox::status.eq_any([QUEUED, SENDING]))
+            .filter(email_outbox::next_attempt_at.le(now())),
+    ))
+    .get_result(conn)?;
+    if !any_due {
+        return Ok(Vec::new());
+    }
+    write_tx(conn, |conn| {
+        let at = now();
+        let due = email_outbox::status.eq_any([QUEUED, SENDING]).and(email_outbox::next_attempt_at.le(at));
+        let ids: Vec<String> = match conn {
+            DbConnection::Postgres(pg) => email_outbox::table
+                .filter(due)
+                .order((email_outbox::next_attempt_at.asc(), email_outbox::id.asc()))
+                .limit(limit)
+                .select(email_outbox::id)
+                .for_update()
+                .skip_locked()
+                .load(pg)?,
+            DbConnection::Sqlite(sqlite) => email_outbox::table
+                .filter(due)
+                .order((email_outbox::next_attempt_at.asc(), email_outbox::id.asc()))
+                .limit(limit)
+                .select(email_outbox::id)
+                .load(sqlite)?,
+        };
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        diesel::update(email_outbox::table.filter(email_outbox::id.eq_any(&ids)))
+            .set((
+                email_outbox::status.eq(SENDING),
+                email_outbox::attempts.eq(email_outbox::attempts + 1),
+                email_outbox::next_attempt_at.eq(at + lease),
+            ))
+            .execute(conn)?;
+        email_outbox::table
+            .filter(email_outbox::id.eq_any(&ids))
+            .order((email_outbox::next_attempt_at.asc(), email_outbox::id.asc()))
+            .select(OutboxRow::as_select())
+            .load(conn)
+    })
+}
+
+/// Marks a claimed e-mail sent, replacing its payload with `scrubbed` (secrets such as a
+/// login link have no business staying in the database once delivered).
+pub fn mark_sent(conn: &mut DbConnection, id: &str, scrubbed: &serde_json::Value) -> QueryResult<()> {
+    let at = now();
+    diesel::update(email_outbox::table.find(id).filter(email_outbox::status.eq(SENDING)))
+        .set((
+            email_outbox::status.eq(SENT),
+            email_outbox::sent_at.eq(Some(at)),
+            email_outbox::last_error.eq(None::<String>),
+            email_outbox::payload.eq(scrubbed.to_string()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A try failed but more are allowed: back to `queued`, due again at `next_at`.
+pub fn schedule_retry(
+    conn: &mut DbConnection,
+    id: &str,
+    error: &str,
+    next_at: chrono::NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::update(email_outbox::table.find(id).filter(email_outbox::status.eq(SENDING)))
+        .set((
+            email_outbox::status.eq(QUEUED),
+            email_outbox::last_error.eq(Some(clip(error))),
+            email_outbox::next_attempt_at.eq(next_at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// No more tries (or a permanent error): `failed`, with the error, until an admin retries it.
+pub fn mark_failed(conn: &mut DbConnection, id: &str, error: &str) -> QueryResult<()> {
+    diesel::update(email_outbox::table.find(id).filter(email_outbox::status.eq(SENDING)))
+        .set((email_outbox::status.eq(FAILED), email_outbox::last_error.eq(Some(clip(error)))))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Gives back claimed rows that were not tried (shutdown): queued again, the attempt not
+/// counted, due at once for whichever instance runs next.
+pub fn release(conn: &mut DbConnection, ids: &[String]) -> QueryResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    diesel::update(email_outbox::table.filter(email_outbox::id.eq_any(ids)).filter(email_outbox::status.eq(SENDING)))
+        .set((
+            email_outbox::status.eq(QUEUED),
+            email_outbox::attempts.eq(email_outbox::attempts - 1),
+            email_outbox::next_attempt_at.eq(now()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// An outbox row as admins see it: everything but the payload (which may hold a login link).
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
+#[diesel(table_name = email_outbox)]
+pub struct EmailView {
+    pub id: String,
+    /// What the e-mail is about, e.g. `reward-earned:<reward id>`; unique.
+    pub dedupe_key: String,
+    pub template: String,
+    #[serde(rename = "to")]
+    #[diesel(column_name = to_address)]
+    pub to_address: String,
+    /// `queued`, `sending`, `sent` or `failed`.
+    pub status: String,
+    /// Tries so far.
+    pub attempts: i32,
+    /// When a queued e-mail is due (for one being sent: when its claim lapses).
+    #[serde(serialize_with = "crate::store::utc::ser")]
+    pub next_attempt_at: chrono::NaiveDateTime,
+    pub last_error: Option<String>,
+    #[serde(serialize_with = "crate::store::utc::ser_opt")]
+    pub sent_at: Option<chrono::NaiveDateTime>,
+    #[serde(serialize_with = "crate::store::utc::ser")]
+    pub created_at: chrono::NaiveDateTime,
+}
+
+pub fn list(conn: &mut DbConnection, status: Option<&str>, page: &PageRequest) -> Result<Page<EmailView>, ApiError> {
+    let mut query = email_outbox::table.select(EmailView::as_select()).into_boxed();
+    if let Some(status) = status {
+        query = query.filter(email_outbox::status.eq(status.to_owned()));
+    }
+    if let Some(after) = &page.after_id {
+        query = query.filter(email_outbox::id.lt(after.clone()));
+    }
+    let rows = query.order(email_outbox::id.desc()).limit(page.limit + 1).load(conn)?;
+    Ok(page.finish(rows, |r| &r.id))
+}
+
+fn find_view(conn: &mut DbConnection, id: &str) -> Result<EmailView, ApiError> {
+    email_outbox::table
+        .find(id)
+        .select(EmailView::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(ApiError::NotFound("e-mail"))
+}
+
+/// Queues a `failed` e-mail again with a fresh set of tries (admin), audited. Any other
+/// status is a 409 `invalid-transition`.
+pub fn retry(conn: &mut DbConnection, id: &str, actor: &Actor) -> Result<EmailView, ApiError> {
+    write_tx(conn, |conn| {
+        let before = find_view(conn, id)?;
+        let changed = diesel::update(email_outbox::table.find(id).filter(email_outbox::status.eq(FAILED)))
+            .set((
+                email_outbox::status.eq(QUEUED),
+                email_outbox::attempts.eq(0),
+                email_outbox::next_attempt_at.eq(now()),
+            ))
+            .execute(conn)?;
+        if changed != 1 {
+            return Err(ApiError::InvalidTransition {
+                entity: "e-mail",
+                current: before.status,
+                event: "retry".into(),
+            });
+        }
+        audit::record(
+            conn,
+            actor,
+            Change {
+                action: "email.retried",
+                entity_type: "email",
+                entity_id: id,
+                before: Some(FAILED),
+                after: Some(QUEUED),
+                details: Some(serde_json::json!({ "template": before.template, "attempts": before.attempts })),
+            },
+        )?;
+        find_view(conn, id)
+    })
+}
+
+/// Rows per status, for the outbox depth gauge.
+pub fn counts_by_status(conn: &mut DbConnection) -> QueryResult<Vec<(String, i64)>> {
+    email_outbox::table
+        .group_by(email_outbox::status)
+        .select((email_outbox::status, diesel::dsl::count_star()))
+        .load(conn)
 }

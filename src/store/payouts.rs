@@ -372,13 +372,7 @@ pub fn create(conn: &mut DbConnection, cutoff: Option<NaiveDateTime>, actor: &Ac
 }
 
 /// Marks a draft paid: every pending line and its rewards paid, one e-mail per ambassador.
-pub fn mark_paid(
-    conn: &mut DbConnection,
-    id: &str,
-    reference: &str,
-    public_url: &str,
-    actor: &Actor,
-) -> Result<(), ApiError> {
+pub fn mark_paid(conn: &mut DbConnection, id: &str, reference: &str, actor: &Actor) -> Result<(), ApiError> {
     write_tx(conn, |conn| -> Result<(), ApiError> {
         let before = find(conn, id)?;
         let to = payout::transition(before.status(), PayoutEvent::MarkPaid)?;
@@ -419,11 +413,10 @@ pub fn mark_paid(
                 "payout_sent",
                 &email,
                 &serde_json::json!({
-                    "ambassador_name": display.unwrap_or(name),
-                    "amount": line.money().to_string(),
-                    "reference": before.code(),
-                    "paid_on": at.date(),
-                    "portal_link": format!("{public_url}/portal"),
+                "ambassador_name": display.unwrap_or(name),
+                "amount": line.money().to_string(),
+                "reference": before.code(),
+                "paid_on": at.date(),
                 }),
             )?;
         }

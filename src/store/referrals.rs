@@ -10,6 +10,7 @@ use crate::db::{lower, now, write_tx, DbConnection};
 use crate::domain::ambassador::AmbassadorStatus;
 use crate::domain::contact::{ContactHasher, Email, Phone};
 use crate::domain::referral::{self, ReferralEvent, ReferralStatus};
+use crate::email::{notices, MailContext};
 use crate::error::{is_unique_violation, ApiError};
 use crate::store::ambassadors::AmbassadorRow;
 use crate::store::audit::{self, Actor, Change};
@@ -293,7 +294,9 @@ pub fn create(
             &Placement::registered(&code),
             actor,
         )?;
-        find(conn, &id)
+        let row = find(conn, &id)?;
+        notices::referral_update(conn, &row)?;
+        Ok(row)
     });
     match result {
         Err(e) if lost_race(&e) => {
@@ -305,12 +308,14 @@ pub fn create(
 }
 
 /// Records a public intake-form submission. It is always stored: as `registered` when every
-/// rule passes, else as `rejected` with the reason, for staff to see. The caller answers 202
-/// either way, so the form never reveals whether someone was already referred.
+/// rule passes, else as `rejected` with the reason, for staff to see (and staff are alerted
+/// either way; the ambassador hears only of registered ones). The caller answers 202 either
+/// way, so the form never reveals whether someone was already referred.
 pub fn submit_public(
     conn: &mut DbConnection,
     new: &NewReferral,
     hasher: &ContactHasher,
+    mail: &MailContext,
     actor: &Actor,
 ) -> Result<ReferralRow, ApiError> {
     let (email_key, phone_key) = keys_of(new, hasher);
@@ -345,7 +350,10 @@ pub fn submit_public(
             };
             let id = new_id();
             insert(conn, &id, new, email_key.as_deref(), phone_key.as_deref(), Source::PublicForm, &placement, actor)?;
-            find(conn, &id)
+            let row = find(conn, &id)?;
+            notices::referral_update(conn, &row)?;
+            notices::staff_public_referral(conn, mail, &row)?;
+            Ok(row)
         })
     };
     match attempt(conn) {
@@ -419,7 +427,6 @@ pub fn complete(
     id: &str,
     completed_on: NaiveDate,
     treatment_value_minor: Option<i64>,
-    public_url: &str,
     actor: &Actor,
 ) -> Result<ReferralRow, ApiError> {
     write_tx(conn, |conn| {
@@ -462,13 +469,14 @@ pub fn complete(
         )?;
         let after = find(conn, id)?;
         if attribution.is_ok() {
-            rewards::earn(conn, &after, &program, public_url, actor)?;
+            rewards::earn(conn, &after, &program, actor)?;
         }
         Ok(after)
     })
 }
 
-/// Cancel, reject or refund with a reason code (and note).
+/// Cancel, reject or refund with a reason code (and note); the ambassador hears of a
+/// cancellation or refund (not of a rejection).
 pub fn close_out(
     conn: &mut DbConnection,
     id: &str,
@@ -519,7 +527,9 @@ pub fn close_out(
         if to == ReferralStatus::Refunded {
             rewards::on_refund(conn, &before, actor)?;
         }
-        find(conn, id)
+        let row = find(conn, id)?;
+        notices::referral_update(conn, &row)?;
+        Ok(row)
     })
 }
 
@@ -735,6 +745,7 @@ pub fn erase(conn: &mut DbConnection, id: &str, actor: &Actor) -> Result<Referra
         diesel::update(referral_sessions::table.filter(referral_sessions::referral_id.eq(id)))
             .set(referral_sessions::note.eq(None::<String>))
             .execute(conn)?;
+        notices::forget_client(conn, &before)?;
         audit::record(
             conn,
             actor,

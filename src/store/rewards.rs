@@ -163,7 +163,6 @@ pub fn earn(
     conn: &mut DbConnection,
     referral: &ReferralRow,
     program: &Program,
-    public_url: &str,
     actor: &Actor,
 ) -> Result<RewardRow, ApiError> {
     let ambassador_id =
@@ -233,7 +232,6 @@ pub fn earn(
                 "client_label": labels.get(&referral.id).cloned().unwrap_or_default(),
                 "amount": row.money().to_string(),
                 "holds_until": holds_until.date(),
-                "portal_link": format!("{public_url}/portal"),
             }),
         )?;
     }

@@ -29,6 +29,7 @@ pub struct TestApp {
     dir: PathBuf,
     db: TestDb,
     handle: actix_web::dev::ServerHandle,
+    running: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl Drop for TestApp {
@@ -77,6 +78,10 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     settings.server.shutdown_timeout_secs = 1;
     settings.database.pool_size = 4;
     settings.rate_limit.public_per_minute = 10_000;
+    // The mail worker polls often and retries quickly, so tests see mail within milliseconds.
+    settings.email.poll_interval_ms = 50;
+    settings.email.retry_base_ms = 50;
+    settings.email.retry_max_secs = 1;
     let db = match std::env::var("VOUCH_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) {
         Some(admin_url) => {
             let name = format!("vouch_test_{id}");
@@ -96,7 +101,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     let address = format!("http://127.0.0.1:{}", app.port());
     let pool = app.pool();
     let handle = app.handle();
-    tokio::spawn(app.run_until_stopped());
+    let running = Some(tokio::spawn(app.run_until_stopped()));
     let admin_key = std::fs::read_to_string(settings.data_dir.join(INITIAL_ADMIN_KEY_FILE))
         .expect("initial admin key written")
         .trim()
@@ -111,6 +116,18 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
         dir,
         db,
         handle,
+        running,
+    }
+}
+
+/// Another instance of the app on the same database (scale-out); stopped when dropped.
+pub struct Instance {
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        drop(self.handle.stop(false));
     }
 }
 
@@ -127,6 +144,34 @@ pub struct Counts {
 }
 
 impl TestApp {
+    /// Stops the app gracefully (requests drained, the mail worker finished) and starts it
+    /// again on the same database and data folder, with `customize` applied to its settings.
+    pub async fn restart(&mut self, customize: impl FnOnce(&mut Settings)) {
+        self.stop().await;
+        customize(&mut self.settings);
+        let app = Application::build(self.settings.clone()).expect("application builds again");
+        self.address = format!("http://127.0.0.1:{}", app.port());
+        self.pool = app.pool();
+        self.handle = app.handle();
+        self.running = Some(tokio::spawn(app.run_until_stopped()));
+    }
+
+    /// Stops the app gracefully and waits until its mail worker has finished.
+    pub async fn stop(&mut self) {
+        self.handle.stop(true).await;
+        if let Some(running) = self.running.take() {
+            running.await.expect("server task").expect("server ran");
+        }
+    }
+
+    /// Starts a second instance on the same database, with the same settings.
+    pub fn another_instance(&self) -> Instance {
+        let app = Application::build(self.settings.clone()).expect("second instance builds");
+        let handle = app.handle();
+        tokio::spawn(app.run_until_stopped());
+        Instance { handle }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
@@ -223,27 +268,19 @@ pub fn problem_fields(problem: &Value) -> Vec<String> {
 }
 
 impl TestApp {
-    /// Login links queued for this address, newest first (the e-mails the portal sends).
-    pub fn login_links(&self, email: &str) -> Vec<String> {
-        let mut conn = self.pool.get().unwrap();
-        let payloads: Vec<String> = schema::email_outbox::table
-            .filter(schema::email_outbox::to_address.eq(email))
-            .filter(schema::email_outbox::template.eq("portal_login"))
-            .order(schema::email_outbox::id.desc())
-            .select(schema::email_outbox::payload)
-            .load(&mut conn)
-            .unwrap();
-        payloads
-            .iter()
-            .map(|p| serde_json::from_str::<Value>(p).unwrap()["link"].as_str().unwrap().to_owned())
-            .collect()
+    /// Login links e-mailed to this address, newest first (read from the delivered e-mails).
+    pub async fn login_links(&self, email: &str) -> Vec<String> {
+        let mut links: Vec<String> =
+            self.mail_to(email).await.iter().filter_map(|m| m.link_containing("/portal/login?token=")).collect();
+        links.reverse();
+        links
     }
 
     /// An ambassador signs in through the e-mailed link; returns their session token.
     pub async fn portal_session(&self, email: &str) -> String {
         let res = self.client.post(self.url("/v1/portal/login")).json(&json!({ "email": email })).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::ACCEPTED);
-        let link = self.login_links(email).into_iter().next().expect("a login link was queued");
+        let link = self.login_links(email).await.into_iter().next().expect("a login link was e-mailed");
         let token = link.split("token=").nth(1).unwrap().to_owned();
         let res =
             self.client.post(self.url("/v1/portal/sessions")).json(&json!({ "token": token })).send().await.unwrap();

@@ -2,12 +2,15 @@
 //! file per test, or a fresh PostgreSQL database per test when `VOUCH_TEST_DATABASE_URL` is set.
 
 mod helpers;
+mod mail;
+mod smtp;
 
 mod ambassadors;
 mod api_keys;
 mod audit;
 mod cli;
 mod codes;
+mod emails;
 mod errors;
 mod idempotency;
 mod money_support;

@@ -58,6 +58,8 @@ async fn openapi_describes_every_endpoint_and_swagger_ui_is_offline() {
         ("/v1/public/codes/{code}", "get"),
         ("/v1/public/ambassador-applications", "post"),
         ("/v1/audit", "get"),
+        ("/v1/emails", "get"),
+        ("/v1/emails/{id}/retry", "post"),
         ("/v1/referrals", "post"),
         ("/v1/referrals", "get"),
         ("/v1/referrals/{id}", "get"),
@@ -89,6 +91,8 @@ async fn openapi_describes_every_endpoint_and_swagger_ui_is_offline() {
         "ReferralView",
         "MyReferral",
         "MeView",
+        "EmailView",
+        "EmailList",
     ] {
         assert!(schemas.contains_key(s), "schema {s} missing");
     }

@@ -18,7 +18,7 @@ async fn an_ambassador_signs_in_with_a_one_time_link() {
 
     let res = login(&app, " ANN@example.com ").await;
     assert_eq!(res.status(), StatusCode::ACCEPTED);
-    let links = app.login_links("ann@example.com");
+    let links = app.login_links("ann@example.com").await;
     assert_eq!(links.len(), 1);
     assert!(links[0].starts_with(&format!("{}/portal/login?token=", app.settings.public_url())));
     let token = links[0].split("token=").nth(1).unwrap();
@@ -73,7 +73,7 @@ async fn expired_links_are_refused() {
     let app = spawn_app().await;
     app.enrol(&app.admin_key, json!({ "name": "Late", "email": "late@example.com" })).await;
     login(&app, "late@example.com").await;
-    let token = app.login_links("late@example.com")[0].split("token=").nth(1).unwrap().to_owned();
+    let token = app.login_links("late@example.com").await[0].split("token=").nth(1).unwrap().to_owned();
     {
         use vouch::db::schema::portal_login_tokens as plt;
         let mut conn = app.pool.get().unwrap();

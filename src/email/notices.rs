@@ -1,0 +1,152 @@
+//! The e-mails state changes queue, each inside the change's own transaction and under a
+//! dedupe key, so a retried request or a re-run never queues one twice.
+//!
+//! Discretion: e-mails to an ambassador name a referred client only as "First L." and only
+//! with the client's consent (otherwise an opaque label); staff alerts carry ids, never client
+//! contact details. Optional notices follow the ambassador's notification preferences.
+
+use diesel::prelude::*;
+use serde_json::json;
+
+use crate::db::schema::{ambassadors, email_outbox, referral_codes};
+use crate::db::DbConnection;
+use crate::domain::referral::{name_for_ambassador, ReferralStatus};
+use crate::email::MailContext;
+use crate::store::ambassadors::AmbassadorRow;
+use crate::store::codes::CodeRow;
+use crate::store::outbox;
+use crate::store::referrals::ReferralRow;
+
+/// Welcome with the ambassador's code and share link (staff enrolment, or approval of an
+/// application). One per ambassador, ever.
+pub fn ambassador_welcome(
+    conn: &mut DbConnection,
+    mail: &MailContext,
+    ambassador: &AmbassadorRow,
+    code: &CodeRow,
+) -> QueryResult<bool> {
+    outbox::enqueue(
+        conn,
+        &format!("ambassador-welcome:{}", ambassador.id),
+        "ambassador_welcome",
+        &ambassador.email,
+        &json!({
+            "name": ambassador.name,
+            "code": code.code,
+            "share_link": format!("{}/r/{}", mail.public_url, code.code),
+        }),
+    )
+}
+
+/// The ambassador's name, address and referral-updates preference.
+fn recipient(conn: &mut DbConnection, ambassador_id: &str) -> QueryResult<(String, String, bool)> {
+    ambassadors::table
+        .find(ambassador_id)
+        .select((ambassadors::name, ambassadors::email, ambassadors::notify_referral_updates))
+        .first(conn)
+}
+
+/// How the e-mail names the client: as the ambassador's portal does.
+fn client_label(conn: &mut DbConnection, referral: &ReferralRow) -> QueryResult<String> {
+    let code: Option<String> = match &referral.code_id {
+        Some(id) => referral_codes::table.find(id).select(referral_codes::code).first(conn).optional()?,
+        None => None,
+    };
+    let code = code.or_else(|| referral.submitted_code.clone()).unwrap_or_default();
+    Ok(name_for_ambassador(
+        referral.client_first_name.as_deref(),
+        referral.client_last_name.as_deref(),
+        referral.share_name_with_ambassador,
+        &code,
+    ))
+}
+
+const REFERRAL_NOTICE_KEYS: [&str; 3] = ["referral-registered", "referral-cancelled", "referral-refunded"];
+
+/// When a client's personal data is erased: e-mails about them that are not sent yet name
+/// them only by the opaque label from now on (sent ones no longer hold the name at all).
+pub fn forget_client(conn: &mut DbConnection, referral: &ReferralRow) -> QueryResult<()> {
+    let keys: Vec<String> = REFERRAL_NOTICE_KEYS.iter().map(|k| format!("{k}:{}", referral.id)).collect();
+    let unsent: Vec<(String, String)> = email_outbox::table
+        .filter(email_outbox::dedupe_key.eq_any(&keys))
+        .filter(email_outbox::status.ne(outbox::SENT))
+        .select((email_outbox::id, email_outbox::payload))
+        .load(conn)?;
+    let anonymous = ReferralRow {
+        client_first_name: None,
+        client_last_name: None,
+        share_name_with_ambassador: false,
+        ..referral.clone()
+    };
+    let label = client_label(conn, &anonymous)?;
+    for (id, payload) in unsent {
+        let mut payload: serde_json::Value = serde_json::from_str(&payload).unwrap_or_else(|_| json!({}));
+        if let Some(map) = payload.as_object_mut() {
+            map.insert("client_label".into(), json!(label));
+        }
+        diesel::update(email_outbox::table.find(&id))
+            .set(email_outbox::payload.eq(payload.to_string()))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Tells the ambassador about a referral that was registered, cancelled or refunded
+/// (optional: only with referral updates on). Referrals rejected on arrival are never
+/// announced: that would tell the ambassador their friend was already a client.
+pub fn referral_update(conn: &mut DbConnection, referral: &ReferralRow) -> QueryResult<bool> {
+    let (template, key) = match referral.status() {
+        ReferralStatus::Registered => ("referral_registered", "referral-registered"),
+        ReferralStatus::Cancelled => ("referral_cancelled", "referral-cancelled"),
+        ReferralStatus::Refunded => ("referral_refunded", "referral-refunded"),
+        _ => return Ok(false),
+    };
+    let Some(ambassador_id) = &referral.ambassador_id else {
+        return Ok(false);
+    };
+    let (name, email, wants_updates) = recipient(conn, ambassador_id)?;
+    if !wants_updates {
+        return Ok(false);
+    }
+    let label = client_label(conn, referral)?;
+    outbox::enqueue(
+        conn,
+        &format!("{key}:{}", referral.id),
+        template,
+        &email,
+        &json!({ "ambassador_name": name, "client_label": label }),
+    )
+}
+
+/// Alerts staff to a public form submission (whatever became of it): ids and status only.
+pub fn staff_public_referral(conn: &mut DbConnection, mail: &MailContext, referral: &ReferralRow) -> QueryResult<bool> {
+    let Some(to) = &mail.staff_alert_to else {
+        return Ok(false);
+    };
+    outbox::enqueue(
+        conn,
+        &format!("staff-public-referral:{}", referral.id),
+        "staff_public_referral",
+        to,
+        &json!({
+            "referral_id": referral.id,
+            "status": referral.status,
+            "reason_code": referral.reason_code,
+            "code": referral.submitted_code,
+        }),
+    )
+}
+
+/// Alerts staff to a public ambassador application.
+pub fn staff_application(conn: &mut DbConnection, mail: &MailContext, ambassador: &AmbassadorRow) -> QueryResult<bool> {
+    let Some(to) = &mail.staff_alert_to else {
+        return Ok(false);
+    };
+    outbox::enqueue(
+        conn,
+        &format!("staff-application:{}", ambassador.id),
+        "staff_application",
+        to,
+        &json!({ "applicant_name": ambassador.name, "ambassador_id": ambassador.id }),
+    )
+}
