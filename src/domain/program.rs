@@ -215,6 +215,40 @@ impl ProgramRules {
         }
     }
 
+    /// What a completed referral earns, in words for ambassadors (e-mails, pages): never
+    /// naming the treatment.
+    pub fn reward_summary(&self) -> String {
+        use super::money::Money;
+        let money = |minor: i64| Money::new(minor, self.currency.clone()).to_string();
+        let percent = |bp: i64| {
+            let (whole, frac) = (bp / 100, bp % 100);
+            if frac == 0 {
+                format!("{whole} %")
+            } else {
+                format!("{whole}.{frac:02} %")
+            }
+        };
+        let base = match &self.reward {
+            RewardRule::Flat { amount_minor } => money(*amount_minor),
+            RewardRule::Percent { basis_points, max_minor: None } => {
+                format!("{} of what your friend spends on their course", percent(*basis_points))
+            }
+            RewardRule::Percent { basis_points, max_minor: Some(max) } => {
+                format!(
+                    "{} of what your friend spends on their course (at most {})",
+                    percent(*basis_points),
+                    money(*max)
+                )
+            }
+        };
+        match self.tiers.first() {
+            Some(t) => {
+                format!("{base}, and more from your {}th completed referral in a calendar year", t.min_completed)
+            }
+            None => base,
+        }
+    }
+
     /// The tier reached by the `completed_in_year`-th completion, if any.
     fn tier(&self, completed_in_year: i64) -> Option<&Tier> {
         self.tiers.iter().rev().find(|t| completed_in_year >= t.min_completed)
@@ -344,6 +378,18 @@ mod tests {
         let c = rules.calculate(ytd(3, 40_000), None).unwrap();
         assert_eq!(c.amount_minor, 0);
         assert_eq!(rules.calculate(ytd(1, 15_000), None).unwrap().capped_reason, None);
+    }
+
+    #[test]
+    fn reward_summaries_name_the_amount_not_the_treatment() {
+        assert_eq!(flat(10_000).reward_summary(), "100.00 EUR");
+        let mut i = input(RewardRule::Percent { basis_points: 1_250, max_minor: Some(30_000) });
+        i.tiers = vec![Tier { min_completed: 5, amount_minor: None, basis_points: Some(1_500) }];
+        assert_eq!(
+            i.parse().unwrap().reward_summary(),
+            "12.50 % of what your friend spends on their course (at most 300.00 EUR), and more from your 5th \
+             completed referral in a calendar year"
+        );
     }
 
     #[test]

@@ -24,8 +24,10 @@ pub fn ambassador_welcome(
     mail: &MailContext,
     ambassador: &AmbassadorRow,
     code: &CodeRow,
-) -> QueryResult<bool> {
-    outbox::enqueue(
+) -> Result<bool, crate::error::ApiError> {
+    let rules = crate::store::program::current(conn)?.rules;
+    let min_payout = crate::domain::money::Money::new(rules.min_payout_minor, rules.currency.clone());
+    Ok(outbox::enqueue(
         conn,
         &format!("ambassador-welcome:{}", ambassador.id),
         "ambassador_welcome",
@@ -34,8 +36,11 @@ pub fn ambassador_welcome(
             "name": ambassador.name,
             "code": code.code,
             "share_link": format!("{}/r/{}", mail.public_url, code.code),
+            "reward": rules.reward_summary(),
+            "holding_days": rules.holding_days,
+            "min_payout": min_payout.to_string(),
         }),
-    )
+    )?)
 }
 
 /// The ambassador's name, address and referral-updates preference.

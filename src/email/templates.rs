@@ -187,7 +187,8 @@ mod tests {
         let evil = "<script>alert(1)</script>";
         match template {
             "ambassador_welcome" => {
-                json!({ "name": evil, "code": "7Q4K-9MZD", "share_link": "https://vouch.example/r/7Q4K-9MZD" })
+                json!({ "name": evil, "code": "7Q4K-9MZD", "share_link": "https://vouch.example/r/7Q4K-9MZD",
+                        "reward": "100.00 EUR", "holding_days": 14, "min_payout": "50.00 EUR" })
             }
             "referral_registered" | "referral_cancelled" | "referral_refunded" => {
                 json!({ "ambassador_name": evil, "client_label": "Maria G." })

@@ -78,6 +78,9 @@ async fn staff_enrolment_sends_one_welcome_with_code_and_share_link() {
     for part in [&m.text, &m.html] {
         assert!(part.contains("ANNLEE") && part.contains("https://refer.clinic.test/r/ANNLEE"));
         assert!(part.contains("https://refer.clinic.test/portal"));
+        // The terms come from the program rules in force.
+        assert!(part.contains("you earn 100.00 USD") && part.contains("payable 14 days after"), "{part}");
+        assert!(part.contains("reaches 50.00 USD"), "{part}");
     }
     assert!(m.html.contains("Your personal code and link to share with friends"), "preheader");
     assert_discreet(m);
