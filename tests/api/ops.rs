@@ -78,6 +78,23 @@ async fn openapi_describes_every_endpoint_and_swagger_ui_is_offline() {
         ("/v1/me/codes", "get"),
         ("/v1/me/referrals", "get"),
         ("/v1/me/referrals/{id}", "get"),
+        ("/v1/me/rewards", "get"),
+        ("/v1/me/payouts", "get"),
+        ("/v1/program", "get"),
+        ("/v1/program", "put"),
+        ("/v1/program/versions", "get"),
+        ("/v1/rewards", "get"),
+        ("/v1/rewards/adjustments", "post"),
+        ("/v1/payouts", "post"),
+        ("/v1/payouts", "get"),
+        ("/v1/payouts/{id}", "get"),
+        ("/v1/payouts/{id}/export.csv", "get"),
+        ("/v1/payouts/{id}/mark-paid", "post"),
+        ("/v1/payouts/{id}/cancel", "post"),
+        ("/v1/payouts/{id}/lines/{line}/fail", "post"),
+        ("/v1/reports/summary", "get"),
+        ("/v1/reports/annual", "get"),
+        ("/v1/reports/annual.csv", "get"),
     ] {
         assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} missing from OpenAPI");
     }
