@@ -508,3 +508,81 @@ async fn a_retried_batch_request_replays_instead_of_failing() {
     assert_eq!(again.json::<Value>().await.unwrap()["id"], first["id"]);
     assert_eq!(app.ledger_counts().1, 1);
 }
+
+/// Many ambassadors with a payable balance, written straight to the database (the API path
+/// is covered above; this is about volume).
+fn seed_payable_ambassadors(app: &TestApp, n: usize) {
+    use diesel::prelude::*;
+    use vouch::db::schema::{ambassadors as a, rewards as r};
+    let mut conn = app.pool.get().unwrap();
+    let at = chrono::Utc::now().naive_utc() - chrono::Duration::hours(1);
+    conn.transaction::<_, diesel::result::Error, _>(|conn| {
+        for i in 0..n {
+            let id = uuid::Uuid::now_v7().to_string();
+            diesel::insert_into(a::table)
+                .values((
+                    a::id.eq(&id),
+                    a::status.eq("active"),
+                    a::source.eq("staff"),
+                    a::name.eq(format!("Bulk {i:05}")),
+                    a::email.eq(format!("bulk{i}@example.com")),
+                    a::payout_method.eq("paypal"),
+                    a::payout_paypal_email.eq(format!("pp{i}@example.com")),
+                    a::created_at.eq(at),
+                    a::updated_at.eq(at),
+                    a::status_changed_at.eq(at),
+                ))
+                .execute(conn)?;
+            diesel::insert_into(r::table)
+                .values((
+                    r::id.eq(uuid::Uuid::now_v7().to_string()),
+                    r::ambassador_id.eq(&id),
+                    r::kind.eq("adjustment"),
+                    r::amount_minor.eq(5000 + i as i64),
+                    r::currency.eq("USD"),
+                    r::state.eq("open"),
+                    r::holds_until.eq(at),
+                    r::earned_on.eq(at.date()),
+                    r::reason.eq("bulk"),
+                    r::created_by.eq("test"),
+                    r::created_at.eq(at),
+                    r::updated_at.eq(at),
+                ))
+                .execute(conn)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[tokio::test]
+async fn exports_of_large_batches_stream_every_line_once_across_pages_and_parts() {
+    let app = spawn_app_with(|s| s.export.paypal_rows_per_file = 1000).await;
+    let finance = app.key("finance").await;
+    let n = 1_150; // more than two 500-row database pages
+    seed_payable_ambassadors(&app, n);
+    let batch = create_batch(&app, &finance).await;
+    let id = batch["id"].as_str().unwrap();
+    let expected_total: i64 = (0..n as i64).map(|i| 5000 + i).sum();
+    assert_eq!(batch["total_minor"], expected_total);
+
+    let res = app.get(&format!("/v1/payouts/{id}/export.csv"), &finance).await;
+    assert!(res.headers().get("content-length").is_none(), "streamed (chunked), not buffered");
+    let (_, rows) = csv_records(res, true).await;
+    assert_eq!(rows.len(), n);
+    let lines: std::collections::BTreeSet<i64> = rows.iter().map(|r| r[1].parse().unwrap()).collect();
+    assert_eq!(lines.len(), n, "no line twice");
+    let cents: i64 = rows.iter().map(|r| r[7].replace('.', "").parse::<i64>().unwrap()).sum();
+    assert_eq!(cents, expected_total);
+
+    let res = app.get(&format!("/v1/payouts/{id}/export.csv?format=paypal"), &finance).await;
+    assert_eq!(res.headers()["vouch-export-parts"], "2");
+    let (_, part1) = csv_records(res, false).await;
+    let (_, part2) =
+        csv_records(app.get(&format!("/v1/payouts/{id}/export.csv?format=paypal&part=2"), &finance).await, false).await;
+    assert_eq!((part1.len(), part2.len()), (1000, 150));
+    let ids: std::collections::BTreeSet<&str> = part1.iter().chain(part2.iter()).map(|r| r[3].as_str()).collect();
+    assert_eq!(ids.len(), n, "parts do not overlap");
+    let cents: i64 = part1.iter().chain(part2.iter()).map(|r| r[1].replace('.', "").parse::<i64>().unwrap()).sum();
+    assert_eq!(cents, expected_total);
+}
