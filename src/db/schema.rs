@@ -220,6 +220,7 @@ diesel::table! {
         currency -> Text,
         payout_method -> Text,
         payout_address -> Nullable<Text>,
+        method_seq -> Integer,
         status -> Text,
         failure_reason -> Nullable<Text>,
         reward_count -> Integer,

@@ -101,6 +101,15 @@ impl PayoutMethod {
     pub fn parse(self) -> Result<Self, (String, String)> {
         match self {
             Self::Paypal { email } => Email::parse(&email)
+                .and_then(|e| {
+                    // PayPal's upload file is a spreadsheet: such an address would be read as
+                    // a formula (and escaping it would change the address).
+                    if e.as_str().starts_with(['=', '+', '-', '@']) {
+                        Err("must not start with =, +, - or @".into())
+                    } else {
+                        Ok(e)
+                    }
+                })
                 .map(|e| Self::Paypal { email: e.into_inner() })
                 .map_err(|m| ("payout_method.email".into(), m)),
             Self::Bank { reference } => super::required_text(&reference, 500)

@@ -60,20 +60,41 @@ pub struct ProgramInput {
     pub reward: RewardRule,
     #[serde(default)]
     pub tiers: Vec<Tier>,
-    /// Days a reward is held after the completion date (the clinic's refund window).
+    /// Days a reward is held after the completion date (the clinic's refund window); default 14.
+    #[serde(default = "defaults::holding_days")]
     pub holding_days: i64,
-    /// Smallest balance paid out; smaller balances carry over.
+    /// Smallest balance paid out; smaller balances carry over. Default 5000.
+    #[serde(default = "defaults::min_payout_minor")]
     pub min_payout_minor: i64,
     /// Most an ambassador can earn per calendar year; `null`: no cap.
     #[serde(default)]
     pub annual_cap_minor: Option<i64>,
-    /// A referral must complete within this many days of registration to earn.
+    /// A referral must complete within this many days of registration to earn; default 365.
+    #[serde(default = "defaults::attribution_days")]
     pub attribution_days: i64,
     /// What the referred friend gets; shown by the public code lookup.
     #[serde(default)]
     pub client_offer: Option<String>,
-    /// Yearly paid total from which the annual report flags an ambassador (tax reporting).
+    /// Yearly paid total from which the annual report flags an ambassador (tax reporting);
+    /// default 60000.
+    #[serde(default = "defaults::tax_threshold_minor")]
     pub tax_threshold_minor: i64,
+}
+
+/// DESIGN §2 defaults for rules left out of `PUT /v1/program`.
+mod defaults {
+    pub fn holding_days() -> i64 {
+        14
+    }
+    pub fn min_payout_minor() -> i64 {
+        5_000
+    }
+    pub fn attribution_days() -> i64 {
+        365
+    }
+    pub fn tax_threshold_minor() -> i64 {
+        60_000
+    }
 }
 
 fn amount(v: &mut Validation, field: &str, value: i64, min: i64) {
@@ -206,12 +227,12 @@ impl ProgramRules {
             currency,
             reward: RewardRule::Flat { amount_minor: 10_000 },
             tiers: Vec::new(),
-            holding_days: 14,
-            min_payout_minor: 5_000,
+            holding_days: defaults::holding_days(),
+            min_payout_minor: defaults::min_payout_minor(),
             annual_cap_minor: None,
-            attribution_days: 365,
+            attribution_days: defaults::attribution_days(),
             client_offer: None,
-            tax_threshold_minor: 60_000,
+            tax_threshold_minor: defaults::tax_threshold_minor(),
         }
     }
 

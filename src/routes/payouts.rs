@@ -242,14 +242,16 @@ fn paypal_customer_id(batch: &str, line: i32) -> String {
     format!("VOUCH-{batch}-L{line}")
 }
 
-/// The batch as CSV, streamed. `generic`: a header row and every line. `paypal`: PayPal's
-/// Payouts upload file exactly (no header; email, amount, currency, customer id, note), PayPal
-/// lines only, at most `export.paypal_rows_per_file` rows per file: larger batches come in
-/// parts (`?part=2`; the count is in `Vouch-Export-Parts`).
+/// The batch as CSV, streamed. `generic`: a header row and every live line. `paypal`: PayPal's
+/// Payouts upload file exactly (no header; email, amount, currency, customer id, note), the
+/// draft's PayPal lines only, at most `export.paypal_rows_per_file` rows per file: larger
+/// batches come in parts (`?part=2`; the count is in `Vouch-Export-Parts`). Parts are fixed
+/// when the batch is made, so downloading them in any order never skips or repeats a line.
 #[utoipa::path(get, path = "/v1/payouts/{id}/export.csv", tag = "payouts", security(("bearer" = [])),
     params(("id" = String, Path), ExportQuery),
     responses((status = 200, content_type = "text/csv", body = String,
             headers(("Vouch-Export-Parts" = i64, description = "PayPal: how many files the batch needs"))),
+        (status = 409, description = "`invalid-transition`: PayPal files only for a draft (not yet paid) batch", body = Problem, content_type = "application/problem+json"),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn export(
     _auth: Auth<Finance>,
@@ -260,31 +262,19 @@ pub async fn export(
 ) -> Result<HttpResponse, ApiError> {
     let format = q.0.format.unwrap_or(ExportFormat::Generic);
     let id = id.into_inner();
-    let per_file = settings.export.paypal_rows_per_file;
-    let (part, part_given) = (q.0.part.unwrap_or(1), q.0.part.is_some());
     let lookup_id = id.clone();
-    let (batch, count, start) = blocking(&pool, move |c| {
-        let batch = payouts::find(c, &lookup_id)?;
-        let method = matches!(format, ExportFormat::Paypal).then_some("paypal");
-        let count = payouts::line_count(c, &lookup_id, method)?;
-        let skip = match format {
-            ExportFormat::Paypal if part >= 1 && (part - 1) * per_file < count.max(1) => (part - 1) * per_file,
-            _ => 0,
-        };
-        let start = if skip > 0 { payouts::part_start(c, &lookup_id, method, skip)? } else { 0 };
-        Ok((batch, count, start))
-    })
-    .await?;
+    let (batch, last_seq) =
+        blocking(&pool, move |c| Ok((payouts::find(c, &lookup_id)?, payouts::last_paypal_seq(c, &lookup_id)?))).await?;
     let code = batch.code();
     let currency = Currency::from_stored(&batch.currency);
     match format {
         ExportFormat::Generic => {
-            if part_given {
+            if q.0.part.is_some() {
                 return Err(ApiError::validation("part", "only PayPal exports come in parts"));
             }
             let reference = batch.reference.clone().unwrap_or_default();
             let fetch = move |c: &mut crate::db::DbConnection, after: i32| {
-                let lines = payouts::lines_after(c, &id, None, after, PAGE_ROWS)?;
+                let lines = payouts::lines_after(c, &id, after, PAGE_ROWS)?;
                 let next = (lines.len() as i64 == PAGE_ROWS).then(|| lines.last().map(|l| l.0.number)).flatten();
                 let rows = lines.into_iter().map(|l| generic_row(&code, &currency, &reference, l)).collect();
                 Ok((rows, next))
@@ -293,25 +283,33 @@ pub async fn export(
             csv_export::response(HttpResponse::Ok(), &pool, &filename, Some(GENERIC_HEADER), 0, fetch)
         }
         ExportFormat::Paypal => {
-            if count == 0 {
+            // A paid batch uploaded again would pay everyone twice.
+            if batch.status() != PayoutStatus::Draft {
+                return Err(ApiError::InvalidTransition {
+                    entity: "payout",
+                    current: batch.status,
+                    event: "export for PayPal".into(),
+                });
+            }
+            let Some(last_seq) = last_seq.filter(|s| *s > 0) else {
                 return Err(ApiError::Unprocessable {
                     kind: "nothing-to-export",
                     detail: "No line of this batch is paid by PayPal.".into(),
                     field: Some("format"),
                 });
-            }
-            let parts = (count + per_file - 1) / per_file;
+            };
+            let per_file = settings.export.paypal_rows_per_file;
+            let parts = (i64::from(last_seq) + per_file - 1) / per_file;
+            let part = q.0.part.unwrap_or(1);
             if !(1..=parts).contains(&part) {
                 return Err(ApiError::validation("part", format!("must be between 1 and {parts}")));
             }
-            // The cursor is (last line number written, rows still due in this part).
-            let fetch = move |c: &mut crate::db::DbConnection, (after, remaining): (i32, i64)| {
-                let want = remaining.min(PAGE_ROWS);
-                let lines = payouts::lines_after(c, &id, Some("paypal"), after, want)?;
-                let remaining = remaining - lines.len() as i64;
-                let next = (lines.len() as i64 == want && remaining > 0)
-                    .then(|| lines.last().map(|l| (l.0.number, remaining)))
-                    .flatten();
+            // Sequence numbers (after_seq, part_end] make this part.
+            let (start, part_end) = ((part - 1) * per_file, (part * per_file).min(i64::from(last_seq)));
+            let (start, part_end) = (start as i32, part_end as i32);
+            let fetch = move |c: &mut crate::db::DbConnection, after: i32| {
+                let lines = payouts::paypal_lines(c, &id, after, part_end, PAGE_ROWS)?;
+                let next = (lines.len() as i64 == PAGE_ROWS).then(|| lines.last().map(|l| l.0.method_seq)).flatten();
                 let rows = lines.into_iter().map(|l| paypal_row(&code, &currency, l)).collect();
                 Ok((rows, next))
             };
@@ -323,7 +321,7 @@ pub async fn export(
             let mut builder = HttpResponse::Ok();
             builder.insert_header(("Vouch-Export-Parts", parts.to_string()));
             builder.insert_header(("Vouch-Export-Part", part.to_string()));
-            csv_export::response(builder, &pool, &filename, None, (start, per_file), fetch)
+            csv_export::response(builder, &pool, &filename, None, start, fetch)
         }
     }
 }

@@ -402,6 +402,9 @@ pub fn transition(
                 details: reason.map(|r| serde_json::json!({ "reason": r })),
             },
         )?;
+        if to == AmbassadorStatus::Suspended {
+            crate::store::payouts::release_for_suspended(conn, id, actor)?;
+        }
         if event == LifecycleEvent::Approve {
             let active_code = codes::list_for(conn, id)?.into_iter().find(|c| c.active);
             let code = match active_code {

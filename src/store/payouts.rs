@@ -64,6 +64,7 @@ pub struct LineRow {
     pub currency: String,
     pub payout_method: String,
     pub payout_address: Option<String>,
+    pub method_seq: i32,
     pub status: String,
     pub failure_reason: Option<String>,
     pub reward_count: i32,
@@ -312,8 +313,11 @@ pub fn create(conn: &mut DbConnection, cutoff: Option<NaiveDateTime>, actor: &Ac
             ))
             .execute(conn)
             .map_err(|e| if is_unique_violation(&e) { in_progress(None) } else { e.into() })?;
+        let mut method_seq: BTreeMap<&'static str, i32> = BTreeMap::new();
         for (n, (ambassador_id, method, amount, reward_ids)) in lines.into_iter().enumerate() {
             let line_id = new_id();
+            let seq = method_seq.entry(method.kind()).or_insert(0);
+            *seq += 1;
             let address = match &method {
                 PayoutMethod::Paypal { email } => Some(email.clone()),
                 PayoutMethod::Bank { reference } => Some(reference.clone()),
@@ -329,6 +333,7 @@ pub fn create(conn: &mut DbConnection, cutoff: Option<NaiveDateTime>, actor: &Ac
                     payout_lines::currency.eq(rules.currency.as_str()),
                     payout_lines::payout_method.eq(method.kind()),
                     payout_lines::payout_address.eq(address),
+                    payout_lines::method_seq.eq(*seq),
                     payout_lines::status.eq(LineStatus::Pending.as_str()),
                     payout_lines::reward_count.eq(reward_ids.len() as i32),
                     payout_lines::created_at.eq(at),
@@ -349,6 +354,8 @@ pub fn create(conn: &mut DbConnection, cutoff: Option<NaiveDateTime>, actor: &Ac
                 if moved != chunk.len() {
                     return Err(ensure_unchanged(0).unwrap_err());
                 }
+                let details = serde_json::json!({ "payout_id": id, "payout_line_id": line_id });
+                audit_rewards(conn, actor, chunk, "reward.in_payout", "payable", "in_payout", &details)?;
             }
         }
         audit::record(
@@ -396,11 +403,18 @@ pub fn mark_paid(conn: &mut DbConnection, id: &str, reference: &str, actor: &Act
             diesel::update(payout_lines::table.filter(payout_lines::id.eq_any(chunk)))
                 .set((payout_lines::status.eq(LineStatus::Paid.as_str()), payout_lines::updated_at.eq(at)))
                 .execute(conn)?;
-            diesel::update(
-                rewards::table.filter(rewards::payout_line_id.eq_any(chunk)).filter(rewards::state.eq(STATE_IN_PAYOUT)),
-            )
-            .set((rewards::state.eq(STATE_PAID), rewards::paid_at.eq(at), rewards::updated_at.eq(at)))
-            .execute(conn)?;
+            let reward_ids: Vec<String> = rewards::table
+                .filter(rewards::payout_line_id.eq_any(chunk))
+                .filter(rewards::state.eq(STATE_IN_PAYOUT))
+                .select(rewards::id)
+                .load(conn)?;
+            for ids in reward_ids.chunks(500) {
+                diesel::update(rewards::table.filter(rewards::id.eq_any(ids)))
+                    .set((rewards::state.eq(STATE_PAID), rewards::paid_at.eq(at), rewards::updated_at.eq(at)))
+                    .execute(conn)?;
+                let details = serde_json::json!({ "payout_id": id });
+                audit_rewards(conn, actor, ids, "reward.paid", "in_payout", "paid", &details)?;
+            }
         }
         for line in &lines {
             let (name, display, email): (String, Option<String>, String) = ambassadors::table
@@ -439,18 +453,16 @@ pub fn mark_paid(conn: &mut DbConnection, id: &str, reference: &str, actor: &Act
 fn release_rewards(
     conn: &mut DbConnection,
     line_ids: &[&str],
-    except: Option<&str>,
+    actor: &Actor,
     at: NaiveDateTime,
 ) -> Result<(), ApiError> {
     for chunk in line_ids.chunks(500) {
-        let mut target = rewards::table
+        let found: Vec<(String, String)> = rewards::table
             .filter(rewards::payout_line_id.eq_any(chunk))
             .filter(rewards::state.eq_any([STATE_IN_PAYOUT, STATE_PAID]))
-            .into_boxed();
-        if let Some(id) = except {
-            target = target.filter(rewards::id.ne(id));
-        }
-        let ids: Vec<String> = target.select(rewards::id).load(conn)?;
+            .select((rewards::id, rewards::state))
+            .load(conn)?;
+        let ids: Vec<&str> = found.iter().map(|r| r.0.as_str()).collect();
         diesel::update(rewards::table.filter(rewards::id.eq_any(&ids)))
             .set((
                 rewards::state.eq(STATE_OPEN),
@@ -459,6 +471,37 @@ fn release_rewards(
                 rewards::updated_at.eq(at),
             ))
             .execute(conn)?;
+        for (id, state) in &found {
+            let details = serde_json::json!({ "payout_line_ids": chunk });
+            audit_rewards(conn, actor, &[id.as_str()], "reward.released", state, "payable", &details)?;
+        }
+    }
+    Ok(())
+}
+
+/// One audit event per reward moved by a batch step.
+fn audit_rewards<S: AsRef<str>>(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    ids: &[S],
+    action: &str,
+    before: &str,
+    after: &str,
+    details: &serde_json::Value,
+) -> Result<(), ApiError> {
+    for id in ids {
+        audit::record(
+            conn,
+            actor,
+            Change {
+                action,
+                entity_type: "reward",
+                entity_id: id.as_ref(),
+                before: Some(before),
+                after: Some(after),
+                details: Some(details.clone()),
+            },
+        )?;
     }
     Ok(())
 }
@@ -479,7 +522,7 @@ pub fn cancel(conn: &mut DbConnection, id: &str, actor: &Actor) -> Result<(), Ap
             .select(payout_lines::id)
             .load(conn)?;
         let refs: Vec<&str> = line_ids.iter().map(String::as_str).collect();
-        release_rewards(conn, &refs, None, at)?;
+        release_rewards(conn, &refs, actor, at)?;
         diesel::update(payout_lines::table.filter(payout_lines::id.eq_any(&line_ids)))
             .set((payout_lines::status.eq(LineStatus::Cancelled.as_str()), payout_lines::updated_at.eq(at)))
             .execute(conn)?;
@@ -522,7 +565,7 @@ pub fn fail_line(
             ))
             .execute(conn)?;
         ensure_unchanged(changed)?;
-        release_rewards(conn, &[line_id], None, at)?;
+        release_rewards(conn, &[line_id], actor, at)?;
         refresh_total(conn, payout_id)?;
         Ok(audit::record(
             conn,
@@ -539,34 +582,44 @@ pub fn fail_line(
     })
 }
 
-/// Takes a reward that is about to be voided out of its draft line (inside the refund's
-/// transaction): the line total drops; a line left with nothing positive to pay is released
-/// and its other rewards are payable again.
-pub fn remove_from_draft(conn: &mut DbConnection, reward: &RewardRow, actor: &Actor) -> Result<(), ApiError> {
-    let Some(line_id) = reward.payout_line_id.as_deref() else { return Ok(()) };
-    let line: LineRow = payout_lines::table
-        .find(line_id)
-        .select(LineRow::as_select())
-        .first(conn)
-        .optional()?
-        .ok_or_else(|| ApiError::internal(format!("reward {} points at missing line {line_id}", reward.id)))?;
+/// Takes a reward out of its draft line (inside the refund's transaction): locks the batch,
+/// lets `void` void the reward, then re-sums the line from the rewards still in it. A line
+/// left empty or under the payout minimum is released, its other rewards payable again (they
+/// carry over, as at batch creation).
+pub fn remove_from_draft(
+    conn: &mut DbConnection,
+    reward: &RewardRow,
+    actor: &Actor,
+    void: impl FnOnce(&mut DbConnection) -> Result<(), ApiError>,
+) -> Result<(), ApiError> {
+    let Some(line_id) = reward.payout_line_id.as_deref() else { return void(conn) };
+    let payout_id: String = payout_lines::table.find(line_id).select(payout_lines::payout_id).first(conn)?;
     let at = now();
-    lock(conn, &line.payout_id, PayoutStatus::Draft.as_str(), at)?;
-    let amount = line.amount_minor - reward.amount_minor;
-    let count = line.reward_count - 1;
-    let release = amount <= 0 || count == 0;
+    // The lock comes first, so the line is read after any concurrent change to the batch.
+    lock(conn, &payout_id, PayoutStatus::Draft.as_str(), at)?;
+    void(conn)?;
+    let line: LineRow = payout_lines::table.find(line_id).select(LineRow::as_select()).first(conn)?;
+    let (sum, count): (Option<i64>, i64) = rewards::table
+        .filter(rewards::payout_line_id.eq(line_id))
+        .filter(rewards::state.eq(STATE_IN_PAYOUT))
+        .select((crate::store::sum_bigint("amount_minor"), diesel::dsl::count_star()))
+        .first(conn)?;
+    let amount = sum.unwrap_or(0);
+    let min_payout = program::current(conn)?.rules.min_payout_minor;
+    let release = count == 0 || amount < min_payout.max(1);
+    let status = if release { LineStatus::Released } else { LineStatus::Pending };
     diesel::update(payout_lines::table.find(line_id))
         .set((
             payout_lines::amount_minor.eq(amount),
-            payout_lines::reward_count.eq(count),
-            payout_lines::status.eq(if release { LineStatus::Released.as_str() } else { LineStatus::Pending.as_str() }),
+            payout_lines::reward_count.eq(count as i32),
+            payout_lines::status.eq(status.as_str()),
             payout_lines::updated_at.eq(at),
         ))
         .execute(conn)?;
     if release {
-        release_rewards(conn, &[line_id], Some(&reward.id), at)?;
+        release_rewards(conn, &[line_id], actor, at)?;
     }
-    refresh_total(conn, &line.payout_id)?;
+    refresh_total(conn, &payout_id)?;
     Ok(audit::record(
         conn,
         actor,
@@ -575,14 +628,55 @@ pub fn remove_from_draft(conn: &mut DbConnection, reward: &RewardRow, actor: &Ac
             entity_type: "payout_line",
             entity_id: line_id,
             before: Some(&line.status),
-            after: Some(if release { LineStatus::Released.as_str() } else { LineStatus::Pending.as_str() }),
+            after: Some(status.as_str()),
             details: Some(serde_json::json!({
-                "payout_id": line.payout_id,
+                "payout_id": payout_id,
                 "voided_reward_id": reward.id,
                 "amount_minor": amount,
             })),
         },
     )?)
+}
+
+/// Takes a suspended ambassador's pending lines out of any draft batch (inside the
+/// suspension's transaction): suspended ambassadors are not paid; their rewards wait.
+pub fn release_for_suspended(conn: &mut DbConnection, ambassador_id: &str, actor: &Actor) -> Result<(), ApiError> {
+    let lines: Vec<(String, String)> = payout_lines::table
+        .inner_join(payouts::table)
+        .filter(payout_lines::ambassador_id.eq(ambassador_id))
+        .filter(payout_lines::status.eq(LineStatus::Pending.as_str()))
+        .filter(payouts::status.eq(PayoutStatus::Draft.as_str()))
+        .select((payout_lines::id, payout_lines::payout_id))
+        .load(conn)?;
+    let at = now();
+    for (line_id, payout_id) in lines {
+        lock(conn, &payout_id, PayoutStatus::Draft.as_str(), at)?;
+        let changed = diesel::update(
+            payout_lines::table.find(&line_id).filter(payout_lines::status.eq(LineStatus::Pending.as_str())),
+        )
+        .set((
+            payout_lines::status.eq(LineStatus::Released.as_str()),
+            payout_lines::failure_reason.eq("ambassador suspended"),
+            payout_lines::updated_at.eq(at),
+        ))
+        .execute(conn)?;
+        ensure_unchanged(changed)?;
+        release_rewards(conn, &[line_id.as_str()], actor, at)?;
+        refresh_total(conn, &payout_id)?;
+        audit::record(
+            conn,
+            actor,
+            Change {
+                action: "payout_line.released",
+                entity_type: "payout_line",
+                entity_id: &line_id,
+                before: Some(LineStatus::Pending.as_str()),
+                after: Some(LineStatus::Released.as_str()),
+                details: Some(serde_json::json!({ "payout_id": payout_id, "reason": "ambassador suspended" })),
+            },
+        )?;
+    }
+    Ok(())
 }
 
 pub fn list(
@@ -604,16 +698,15 @@ pub fn list(
 /// A line to export, with its ambassador's name and e-mail.
 pub type ExportLine = (LineRow, String, String);
 
-/// Up to `limit` lines of a batch after line `after_number`, in line order; only `method`
-/// lines when given. Exports page through a batch with this so memory stays flat.
+/// Up to `limit` live lines of a batch after line `after_number`, in line order. Exports page
+/// through a batch with this so memory stays flat.
 pub fn lines_after(
     conn: &mut DbConnection,
     payout_id: &str,
-    method: Option<&str>,
     after_number: i32,
     limit: i64,
 ) -> Result<Vec<ExportLine>, ApiError> {
-    let mut query = payout_lines::table
+    Ok(payout_lines::table
         .inner_join(ambassadors::table)
         .filter(payout_lines::payout_id.eq(payout_id))
         .filter(payout_lines::number.gt(after_number))
@@ -621,41 +714,37 @@ pub fn lines_after(
         .order(payout_lines::number.asc())
         .select((LineRow::as_select(), ambassadors::name, ambassadors::email))
         .limit(limit)
-        .into_boxed();
-    if let Some(m) = method {
-        query = query.filter(payout_lines::payout_method.eq(m.to_owned()));
-    }
-    Ok(query.load(conn)?)
+        .load(conn)?)
 }
 
-/// How many exportable lines a batch has (of `method`, when given).
-pub fn line_count(conn: &mut DbConnection, payout_id: &str, method: Option<&str>) -> Result<i64, ApiError> {
-    let mut query = payout_lines::table
+/// The highest PayPal sequence number in a batch (`None`: no PayPal line).
+pub fn last_paypal_seq(conn: &mut DbConnection, payout_id: &str) -> Result<Option<i32>, ApiError> {
+    Ok(payout_lines::table
         .filter(payout_lines::payout_id.eq(payout_id))
-        .filter(payout_lines::status.eq_any([LineStatus::Pending.as_str(), LineStatus::Paid.as_str()]))
-        .into_boxed();
-    if let Some(m) = method {
-        query = query.filter(payout_lines::payout_method.eq(m.to_owned()));
-    }
-    Ok(query.count().get_result(conn)?)
+        .filter(payout_lines::payout_method.eq("paypal"))
+        .select(diesel::dsl::max(payout_lines::method_seq))
+        .first(conn)?)
 }
 
-/// The line number a part of `part_size` lines starts after (part 1 → 0).
-pub fn part_start(conn: &mut DbConnection, payout_id: &str, method: Option<&str>, skip: i64) -> Result<i32, ApiError> {
-    if skip == 0 {
-        return Ok(0);
-    }
-    let mut query = payout_lines::table
+/// Up to `limit` pending PayPal lines with a sequence number in `(after_seq, last_seq]`, in
+/// order. Parts are fixed ranges of sequence numbers, so they never overlap or shift.
+pub fn paypal_lines(
+    conn: &mut DbConnection,
+    payout_id: &str,
+    after_seq: i32,
+    last_seq: i32,
+    limit: i64,
+) -> Result<Vec<ExportLine>, ApiError> {
+    Ok(payout_lines::table
+        .inner_join(ambassadors::table)
         .filter(payout_lines::payout_id.eq(payout_id))
-        .filter(payout_lines::status.eq_any([LineStatus::Pending.as_str(), LineStatus::Paid.as_str()]))
-        .order(payout_lines::number.asc())
-        .select(payout_lines::number)
-        .offset(skip - 1)
-        .into_boxed();
-    if let Some(m) = method {
-        query = query.filter(payout_lines::payout_method.eq(m.to_owned()));
-    }
-    Ok(query.first(conn)?)
+        .filter(payout_lines::payout_method.eq("paypal"))
+        .filter(payout_lines::method_seq.gt(after_seq).and(payout_lines::method_seq.le(last_seq)))
+        .filter(payout_lines::status.eq(LineStatus::Pending.as_str()))
+        .order(payout_lines::method_seq.asc())
+        .select((LineRow::as_select(), ambassadors::name, ambassadors::email))
+        .limit(limit)
+        .load(conn)?)
 }
 
 /// An ambassador's payout lines (pending, paid or failed), with their batch.

@@ -106,6 +106,15 @@ fn current_row(conn: &mut DbConnection) -> Result<ProgramVersionRow, ApiError> {
         .ok_or_else(|| ApiError::internal("no program version: migrations not run"))
 }
 
+/// The rules in force, with the row locked until the transaction ends (a no-op update: on
+/// PostgreSQL it queues a completion and a rule change behind each other, so a currency
+/// change can never slip in between a completion reading the rules and writing its reward).
+pub fn current_locked(conn: &mut DbConnection) -> Result<Program, ApiError> {
+    let newest = pv::table.select(diesel::dsl::max(pv::version)).first::<Option<i32>>(conn)?.unwrap_or(0);
+    diesel::update(pv::table.filter(pv::version.eq(newest))).set(pv::version.eq(pv::version)).execute(conn)?;
+    current(conn)
+}
+
 /// The rules in force now.
 pub fn current(conn: &mut DbConnection) -> Result<Program, ApiError> {
     let row = current_row(conn)?;
@@ -132,6 +141,7 @@ pub fn versions(conn: &mut DbConnection, page: &PageRequest) -> Result<Page<Prog
 /// currencies could not be summed into one balance or payout.
 pub fn replace(conn: &mut DbConnection, rules: &ProgramRules, actor: &Actor) -> Result<ProgramView, ApiError> {
     write_tx(conn, |conn| {
+        current_locked(conn)?;
         let before = current_row(conn)?;
         if before.currency != rules.currency.as_str() {
             let has_rewards: bool =

@@ -432,7 +432,7 @@ pub fn complete(
     write_tx(conn, |conn| {
         let before = find(conn, id)?;
         let to = referral::transition(before.status(), ReferralEvent::Complete)?;
-        let program = program::current(conn)?;
+        let program = program::current_locked(conn)?;
         let registered_on = before.registered_at.date();
         if completed_on < registered_on {
             return Err(ApiError::validation("completed_on", "must not be before the referral was registered"));

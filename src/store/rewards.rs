@@ -7,7 +7,7 @@ use chrono::{Datelike, NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 use serde::Serialize;
 
-use crate::db::schema::{referrals, rewards};
+use crate::db::schema::{ambassadors as ambassadors_t, referrals, rewards};
 use crate::db::{now, write_tx, DbConnection};
 use crate::domain::ambassador::AmbassadorStatus;
 use crate::domain::money::{Currency, Money};
@@ -168,6 +168,12 @@ pub fn earn(
     let ambassador_id =
         referral.ambassador_id.as_deref().ok_or_else(|| ApiError::internal("completed referral without ambassador"))?;
     let completed_on = referral.completed_on.ok_or_else(|| ApiError::internal("completed referral without date"))?;
+    // Lock the ambassador (a no-op update) before counting their year: on PostgreSQL two
+    // completions for one ambassador then count one after the other, so tiers and the annual
+    // cap see each other.
+    diesel::update(ambassadors_t::table.find(ambassador_id))
+        .set(ambassadors_t::updated_at.eq(ambassadors_t::updated_at))
+        .execute(conn)?;
     let ytd = year_to_date(conn, ambassador_id, &referral.id, completed_on)?;
     let calc = program.rules.calculate(ytd, referral.treatment_value_minor).map_err(|e| match e {
         CalculationError::TreatmentValueRequired => ApiError::Unprocessable {
@@ -251,10 +257,7 @@ pub fn on_refund(conn: &mut DbConnection, referral: &ReferralRow, actor: &Actor)
     let Some(reward) = earned else { return Ok(()) };
     match reward.state.as_str() {
         STATE_OPEN => void(conn, &reward, "refunded", actor),
-        STATE_IN_PAYOUT => {
-            payouts::remove_from_draft(conn, &reward, actor)?;
-            void(conn, &reward, "refunded", actor)
-        }
+        STATE_IN_PAYOUT => payouts::remove_from_draft(conn, &reward, actor, |c| void(c, &reward, "refunded", actor)),
         STATE_PAID if reward.amount_minor > 0 => clawback(conn, &reward, actor),
         _ => Ok(()),
     }

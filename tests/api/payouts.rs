@@ -586,3 +586,116 @@ async fn exports_of_large_batches_stream_every_line_once_across_pages_and_parts(
     let cents: i64 = part1.iter().chain(part2.iter()).map(|r| r[1].replace('.', "").parse::<i64>().unwrap()).sum();
     assert_eq!(cents, expected_total);
 }
+
+#[tokio::test]
+async fn two_refunds_at_once_in_one_draft_line_leave_it_equal_to_its_rewards() {
+    let app = spawn_app().await;
+    let team = app.team().await;
+    no_hold(&app).await;
+    let (ann, code, _) = app.paid_ambassador(&team.staff, "Ann").await;
+    let mut refs = Vec::new();
+    for name in ["One", "Two", "Three"] {
+        refs.push(app.completed_referral(&team, &code, name, today()).await.0);
+    }
+    let batch = create_batch(&app, &team.finance).await;
+    let (p1, p2) = (format!("/v1/referrals/{}/refund", refs[0]), format!("/v1/referrals/{}/refund", refs[1]));
+    let body = json!({ "reason_code": "goodwill" });
+    let (a, b) = tokio::join!(app.post(&p1, &team.staff, &body), app.post(&p2, &team.staff, &body));
+    assert_eq!((a.status(), b.status()), (StatusCode::OK, StatusCode::OK));
+    let draft: Value =
+        app.get(&format!("/v1/payouts/{}", batch["id"].as_str().unwrap()), &team.finance).await.json().await.unwrap();
+    let line = line_for(&draft, &ann);
+    assert_eq!((line["amount_minor"].as_i64(), line["reward_count"].as_i64()), (Some(10000), Some(1)));
+    assert_eq!(draft["total_minor"], 10000);
+    app.assert_ledger_consistent();
+    // A third refund leaves the line empty: it is released, nothing is paid for it.
+    let res = app.post(&format!("/v1/referrals/{}/refund", refs[2]), &team.staff, &body).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let draft: Value =
+        app.get(&format!("/v1/payouts/{}", batch["id"].as_str().unwrap()), &team.finance).await.json().await.unwrap();
+    assert_eq!(line_for(&draft, &ann)["status"], "released");
+    assert_eq!(draft["total_minor"], 0);
+    app.assert_ledger_consistent();
+}
+
+#[tokio::test]
+async fn a_refund_leaving_a_draft_line_under_the_minimum_carries_it_over() {
+    let app = spawn_app().await;
+    let team = app.team().await;
+    no_hold(&app).await;
+    let (ann, code, _) = app.paid_ambassador(&team.staff, "Ann").await;
+    let (refunded, _) = app.completed_referral(&team, &code, "Gone", today()).await;
+    let res = app
+        .post(
+            "/v1/rewards/adjustments",
+            &team.finance,
+            &json!({ "ambassador_id": ann, "amount_minor": 2000, "reason": "bonus" }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let batch = create_batch(&app, &team.finance).await;
+    assert_eq!(batch["total_minor"], 12000);
+    let res =
+        app.post(&format!("/v1/referrals/{refunded}/refund"), &team.staff, &json!({ "reason_code": "medical" })).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let draft: Value =
+        app.get(&format!("/v1/payouts/{}", batch["id"].as_str().unwrap()), &team.finance).await.json().await.unwrap();
+    assert_eq!(line_for(&draft, &ann)["status"], "released", "2000 is under the 5000 minimum");
+    let balance = app.balance(&team.staff, &ann).await;
+    assert_eq!((balance["payable_minor"].as_i64(), balance["in_payout_minor"].as_i64()), (Some(2000), Some(0)));
+    app.assert_ledger_consistent();
+}
+
+#[tokio::test]
+async fn suspending_an_ambassador_takes_them_out_of_the_draft() {
+    let app = spawn_app().await;
+    let team = app.team().await;
+    no_hold(&app).await;
+    let (ann, _, _) = earner(&app, &team, "Ann", 1).await;
+    let (bob, _, _) = earner(&app, &team, "Bob", 1).await;
+    let batch = create_batch(&app, &team.finance).await;
+    let res = app.post(&format!("/v1/ambassadors/{bob}/suspend"), &team.staff, &json!({ "reason": "review" })).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let id = batch["id"].as_str().unwrap();
+    let paid = mark_paid(&app, &team.finance, id).await;
+    assert_eq!(line_for(&paid, &bob)["status"], "released");
+    assert_eq!(line_for(&paid, &ann)["status"], "paid");
+    assert_eq!(paid["total_minor"], 10000);
+    let bob_balance = app.balance(&team.staff, &bob).await;
+    assert_eq!((bob_balance["payable_minor"].as_i64(), bob_balance["paid_minor"].as_i64()), (Some(10000), Some(0)));
+    app.assert_ledger_consistent();
+}
+
+#[tokio::test]
+async fn paypal_parts_stay_fixed_and_paid_batches_cannot_be_uploaded_again() {
+    let app = spawn_app_with(|s| s.export.paypal_rows_per_file = 2).await;
+    let team = app.team().await;
+    no_hold(&app).await;
+    for name in ["Ann", "Bob", "Cat", "Dan"] {
+        earner(&app, &team, name, 1).await;
+    }
+    let batch = create_batch(&app, &team.finance).await;
+    let id = batch["id"].as_str().unwrap();
+    let part2 = format!("/v1/payouts/{id}/export.csv?format=paypal&part=2");
+    let (_, before) = csv_records(app.get(&part2, &team.finance).await, false).await;
+    // A line of part 1 fails: part 2 keeps exactly its lines.
+    let first = batch["lines"][0]["id"].as_str().unwrap();
+    let res = app
+        .post(&format!("/v1/payouts/{id}/lines/{first}/fail"), &team.finance, &json!({ "reason": "closed account" }))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let (_, after) = csv_records(app.get(&part2, &team.finance).await, false).await;
+    assert_eq!(before, after);
+    let (_, part1) =
+        csv_records(app.get(&format!("/v1/payouts/{id}/export.csv?format=paypal&part=1"), &team.finance).await, false)
+            .await;
+    assert_eq!(part1.len(), 1, "the failed line is left out, nothing moves up");
+    let res = app.get(&format!("/v1/payouts/{id}/export.csv?format=paypal&part=99999999999"), &team.finance).await;
+    assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
+
+    mark_paid(&app, &team.finance, id).await;
+    let res = app.get(&format!("/v1/payouts/{id}/export.csv?format=paypal"), &team.finance).await;
+    assert_problem(res, StatusCode::CONFLICT, "invalid-transition").await;
+    let res = app.get(&format!("/v1/payouts/{id}/export.csv"), &team.finance).await;
+    assert_eq!(res.status(), StatusCode::OK, "the generic file stays available for the records");
+}

@@ -339,3 +339,62 @@ async fn racing_completion_and_refund_leave_the_ledger_consistent() {
     }
     app.assert_ledger_consistent();
 }
+
+#[tokio::test]
+async fn completions_at_once_respect_the_annual_cap_together() {
+    let app = spawn_app().await;
+    let team = app.team().await;
+    app.set_program(json!({ "annual_cap_minor": 25000 })).await;
+    let (amb_id, code, _) = app.paid_ambassador(&team.staff, "Busy").await;
+    for name in ["First", "Second"] {
+        app.completed_referral(&team, &code, name, today()).await;
+    }
+    let a = app.referral_in_treatment(&team.staff, &code, "Third", today()).await;
+    let b = app.referral_in_treatment(&team.staff, &code, "Fourth", today()).await;
+    let body = json!({ "completed_on": today() });
+    let (pa, pb) = (format!("/v1/referrals/{a}/complete"), format!("/v1/referrals/{b}/complete"));
+    let (ra, rb) = tokio::join!(app.post(&pa, &team.staff, &body), app.post(&pb, &team.staff, &body));
+    assert_eq!((ra.status(), rb.status()), (StatusCode::OK, StatusCode::OK));
+    let mut amounts = vec![
+        app.reward_of(&team.finance, &a).await.unwrap()["amount_minor"].as_i64().unwrap(),
+        app.reward_of(&team.finance, &b).await.unwrap()["amount_minor"].as_i64().unwrap(),
+    ];
+    amounts.sort();
+    assert_eq!(amounts, [0, 5000], "one takes what is left of the cap, the other gets nothing");
+    assert_eq!(app.balance(&team.staff, &amb_id).await["lifetime_minor"], 25000);
+}
+
+#[tokio::test]
+async fn program_rules_left_out_take_the_design_defaults() {
+    let app = spawn_app().await;
+    let body = json!({ "currency": "GBP", "reward": { "type": "flat", "amount_minor": 7500 } });
+    let res = app.request(Method::PUT, "/v1/program", Some(&app.admin_key), Some(&body)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let p: Value = res.json().await.unwrap();
+    assert_eq!(p["currency"], "GBP");
+    assert_eq!(
+        (
+            p["holding_days"].as_i64(),
+            p["min_payout_minor"].as_i64(),
+            p["attribution_days"].as_i64(),
+            p["tax_threshold_minor"].as_i64()
+        ),
+        (Some(14), Some(5000), Some(365), Some(60000))
+    );
+}
+
+#[tokio::test]
+async fn paypal_addresses_that_read_as_formulas_are_refused() {
+    let app = spawn_app().await;
+    let staff = app.key("staff").await;
+    let res = app
+        .post(
+            "/v1/ambassadors",
+            &staff,
+            &json!({ "name": "Eve", "email": "eve@example.com",
+            "payout_method": { "type": "paypal", "email": "=cmd@example.com" } }),
+        )
+        .await;
+    let p = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
+    assert_eq!(problem_fields(&p), ["payout_method.email"]);
+}

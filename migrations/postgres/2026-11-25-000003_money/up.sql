@@ -57,6 +57,9 @@ CREATE TABLE payout_lines (
     -- Payout details as approved when the batch was made.
     payout_method TEXT NOT NULL CHECK (payout_method IN ('paypal', 'bank', 'store_credit')),
     payout_address TEXT,
+    -- Position among the batch's lines of the same method, fixed at creation: PayPal files are
+    -- cut by it, so a line leaving the draft never shifts another line into a different part.
+    method_seq INTEGER NOT NULL,
     -- pending (draft batch) → paid | failed; released when refunds emptied it; cancelled with the batch.
     status TEXT NOT NULL CHECK (status IN ('pending', 'paid', 'failed', 'released', 'cancelled')),
     failure_reason TEXT,
@@ -65,6 +68,7 @@ CREATE TABLE payout_lines (
     updated_at TIMESTAMP NOT NULL,
     UNIQUE (payout_id, ambassador_id),
     UNIQUE (payout_id, number),
+    UNIQUE (payout_id, payout_method, method_seq),
     CHECK (amount_minor > 0 OR status IN ('released', 'cancelled'))
 );
 CREATE INDEX payout_lines_ambassador_idx ON payout_lines (ambassador_id, id);
