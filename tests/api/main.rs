@@ -20,3 +20,4 @@ mod portal;
 mod public;
 mod referrals;
 mod rewards;
+mod web;
