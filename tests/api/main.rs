@@ -8,6 +8,7 @@ mod smtp;
 mod ambassadors;
 mod api_keys;
 mod audit;
+mod browser;
 mod cli;
 mod codes;
 mod emails;
