@@ -180,9 +180,31 @@ pub(crate) fn field_errors(e: ApiError) -> Result<HashMap<String, String>, WebEr
     };
     let mut out = HashMap::new();
     for e in errors {
-        out.entry(e.field).or_insert(e.message);
+        let message = match e.field.as_str() {
+            "consent_to_contact" => {
+                "Please tick this box: the clinic can only record your details if it may contact you.".to_owned()
+            }
+            _ => sentence(&e.message),
+        };
+        out.entry(e.field).or_insert(message);
     }
     Ok(out)
+}
+
+/// The API's field messages ("must not be empty") as a sentence next to the field.
+fn sentence(message: &str) -> String {
+    let mut chars = message.chars();
+    match chars.next() {
+        Some(first) => {
+            let s: String = first.to_uppercase().chain(chars).collect();
+            if s.ends_with('.') {
+                s
+            } else {
+                s + "."
+            }
+        }
+        None => String::new(),
+    }
 }
 
 /// What a page handler can fail with; rendered as an HTML error page.
