@@ -13,6 +13,7 @@ use minijinja::context;
 use serde::Deserialize;
 
 use super::{cookie, csrf, field_errors, page, rate_limit, resource, see_other, CsrfKey, Form, WebError};
+use crate::auth::AmbassadorCaller;
 use crate::config::Settings;
 use crate::db::DbPool;
 use crate::domain::ambassador::{NotificationPreferences, PayoutMethod};
@@ -21,7 +22,6 @@ use crate::error::ApiError;
 use crate::http::{blocking, PublicRequest, RequestId};
 use crate::routes::me::{self, MeView, UpdateMe};
 use crate::routes::portal::parse_login_token;
-use crate::store::audit::{Actor, ActorKind};
 use crate::store::{portal, PageRequest};
 
 /// The session cookie (the portal session token itself).
@@ -39,24 +39,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/portal/logout").route(web::post().to(sign_out)));
 }
 
-/// A signed-in ambassador, from the session cookie.
+/// A signed-in ambassador, from the session cookie: the API's caller plus the cookie's secret
+/// (which the session's CSRF tokens are bound to).
 struct Session {
     secret: String,
-    session_id: String,
-    ambassador_id: String,
-    request_id: Option<String>,
+    caller: AmbassadorCaller,
 }
 
 impl Session {
-    fn actor(&self) -> Actor {
-        Actor {
-            kind: ActorKind::Ambassador,
-            id: Some(self.ambassador_id.clone()),
-            role: None,
-            request_id: self.request_id.clone(),
-        }
-    }
-
     fn binding(&self) -> csrf::Binding {
         csrf::Binding::Session(self.secret.clone())
     }
@@ -77,7 +67,10 @@ async fn session(req: &HttpRequest, pool: &DbPool) -> Result<Option<Session>, We
     };
     let lookup = secret.clone();
     let found = blocking(pool, move |c| portal::authenticate(c, &lookup)).await?;
-    Ok(found.map(|(session_id, ambassador_id)| Session { secret, session_id, ambassador_id, request_id }))
+    Ok(found.map(|(session_id, ambassador_id)| Session {
+        secret,
+        caller: AmbassadorCaller { ambassador_id, session_id, request_id },
+    }))
 }
 
 fn session_cookie(settings: &Settings, secret: String) -> Cookie<'static> {
@@ -114,7 +107,7 @@ async fn home(
         };
         return page(StatusCode::OK, "login.html", ctx, new_cookie);
     };
-    let (id, url) = (s.ambassador_id.clone(), settings.public_url());
+    let (id, url) = (s.caller.ambassador_id.clone(), settings.public_url());
     let rows = PageRequest { limit: DASHBOARD_ROWS, after_id: None };
     let (me, codes, referrals, payouts) = blocking(&pool, move |c| {
         Ok((
@@ -254,7 +247,7 @@ async fn profile(
     let Some(s) = session(&req, &pool).await? else {
         return Ok(see_other("/portal").finish());
     };
-    let id = s.ambassador_id.clone();
+    let id = s.caller.ambassador_id.clone();
     let me = blocking(&pool, move |c| me::load_profile(c, &id)).await?;
     let ctx = context! {
         brand => settings.email.brand_name,
@@ -303,7 +296,7 @@ async fn update_profile(
         Ok(changes) => changes,
         Err(e) => {
             let errors = field_errors(e)?;
-            let id = s.ambassador_id.clone();
+            let id = s.caller.ambassador_id.clone();
             let me = blocking(&pool, move |c| me::load_profile(c, &id)).await?;
             let mut values = serde_json::to_value(form.values()).unwrap_or_default();
             for flag in ["show_name_to_referrals", "notify_referral_updates", "notify_reward_updates"] {
@@ -320,7 +313,7 @@ async fn update_profile(
             return page(StatusCode::UNPROCESSABLE_ENTITY, "profile.html", ctx, None);
         }
     };
-    let (id, actor) = (s.ambassador_id.clone(), s.actor());
+    let (id, actor) = (s.caller.ambassador_id.clone(), s.caller.actor());
     blocking(&pool, move |c| me::apply_update(c, &id, &changes, &actor)).await?;
     Ok(see_other("/portal/profile?saved=1").finish())
 }
@@ -337,7 +330,7 @@ async fn sign_out(
         return Ok(see_other("/portal").cookie(expired_session_cookie(&settings)).finish());
     };
     key.check(Some(&s.binding()), &form)?;
-    let session_id = s.session_id.clone();
+    let session_id = s.caller.session_id.clone();
     blocking(&pool, move |c| portal::end_session(c, &session_id)).await?;
     Ok(see_other("/portal?signed_out=1").cookie(expired_session_cookie(&settings)).finish())
 }
