@@ -33,10 +33,9 @@ async fn submit(
     pool: web::Data<DbPool>,
     settings: web::Data<Settings>,
     key: web::Data<CsrfKey>,
-    body: web::Bytes,
+    form: Form,
 ) -> Result<HttpResponse, WebError> {
     rate_limit(&req)?;
-    let form = Form::parse(&body)?;
     key.check(csrf::visitor(&req).as_ref(), &form)?;
     let input = AmbassadorApplication {
         name: form.text("name"),

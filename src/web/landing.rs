@@ -56,10 +56,9 @@ async fn submit(
     hasher: web::Data<ContactHasher>,
     key: web::Data<CsrfKey>,
     code: web::Path<String>,
-    body: web::Bytes,
+    form: Form,
 ) -> Result<HttpResponse, WebError> {
     rate_limit(&req)?;
-    let form = Form::parse(&body)?;
     let binding = csrf::visitor(&req);
     key.check(binding.as_ref(), &form)?;
     let Some(found) = lookup(&pool, code.into_inner()).await? else {

@@ -14,8 +14,10 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use actix_web::cookie::{Cookie, SameSite};
+use actix_web::dev::Payload;
 use actix_web::http::{header, StatusCode};
-use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
+use futures_util::future::LocalBoxFuture;
 use minijinja::{context, Environment, UndefinedBehavior, Value};
 
 use crate::config::Settings;
@@ -142,14 +144,21 @@ pub(crate) fn rate_limit(req: &HttpRequest) -> Result<(), WebError> {
 /// name the last value wins. Missing fields read as empty, unchecked boxes as false.
 pub(crate) struct Form(HashMap<String, String>);
 
-impl Form {
-    pub fn parse(body: &[u8]) -> Result<Self, WebError> {
-        if body.len() > 64 * 1024 {
-            return Err(ApiError::PayloadTooLarge.into());
-        }
-        Ok(Self(form_urlencoded::parse(body).into_owned().collect()))
-    }
+impl FromRequest for Form {
+    type Error = WebError;
+    type Future = LocalBoxFuture<'static, Result<Self, WebError>>;
 
+    /// Read with the API's body reader (the same 64 KiB limit, answered here with a page).
+    fn from_request(_: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let payload = payload.take();
+        Box::pin(async move {
+            let body = crate::extract::read_body(payload).await?;
+            Ok(Self(form_urlencoded::parse(&body).into_owned().collect()))
+        })
+    }
+}
+
+impl Form {
     pub fn text(&self, name: &str) -> String {
         self.0.get(name).cloned().unwrap_or_default()
     }

@@ -138,10 +138,9 @@ async fn request_link(
     pool: web::Data<DbPool>,
     settings: web::Data<Settings>,
     key: web::Data<CsrfKey>,
-    body: web::Bytes,
+    form: Form,
 ) -> Result<HttpResponse, WebError> {
     rate_limit(&req)?;
-    let form = Form::parse(&body)?;
     key.check(csrf::visitor(&req).as_ref(), &form)?;
     let email = match Email::parse(&form.text("email")) {
         Ok(email) => email,
@@ -191,10 +190,9 @@ async fn sign_in(
     pool: web::Data<DbPool>,
     settings: web::Data<Settings>,
     key: web::Data<CsrfKey>,
-    body: web::Bytes,
+    form: Form,
 ) -> Result<HttpResponse, WebError> {
     rate_limit(&req)?;
-    let form = Form::parse(&body)?;
     key.check(csrf::visitor(&req).as_ref(), &form)?;
     let request_id = ctx.request_id.clone();
     let started = match parse_login_token(&form.text("token")) {
@@ -284,9 +282,8 @@ async fn update_profile(
     pool: web::Data<DbPool>,
     settings: web::Data<Settings>,
     key: web::Data<CsrfKey>,
-    body: web::Bytes,
+    form: Form,
 ) -> Result<HttpResponse, WebError> {
-    let form = Form::parse(&body)?;
     let Some(s) = session(&req, &pool).await? else {
         // No session: the form cannot be bound to anything, so it is refused like a forgery.
         return Err(WebError::Csrf);
@@ -323,9 +320,8 @@ async fn sign_out(
     pool: web::Data<DbPool>,
     settings: web::Data<Settings>,
     key: web::Data<CsrfKey>,
-    body: web::Bytes,
+    form: Form,
 ) -> Result<HttpResponse, WebError> {
-    let form = Form::parse(&body)?;
     let Some(s) = session(&req, &pool).await? else {
         return Ok(see_other("/portal").cookie(expired_session_cookie(&settings)).finish());
     };

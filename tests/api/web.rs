@@ -92,6 +92,20 @@ impl<'a> Visitor<'a> {
     }
 }
 
+impl Visitor<'_> {
+    /// Signs in through the newest e-mailed link; returns the dashboard.
+    pub async fn sign_in(&self, email: &str) -> Page {
+        let res = self.submit("/portal", "/portal/login", &[("email", email)]).await;
+        assert_eq!(res.location(), "/portal/check-email");
+        let link = self.app.login_links(email).await.remove(0);
+        let confirm = self.get(&link_path(&link)).await;
+        let token = input_value(&confirm.html, "token").unwrap();
+        let res = self.post("/portal/session", &[("csrf", &confirm.csrf()), ("token", &token)]).await;
+        assert_eq!(res.location(), "/portal", "{}", res.html);
+        self.get("/portal").await
+    }
+}
+
 /// The path and query of an e-mailed link (tests serve on another port than `public_url`).
 pub fn link_path(link: &str) -> String {
     let after_scheme = link.split_once("://").unwrap().1;
@@ -575,4 +589,66 @@ async fn assets_are_served_from_the_binary_and_pages_are_not_in_the_api_document
     for page in ["/r/", "/apply", "/portal", "/assets"] {
         assert!(!paths.iter().any(|p| p.starts_with(page)), "{page} in {paths:?}");
     }
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_the_balance_and_the_payout_history() {
+    let app = spawn_app().await;
+    app.set_program(json!({ "currency": "EUR", "holding_days": 0 })).await;
+    let amb = app
+        .enrol(
+            &app.admin_key,
+            json!({ "name": "Ann <b>Lee</b>", "email": "ann@example.com", "display_name": "<script>alert(1)</script>",
+                    "show_name_to_referrals": true, "payout_method": { "type": "paypal", "email": "ann@example.com" } }),
+        )
+        .await;
+    let code = code_of(&amb);
+    // The display name a friend sees is escaped too.
+    let landing = Visitor::new(&app).get(&format!("/r/{code}")).await;
+    assert!(
+        landing.html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt; invited you")
+            || landing.html.contains("&lt;script&gt;alert(1)&lt;/script&gt; invited you")
+    );
+    assert!(!landing.html.contains("<script>alert"));
+
+    for client in ["Jamie", "Kim"] {
+        let id = app.referral_in_treatment(&app.admin_key, &code, client, crate::money_support::today()).await;
+        app.complete(&app.admin_key, &id, crate::money_support::today(), None).await;
+    }
+    let res = app.post("/v1/payouts", &app.admin_key, &json!({})).await;
+    let batch: Value = res.json().await.unwrap();
+    let batch_id = batch["id"].as_str().expect("a draft batch");
+    let res =
+        app.post(&format!("/v1/payouts/{batch_id}/mark-paid"), &app.admin_key, &json!({ "reference": "PP-1" })).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let _ = res.text().await;
+    let session = app.portal_session("ann@example.com").await;
+    let payouts: Value = app.get("/v1/me/payouts", &session).await.json().await.unwrap();
+    let line = &payouts["items"][0];
+
+    let v = Visitor::new(&app);
+    let dash = v.sign_in("ann@example.com").await;
+    assert_eq!(dash.status, StatusCode::OK, "{}", dash.html);
+    assert!(dash.html.contains("Hello, Ann &lt;b&gt;Lee&lt;"), "escaped name");
+    assert!(!dash.html.contains("<b>Lee") && !dash.html.contains("<script>alert"));
+    assert!(dash.html.contains("<dt>Paid</dt><dd>200.00 EUR</dd>"), "{}", dash.html);
+    assert!(dash.html.contains("<dt>Payable</dt><dd>0.00 EUR</dd>"));
+    let paid_on = &line["paid_at"].as_str().unwrap()[..10];
+    let batch = line["batch"].as_str().unwrap();
+    assert!(dash.html.contains(&format!("{batch} · Paypal · paid {paid_on}")), "{}", dash.html);
+    assert!(dash.html.contains("<span class=\"badge s-paid\">Paid</span>"));
+    assert!(!dash.html.contains("Add your payout details"), "payout details are set");
+}
+
+#[tokio::test]
+async fn oversized_form_posts_get_a_413_page() {
+    let app = spawn_app().await;
+    let v = Visitor::new(&app);
+    let token = v.get("/apply").await.csrf();
+    let before = app.counts();
+    let huge = "x".repeat(70 * 1024);
+    let res = v.post("/apply", &[("csrf", &token), ("name", &huge), ("email", "pat@example.com")]).await;
+    assert_eq!(res.status, StatusCode::PAYLOAD_TOO_LARGE);
+    res.assert_html();
+    assert_eq!(app.counts(), before);
 }
