@@ -16,6 +16,7 @@ use crate::domain::contact::ContactHasher;
 use crate::email::worker::Worker as MailWorker;
 use crate::http::{self, metrics::Metrics, rate_limit::RateLimiter};
 use crate::store::{api_keys, audit::Actor, idempotency, secrets};
+use crate::web::CsrfKey;
 
 pub const INITIAL_ADMIN_KEY_FILE: &str = "initial-admin-key";
 
@@ -73,18 +74,19 @@ impl Application {
     pub fn build(settings: Settings) -> Result<Self, String> {
         let (pool, url) = open_database(&settings)?;
         ensure_initial_admin_key(&pool, &settings.data_dir)?;
-        let hasher = {
+        let (hasher, csrf) = {
             let mut conn = pool.get().map_err(|e| e.to_string())?;
             let key =
                 secrets::contact_hash_key(&mut conn, &settings.privacy.contact_hash_key).map_err(|e| e.to_string())?;
-            ContactHasher::new(&key)
+            let web_key = secrets::web_signing_key(&mut conn).map_err(|e| e.to_string())?;
+            (ContactHasher::new(&key), CsrfKey::new(&web_key))
         };
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
             .map_err(|e| format!("binding {}:{}: {e}", settings.server.host, settings.server.port))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         let metrics = web::Data::new(Metrics::default());
         let mail = MailWorker::new(pool.clone(), &settings, metrics.clone().into_inner())?;
-        let server = run(listener, pool.clone(), hasher, metrics, settings)?;
+        let server = run(listener, pool.clone(), hasher, csrf, metrics, settings)?;
         Ok(Self { port, server, pool, backend: url.backend(), mail })
     }
 
@@ -145,11 +147,13 @@ fn run(
     listener: TcpListener,
     pool: DbPool,
     hasher: ContactHasher,
+    csrf: CsrfKey,
     metrics: web::Data<Metrics>,
     settings: Settings,
 ) -> Result<Server, String> {
     let pool = web::Data::new(pool);
     let hasher = web::Data::new(hasher);
+    let csrf = web::Data::new(csrf);
     let limiter = web::Data::new(RateLimiter::new(settings.rate_limit.public_per_minute));
     let workers = settings.server.workers;
     let shutdown = settings.server.shutdown_timeout_secs;
@@ -159,11 +163,13 @@ fn run(
         App::new()
             .app_data(pool.clone())
             .app_data(hasher.clone())
+            .app_data(csrf.clone())
             .app_data(metrics.clone())
             .app_data(limiter.clone())
             .app_data(settings.clone())
             .wrap(from_fn(http::observe))
             .configure(crate::routes::configure)
+            .configure(crate::web::configure)
             .service(utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi.clone()))
             .service(web::redirect("/docs", "/docs/"))
             .default_service(web::to(http::not_found))

@@ -119,10 +119,14 @@ impl Renderer {
     }
 }
 
-/// minijinja's HTML escaping, minus `/` (escaped as `&#x2f;` by default, which is valid but
-/// makes every link in the HTML part unreadable in its source). `& < > " '` are escaped, which
+/// minijinja's HTML escaping (e-mails and web pages), minus `/` (escaped as `&#x2f;` by
+/// default, which is valid but makes every link in the HTML part unreadable in its source). `& < > " '` are escaped, which
 /// is what keeps a value from opening a tag or leaving an attribute.
-fn html_formatter(out: &mut Output, state: &State, value: &minijinja::Value) -> Result<(), minijinja::Error> {
+pub(crate) fn html_formatter(
+    out: &mut Output,
+    state: &State,
+    value: &minijinja::Value,
+) -> Result<(), minijinja::Error> {
     match (state.auto_escape(), value.as_str()) {
         (AutoEscape::Html, Some(s)) if !value.is_safe() => {
             let mut escaped = String::with_capacity(s.len());

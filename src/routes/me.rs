@@ -22,7 +22,7 @@ use crate::routes::ambassadors::parse_payout;
 use crate::store::ambassadors::{self, AmbassadorChanges, AmbassadorRow};
 use crate::store::codes::{self, CodeView};
 use crate::store::referrals::{self, ReferralFilter, ReferralRow};
-use crate::store::{payouts, rewards, PageRequest};
+use crate::store::{payouts, rewards, Page, PageRequest};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/me").route(web::get().to(get)).route(web::patch().to(update)))
@@ -52,7 +52,7 @@ pub struct MeView {
 }
 
 impl MeView {
-    fn new((row, counts, balance): Profile) -> Self {
+    pub(crate) fn new((row, counts, balance): Profile) -> Self {
         let referral_counts = full_counts(counts);
         Self {
             balance,
@@ -90,7 +90,7 @@ pub struct MyReferral {
 }
 
 impl MyReferral {
-    fn new(r: ReferralRow, code: Option<String>) -> Self {
+    pub(crate) fn new(r: ReferralRow, code: Option<String>) -> Self {
         let label_code = code.clone().or(r.submitted_code.clone()).unwrap_or_default();
         Self {
             client: name_for_ambassador(
@@ -161,12 +161,14 @@ fn profile_parts(c: &mut crate::db::DbConnection, row: AmbassadorRow) -> Result<
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn get(me: Me, pool: web::Data<DbPool>) -> Result<HttpResponse, ApiError> {
     let id = me.0.ambassador_id;
-    let parts = blocking(&pool, move |c| {
-        let row = ambassadors::find(c, &id)?;
-        profile_parts(c, row)
-    })
-    .await?;
-    Ok(HttpResponse::Ok().json(MeView::new(parts)))
+    let view = blocking(&pool, move |c| load_profile(c, &id)).await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// The ambassador's profile with counts and balance (the API's `/v1/me` and the portal page).
+pub(crate) fn load_profile(c: &mut crate::db::DbConnection, id: &str) -> Result<MeView, ApiError> {
+    let row = ambassadors::find(c, id)?;
+    Ok(MeView::new(profile_parts(c, row)?))
 }
 
 /// Change your display name (and whether referred friends see it), payout details and
@@ -175,25 +177,36 @@ pub async fn get(me: Me, pool: web::Data<DbPool>) -> Result<HttpResponse, ApiErr
     responses((status = 200, body = MeView),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn update(me: Me, pool: web::Data<DbPool>, body: ApiJson<UpdateMe>) -> Result<HttpResponse, ApiError> {
-    let b = body.0;
+    let changes = parse_update(body.0)?;
+    let (id, actor) = (me.0.ambassador_id.clone(), me.0.actor());
+    let view = blocking(&pool, move |c| apply_update(c, &id, &changes, &actor)).await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Validates what an ambassador asked to change (every bad field reported at once).
+pub(crate) fn parse_update(b: UpdateMe) -> Result<AmbassadorChanges, ApiError> {
     let mut v = Validation::new();
     let display_name = b.display_name.map(|d| v.check("display_name", optional_text(d.as_deref(), 100)));
     let payout_method = b.payout_method.map(|m| parse_payout(&mut v, m));
     v.finish()?;
-    let changes = AmbassadorChanges {
+    Ok(AmbassadorChanges {
         display_name: display_name.flatten(),
         show_name_to_referrals: b.show_name_to_referrals,
         payout_method: payout_method.flatten(),
         notifications: b.notification_preferences,
         ..Default::default()
-    };
-    let (id, actor) = (me.0.ambassador_id.clone(), me.0.actor());
-    let parts = blocking(&pool, move |c| {
-        let row = ambassadors::update(c, &id, &changes, &actor)?;
-        profile_parts(c, row)
     })
-    .await?;
-    Ok(HttpResponse::Ok().json(MeView::new(parts)))
+}
+
+/// Applies an ambassador's own changes (audited in the store's transaction).
+pub(crate) fn apply_update(
+    c: &mut crate::db::DbConnection,
+    id: &str,
+    changes: &AmbassadorChanges,
+    actor: &crate::store::audit::Actor,
+) -> Result<MeView, ApiError> {
+    let row = ambassadors::update(c, id, changes, actor)?;
+    Ok(MeView::new(profile_parts(c, row)?))
 }
 
 /// Your active codes and their share links.
@@ -201,11 +214,19 @@ pub async fn update(me: Me, pool: web::Data<DbPool>, body: ApiJson<UpdateMe>) ->
     responses((status = 200, body = MyCodeList),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn codes(me: Me, pool: web::Data<DbPool>, settings: web::Data<Settings>) -> Result<HttpResponse, ApiError> {
-    let id = me.0.ambassador_id;
-    let rows = blocking(&pool, move |c| codes::list_for(c, &id)).await?;
-    let url = settings.public_url();
-    let items = rows.into_iter().filter(|c| c.active).map(|c| CodeView::new(c, &url)).collect();
+    let (id, url) = (me.0.ambassador_id, settings.public_url());
+    let items = blocking(&pool, move |c| active_codes(c, &id, &url)).await?;
     Ok(HttpResponse::Ok().json(MyCodeList { items, next_cursor: None }))
+}
+
+/// The ambassador's active codes with their share links.
+pub(crate) fn active_codes(
+    c: &mut crate::db::DbConnection,
+    ambassador_id: &str,
+    public_url: &str,
+) -> Result<Vec<CodeView>, ApiError> {
+    let rows = codes::list_for(c, ambassador_id)?;
+    Ok(rows.into_iter().filter(|c| c.active).map(|c| CodeView::new(c, public_url)).collect())
 }
 
 /// Your referrals, newest first, with clients masked.
@@ -219,24 +240,31 @@ pub async fn list_referrals(
 ) -> Result<HttpResponse, ApiError> {
     let q = q.0;
     let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
+    let (id, status) = (me.0.ambassador_id, q.status);
+    let page = blocking(&pool, move |c| my_referrals(c, &id, status, &page)).await?;
+    Ok(HttpResponse::Ok().json(MyReferralList { items: page.items, next_cursor: page.next_cursor }))
+}
+
+/// A page of the ambassador's referrals, clients masked exactly as `/v1/me/referrals` shows them.
+pub(crate) fn my_referrals(
+    c: &mut crate::db::DbConnection,
+    ambassador_id: &str,
+    status: Option<ReferralStatus>,
+    page: &PageRequest,
+) -> Result<Page<MyReferral>, ApiError> {
     let filter = ReferralFilter {
-        status: q.status,
-        ambassador_id: Some(me.0.ambassador_id),
+        status,
+        ambassador_id: Some(ambassador_id.to_owned()),
         ambassador_view: true,
         ..Default::default()
     };
-    let (page, codes) = blocking(&pool, move |c| {
-        let page = referrals::list(c, &filter, &page)?;
-        let ids: Vec<&str> = page.items.iter().filter_map(|r| r.code_id.as_deref()).collect();
-        let codes = codes::display_codes(c, &ids)?;
-        Ok((page, codes))
-    })
-    .await?;
-    let page = page.map(|r| {
+    let page = referrals::list(c, &filter, page)?;
+    let ids: Vec<&str> = page.items.iter().filter_map(|r| r.code_id.as_deref()).collect();
+    let codes = codes::display_codes(c, &ids)?;
+    Ok(page.map(|r| {
         let code = r.code_id.as_ref().and_then(|id| codes.get(id).cloned());
         MyReferral::new(r, code)
-    });
-    Ok(HttpResponse::Ok().json(MyReferralList { items: page.items, next_cursor: page.next_cursor }))
+    }))
 }
 
 /// One of your referrals (404 for anyone else's).
@@ -350,8 +378,18 @@ pub struct MyPayoutList {
 pub async fn list_payouts(me: Me, pool: web::Data<DbPool>, q: ApiQuery<MyPageQuery>) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::parse(q.0.limit, q.0.cursor.as_deref())?;
     let id = me.0.ambassador_id;
-    let page = blocking(&pool, move |c| payouts::lines_for_ambassador(c, &id, &page)).await?;
-    let page = page.map(|(line, batch)| MyPayout {
+    let page = blocking(&pool, move |c| my_payouts(c, &id, &page)).await?;
+    Ok(HttpResponse::Ok().json(MyPayoutList { items: page.items, next_cursor: page.next_cursor }))
+}
+
+/// A page of the ambassador's payouts, newest first.
+pub(crate) fn my_payouts(
+    c: &mut crate::db::DbConnection,
+    ambassador_id: &str,
+    page: &PageRequest,
+) -> Result<Page<MyPayout>, ApiError> {
+    let page = payouts::lines_for_ambassador(c, ambassador_id, page)?;
+    Ok(page.map(|(line, batch)| MyPayout {
         status: line.status(),
         batch: batch.code(),
         paid_at: batch.paid_at.filter(|_| line.status == "paid"),
@@ -359,6 +397,5 @@ pub async fn list_payouts(me: Me, pool: web::Data<DbPool>, q: ApiQuery<MyPageQue
         amount_minor: line.amount_minor,
         currency: line.currency,
         payout_method: line.payout_method,
-    });
-    Ok(HttpResponse::Ok().json(MyPayoutList { items: page.items, next_cursor: page.next_cursor }))
+    }))
 }

@@ -73,13 +73,19 @@ pub async fn start_session(
     pool: web::Data<DbPool>,
     body: ApiJson<SessionRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let token = body.0.token.trim().to_owned();
-    if token.is_empty() || token.len() > 200 {
-        return Err(ApiError::validation("token", "must be the token from the login link"));
-    }
+    let token = parse_login_token(&body.0.token)?;
     let request_id = ctx.request_id.clone();
     let (token, expires_at) = blocking(&pool, move |c| portal::start_session(c, &token, request_id)).await?;
     Ok(HttpResponse::Created().json(PortalSession { token, token_type: "Bearer".into(), expires_at }))
+}
+
+/// A login link's token as sent (the API's and the portal page's).
+pub(crate) fn parse_login_token(raw: &str) -> Result<String, ApiError> {
+    let token = raw.trim();
+    if token.is_empty() || token.len() > 200 {
+        return Err(ApiError::validation("token", "must be the token from the login link"));
+    }
+    Ok(token.to_owned())
 }
 
 /// End the current portal session.

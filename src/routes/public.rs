@@ -43,19 +43,24 @@ pub struct PublicCode {
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json")))]
 pub async fn lookup_code(pool: web::Data<DbPool>, code: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let found = blocking(&pool, move |c| find_code(c, &code)).await?;
+    Ok(HttpResponse::Ok().json(found.ok_or(ApiError::NotFound("referral code"))?))
+}
+
+/// What a friend sees of a usable code (the API's lookup and the share-link page); `None` for
+/// unknown or inactive codes, and codes of an ambassador who cannot refer now.
+pub(crate) fn find_code(c: &mut crate::db::DbConnection, code: &str) -> Result<Option<PublicCode>, ApiError> {
     if code.len() > 64 {
-        return Err(ApiError::NotFound("referral code"));
+        return Ok(None);
     }
-    let (found, offer) = blocking(&pool, move |c| {
-        Ok((codes::find_usable(c, &code)?, crate::store::program::current(c)?.rules.client_offer))
-    })
-    .await?;
-    let (code, amb) = found.ok_or(ApiError::NotFound("referral code"))?;
-    Ok(HttpResponse::Ok().json(PublicCode {
+    let Some((code, amb)) = codes::find_usable(c, code)? else {
+        return Ok(None);
+    };
+    Ok(Some(PublicCode {
         code: code.code,
         valid: true,
         ambassador_display_name: amb.display_name.filter(|_| amb.show_name_to_referrals),
-        client_offer: offer,
+        client_offer: crate::store::program::current(c)?.rules.client_offer,
     }))
 }
 
@@ -90,13 +95,20 @@ pub async fn apply(
     settings: web::Data<Settings>,
     body: ApiJson<AmbassadorApplication>,
 ) -> Result<HttpResponse, ApiError> {
-    let a = body.0;
+    let new = parse_application(&settings, body.0)?;
+    let (actor, mail) = (ctx.actor(), MailContext::new(&settings));
+    blocking(&pool, move |c| store_application(c, &new, &mail, &actor)).await?;
+    Ok(HttpResponse::Accepted().json(Accepted { status: "received".into() }))
+}
+
+/// Validates an application (the API's and the `/apply` page's).
+pub(crate) fn parse_application(settings: &Settings, a: AmbassadorApplication) -> Result<NewAmbassador, ApiError> {
     let mut v = Validation::new();
     let PersonFields { name, email, phone, display_name } =
-        parse_person(&mut v, &settings, &a.name, &a.email, a.phone.as_deref(), a.display_name.as_deref());
+        parse_person(&mut v, settings, &a.name, &a.email, a.phone.as_deref(), a.display_name.as_deref());
     let message = v.check("message", optional_text(a.message.as_deref(), 2000));
     v.finish()?;
-    let new = NewAmbassador {
+    Ok(NewAmbassador {
         name: name.unwrap_or_default(),
         email: email.expect("validated"),
         phone: phone.flatten(),
@@ -107,15 +119,21 @@ pub async fn apply(
         notes: None,
         application_message: message.flatten(),
         vanity_code: None,
-    };
-    let actor = ctx.actor();
-    let mail = MailContext::new(&settings);
-    let result = blocking(&pool, move |c| ambassadors::enrol(c, &new, Enrolment::Application, &mail, &actor)).await;
-    match result {
-        Ok(_) | Err(ApiError::Conflict { kind: "email-taken", .. }) => {}
-        Err(e) => return Err(e),
+    })
+}
+
+/// Records an `applied` ambassador (staff alerted in the same transaction). An e-mail that is
+/// already known is silently accepted: the answer never reveals who is an ambassador.
+pub(crate) fn store_application(
+    c: &mut crate::db::DbConnection,
+    new: &NewAmbassador,
+    mail: &MailContext,
+    actor: &crate::store::audit::Actor,
+) -> Result<(), ApiError> {
+    match ambassadors::enrol(c, new, Enrolment::Application, mail, actor) {
+        Ok(_) | Err(ApiError::Conflict { kind: "email-taken", .. }) => Ok(()),
+        Err(e) => Err(e),
     }
-    Ok(HttpResponse::Accepted().json(Accepted { status: "received".into() }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -150,11 +168,18 @@ pub async fn refer(
     hasher: web::Data<ContactHasher>,
     body: ApiJson<PublicReferral>,
 ) -> Result<HttpResponse, ApiError> {
-    let b = body.0;
+    let new = parse_referral(&settings, body.0)?;
+    let (actor, mail) = (ctx.actor(), MailContext::new(&settings));
+    blocking(&pool, move |c| referrals::submit_public(c, &new, &hasher, &mail, &actor)).await?;
+    Ok(HttpResponse::Accepted().json(Accepted { status: "received".into() }))
+}
+
+/// Validates a friend's intake form (the API's and the share-link page's).
+pub(crate) fn parse_referral(settings: &Settings, b: PublicReferral) -> Result<NewReferral, ApiError> {
     let mut v = Validation::new();
     let client = parse_client(
         &mut v,
-        &settings,
+        settings,
         &b.code,
         &b.first_name,
         b.last_name.as_deref(),
@@ -165,9 +190,5 @@ pub async fn refer(
         v.push("consent_to_contact", "must be true: we can only record you if the clinic may contact you");
     }
     v.finish()?;
-    let new = NewReferral { share_name_with_ambassador: b.share_name_with_ambassador, ..client };
-    let actor = ctx.actor();
-    let mail = MailContext::new(&settings);
-    blocking(&pool, move |c| referrals::submit_public(c, &new, &hasher, &mail, &actor)).await?;
-    Ok(HttpResponse::Accepted().json(Accepted { status: "received".into() }))
+    Ok(NewReferral { share_name_with_ambassador: b.share_name_with_ambassador, ..client })
 }

@@ -9,6 +9,7 @@ use crate::domain::api_key::hex;
 use crate::error::{is_unique_violation, ApiError};
 
 const CONTACT_HASH_KEY: &str = "contact_hash_key";
+const WEB_SIGNING_KEY: &str = "web_signing_key";
 
 /// The key for contact hashes: the configured one, else one generated on first use and kept
 /// in the database so every instance (and every restart) hashes alike.
@@ -16,8 +17,19 @@ pub fn contact_hash_key(conn: &mut DbConnection, configured: &str) -> Result<Vec
     if !configured.trim().is_empty() {
         return Ok(configured.trim().as_bytes().to_vec());
     }
+    shared_secret(conn, CONTACT_HASH_KEY)
+}
+
+/// The key that signs the web pages' CSRF tokens: generated on first use and kept in the
+/// database, so a form served by one instance is accepted by another (and after a restart).
+pub fn web_signing_key(conn: &mut DbConnection) -> Result<Vec<u8>, ApiError> {
+    shared_secret(conn, WEB_SIGNING_KEY)
+}
+
+/// A named random secret, created once by whichever instance gets there first.
+fn shared_secret(conn: &mut DbConnection, name: &str) -> Result<Vec<u8>, ApiError> {
     let find = |conn: &mut DbConnection| {
-        app_secrets::table.find(CONTACT_HASH_KEY).select(app_secrets::value).first::<String>(conn).optional()
+        app_secrets::table.find(name).select(app_secrets::value).first::<String>(conn).optional()
     };
     if let Some(v) = find(conn)? {
         return Ok(v.into_bytes());
@@ -25,11 +37,7 @@ pub fn contact_hash_key(conn: &mut DbConnection, configured: &str) -> Result<Vec
     let mut raw = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut raw);
     let inserted = diesel::insert_into(app_secrets::table)
-        .values((
-            app_secrets::name.eq(CONTACT_HASH_KEY),
-            app_secrets::value.eq(hex(&raw)),
-            app_secrets::created_at.eq(now()),
-        ))
+        .values((app_secrets::name.eq(name), app_secrets::value.eq(hex(&raw)), app_secrets::created_at.eq(now())))
         .execute(conn);
     match inserted {
         Ok(_) => {}
@@ -37,5 +45,5 @@ pub fn contact_hash_key(conn: &mut DbConnection, configured: &str) -> Result<Vec
         Err(e) if is_unique_violation(&e) => {}
         Err(e) => return Err(e.into()),
     }
-    find(conn)?.map(String::into_bytes).ok_or_else(|| ApiError::internal("contact hash key vanished"))
+    find(conn)?.map(String::into_bytes).ok_or_else(|| ApiError::internal(format!("secret {name} vanished")))
 }

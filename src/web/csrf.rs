@@ -1,0 +1,114 @@
+//! CSRF protection for every form post. The token in a form is an HMAC of what binds it to
+//! the browser: the portal session for a signed-in ambassador, otherwise a random nonce kept
+//! in an HttpOnly cookie (a signed double-submit cookie). Another site can neither read the
+//! token nor compute it, since the key lives only in the database (shared by all instances).
+//! Verification is constant-time; a failure is a 403 page and nothing is stored.
+
+use actix_web::cookie::Cookie;
+use actix_web::HttpRequest;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::Sha256;
+
+use super::{Form, WebError};
+use crate::config::Settings;
+
+/// The cookie holding an anonymous visitor's nonce.
+pub const COOKIE: &str = "vouch_csrf";
+/// The hidden form field holding the token.
+pub const FIELD: &str = "csrf";
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// What a form token is bound to.
+pub enum Binding {
+    /// An anonymous visitor's nonce cookie.
+    Visitor(String),
+    /// A signed-in ambassador's session token.
+    Session(String),
+}
+
+impl Binding {
+    fn bytes(&self) -> Vec<u8> {
+        match self {
+            Self::Visitor(nonce) => [b"visitor:".as_slice(), nonce.as_bytes()].concat(),
+            Self::Session(secret) => [b"session:".as_slice(), secret.as_bytes()].concat(),
+        }
+    }
+}
+
+/// The key that signs form tokens.
+#[derive(Clone)]
+pub struct CsrfKey(Vec<u8>);
+
+impl CsrfKey {
+    pub fn new(key: &[u8]) -> Self {
+        Self(key.to_vec())
+    }
+
+    fn mac(&self, binding: &Binding) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(b"vouch-csrf-v1\0");
+        mac.update(&binding.bytes());
+        mac
+    }
+
+    pub fn token(&self, binding: &Binding) -> String {
+        URL_SAFE_NO_PAD.encode(self.mac(binding).finalize().into_bytes())
+    }
+
+    /// Constant-time check of a posted token.
+    pub fn verify(&self, binding: &Binding, token: &str) -> bool {
+        match URL_SAFE_NO_PAD.decode(token.trim()) {
+            Ok(raw) => self.mac(binding).verify_slice(&raw).is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    /// Rejects a post whose token does not match its binding (`None`: no binding at all, as
+    /// when the nonce cookie is missing).
+    pub(crate) fn check(&self, binding: Option<&Binding>, form: &Form) -> Result<(), WebError> {
+        match binding {
+            Some(b) if self.verify(b, &form.text(FIELD)) => Ok(()),
+            _ => Err(WebError::Csrf),
+        }
+    }
+}
+
+/// The visitor's nonce from their cookie, if they have one.
+pub fn visitor(req: &HttpRequest) -> Option<Binding> {
+    req.cookie(COOKIE).map(|c| c.value().to_owned()).filter(|v| v.len() >= 16 && v.len() <= 100).map(Binding::Visitor)
+}
+
+/// The visitor's nonce, or a new one with the cookie that carries it (to set with the page).
+pub fn visitor_or_new(req: &HttpRequest, settings: &Settings) -> (Binding, Option<Cookie<'static>>) {
+    if let Some(b) = visitor(req) {
+        return (b, None);
+    }
+    let mut raw = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    let nonce = URL_SAFE_NO_PAD.encode(raw);
+    let cookie = super::cookie(settings, COOKIE, nonce.clone(), "/");
+    (Binding::Visitor(nonce), Some(cookie))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_verify_only_for_their_binding_and_key() {
+        let key = CsrfKey::new(b"k1");
+        let a = Binding::Visitor("nonce-aaaaaaaaaaaaaaaa".into());
+        let token = key.token(&a);
+        assert!(key.verify(&a, &token));
+        assert!(!key.verify(&Binding::Visitor("nonce-bbbbbbbbbbbbbbbb".into()), &token));
+        assert!(!key.verify(&Binding::Session("nonce-aaaaaaaaaaaaaaaa".into()), &token), "kinds are separate");
+        assert!(!CsrfKey::new(b"k2").verify(&a, &token));
+        assert!(!key.verify(&a, ""));
+        assert!(!key.verify(&a, "not base64 !"));
+        assert!(!key.verify(&a, &token[..token.len() - 2]));
+    }
+}

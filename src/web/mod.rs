@@ -1,0 +1,294 @@
+//! Server-rendered pages for people without curl: the share-link landing page (`/r/{code}`),
+//! the ambassador application (`/apply`) and the ambassador portal (`/portal`). Pages call the
+//! same parsing and store functions as the JSON API; their errors are HTML pages (the API
+//! under `/v1` keeps problem+json). Templates (`templates/web/`), the stylesheet and the one
+//! small script are embedded in the binary: the pages load nothing from the network.
+
+mod apply;
+mod assets;
+pub mod csrf;
+mod landing;
+mod portal;
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::dev::Payload;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
+use futures_util::future::LocalBoxFuture;
+use minijinja::{context, Environment, UndefinedBehavior, Value};
+
+use crate::config::Settings;
+use crate::domain::money::{Currency, Money};
+use crate::error::ApiError;
+use crate::http::rate_limit::RateLimiter;
+
+pub use csrf::CsrfKey;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    assets::configure(cfg);
+    landing::configure(cfg);
+    apply::configure(cfg);
+    portal::configure(cfg);
+}
+
+macro_rules! pages {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("../../templates/web/", $name))),)*]
+    };
+}
+
+const SOURCES: &[(&str, &str)] = pages!(
+    "layout.html",
+    "forms.html",
+    "landing.html",
+    "unknown_code.html",
+    "thanks.html",
+    "apply.html",
+    "applied.html",
+    "login.html",
+    "check_email.html",
+    "confirm_login.html",
+    "dashboard.html",
+    "profile.html",
+    "error.html",
+);
+
+/// The page templates: compiled once, HTML auto-escaping on (every template is `.html`).
+static PAGES: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    // Missing optional values (no errors yet, no values on a first view) read as empty.
+    env.set_undefined_behavior(UndefinedBehavior::Chainable);
+    env.set_formatter(crate::email::templates::html_formatter);
+    env.add_filter("money", |minor: i64, currency: String| {
+        Money::new(minor, Currency::from_stored(&currency)).to_string()
+    });
+    env.add_filter("label", |status: String| {
+        let words = status.replace('_', " ");
+        let mut chars = words.chars();
+        chars.next().map(|c| c.to_uppercase().chain(chars).collect::<String>()).unwrap_or_default()
+    });
+    for (name, source) in SOURCES {
+        env.add_template(name, source).expect("embedded page templates parse");
+    }
+    env
+});
+
+/// Pages may not be framed, load only this origin's CSS and script, and post only here.
+const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
+                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+fn html_headers(res: &mut HttpResponseBuilder) {
+    res.content_type("text/html; charset=utf-8")
+        // Pages carry personal data and CSRF tokens: never cached, never sent on as a referrer
+        // (login links and share codes stay out of other sites' logs).
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, CSP))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"));
+}
+
+fn render_body(template: &str, ctx: &Value) -> Result<String, ApiError> {
+    PAGES
+        .get_template(template)
+        .and_then(|t| t.render(ctx))
+        .map_err(|e| ApiError::internal(format!("rendering page {template}: {e:#}")))
+}
+
+/// A rendered page with the pages' headers; `cookies` are set with it.
+pub(crate) fn page(
+    status: StatusCode,
+    template: &str,
+    ctx: Value,
+    cookies: impl IntoIterator<Item = Cookie<'static>>,
+) -> Result<HttpResponse, WebError> {
+    let body = render_body(template, &ctx)?;
+    let mut res = HttpResponse::build(status);
+    html_headers(&mut res);
+    for c in cookies {
+        res.cookie(c);
+    }
+    Ok(res.body(body))
+}
+
+/// 303 to another page (after a form post: reloading the result never posts twice).
+pub(crate) fn see_other(location: &str) -> HttpResponseBuilder {
+    let mut res = HttpResponse::SeeOther();
+    res.insert_header((header::LOCATION, location.to_owned())).insert_header((header::CACHE_CONTROL, "no-store"));
+    res
+}
+
+/// A cookie as the pages set them: HttpOnly, SameSite=Lax, Secure when served over https.
+pub(crate) fn cookie(settings: &Settings, name: &'static str, value: String, path: &'static str) -> Cookie<'static> {
+    Cookie::build(name, value)
+        .path(path)
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(settings.public_url().starts_with("https://"))
+        .finish()
+}
+
+/// Counts a public form post against the client address's rate limit.
+pub(crate) fn rate_limit(req: &HttpRequest) -> Result<(), WebError> {
+    let limiter = req.app_data::<web::Data<RateLimiter>>();
+    if let (Some(limiter), Some(ip)) = (limiter, crate::http::client_ip(req)) {
+        limiter.check(ip).map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })?;
+    }
+    Ok(())
+}
+
+/// The fields of a posted HTML form (`application/x-www-form-urlencoded`); for a repeated
+/// name the last value wins. Missing fields read as empty, unchecked boxes as false.
+pub(crate) struct Form(HashMap<String, String>);
+
+impl FromRequest for Form {
+    type Error = WebError;
+    type Future = LocalBoxFuture<'static, Result<Self, WebError>>;
+
+    /// Read with the API's body reader (the same 64 KiB limit, answered here with a page).
+    fn from_request(_: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let payload = payload.take();
+        Box::pin(async move {
+            let body = crate::extract::read_body(payload).await?;
+            Ok(Self(form_urlencoded::parse(&body).into_owned().collect()))
+        })
+    }
+}
+
+impl Form {
+    pub fn text(&self, name: &str) -> String {
+        self.0.get(name).cloned().unwrap_or_default()
+    }
+
+    /// The value, or `None` when missing or blank.
+    pub fn optional(&self, name: &str) -> Option<String> {
+        self.0.get(name).filter(|v| !v.trim().is_empty()).cloned()
+    }
+
+    pub fn checked(&self, name: &str) -> bool {
+        self.0.get(name).is_some_and(|v| !v.is_empty())
+    }
+
+    /// The values to show again in a re-rendered form (never the CSRF token).
+    pub fn values(&self) -> HashMap<&str, &str> {
+        self.0.iter().filter(|(k, _)| k.as_str() != csrf::FIELD).map(|(k, v)| (k.as_str(), v.as_str())).collect()
+    }
+}
+
+/// The fields a refused form gets its messages next to; any other error is passed on.
+pub(crate) fn field_errors(e: ApiError) -> Result<HashMap<String, String>, WebError> {
+    let errors = match e {
+        ApiError::Validation(errors) => errors,
+        e @ (ApiError::Unprocessable { field: Some(_), .. } | ApiError::Conflict { field: Some(_), .. }) => {
+            e.problem().errors
+        }
+        other => return Err(other.into()),
+    };
+    let mut out = HashMap::new();
+    for e in errors {
+        let message = match e.field.as_str() {
+            "consent_to_contact" => {
+                "Please tick this box: the clinic can only record your details if it may contact you.".to_owned()
+            }
+            _ => sentence(&e.message),
+        };
+        out.entry(e.field).or_insert(message);
+    }
+    Ok(out)
+}
+
+/// The API's field messages ("must not be empty") as a sentence next to the field.
+fn sentence(message: &str) -> String {
+    let mut chars = message.chars();
+    match chars.next() {
+        Some(first) => {
+            let s: String = first.to_uppercase().chain(chars).collect();
+            if s.ends_with('.') {
+                s
+            } else {
+                s + "."
+            }
+        }
+        None => String::new(),
+    }
+}
+
+/// What a page handler can fail with; rendered as an HTML error page.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// A form post without a valid CSRF token: nothing was done.
+    #[error("form token missing or invalid")]
+    Csrf,
+}
+
+impl ResponseError for WebError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Api(e) => e.status_code(),
+            Self::Csrf => StatusCode::FORBIDDEN,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (heading, message) = match self {
+            Self::Csrf => (
+                "This form has expired",
+                "For your security the form could not be accepted, and nothing was saved. Go back, \
+                 reload the page and send it again. (Cookies must be allowed for this site.)",
+            ),
+            Self::Api(e) => match e {
+                ApiError::NotFound(_) => ("Page not found", "There is no page at this address."),
+                ApiError::RateLimited { .. } => {
+                    ("Too many attempts", "Please wait a minute, then try again. Nothing was saved.")
+                }
+                ApiError::PayloadTooLarge => ("That was too much text", "Please shorten what you typed and try again."),
+                ApiError::Unavailable(_) => {
+                    ("Please try again", "The service is busy for a moment. Nothing was saved; try again shortly.")
+                }
+                ApiError::MethodNotAllowed => ("Not available", "This page cannot be used that way."),
+                ApiError::Internal(cause) => {
+                    tracing::error!(%cause, "internal error on a page");
+                    ("Something went wrong", "Something went wrong on our side. It has been logged.")
+                }
+                _ => ("This did not work", "Please go back and check what you entered."),
+            },
+        };
+        if let Self::Api(ApiError::Unavailable(cause)) = self {
+            tracing::warn!(%cause, "service unavailable");
+        }
+        let mut res = HttpResponse::build(self.status_code());
+        html_headers(&mut res);
+        match self {
+            Self::Api(ApiError::RateLimited { retry_after_secs }) => {
+                res.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            }
+            Self::Api(ApiError::Unavailable(_)) => {
+                res.insert_header((header::RETRY_AFTER, "1"));
+            }
+            _ => {}
+        }
+        let ctx = context! { heading, message };
+        match render_body("error.html", &ctx) {
+            Ok(body) => res.body(body),
+            Err(e) => {
+                tracing::error!(error = %e, "error page did not render");
+                res.body(heading)
+            }
+        }
+    }
+}
+
+/// Pages answer unknown methods with the HTML error page.
+pub(crate) async fn method_not_allowed() -> Result<HttpResponse, WebError> {
+    Err(ApiError::MethodNotAllowed.into())
+}
+
+/// A page resource whose unsupported methods answer 405 as an HTML page.
+pub(crate) fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}

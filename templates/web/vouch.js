@@ -1,0 +1,46 @@
+// Copy buttons (`<button data-copy="input-id" hidden>`): shown only when this script runs.
+// The Clipboard API where the browser allows it; otherwise the link is selected and copied
+// with the older copy command; if neither works the link stays selected for the user to copy.
+(function () {
+  "use strict";
+  var status = function (text) {
+    var live = document.getElementById("copy-status");
+    if (live) { live.textContent = text; }
+  };
+  var show = function (button, ok) {
+    button.textContent = ok ? "Copied" : "Selected";
+    button.classList.toggle("done", ok);
+    status(ok ? "Link copied" : "Link selected: copy it with your device's copy command");
+    clearTimeout(button._reset);
+    button._reset = setTimeout(function () {
+      button.textContent = "Copy";
+      button.classList.remove("done");
+    }, 4000);
+  };
+  var fallback = function (button, input) {
+    input.focus();
+    input.select();
+    input.setSelectionRange(0, input.value.length);
+    var ok = false;
+    try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+    show(button, ok);
+  };
+  document.addEventListener("DOMContentLoaded", function () {
+    var buttons = document.querySelectorAll("[data-copy]");
+    Array.prototype.forEach.call(buttons, function (button) {
+      var input = document.getElementById(button.getAttribute("data-copy"));
+      if (!input) { return; }
+      button.hidden = false;
+      button.addEventListener("click", function () {
+        if (navigator.clipboard && window.isSecureContext) {
+          navigator.clipboard.writeText(input.value).then(
+            function () { show(button, true); },
+            function () { fallback(button, input); }
+          );
+        } else {
+          fallback(button, input);
+        }
+      });
+    });
+  });
+})();

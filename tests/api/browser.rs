@@ -1,0 +1,338 @@
+//! The pages in a real browser: headless Chromium driven over WebDriver (fantoccini →
+//! chromedriver) in a phone-sized window, against the real server. Each test starts its own
+//! chromedriver on a free port and kills it (and the browser it started) when done. Without
+//! chromedriver these tests fail: install Debian's `chromium` and `chromium-driver` (`.ci/run`
+//! does). Screenshots of every page, 375 px wide, go to `<target dir>/screenshots/`.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app_with, TestApp};
+use crate::money_support::today;
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+const PHONE_WIDTH: u32 = 375;
+const PHONE_HEIGHT: u32 = 812;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A chromedriver process in its own process group; dropping it kills the group, so no
+/// browser outlives the test even when an assertion fails half-way.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Driver {
+    fn start() -> Self {
+        let driver = std::env::var("VOUCH_CHROMEDRIVER").unwrap_or_else(|_| CHROMEDRIVER.into());
+        assert!(
+            std::path::Path::new(&driver).exists(),
+            "chromedriver not found at {driver}: the browser tests need Debian's `chromium` and \
+             `chromium-driver` (apt-get install -y chromium chromium-driver; .ci/run installs them)"
+        );
+        let port = free_port();
+        let mut cmd = Command::new(&driver);
+        cmd.arg(format!("--port={port}")).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        {
+            use std::os::unix::process::CommandExt;
+            cmd.process_group(0);
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {driver}: {e}"));
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(15), "chromedriver did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, port }
+    }
+
+    async fn browser(&self) -> Client {
+        let browser = std::env::var("VOUCH_CHROMIUM").unwrap_or_else(|_| CHROMIUM.into());
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": browser,
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--hide-scrollbars", "--force-device-scale-factor=1", "--lang=en-US",
+                         "--window-size=500,900"],
+            }),
+        );
+        // chromedriver listens on plain http on this machine: no TLS stack needed.
+        ClientBuilder::new(HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await
+            .expect("a browser session")
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // The whole group: chromedriver and the Chromium processes it started.
+        let _ = Command::new("kill").args(["-s", "KILL", "--", &format!("-{}", self.child.id())]).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn screenshot_dir() -> PathBuf {
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let dir = target.join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A Chrome DevTools Protocol command sent through chromedriver (`goog/cdp/execute`): the
+/// only way to get an exact 375 px layout viewport (desktop windows cannot be that narrow).
+#[derive(Debug)]
+struct Cdp(Value);
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(&self, base: &url::Url, session_id: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/goog/cdp/execute", session_id.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(self.0.to_string()))
+    }
+}
+
+/// One browser on a phone-sized window.
+struct Phone {
+    client: Client,
+    base: String,
+}
+
+impl Phone {
+    async fn new(driver: &Driver, base: &str) -> Self {
+        let phone = Self { client: driver.browser().await, base: base.to_owned() };
+        phone.viewport(PHONE_HEIGHT).await;
+        phone
+    }
+
+    /// A phone's layout viewport, `height` px tall.
+    async fn viewport(&self, height: u32) {
+        let params = json!({ "width": PHONE_WIDTH, "height": height, "deviceScaleFactor": 1, "mobile": true });
+        self.client
+            .issue_cmd(Cdp(json!({ "cmd": "Emulation.setDeviceMetricsOverride", "params": params })))
+            .await
+            .expect("phone emulation");
+    }
+
+    async fn open(&self, path: &str) {
+        self.client.goto(&format!("{}{path}", self.base)).await.unwrap();
+    }
+
+    async fn heading(&self) -> String {
+        self.client.find(Locator::Css("h1")).await.unwrap().text().await.unwrap()
+    }
+
+    /// Waits for a page whose `<h1>` is `heading`.
+    async fn wait_for_heading(&self, heading: &str) {
+        let started = Instant::now();
+        loop {
+            if let Ok(h1) = self.client.find(Locator::Css("h1")).await {
+                if h1.text().await.is_ok_and(|t| t == heading) {
+                    return;
+                }
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "no page titled {heading:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn fill(&self, id: &str, text: &str) {
+        let input = self.client.find(Locator::Id(id)).await.unwrap();
+        input.clear().await.unwrap();
+        input.send_keys(text).await.unwrap();
+    }
+
+    async fn click(&self, css: &str) {
+        self.client.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
+    }
+
+    async fn text(&self) -> String {
+        self.client.find(Locator::Css("body")).await.unwrap().text().await.unwrap()
+    }
+
+    /// A PNG of the whole page at phone width (the window grows to the page's height).
+    async fn screenshot(&self, name: &str) {
+        let height = self
+            .client
+            .execute("return Math.ceil(document.documentElement.scrollHeight);", vec![])
+            .await
+            .unwrap()
+            .as_u64()
+            .unwrap_or(PHONE_HEIGHT.into()) as u32;
+        self.viewport(height.max(PHONE_HEIGHT)).await;
+        let png = self.client.screenshot().await.unwrap();
+        self.viewport(PHONE_HEIGHT).await;
+        assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
+        let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
+        assert_eq!(width, PHONE_WIDTH, "{name}: screenshot width");
+        std::fs::write(screenshot_dir().join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// Nothing overflows sideways at phone width.
+    async fn assert_fits_the_phone(&self) {
+        let widths = self
+            .client
+            .execute("return [window.innerWidth, document.documentElement.scrollWidth];", vec![])
+            .await
+            .unwrap();
+        assert_eq!(widths, json!([PHONE_WIDTH, PHONE_WIDTH]), "page wider than the phone: {}", self.heading().await);
+    }
+}
+
+/// The app on a port known before it starts, so the links in its e-mails open as they are.
+async fn app_with_real_links() -> TestApp {
+    let port = free_port();
+    spawn_app_with(move |s| {
+        s.server.port = port;
+        s.email.brand_name = "Clinic Care".into();
+        s.email.staff_alert_to = "alerts@clinic.test".into();
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_friend_refers_through_the_share_link_and_the_ambassador_follows_it_on_a_phone() {
+    let app = app_with_real_links().await;
+    app.set_program(json!({ "currency": "EUR", "client_offer": "A free consultation and 10% off your first visit" }))
+        .await;
+    let amb = app
+        .enrol(
+            &app.admin_key,
+            json!({ "name": "Ann Lee", "email": "ann@example.com", "phone": "+1 415 555 0100",
+                    "display_name": "Ann", "show_name_to_referrals": true }),
+        )
+        .await;
+    let (amb_id, code) = (amb["id"].as_str().unwrap().to_owned(), amb["codes"][0]["code"].as_str().unwrap().to_owned());
+    let share_url = amb["codes"][0]["share_url"].as_str().unwrap().to_owned();
+    assert!(share_url.starts_with(&app.address), "{share_url}");
+    // A friend referred earlier has completed: a held reward shows on the dashboard.
+    let earlier = app.referral_in_treatment(&app.admin_key, &code, "Jamie", today()).await;
+    app.complete(&app.admin_key, &earlier, today(), None).await;
+
+    let driver = Driver::start();
+    let phone = Phone::new(&driver, &app.address).await;
+
+    // The friend opens the share link and leaves their details.
+    phone.client.goto(&share_url).await.unwrap();
+    phone.wait_for_heading("Ann invited you").await;
+    phone.assert_fits_the_phone().await;
+    assert!(phone.text().await.contains("A free consultation and 10% off your first visit"));
+    phone.screenshot("01-landing").await;
+    phone.fill("f-first_name", "Maria").await;
+    phone.fill("f-last_name", "Garcia").await;
+    phone.fill("f-email", "maria@example.com").await;
+    phone.fill("f-phone", "+1 415 555 0199").await;
+    // Sent without consent first: the form comes back with the error, nothing stored.
+    phone.click("button[type=submit]").await;
+    phone.wait_for_heading("Ann invited you").await;
+    assert!(phone.text().await.contains("only record your details if it may contact you"));
+    assert_eq!(app.counts().referrals, 1);
+    phone.screenshot("02-landing-error").await;
+    phone.click("#f-consent_to_contact").await;
+    phone.click("#f-share_name_with_ambassador").await;
+    phone.click("button[type=submit]").await;
+    phone.wait_for_heading("Thank you").await;
+    phone.screenshot("03-thanks").await;
+
+    // Staff see the referral.
+    let list: Value = app.get("/v1/referrals?q=maria", &app.admin_key).await.json().await.unwrap();
+    let referral = &list["items"][0];
+    assert_eq!(referral["client_first_name"], "Maria");
+    assert_eq!(referral["source"], "public_form");
+    assert_eq!(referral["status"], "registered");
+    assert_eq!(referral["ambassador_id"], amb_id.as_str());
+
+    // An unknown code, and the application form.
+    phone.open("/r/NOPE-NOPE").await;
+    phone.wait_for_heading("This link is not active").await;
+    phone.screenshot("04-unknown-code").await;
+    phone.open("/apply").await;
+    phone.wait_for_heading("Become an ambassador").await;
+    phone.assert_fits_the_phone().await;
+    phone.screenshot("05-apply").await;
+    phone.fill("f-name", "Pat Doe").await;
+    phone.fill("f-email", "pat@example.com").await;
+    phone.click("button[type=submit]").await;
+    phone.wait_for_heading("Thank you for applying").await;
+    phone.screenshot("06-applied").await;
+
+    // The ambassador asks for a sign-in link and opens it from the e-mail file.
+    phone.open("/portal").await;
+    phone.wait_for_heading("Ambassador sign-in").await;
+    phone.screenshot("07-portal-sign-in").await;
+    phone.fill("f-email", "ann@example.com").await;
+    phone.click("button[type=submit]").await;
+    phone.wait_for_heading("Check your e-mail").await;
+    phone.screenshot("08-check-email").await;
+    let link = app.login_links("ann@example.com").await.into_iter().next().expect("a sign-in e-mail");
+    phone.client.goto(&link).await.unwrap();
+    phone.wait_for_heading("Sign in to your ambassador portal").await;
+    phone.screenshot("09-confirm-sign-in").await;
+    phone.click("button[type=submit]").await;
+    phone.wait_for_heading("Hello, Ann Lee").await;
+    phone.assert_fits_the_phone().await;
+
+    // The referral appears masked, exactly as the API shows it; no contact details.
+    let body = phone.text().await;
+    assert!(body.contains("Maria G.") && body.contains("Jamie C."), "{body}");
+    for secret in ["Garcia", "maria@example.com", "555 0199"] {
+        assert!(!body.contains(secret), "the dashboard shows {secret}");
+    }
+    assert!(body.contains("100.00 EUR"), "the held reward: {body}");
+    // The copy button copies the share link.
+    let input = phone.client.find(Locator::Id("share-1")).await.unwrap();
+    assert_eq!(input.prop("value").await.unwrap().as_deref(), Some(share_url.as_str()));
+    phone.screenshot("10-dashboard").await;
+    let button = phone.client.find(Locator::Css("button[data-copy=share-1]")).await.unwrap();
+    assert_eq!(button.text().await.unwrap(), "Copy");
+    button.click().await.unwrap();
+    let started = Instant::now();
+    while button.text().await.unwrap() != "Copied" {
+        assert!(started.elapsed() < Duration::from_secs(5), "the copy button says {:?}", button.text().await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = phone.client.find(Locator::Id("copy-status")).await.unwrap();
+    assert_eq!(status.prop("textContent").await.unwrap().as_deref(), Some("Link copied"));
+
+    // Payout details on the profile page.
+    phone.click("nav a[href='/portal/profile']").await;
+    phone.wait_for_heading("Your profile").await;
+    phone.assert_fits_the_phone().await;
+    phone.screenshot("11-profile").await;
+    phone.click("#pm-paypal").await;
+    phone.fill("f-payout_method-email", "ann.pays@example.com").await;
+    phone.click("button.primary").await;
+    phone.wait_for_heading("Your profile").await;
+    assert!(phone.text().await.contains("Your changes are saved"));
+    phone.screenshot("12-profile-saved").await;
+    let staff_view: Value = app.get(&format!("/v1/ambassadors/{amb_id}"), &app.admin_key).await.json().await.unwrap();
+    assert_eq!(staff_view["payout_method"], json!({ "type": "paypal", "email": "ann.pays@example.com" }));
+
+    // Sign out: back at the sign-in page, and the portal stays closed.
+    phone.click("nav button").await;
+    phone.wait_for_heading("Ambassador sign-in").await;
+    assert!(phone.text().await.contains("You are signed out"));
+    phone.screenshot("13-signed-out").await;
+    phone.open("/portal").await;
+    phone.wait_for_heading("Ambassador sign-in").await;
+
+    phone.client.close().await.unwrap();
+}
