@@ -71,7 +71,13 @@ const REFERRAL_NOTICE_KEYS: [&str; 3] = ["referral-registered", "referral-cancel
 /// When a client's personal data is erased: e-mails about them that are not sent yet name
 /// them only by the opaque label from now on (sent ones no longer hold the name at all).
 pub fn forget_client(conn: &mut DbConnection, referral: &ReferralRow) -> QueryResult<()> {
-    let keys: Vec<String> = REFERRAL_NOTICE_KEYS.iter().map(|k| format!("{k}:{}", referral.id)).collect();
+    let mut keys: Vec<String> = REFERRAL_NOTICE_KEYS.iter().map(|k| format!("{k}:{}", referral.id)).collect();
+    // The reward-earned notice names the client too; it is keyed by the reward.
+    let reward_ids: Vec<String> = crate::db::schema::rewards::table
+        .filter(crate::db::schema::rewards::referral_id.eq(&referral.id))
+        .select(crate::db::schema::rewards::id)
+        .load(conn)?;
+    keys.extend(reward_ids.iter().map(|r| format!("reward-earned:{r}")));
     let unsent: Vec<(String, String)> = email_outbox::table
         .filter(email_outbox::dedupe_key.eq_any(&keys))
         .filter(email_outbox::status.ne(outbox::SENT))

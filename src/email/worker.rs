@@ -66,7 +66,7 @@ impl Worker {
             while let Some(row) = rows.next() {
                 self.deliver(row).await;
                 if *stop.borrow() {
-                    let rest: Vec<String> = rows.map(|r| r.id).collect();
+                    let rest: Vec<(String, i32)> = rows.map(|r| (r.id, r.attempts)).collect();
                     if let Err(e) = self.db(move |c| outbox::release(c, &rest)).await {
                         tracing::warn!(error = %e, "claimed e-mails not given back; they are retried when the claim lapses");
                     }
@@ -108,19 +108,34 @@ impl Worker {
         let id = row.id.clone();
         let template = row.template.clone();
         let attempts = row.attempts;
+        // Rows of a batch are sent one after another: extend the claim on this one first, and
+        // skip it if the claim lapsed meanwhile and another instance took it over.
+        let until = now() + TimeDelta::seconds(self.settings.lease_secs as i64);
+        let renew_id = id.clone();
+        match self.db(move |c| outbox::renew(c, &renew_id, attempts, until)).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(email_id = %id, "claim lapsed and was taken over; not sending");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(email_id = %id, error = %e, "could not extend the claim; leaving the e-mail for later");
+                return;
+            }
+        }
         let outcome = self.send(row).await;
         let recorded = match outcome {
             Ok(kept_payload) => {
                 self.metrics.email_sent();
                 tracing::info!(email_id = %id, %template, attempts, "e-mail sent");
                 let id = id.clone();
-                self.db(move |c| outbox::mark_sent(c, &id, &kept_payload)).await
+                self.db(move |c| outbox::mark_sent(c, &id, attempts, &kept_payload)).await
             }
             Err(e) if e.permanent || attempts >= self.settings.max_attempts => {
                 self.metrics.email_failed();
                 tracing::warn!(email_id = %id, %template, attempts, error = %e.message, "e-mail failed for good");
                 let id = id.clone();
-                self.db(move |c| outbox::mark_failed(c, &id, &e.message)).await
+                self.db(move |c| outbox::mark_failed(c, &id, attempts, &e.message)).await
             }
             Err(e) => {
                 let delay = backoff(&self.settings, attempts);
@@ -128,7 +143,7 @@ impl Worker {
                 tracing::warn!(email_id = %id, %template, attempts, retry_in_ms = delay.as_millis() as u64,
                     error = %e.message, "e-mail not sent; will retry");
                 let id = id.clone();
-                self.db(move |c| outbox::schedule_retry(c, &id, &e.message, next_at)).await
+                self.db(move |c| outbox::schedule_retry(c, &id, attempts, &e.message, next_at)).await
             }
         };
         if let Err(e) = recorded {

@@ -63,8 +63,9 @@ pub async fn observe(
     Ok(res)
 }
 
-/// The client's address: the peer, or the first `X-Forwarded-For` hop when configured to
-/// trust a proxy.
+/// The client's address: the peer, or, when configured to trust the proxy in front, the
+/// last `X-Forwarded-For` hop — the address that proxy saw. Earlier hops are whatever the
+/// client sent, so they cannot be trusted (a client could pick a new one per request).
 pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
     let trust = req.app_data::<web::Data<Settings>>().is_some_and(|s| s.server.trust_forwarded_for);
     if trust {
@@ -72,7 +73,7 @@ pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
             .headers()
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.split(',').next_back())
             .and_then(|v| v.trim().parse().ok())
         {
             return Some(ip);

@@ -15,26 +15,42 @@ use actix_web::web;
 use crate::error::ApiError;
 
 const WINDOW: Duration = Duration::from_secs(60);
-/// Above this many tracked addresses, expired windows are swept on the next check.
+/// Above this many tracked addresses, expired windows are swept (at most once a second).
 const SWEEP_AT: usize = 10_000;
+/// If a flood of addresses still exceeds this after a sweep, the table starts over rather
+/// than grow without bound (failing open for a minute beats running out of memory).
+const MAX_TRACKED: usize = 200_000;
 
 pub struct RateLimiter {
     per_window: u32,
-    windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    windows: Mutex<Windows>,
+}
+
+struct Windows {
+    by_ip: HashMap<IpAddr, (Instant, u32)>,
+    last_sweep: Instant,
 }
 
 impl RateLimiter {
     pub fn new(per_minute: u32) -> Self {
-        Self { per_window: per_minute, windows: Mutex::new(HashMap::new()) }
+        let windows = Windows { by_ip: HashMap::new(), last_sweep: Instant::now() };
+        Self { per_window: per_minute, windows: Mutex::new(windows) }
     }
 
     /// Counts a request; `Err(seconds)` says how long until the address may try again.
     pub fn check(&self, ip: IpAddr) -> Result<(), u64> {
         let now = Instant::now();
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        if windows.len() > SWEEP_AT {
-            windows.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
+        let mut guard = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        let state = &mut *guard;
+        if state.by_ip.len() > SWEEP_AT && now.duration_since(state.last_sweep) >= Duration::from_secs(1) {
+            state.by_ip.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
+            state.last_sweep = now;
+            if state.by_ip.len() > MAX_TRACKED {
+                tracing::warn!(tracked = state.by_ip.len(), "rate limiter flooded with addresses; starting over");
+                state.by_ip.clear();
+            }
         }
+        let windows = &mut state.by_ip;
         let entry = windows.entry(ip).or_insert((now, 0));
         if now.duration_since(entry.0) >= WINDOW {
             *entry = (now, 0);

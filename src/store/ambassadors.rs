@@ -363,6 +363,9 @@ pub fn update(
                 details: Some(serde_json::json!({ "fields": changes.changed_fields() })),
             },
         )?;
+        if changes.email.as_ref().is_some_and(|e| e.as_str() != before.email) {
+            crate::store::portal::end_all_sessions(conn, id)?;
+        }
         find(conn, id)
     })
 }

@@ -36,14 +36,10 @@ pub fn enqueue(
     to: &str,
     payload: &serde_json::Value,
 ) -> QueryResult<bool> {
-    let exists: bool =
-        diesel::select(diesel::dsl::exists(email_outbox::table.filter(email_outbox::dedupe_key.eq(dedupe_key))))
-            .get_result(conn)?;
-    if exists {
-        return Ok(false);
-    }
     let at = now();
-    diesel::insert_into(email_outbox::table)
+    // ON CONFLICT DO NOTHING: two transactions queueing the same notice at once (possible on
+    // PostgreSQL) leave one row, and neither fails.
+    let insert = diesel::insert_into(email_outbox::table)
         .values((
             email_outbox::id.eq(new_id()),
             email_outbox::dedupe_key.eq(dedupe_key),
@@ -54,8 +50,14 @@ pub fn enqueue(
             email_outbox::next_attempt_at.eq(at),
             email_outbox::created_at.eq(at),
         ))
-        .execute(conn)?;
-    Ok(true)
+        .on_conflict(email_outbox::dedupe_key)
+        .do_nothing();
+    // Upserts are backend-specific SQL, so each backend runs its own.
+    let inserted = match conn {
+        DbConnection::Postgres(pg) => insert.execute(pg)?,
+        DbConnection::Sqlite(sqlite) => insert.execute(sqlite)?,
+    };
+    Ok(inserted == 1)
 }
 
 /// Outbox statuses (the table's CHECK constraint).
@@ -126,11 +128,29 @@ pub fn claim(conn: &mut DbConnection, limit: i64, lease: chrono::TimeDelta) -> Q
     })
 }
 
+/// Every outcome of a claim is fenced by the claim's attempt number: once a lapsed claim
+/// has been taken over by another instance (which counts one more attempt), the first
+/// instance can no longer change the row.
+macro_rules! claimed_row {
+    ($id:expr, $attempts:expr) => {
+        email_outbox::table
+            .find($id)
+            .filter(email_outbox::status.eq(SENDING))
+            .filter(email_outbox::attempts.eq($attempts))
+    };
+}
+
+/// Extends this claim on one row just before it is sent; `false` when the claim has lapsed
+/// and another instance took the row over (then this one must not send it).
+pub fn renew(conn: &mut DbConnection, id: &str, attempts: i32, until: chrono::NaiveDateTime) -> QueryResult<bool> {
+    Ok(diesel::update(claimed_row!(id, attempts)).set(email_outbox::next_attempt_at.eq(until)).execute(conn)? == 1)
+}
+
 /// Marks a claimed e-mail sent, replacing its payload with `scrubbed` (secrets such as a
 /// login link have no business staying in the database once delivered).
-pub fn mark_sent(conn: &mut DbConnection, id: &str, scrubbed: &serde_json::Value) -> QueryResult<()> {
+pub fn mark_sent(conn: &mut DbConnection, id: &str, attempts: i32, scrubbed: &serde_json::Value) -> QueryResult<()> {
     let at = now();
-    diesel::update(email_outbox::table.find(id).filter(email_outbox::status.eq(SENDING)))
+    diesel::update(claimed_row!(id, attempts))
         .set((
             email_outbox::status.eq(SENT),
             email_outbox::sent_at.eq(Some(at)),
@@ -145,10 +165,11 @@ pub fn mark_sent(conn: &mut DbConnection, id: &str, scrubbed: &serde_json::Value
 pub fn schedule_retry(
     conn: &mut DbConnection,
     id: &str,
+    attempts: i32,
     error: &str,
     next_at: chrono::NaiveDateTime,
 ) -> QueryResult<()> {
-    diesel::update(email_outbox::table.find(id).filter(email_outbox::status.eq(SENDING)))
+    diesel::update(claimed_row!(id, attempts))
         .set((
             email_outbox::status.eq(QUEUED),
             email_outbox::last_error.eq(Some(clip(error))),
@@ -159,8 +180,8 @@ pub fn schedule_retry(
 }
 
 /// No more tries (or a permanent error): `failed`, with the error, until an admin retries it.
-pub fn mark_failed(conn: &mut DbConnection, id: &str, error: &str) -> QueryResult<()> {
-    diesel::update(email_outbox::table.find(id).filter(email_outbox::status.eq(SENDING)))
+pub fn mark_failed(conn: &mut DbConnection, id: &str, attempts: i32, error: &str) -> QueryResult<()> {
+    diesel::update(claimed_row!(id, attempts))
         .set((email_outbox::status.eq(FAILED), email_outbox::last_error.eq(Some(clip(error)))))
         .execute(conn)?;
     Ok(())
@@ -168,17 +189,17 @@ pub fn mark_failed(conn: &mut DbConnection, id: &str, error: &str) -> QueryResul
 
 /// Gives back claimed rows that were not tried (shutdown): queued again, the attempt not
 /// counted, due at once for whichever instance runs next.
-pub fn release(conn: &mut DbConnection, ids: &[String]) -> QueryResult<()> {
-    if ids.is_empty() {
-        return Ok(());
+pub fn release(conn: &mut DbConnection, claims: &[(String, i32)]) -> QueryResult<()> {
+    let at = now();
+    for (id, attempts) in claims {
+        diesel::update(claimed_row!(id, *attempts))
+            .set((
+                email_outbox::status.eq(QUEUED),
+                email_outbox::attempts.eq(email_outbox::attempts - 1),
+                email_outbox::next_attempt_at.eq(at),
+            ))
+            .execute(conn)?;
     }
-    diesel::update(email_outbox::table.filter(email_outbox::id.eq_any(ids)).filter(email_outbox::status.eq(SENDING)))
-        .set((
-            email_outbox::status.eq(QUEUED),
-            email_outbox::attempts.eq(email_outbox::attempts - 1),
-            email_outbox::next_attempt_at.eq(now()),
-        ))
-        .execute(conn)?;
     Ok(())
 }
 

@@ -137,15 +137,27 @@ pub fn start_session(
     })
 }
 
-/// The (session id, ambassador id) of a live session token.
+/// The (session id, ambassador id) of a live session token whose ambassador is active now:
+/// suspending or closing an ambassador ends their portal access at once.
 pub fn authenticate(conn: &mut DbConnection, secret: &str) -> Result<Option<(String, String)>, ApiError> {
+    let active =
+        ambassadors::table.filter(ambassadors::status.eq(AmbassadorStatus::Active.as_str())).select(ambassadors::id);
     Ok(ps::table
         .filter(ps::token_hash.eq(hash(secret)))
         .filter(ps::revoked_at.is_null())
         .filter(ps::expires_at.gt(now()))
+        .filter(ps::ambassador_id.eq_any(active))
         .select((ps::id, ps::ambassador_id))
         .first(conn)
         .optional()?)
+}
+
+/// Ends every session of an ambassador (their sign-in e-mail changed: whoever held the old
+/// address must not keep access).
+pub fn end_all_sessions(conn: &mut DbConnection, ambassador_id: &str) -> QueryResult<usize> {
+    diesel::update(ps::table.filter(ps::ambassador_id.eq(ambassador_id)).filter(ps::revoked_at.is_null()))
+        .set(ps::revoked_at.eq(Some(now())))
+        .execute(conn)
 }
 
 pub fn end_session(conn: &mut DbConnection, session_id: &str) -> Result<(), ApiError> {

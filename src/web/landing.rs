@@ -35,6 +35,8 @@ async fn show(
     key: web::Data<CsrfKey>,
     code: web::Path<String>,
 ) -> Result<HttpResponse, WebError> {
+    // A code lookup, like GET /v1/public/codes/{code}: limited, so codes cannot be guessed.
+    super::rate_limit(&req)?;
     let Some(found) = lookup(&pool, code.into_inner()).await? else {
         return unknown_code(&settings);
     };

@@ -205,17 +205,28 @@ async fn erasing_a_client_reaches_the_mail_not_sent_yet() {
         .await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    // Completed, so a reward-earned notice naming "Maria G." is waiting too.
+    let res = app.post(&format!("/v1/referrals/{id}/sessions"), &app.admin_key, &json!({})).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let today = chrono::Utc::now().date_naive().to_string();
+    let res =
+        app.post(&format!("/v1/referrals/{id}/complete"), &app.admin_key, &json!({ "completed_on": today })).await;
+    assert_eq!(res.status(), StatusCode::OK);
     let res = app
         .request(reqwest::Method::DELETE, &format!("/v1/referrals/{id}/personal-data"), Some(&app.admin_key), None)
         .await;
     assert!(res.status().is_success(), "{}", res.status());
 
     let server = SmtpServer::listen(socket);
-    eventually("welcome and referral notice", || server.received().len() == 2).await;
-    let notice =
-        server.received().into_iter().map(|r| parse(&r.data)).find(|m| m.subject.contains("referral")).unwrap();
+    eventually("welcome, referral and reward notices", || server.received().len() == 3).await;
+    let mails: Vec<_> = server.received().into_iter().map(|r| parse(&r.data)).collect();
+    let notice = mails.iter().find(|m| m.subject.contains("referral")).unwrap();
     assert!(notice.text.contains("Referral KEEN… got in touch"), "{}", notice.text);
-    assert!(!notice.everything().contains("Maria"));
+    let reward = mails.iter().find(|m| m.subject.contains("reward")).unwrap();
+    assert!(reward.text.contains("Referral KEEN…"), "{}", reward.text);
+    for m in &mails {
+        assert!(!m.everything().contains("Maria"), "{}", m.text);
+    }
 }
 
 #[tokio::test]

@@ -212,3 +212,28 @@ async fn ambassadors_see_their_referrals_masked_and_nothing_else() {
     let res = app.client.get(app.url("/v1/me/referrals")).send().await.unwrap();
     assert_problem(res, StatusCode::UNAUTHORIZED, "unauthorized").await;
 }
+
+#[tokio::test]
+async fn suspension_and_a_changed_email_end_portal_access() {
+    let app = spawn_app().await;
+    let staff = app.key("staff").await;
+    let amb = app.enrol(&staff, json!({ "name": "Sam", "email": "sam@example.com" })).await;
+    let id = amb["id"].as_str().unwrap();
+    let token = app.portal_session("sam@example.com").await;
+    assert_eq!(app.get("/v1/me", &token).await.status(), StatusCode::OK);
+
+    let res = app.post(&format!("/v1/ambassadors/{id}/suspend"), &staff, &json!({ "reason": "fraud review" })).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_problem(app.get("/v1/me", &token).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let res = app.request(reqwest::Method::PATCH, "/v1/me", Some(&token), Some(&json!({ "display_name": "x" }))).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "no profile changes while suspended");
+
+    let res = app.post(&format!("/v1/ambassadors/{id}/reactivate"), &staff, &json!({})).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(app.get("/v1/me", &token).await.status(), StatusCode::OK);
+
+    // Staff change the sign-in address: sessions opened through the old one end.
+    let res = app.patch(&format!("/v1/ambassadors/{id}"), &staff, &json!({ "email": "sam.new@example.com" })).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_problem(app.get("/v1/me", &token).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
+}

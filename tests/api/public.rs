@@ -197,3 +197,19 @@ async fn intake_needs_consent_and_a_contact() {
     assert_eq!(problem_fields(&p), vec!["email"]);
     assert!(all_referrals(&app).await.is_empty());
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_limit_keys_on_the_address_the_proxy_saw() {
+    let app = spawn_app_with(|s| {
+        s.rate_limit.public_per_minute = 1;
+        s.server.trust_forwarded_for = true;
+    })
+    .await;
+    let lookup = |forwarded: &'static str| {
+        app.client.get(app.url("/v1/public/codes/NOPE-NOPE")).header("X-Forwarded-For", forwarded).send()
+    };
+    assert_eq!(lookup("1.1.1.1, 203.0.113.7").await.unwrap().status(), StatusCode::NOT_FOUND);
+    // A client that makes up a new first hop each time is still the same client to the proxy.
+    assert_eq!(lookup("2.2.2.2, 203.0.113.7").await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(lookup("203.0.113.8").await.unwrap().status(), StatusCode::NOT_FOUND);
+}

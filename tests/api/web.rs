@@ -652,3 +652,15 @@ async fn oversized_form_posts_get_a_413_page() {
     res.assert_html();
     assert_eq!(app.counts(), before);
 }
+
+#[tokio::test]
+async fn share_link_lookups_are_rate_limited_like_the_api_lookup() {
+    let app = spawn_app_with(|s| s.rate_limit.public_per_minute = 2).await;
+    let v = Visitor::new(&app);
+    for _ in 0..2 {
+        assert_eq!(v.get("/r/NOPE-NOPE").await.status, StatusCode::NOT_FOUND);
+    }
+    let res = v.get("/r/NOPE-NOPE").await;
+    assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS);
+    res.assert_html();
+}
