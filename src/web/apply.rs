@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use minijinja::context;
 
-use super::{csrf, field_errors, page, rate_limit, resource, see_other, CsrfKey, Form, WebError};
+use super::{csrf, form_again, page, rate_limit, resource, see_other, CsrfKey, Form, WebError};
 use crate::config::Settings;
 use crate::db::DbPool;
 use crate::email::MailContext;
@@ -47,15 +47,7 @@ async fn submit(
     };
     let new = match parse_application(&settings, input) {
         Ok(new) => new,
-        Err(e) => {
-            let ctx = context! {
-                brand => settings.email.brand_name,
-                csrf => form.text(csrf::FIELD),
-                errors => field_errors(e)?,
-                values => form.values(),
-            };
-            return page(StatusCode::UNPROCESSABLE_ENTITY, "apply.html", ctx, None);
-        }
+        Err(e) => return form_again("apply.html", &settings, &form, e, context! {}),
     };
     let (actor, mail) = (ctx.actor(), MailContext::new(&settings));
     blocking(&pool, move |c| store_application(c, &new, &mail, &actor)).await?;

@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use minijinja::context;
 
-use super::{csrf, field_errors, page, rate_limit, resource, see_other, CsrfKey, Form, WebError};
+use super::{csrf, form_again, page, rate_limit, resource, see_other, CsrfKey, Form, WebError};
 use crate::config::Settings;
 use crate::db::DbPool;
 use crate::domain::contact::ContactHasher;
@@ -77,16 +77,7 @@ async fn submit(
     };
     let new = match parse_referral(&settings, input) {
         Ok(new) => new,
-        Err(e) => {
-            let ctx = context! {
-                brand => settings.email.brand_name,
-                csrf => form.text(csrf::FIELD),
-                code => found,
-                errors => field_errors(e)?,
-                values => form.values(),
-            };
-            return page(StatusCode::UNPROCESSABLE_ENTITY, "landing.html", ctx, None);
-        }
+        Err(e) => return form_again("landing.html", &settings, &form, e, context! { code => found }),
     };
     let (actor, mail) = (ctx.actor(), MailContext::new(&settings));
     blocking(&pool, move |c| referrals::submit_public(c, &new, &hasher, &mail, &actor)).await?;

@@ -178,6 +178,25 @@ impl Form {
     }
 }
 
+/// A form page shown again after bad input (422): the errors next to their fields, what was
+/// typed kept, a fresh copy of the same CSRF token; `extra` adds the page's own values.
+pub(crate) fn form_again(
+    template: &str,
+    settings: &Settings,
+    form: &Form,
+    e: ApiError,
+    extra: Value,
+) -> Result<HttpResponse, WebError> {
+    let ctx = context! {
+        brand => settings.email.brand_name,
+        csrf => form.text(csrf::FIELD),
+        errors => field_errors(e)?,
+        values => form.values(),
+        ..extra
+    };
+    page(StatusCode::UNPROCESSABLE_ENTITY, template, ctx, None)
+}
+
 /// The fields a refused form gets its messages next to; any other error is passed on.
 pub(crate) fn field_errors(e: ApiError) -> Result<HashMap<String, String>, WebError> {
     let errors = match e {

@@ -12,7 +12,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use minijinja::context;
 use serde::Deserialize;
 
-use super::{cookie, csrf, field_errors, page, rate_limit, resource, see_other, CsrfKey, Form, WebError};
+use super::{cookie, csrf, field_errors, form_again, page, rate_limit, resource, see_other, CsrfKey, Form, WebError};
 use crate::auth::AmbassadorCaller;
 use crate::config::Settings;
 use crate::db::DbPool;
@@ -145,13 +145,7 @@ async fn request_link(
     let email = match Email::parse(&form.text("email")) {
         Ok(email) => email,
         Err(message) => {
-            let ctx = context! {
-                brand => settings.email.brand_name,
-                csrf => form.text(csrf::FIELD),
-                errors => field_errors(ApiError::validation("email", message))?,
-                values => form.values(),
-            };
-            return page(StatusCode::UNPROCESSABLE_ENTITY, "login.html", ctx, None);
+            return form_again("login.html", &settings, &form, ApiError::validation("email", message), context! {})
         }
     };
     let (actor, url) = (ctx.actor(), settings.public_url());
