@@ -220,22 +220,6 @@ fn share(value: i64, bp: i64) -> i64 {
 }
 
 impl ProgramRules {
-    /// DESIGN §2 defaults: flat 100.00, 14 days held, 50.00 minimum, 365 days attribution,
-    /// 600.00 tax threshold.
-    pub fn defaults(currency: Currency) -> Self {
-        Self {
-            currency,
-            reward: RewardRule::Flat { amount_minor: 10_000 },
-            tiers: Vec::new(),
-            holding_days: defaults::holding_days(),
-            min_payout_minor: defaults::min_payout_minor(),
-            annual_cap_minor: None,
-            attribution_days: defaults::attribution_days(),
-            client_offer: None,
-            tax_threshold_minor: defaults::tax_threshold_minor(),
-        }
-    }
-
     /// What a completed referral earns, in words for ambassadors (e-mails, pages): never
     /// naming the treatment.
     pub fn reward_summary(&self) -> String {

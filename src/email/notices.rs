@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::db::schema::{ambassadors, email_outbox, referral_codes};
 use crate::db::DbConnection;
-use crate::domain::referral::{name_for_ambassador, ReferralStatus};
+use crate::domain::referral::ReferralStatus;
 use crate::email::MailContext;
 use crate::store::ambassadors::AmbassadorRow;
 use crate::store::codes::CodeRow;
@@ -57,13 +57,7 @@ fn client_label(conn: &mut DbConnection, referral: &ReferralRow) -> QueryResult<
         Some(id) => referral_codes::table.find(id).select(referral_codes::code).first(conn).optional()?,
         None => None,
     };
-    let code = code.or_else(|| referral.submitted_code.clone()).unwrap_or_default();
-    Ok(name_for_ambassador(
-        referral.client_first_name.as_deref(),
-        referral.client_last_name.as_deref(),
-        referral.share_name_with_ambassador,
-        &code,
-    ))
+    Ok(referral.label_for_ambassador(code.as_deref()))
 }
 
 const REFERRAL_NOTICE_KEYS: [&str; 3] = ["referral-registered", "referral-cancelled", "referral-refunded"];

@@ -6,30 +6,25 @@
 use minijinja::{AutoEscape, Environment, Output, State, UndefinedBehavior};
 use serde_json::{Map, Value};
 
-/// Every e-mail the outbox can carry, by template name.
-pub const TEMPLATES: &[&str] = &[
-    "ambassador_welcome",
-    "referral_registered",
-    "referral_cancelled",
-    "referral_refunded",
-    "reward_earned",
-    "payout_sent",
-    "portal_login",
-    "staff_public_referral",
-    "staff_application",
-];
-
-macro_rules! embedded {
+/// Declares the templates once: their names, and their `.txt`/`.html` sources (with the
+/// shared layout) embedded at compile time.
+macro_rules! templates {
     ($($name:literal),* $(,)?) => {
-        &[$(
-            (concat!($name, ".txt"), include_str!(concat!("../../templates/email/", $name, ".txt"))),
-            (concat!($name, ".html"), include_str!(concat!("../../templates/email/", $name, ".html"))),
-        )*]
+        /// Every e-mail the outbox can carry, by template name.
+        pub const TEMPLATES: &[&str] = &[$($name),*];
+
+        const SOURCES: &[(&str, &str)] = &[
+            ("layout.txt", include_str!("../../templates/email/layout.txt")),
+            ("layout.html", include_str!("../../templates/email/layout.html")),
+            $(
+                (concat!($name, ".txt"), include_str!(concat!("../../templates/email/", $name, ".txt"))),
+                (concat!($name, ".html"), include_str!(concat!("../../templates/email/", $name, ".html"))),
+            )*
+        ];
     };
 }
 
-const SOURCES: &[(&str, &str)] = embedded!(
-    "layout",
+templates!(
     "ambassador_welcome",
     "referral_registered",
     "referral_cancelled",

@@ -12,7 +12,7 @@ use crate::auth::Me;
 use crate::config::Settings;
 use crate::db::DbPool;
 use crate::domain::ambassador::{AmbassadorStatus, NotificationPreferences, PayoutMethod};
-use crate::domain::referral::{full_counts, name_for_ambassador, ReferralStatus};
+use crate::domain::referral::{full_counts, ReferralStatus};
 use crate::domain::reward::{Balance, RewardKind, RewardStatus};
 use crate::domain::{optional_text, Validation};
 use crate::error::{ApiError, Problem};
@@ -91,14 +91,8 @@ pub struct MyReferral {
 
 impl MyReferral {
     pub(crate) fn new(r: ReferralRow, code: Option<String>) -> Self {
-        let label_code = code.clone().or(r.submitted_code.clone()).unwrap_or_default();
         Self {
-            client: name_for_ambassador(
-                r.client_first_name.as_deref(),
-                r.client_last_name.as_deref(),
-                r.share_name_with_ambassador,
-                &label_code,
-            ),
+            client: r.label_for_ambassador(code.as_deref()),
             status: ReferralStatus::parse(&r.status).unwrap_or(ReferralStatus::Rejected),
             id: r.id,
             code,

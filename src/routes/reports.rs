@@ -87,12 +87,12 @@ pub async fn annual(
     check_year(year)?;
     let (items, tax_threshold_minor, currency) = blocking(&pool, move |c| {
         let (mut items, threshold, currency) = reports::annual_page(c, year, None, PAGE_ROWS)?;
-        while items.len() as i64 % PAGE_ROWS == 0 && !items.is_empty() {
+        // A full page may have more after it; a short one is the last.
+        let mut last_page = items.len() as i64;
+        while last_page == PAGE_ROWS {
             let after = items.last().map(|r| r.ambassador_id.clone());
             let (more, _, _) = reports::annual_page(c, year, after.as_deref(), PAGE_ROWS)?;
-            if more.is_empty() {
-                break;
-            }
+            last_page = more.len() as i64;
             items.extend(more);
         }
         Ok((items, threshold, currency))

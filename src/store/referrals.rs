@@ -58,6 +58,18 @@ impl ReferralRow {
     pub fn status(&self) -> ReferralStatus {
         ReferralStatus::parse(&self.status).unwrap_or(ReferralStatus::Rejected)
     }
+
+    /// How its ambassador sees this client ("First L." with consent, else an opaque label
+    /// from `code`, the code used, or else what the client typed): the one rule behind the
+    /// portal, the API and the e-mails.
+    pub fn label_for_ambassador(&self, code: Option<&str>) -> String {
+        referral::name_for_ambassador(
+            self.client_first_name.as_deref(),
+            self.client_last_name.as_deref(),
+            self.share_name_with_ambassador,
+            code.or(self.submitted_code.as_deref()).unwrap_or(""),
+        )
+    }
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
@@ -818,25 +830,15 @@ pub fn labels_for_ambassador(
     conn: &mut DbConnection,
     ids: &[&str],
 ) -> Result<std::collections::HashMap<String, String>, ApiError> {
-    type LabelRow = (String, Option<String>, Option<String>, bool, Option<String>, Option<String>);
-    let rows: Vec<LabelRow> = referrals::table
-        .filter(referrals::id.eq_any(ids))
-        .select((
-            referrals::id,
-            referrals::client_first_name,
-            referrals::client_last_name,
-            referrals::share_name_with_ambassador,
-            referrals::code_id,
-            referrals::submitted_code,
-        ))
-        .load(conn)?;
-    let code_ids: Vec<&str> = rows.iter().filter_map(|r| r.4.as_deref()).collect();
+    let rows: Vec<ReferralRow> =
+        referrals::table.filter(referrals::id.eq_any(ids)).select(ReferralRow::as_select()).load(conn)?;
+    let code_ids: Vec<&str> = rows.iter().filter_map(|r| r.code_id.as_deref()).collect();
     let codes = codes::display_codes(conn, &code_ids)?;
     Ok(rows
         .iter()
-        .map(|(id, first, last, consent, code_id, submitted)| {
-            let code = code_id.as_ref().and_then(|c| codes.get(c)).or(submitted.as_ref()).map_or("", String::as_str);
-            (id.clone(), referral::name_for_ambassador(first.as_deref(), last.as_deref(), *consent, code))
+        .map(|r| {
+            let code = r.code_id.as_ref().and_then(|c| codes.get(c)).map(String::as_str);
+            (r.id.clone(), r.label_for_ambassador(code))
         })
         .collect())
 }
