@@ -149,7 +149,11 @@ async fn request_link(
         }
     };
     let (actor, url) = (ctx.actor(), settings.public_url());
-    blocking(&pool, move |c| portal::request_login(c, &email, &url, &actor)).await?;
+    let per_hour = settings.rate_limit.login_emails_per_hour;
+    blocking(&pool, move |c| {
+        portal::request_login(c, &email, &portal::LoginRequest { public_url: &url, per_hour, actor: &actor })
+    })
+    .await?;
     Ok(see_other("/portal/check-email").finish())
 }
 
