@@ -328,3 +328,22 @@ impl From<diesel::r2d2::PoolError> for ApiError {
 pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
     matches!(e, diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_try_again_answers_are_marked_so() {
+        let marked = |e: ApiError| e.error_response().extensions().get::<TryAgain>().is_some();
+        let concurrent = ApiError::Conflict { kind: "concurrent-update", detail: "x".into(), field: None };
+        assert!(marked(concurrent));
+        assert!(marked(ApiError::RateLimited { retry_after_secs: 1 }));
+        assert!(marked(ApiError::IdempotencyInProgress));
+        assert!(marked(ApiError::Unavailable("db".into())));
+        assert!(marked(ApiError::internal("boom")));
+        assert!(!marked(ApiError::Conflict { kind: "email-taken", detail: "x".into(), field: None }));
+        assert!(!marked(ApiError::IdempotencyReplyLost { request_id: "r".into() }));
+        assert!(!marked(ApiError::validation("name", "must not be empty")));
+    }
+}

@@ -106,7 +106,7 @@ pub(crate) fn parse_login_token(raw: &str) -> Result<String, ApiError> {
     responses((status = 204, description = "Signed out"),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn logout(me: Me, pool: web::Data<DbPool>) -> Result<HttpResponse, ApiError> {
-    let session_id = me.0.session_id;
-    blocking(&pool, move |c| portal::end_session(c, &session_id)).await?;
+    let (session_id, actor) = (me.0.session_id.clone(), me.0.actor());
+    blocking(&pool, move |c| portal::end_session(c, &session_id, &actor)).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -198,7 +198,29 @@ pub fn purge_expired(conn: &mut DbConnection) -> QueryResult<usize> {
     Ok(links + sessions)
 }
 
-pub fn end_session(conn: &mut DbConnection, session_id: &str) -> Result<(), ApiError> {
-    diesel::update(ps::table.find(session_id)).set(ps::revoked_at.eq(Some(now()))).execute(conn)?;
-    Ok(())
+/// Signs out: ends the session, audited like every state change (so an idempotent retry of
+/// the sign-out is answered from the audit trail, never run twice).
+pub fn end_session(conn: &mut DbConnection, session_id: &str, actor: &Actor) -> Result<(), ApiError> {
+    write_tx(conn, |conn| {
+        let ended = diesel::update(ps::table.find(session_id).filter(ps::revoked_at.is_null()))
+            .set(ps::revoked_at.eq(Some(now())))
+            .execute(conn)?;
+        if ended == 0 {
+            return Ok(());
+        }
+        let ambassador_id = actor.id.as_deref().unwrap_or_default();
+        audit::record(
+            conn,
+            actor,
+            Change {
+                action: "portal.session_ended",
+                entity_type: "ambassador",
+                entity_id: ambassador_id,
+                before: None,
+                after: None,
+                details: Some(serde_json::json!({ "session_id": session_id })),
+            },
+        )?;
+        Ok(())
+    })
 }

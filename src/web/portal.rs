@@ -324,7 +324,7 @@ async fn sign_out(
         return Ok(see_other("/portal").cookie(expired_session_cookie(&settings)).finish());
     };
     key.check(Some(&s.binding()), &form)?;
-    let session_id = s.caller.session_id.clone();
-    blocking(&pool, move |c| portal::end_session(c, &session_id)).await?;
+    let (session_id, actor) = (s.caller.session_id.clone(), s.caller.actor());
+    blocking(&pool, move |c| portal::end_session(c, &session_id, &actor)).await?;
     Ok(see_other("/portal?signed_out=1").cookie(expired_session_cookie(&settings)).finish())
 }

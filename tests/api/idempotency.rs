@@ -392,12 +392,14 @@ async fn housekeeping_purges_expired_replies_links_and_sessions() {
     let app = spawn_app_with(|s| s.server.housekeeping_interval_secs = 1).await;
     let res = post_with_key(&app, &app.admin_key, "old", &json!({ "name": "Old", "email": "old@example.com" })).await;
     assert_eq!(res.status(), StatusCode::CREATED);
+    let old_id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
     let res = post_with_key(&app, &app.admin_key, "new", &json!({ "name": "New", "email": "new@example.com" })).await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let live = app.portal_session("new@example.com").await;
     let ended = app.portal_session("old@example.com").await;
     let res = app.post("/v1/portal/logout", &ended, &json!({})).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.audit_actions(&old_id).last().map(String::as_str), Some("portal.session_ended"));
     {
         use vouch::db::schema::portal_login_tokens as plt;
         let mut conn = app.pool.get().unwrap();
