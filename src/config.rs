@@ -33,6 +33,7 @@ pub struct ServerSettings {
     pub workers: usize,
     pub shutdown_timeout_secs: u64,
     pub trust_forwarded_for: bool,
+    pub housekeeping_interval_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -61,6 +62,7 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields)]
 pub struct RateLimitSettings {
     pub public_per_minute: u32,
+    pub login_emails_per_hour: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -10,6 +10,10 @@ use crate::domain::{DomainError, FieldError};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// Marks a response that asks the client to try again (see [`ApiError::is_try_again`]).
+#[derive(Debug, Clone, Copy)]
+pub struct TryAgain;
+
 /// RFC 9457 problem details as Vouch sends them.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
@@ -64,6 +68,13 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("a request with this idempotency key is still being processed")]
     IdempotencyInProgress,
+    /// The first request with this key changed data (its audit rows carry `request_id`) but its
+    /// response was never stored: it is not run a second time.
+    #[error("idempotent request {request_id} was carried out but its response was lost")]
+    IdempotencyReplyLost { request_id: String },
+    /// The stored response named a client whose personal data was erased since.
+    #[error("stored response erased with the client's personal data")]
+    ReplyErased,
     #[error("service unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -95,6 +106,8 @@ impl ApiError {
             Self::RateLimited { .. } => "rate-limited",
             Self::IdempotencyKeyReused => "idempotency-key-reused",
             Self::IdempotencyInProgress => "idempotency-in-progress",
+            Self::IdempotencyReplyLost { .. } => "idempotency-reply-lost",
+            Self::ReplyErased => "personal-data-erased",
             Self::Unavailable(_) => "service-unavailable",
             Self::Internal(_) => "internal-error",
         }
@@ -117,6 +130,8 @@ impl ApiError {
             Self::RateLimited { .. } => "Too many requests",
             Self::IdempotencyKeyReused => "Idempotency key reused",
             Self::IdempotencyInProgress => "Request in progress",
+            Self::IdempotencyReplyLost { .. } => "Request already carried out",
+            Self::ReplyErased => "Response erased",
             Self::Unavailable(_) => "Service unavailable",
             Self::Internal(_) => "Internal server error",
         }
@@ -153,9 +168,40 @@ impl ApiError {
             Self::IdempotencyInProgress => {
                 "The first request with this Idempotency-Key is still running; retry shortly.".into()
             }
+            Self::IdempotencyReplyLost { request_id } => format!(
+                "The first request with this Idempotency-Key was carried out, but its response could not be \
+                 kept, so it is not run again. Look the result up instead: the audit trail names request \
+                 {request_id}."
+            ),
+            Self::ReplyErased => "The response to this request named a client whose personal data has since been \
+                                  erased, so it is not replayed. The request itself was carried out."
+                .into(),
             Self::Unavailable(_) => "The service is temporarily unavailable; retry shortly.".into(),
             Self::Internal(_) => "Something went wrong on our side. It has been logged.".into(),
         }
+    }
+
+    /// Whether the answer means "try again": such replies are never stored for replay (a
+    /// retry must run the request again, not get the same refusal back).
+    pub fn is_try_again(&self) -> bool {
+        matches!(
+            self,
+            Self::RateLimited { .. }
+                | Self::IdempotencyInProgress
+                | Self::Unavailable(_)
+                | Self::Internal(_)
+                | Self::Conflict { kind: "concurrent-update", .. }
+        )
+    }
+
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> u16 {
+        self.status_code().as_u16()
+    }
+
+    /// The problem+json body, as text.
+    pub fn problem_json(&self) -> String {
+        serde_json::to_string(&self.problem()).unwrap_or_default()
     }
 
     pub fn problem(&self) -> Problem {
@@ -172,6 +218,9 @@ impl ApiError {
             }
             Self::InvalidTransition { current, .. } => {
                 extensions.insert("current_status".into(), Value::String(current.clone()));
+            }
+            Self::IdempotencyReplyLost { request_id } => {
+                extensions.insert("request_id".into(), Value::String(request_id.clone()));
             }
             _ => {}
         }
@@ -202,7 +251,9 @@ impl ResponseError for ApiError {
             Self::Conflict { .. }
             | Self::DuplicateReferral { .. }
             | Self::InvalidTransition { .. }
-            | Self::IdempotencyInProgress => StatusCode::CONFLICT,
+            | Self::IdempotencyInProgress
+            | Self::IdempotencyReplyLost { .. } => StatusCode::CONFLICT,
+            Self::ReplyErased => StatusCode::GONE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -229,7 +280,11 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        res.body(serde_json::to_string(&self.problem()).unwrap_or_default())
+        let mut res = res.body(self.problem_json());
+        if self.is_try_again() {
+            res.extensions_mut().insert(TryAgain);
+        }
+        res
     }
 }
 
@@ -272,4 +327,23 @@ impl From<diesel::r2d2::PoolError> for ApiError {
 /// True for a unique-constraint violation (used by stores to turn races into 409s).
 pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
     matches!(e, diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_try_again_answers_are_marked_so() {
+        let marked = |e: ApiError| e.error_response().extensions().get::<TryAgain>().is_some();
+        let concurrent = ApiError::Conflict { kind: "concurrent-update", detail: "x".into(), field: None };
+        assert!(marked(concurrent));
+        assert!(marked(ApiError::RateLimited { retry_after_secs: 1 }));
+        assert!(marked(ApiError::IdempotencyInProgress));
+        assert!(marked(ApiError::Unavailable("db".into())));
+        assert!(marked(ApiError::internal("boom")));
+        assert!(!marked(ApiError::Conflict { kind: "email-taken", detail: "x".into(), field: None }));
+        assert!(!marked(ApiError::IdempotencyReplyLost { request_id: "r".into() }));
+        assert!(!marked(ApiError::validation("name", "must not be empty")));
+    }
 }

@@ -15,7 +15,7 @@ use crate::domain::api_key::Role;
 use crate::domain::contact::ContactHasher;
 use crate::email::worker::Worker as MailWorker;
 use crate::http::{self, metrics::Metrics, rate_limit::RateLimiter};
-use crate::store::{api_keys, audit::Actor, idempotency, secrets};
+use crate::store::{api_keys, audit::Actor, idempotency, portal, secrets};
 use crate::web::CsrfKey;
 
 pub const INITIAL_ADMIN_KEY_FILE: &str = "initial-admin-key";
@@ -26,6 +26,7 @@ pub struct Application {
     pool: DbPool,
     backend: &'static str,
     mail: MailWorker,
+    housekeeping_every: Duration,
 }
 
 /// Connects, migrates and returns the pool (used by `serve`, `migrate` and `keys`).
@@ -86,8 +87,9 @@ impl Application {
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         let metrics = web::Data::new(Metrics::default());
         let mail = MailWorker::new(pool.clone(), &settings, metrics.clone().into_inner())?;
+        let housekeeping_every = Duration::from_secs(settings.server.housekeeping_interval_secs.max(1));
         let server = run(listener, pool.clone(), hasher, csrf, metrics, settings)?;
-        Ok(Self { port, server, pool, backend: url.backend(), mail })
+        Ok(Self { port, server, pool, backend: url.backend(), mail, housekeeping_every })
     }
 
     pub fn port(&self) -> u16 {
@@ -109,7 +111,7 @@ impl Application {
     /// Serves until stopped (SIGINT/SIGTERM or the handle), draining in-flight requests; then
     /// stops the mail worker, letting the e-mail it is sending finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let janitor = tokio::spawn(housekeeping(self.pool.clone()));
+        let janitor = tokio::spawn(housekeeping(self.pool.clone(), self.housekeeping_every));
         let (stop_mail, stop) = tokio::sync::watch::channel(false);
         let mail = tokio::spawn(self.mail.run(stop));
         let result = self.server.await;
@@ -122,22 +124,23 @@ impl Application {
     }
 }
 
-/// Deletes expired idempotency records every ten minutes.
-async fn housekeeping(pool: DbPool) {
-    let mut tick = tokio::time::interval(Duration::from_secs(600));
+/// Deletes what has expired and must not be kept (`server.housekeeping_interval_secs`):
+/// idempotency records past 24 hours, used-up login links and ended portal sessions.
+async fn housekeeping(pool: DbPool, every: Duration) {
+    let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
         let pool = pool.clone();
         let purged = tokio::task::spawn_blocking(move || -> Result<usize, String> {
             let mut conn = pool.get().map_err(|e| e.to_string())?;
-            idempotency::purge_expired(&mut conn).map_err(|e| e.to_string())
+            let replies = idempotency::purge_expired(&mut conn).map_err(|e| e.to_string())?;
+            let access = portal::purge_expired(&mut conn).map_err(|e| e.to_string())?;
+            Ok(replies + access)
         })
         .await;
         match purged {
-            Ok(Ok(n)) if n > 0 => {
-                tracing::debug!(purged = n, "expired idempotency records removed")
-            }
-            Ok(Err(e)) => tracing::warn!(error = %e, "idempotency housekeeping failed"),
+            Ok(Ok(n)) if n > 0 => tracing::debug!(purged = n, "expired records removed"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "housekeeping failed"),
             _ => {}
         }
     }

@@ -75,6 +75,8 @@ diesel::table! {
         status_code -> Nullable<Integer>,
         response_body -> Nullable<Text>,
         created_at -> Timestamp,
+        request_id -> Nullable<Text>,
+        subject_id -> Nullable<Text>,
     }
 }
 

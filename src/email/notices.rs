@@ -97,11 +97,16 @@ pub fn forget_client(conn: &mut DbConnection, referral: &ReferralRow) -> QueryRe
 }
 
 /// Tells the ambassador about a referral that was registered, cancelled or refunded
-/// (optional: only with referral updates on). Referrals rejected on arrival are never
-/// announced: that would tell the ambassador their friend was already a client.
+/// (optional: only with referral updates on) — only about referrals the ambassador may see.
+/// A share-link submission is announced as registered at the friend's first session (it is
+/// hidden before: accepted and refused-on-arrival submissions must look alike).
 pub fn referral_update(conn: &mut DbConnection, referral: &ReferralRow) -> QueryResult<bool> {
+    if !referral.visible_to_ambassador() {
+        return Ok(false);
+    }
     let (template, key) = match referral.status() {
         ReferralStatus::Registered => ("referral_registered", "referral-registered"),
+        ReferralStatus::InTreatment if referral.from_share_link() => ("referral_registered", "referral-registered"),
         ReferralStatus::Cancelled => ("referral_cancelled", "referral-cancelled"),
         ReferralStatus::Refunded => ("referral_refunded", "referral-refunded"),
         _ => return Ok(false),

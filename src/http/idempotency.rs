@@ -2,7 +2,18 @@
 //! 24 hours and replayed for a retry with the same key and body; the same key with a
 //! different body is 422; a retry while the first is still running is 409. Keys are scoped to
 //! the caller (API key or ambassador, else client address), so callers never see each other's
-//! responses. Server errors (5xx) are not stored, so a retry runs again.
+//! responses.
+//!
+//! What is stored is chosen with care (see `store::idempotency` for the never-twice rule):
+//! - answers that say "try again" (429, 409 `concurrent-update`, any 5xx) are not stored;
+//! - a handler whose reply holds a secret hands over a redacted copy to store instead
+//!   ([`store_instead`]): a replay never shows a secret again and never mints a second one;
+//! - a handler whose reply names a referred client says which referral ([`concerns`]), so
+//!   erasing that client's personal data also scrubs the stored copy.
+//!
+//! Unauthenticated requests outside the public scopes are not tracked at all, and the public
+//! scopes count requests against the rate limit before this step: an anonymous client cannot
+//! fill the table.
 
 use actix_web::body::{self, BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -12,12 +23,13 @@ use actix_web::{web, HttpMessage, HttpResponse, ResponseError};
 use sha2::{Digest, Sha256};
 
 use super::blocking;
+use super::RequestId;
 use crate::auth::{AmbassadorCaller, Caller};
 use crate::db::DbPool;
 use crate::domain::api_key::hex;
-use crate::error::ApiError;
+use crate::error::{ApiError, TryAgain};
 use crate::extract::{read_body, MAX_BODY_BYTES};
-use crate::store::idempotency::{self, Claim};
+use crate::store::idempotency::{self, Claim, Reply, Request};
 
 pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
@@ -39,7 +51,53 @@ fn reject(req: ServiceRequest, e: ApiError) -> ServiceResponse<BoxBody> {
     req.error_response(e)
 }
 
-pub async fn idempotency(
+/// Set on a response by a handler whose body holds a secret: the idempotency step stores
+/// this (redacted) body instead, and a replay shows it.
+#[derive(Debug, Clone)]
+pub struct StoreInstead(pub String);
+
+/// Set on a response that names a referred client: the referral it concerns.
+#[derive(Debug, Clone)]
+pub struct Concerns(pub String);
+
+/// Stores `redacted` for replays instead of the response's own body.
+pub fn store_instead(res: &mut HttpResponse, redacted: &impl serde::Serialize) {
+    let body = serde_json::to_string(redacted).unwrap_or_default();
+    res.extensions_mut().insert(StoreInstead(body));
+}
+
+/// Marks the response as naming the client of this referral.
+pub fn concerns(res: &mut HttpResponse, referral_id: &str) {
+    res.extensions_mut().insert(Concerns(referral_id.to_owned()));
+}
+
+fn has_caller(req: &ServiceRequest) -> bool {
+    let ext = req.extensions();
+    ext.get::<Caller>().is_some() || ext.get::<AmbassadorCaller>().is_some()
+}
+
+/// For authenticated routes: requests without a valid caller are answered 401 by the route
+/// and never tracked here.
+pub async fn authenticated(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    if !has_caller(&req) {
+        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+    }
+    idempotency(req, next).await
+}
+
+/// For the public scopes (rate limited before this step): anonymous callers are scoped by
+/// their address.
+pub async fn public(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    idempotency(req, next).await
+}
+
+async fn idempotency(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
@@ -76,12 +134,21 @@ pub async fn idempotency(
     req.set_payload(actix_web::dev::Payload::from(body));
 
     let pool = req.app_data::<web::Data<DbPool>>().cloned().expect("pool registered");
-    let scope = scope_of(&req);
-    let claim = {
-        let (scope, key) = (scope.clone(), key.clone());
-        blocking(&pool, move |c| idempotency::claim(c, &scope, &key, &request_hash)).await
+    let claim = Claimed {
+        scope: scope_of(&req),
+        key,
+        hash: request_hash,
+        request_id: req
+            .extensions()
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
     };
-    match claim {
+    let claimed = {
+        let claim = claim.clone();
+        blocking(&pool, move |c| idempotency::claim(c, &claim.request())).await
+    };
+    match claimed {
         Err(e) => return Ok(reject(req, e)),
         Ok(Claim::Mismatch) => return Ok(reject(req, ApiError::IdempotencyKeyReused)),
         Ok(Claim::InProgress) => return Ok(reject(req, ApiError::IdempotencyInProgress)),
@@ -99,24 +166,49 @@ pub async fn idempotency(
 
     let res = next.call(req).await?;
     let status = res.status();
+    let try_again = status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || res.response().extensions().get::<TryAgain>().is_some();
+    let instead = res.response().extensions().get::<StoreInstead>().map(|s| s.0.clone());
+    let subject = res.response().extensions().get::<Concerns>().map(|c| c.0.clone());
     let (http_req, res) = res.into_parts();
     let (res, body) = res.into_parts();
     let bytes = match body::to_bytes(body).await {
         Ok(b) => b,
         Err(_) => {
-            let _ = blocking(&pool, move |c| idempotency::release(c, &scope, &key)).await;
+            let _ = blocking(&pool, move |c| idempotency::finish_unstored(c, &claim.request())).await;
             let res = ApiError::internal("could not buffer response for idempotency").error_response();
             return Ok(ServiceResponse::new(http_req, res));
         }
     };
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    let stored = if status.is_server_error() {
-        blocking(&pool, move |c| idempotency::release(c, &scope, &key)).await
+    let stored = if try_again {
+        blocking(&pool, move |c| idempotency::finish_unstored(c, &claim.request())).await
     } else {
-        blocking(&pool, move |c| idempotency::complete(c, &scope, &key, status.as_u16(), &text)).await
+        let text = instead.unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+        blocking(&pool, move |c| {
+            let reply = Reply { status: status.as_u16(), body: &text, subject_id: subject.as_deref() };
+            idempotency::complete(c, &claim.request(), &reply)
+        })
+        .await
     };
     if let Err(e) = stored {
+        // The claim stays open: a retry is answered from the audit trail, never run twice.
         tracing::warn!(error = %e, "could not record idempotent response");
     }
     Ok(ServiceResponse::new(http_req, res.set_body(BoxBody::new(bytes))))
+}
+
+/// The claim this request holds, owned (it crosses into blocking tasks).
+#[derive(Clone)]
+struct Claimed {
+    scope: String,
+    key: String,
+    hash: String,
+    request_id: String,
+}
+
+impl Claimed {
+    fn request(&self) -> Request<'_> {
+        Request { scope: &self.scope, key: &self.key, hash: &self.hash, id: &self.request_id }
+    }
 }

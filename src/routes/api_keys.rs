@@ -9,7 +9,7 @@ use crate::domain::api_key::Role;
 use crate::domain::{required_text, Validation};
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiJson;
-use crate::http::{blocking, resource};
+use crate::http::{blocking, idempotency, resource};
 use crate::store::api_keys::{self, ApiKeyView};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -29,9 +29,17 @@ pub struct CreateApiKey {
 pub struct CreatedApiKey {
     #[serde(flatten)]
     pub key: ApiKeyView,
-    /// The secret, shown this once. Store it now.
-    pub secret: String,
+    /// The secret, shown this once. Store it now. `null` only in an idempotent replay
+    /// (`Idempotent-Replayed: true`): secrets are never stored, so never shown again.
+    pub secret: Option<String>,
+    /// Only in an idempotent replay: why `secret` is `null`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_withheld: Option<String>,
 }
+
+/// What a replay of a created key or session says in place of its secret.
+pub const SECRET_WITHHELD: &str =
+    "The secret was shown once, in the first response, and is not stored; if it was lost, revoke this and create another.";
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ApiKeyList {
@@ -39,7 +47,7 @@ pub struct ApiKeyList {
     pub next_cursor: Option<String>,
 }
 
-/// Create an API key; the secret is in this response only.
+/// Create an API key; the secret is in this response only (an idempotent replay withholds it).
 #[utoipa::path(post, path = "/v1/api-keys", tag = "api-keys", security(("bearer" = [])),
     request_body = CreateApiKey,
     responses((status = 201, body = CreatedApiKey),
@@ -54,7 +62,10 @@ pub async fn create(
     v.finish()?;
     let (name, role, actor) = (name.unwrap_or_default(), body.0.role, auth.actor());
     let (key, secret) = blocking(&pool, move |c| api_keys::create(c, &name, role, &actor)).await?;
-    Ok(HttpResponse::Created().json(CreatedApiKey { key, secret }))
+    let redacted = CreatedApiKey { key: key.clone(), secret: None, secret_withheld: Some(SECRET_WITHHELD.into()) };
+    let mut res = HttpResponse::Created().json(CreatedApiKey { key, secret: Some(secret), secret_withheld: None });
+    idempotency::store_instead(&mut res, &redacted);
+    Ok(res)
 }
 
 /// List API keys (never their secrets).

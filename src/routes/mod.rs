@@ -17,16 +17,28 @@ pub mod rewards;
 
 use actix_web::{middleware::from_fn, web};
 
-use crate::http::{idempotency::idempotency, rate_limit::limit_public};
+use crate::http::{idempotency, rate_limit::limit_public};
 
+/// Middleware runs outside in: the last `wrap` first. Public scopes count the request against
+/// the client address's rate limit before anything else (so a flood never reaches the
+/// database or the idempotency table), then resolve any bearer token, then idempotency.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
+    for (path, routes) in
+        [("/v1/public", public::configure as fn(&mut web::ServiceConfig)), ("/v1/portal", portal::configure)]
+    {
+        cfg.service(
+            web::scope(path)
+                .wrap(from_fn(idempotency::public))
+                .wrap(from_fn(crate::auth::authenticate))
+                .wrap(from_fn(limit_public))
+                .configure(routes),
+        );
+    }
     cfg.service(
         web::scope("/v1")
-            .wrap(from_fn(idempotency))
+            .wrap(from_fn(idempotency::authenticated))
             .wrap(from_fn(crate::auth::authenticate))
-            .service(web::scope("/public").wrap(from_fn(limit_public)).configure(public::configure))
-            .service(web::scope("/portal").wrap(from_fn(limit_public)).configure(portal::configure))
             .configure(me::configure)
             .configure(api_keys::configure)
             .configure(ambassadors::configure)

@@ -11,7 +11,8 @@ use crate::domain::contact::Email;
 use crate::domain::Validation;
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiJson;
-use crate::http::{blocking, resource, PublicRequest};
+use crate::http::{blocking, idempotency, resource, PublicRequest};
+use crate::routes::api_keys::SECRET_WITHHELD;
 use crate::routes::public::Accepted;
 use crate::store::portal;
 
@@ -36,8 +37,12 @@ pub struct SessionRequest {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PortalSession {
-    /// Send as `Authorization: Bearer <token>` to `/v1/me…`.
-    pub token: String,
+    /// Send as `Authorization: Bearer <token>` to `/v1/me…`. `null` only in an idempotent
+    /// replay (`Idempotent-Replayed: true`): the token is never stored, so never shown again.
+    pub token: Option<String>,
+    /// Only in an idempotent replay: why `token` is `null`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_withheld: Option<String>,
     pub token_type: String,
     #[serde(serialize_with = "crate::store::utc::ser")]
     pub expires_at: chrono::NaiveDateTime,
@@ -59,7 +64,11 @@ pub async fn login(
     let email = v.check("email", Email::parse(&body.0.email));
     v.finish()?;
     let (email, actor, url) = (email.expect("validated"), ctx.actor(), settings.public_url());
-    blocking(&pool, move |c| portal::request_login(c, &email, &url, &actor)).await?;
+    let per_hour = settings.rate_limit.login_emails_per_hour;
+    blocking(&pool, move |c| {
+        portal::request_login(c, &email, &portal::LoginRequest { public_url: &url, per_hour, actor: &actor })
+    })
+    .await?;
     Ok(HttpResponse::Accepted().json(Accepted { status: "received".into() }))
 }
 
@@ -76,7 +85,11 @@ pub async fn start_session(
     let token = parse_login_token(&body.0.token)?;
     let request_id = ctx.request_id.clone();
     let (token, expires_at) = blocking(&pool, move |c| portal::start_session(c, &token, request_id)).await?;
-    Ok(HttpResponse::Created().json(PortalSession { token, token_type: "Bearer".into(), expires_at }))
+    let session =
+        |token, token_withheld| PortalSession { token, token_withheld, token_type: "Bearer".into(), expires_at };
+    let mut res = HttpResponse::Created().json(session(Some(token), None));
+    idempotency::store_instead(&mut res, &session(None, Some(SECRET_WITHHELD.into())));
+    Ok(res)
 }
 
 /// A login link's token as sent (the API's and the portal page's).
@@ -93,7 +106,7 @@ pub(crate) fn parse_login_token(raw: &str) -> Result<String, ApiError> {
     responses((status = 204, description = "Signed out"),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn logout(me: Me, pool: web::Data<DbPool>) -> Result<HttpResponse, ApiError> {
-    let session_id = me.0.session_id;
-    blocking(&pool, move |c| portal::end_session(c, &session_id)).await?;
+    let (session_id, actor) = (me.0.session_id.clone(), me.0.actor());
+    blocking(&pool, move |c| portal::end_session(c, &session_id, &actor)).await?;
     Ok(HttpResponse::NoContent().finish())
 }

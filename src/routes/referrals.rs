@@ -16,7 +16,7 @@ use crate::domain::{optional_text, required_text, Validation};
 use crate::error::{ApiError, Problem};
 use crate::extract::nullable;
 use crate::extract::{ApiJson, ApiQuery};
-use crate::http::{blocking, resource};
+use crate::http::{blocking, idempotency, resource};
 use crate::store::audit::{self, AuditEvent};
 use crate::store::referrals::{self, ClientChanges, NewReferral, ReferralFilter, ReferralRow, SessionRow};
 use crate::store::{codes, PageRequest};
@@ -314,7 +314,8 @@ pub struct CloseOutReferral {
 pub struct ReferralQuery {
     pub status: Option<ReferralStatus>,
     pub ambassador_id: Option<String>,
-    /// Client name, e-mail, phone digits or external reference.
+    /// Client name, e-mail, phone digits or external reference (for finance: name or external
+    /// reference only — what finance may see).
     pub q: Option<String>,
     /// Registered on or after (`YYYY-MM-DD`).
     pub from: Option<NaiveDate>,
@@ -371,7 +372,14 @@ pub async fn create(
         Ok((row, code))
     })
     .await?;
-    Ok(HttpResponse::Created().json(ReferralView::new(row, code, true)))
+    Ok(about_client(HttpResponse::Created(), ReferralView::new(row, code, true)))
+}
+
+/// A reply naming a referred client: a stored idempotent copy is scrubbed with their data.
+fn about_client(mut res: actix_web::HttpResponseBuilder, view: ReferralView) -> HttpResponse {
+    let mut res = res.json(&view);
+    idempotency::concerns(&mut res, &view.id);
+    res
 }
 
 /// Search referrals, newest first. Finance sees no client contact or notes.
@@ -399,6 +407,7 @@ pub async fn list(
         from: q.from,
         to: q.to,
         q: q.q,
+        q_matches_contact: sees_contact(auth.caller.role),
         ambassador_view: false,
     };
     let (page, codes) = blocking(&pool, move |c| {
@@ -461,7 +470,10 @@ pub async fn record_session(
     v.finish()?;
     let actor = auth.actor();
     let row = blocking(&pool, move |c| referrals::record_session(c, &id, session_on, note.as_deref(), &actor)).await?;
-    Ok(HttpResponse::Created().json(SessionView::new(row, true)))
+    let referral_id = row.referral_id.clone();
+    let mut res = HttpResponse::Created().json(SessionView::new(row, true));
+    idempotency::concerns(&mut res, &referral_id);
+    Ok(res)
 }
 
 /// A referral's sessions, in date order.
@@ -508,7 +520,7 @@ pub async fn complete(
         Ok((row, code))
     })
     .await?;
-    Ok(HttpResponse::Ok().json(ReferralView::new(row, code, true)))
+    Ok(about_client(HttpResponse::Ok(), ReferralView::new(row, code, true)))
 }
 
 /// Cancel, reject or refund a referral with a reason code.
@@ -544,7 +556,7 @@ pub async fn close_out(
         Ok((row, code))
     })
     .await?;
-    Ok(HttpResponse::Ok().json(ReferralView::new(row, code, true)))
+    Ok(about_client(HttpResponse::Ok(), ReferralView::new(row, code, true)))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

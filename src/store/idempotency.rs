@@ -3,22 +3,29 @@
 //!
 //! Each step is a single statement, so the unique primary key alone decides who runs a
 //! request when two arrive together; no transaction is left aborted on PostgreSQL.
+//!
+//! A request never runs twice. The claim records the request's id, and every state change
+//! writes audit rows carrying that id in its own transaction. So a claim that was never
+//! completed (the response could not be stored, or the process died) tells by the audit trail
+//! whether its request changed anything: if it did, a retry gets `idempotency-reply-lost`
+//! instead of a second run; if not, the retry runs it.
 
-use chrono::TimeDelta;
+use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 
-use crate::db::schema::idempotency_keys as ik;
+use crate::db::schema::{audit_events, idempotency_keys as ik, referrals};
 use crate::db::{now, DbConnection};
 use crate::error::{is_unique_violation, ApiError};
 
 /// How long a stored response is replayed.
 pub const TTL: TimeDelta = TimeDelta::hours(24);
-/// A claim never completed within this time is taken to be abandoned (its process died).
-const ABANDONED_AFTER: TimeDelta = TimeDelta::minutes(2);
+/// A claim never completed within this time is taken to be abandoned (its process died, or
+/// its response could not be stored).
+pub const ABANDONED_AFTER: TimeDelta = TimeDelta::minutes(2);
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Claim {
-    /// Run the request, then `complete` (or `release` on a server error).
+    /// Run the request, then `complete` (or `finish_unstored` for a "try again" answer).
     Fresh,
     Replay {
         status: u16,
@@ -29,53 +36,170 @@ pub enum Claim {
     InProgress,
 }
 
-pub fn claim(conn: &mut DbConnection, scope: &str, key: &str, request_hash: &str) -> Result<Claim, ApiError> {
+/// The request that claims a key.
+pub struct Request<'a> {
+    pub scope: &'a str,
+    pub key: &'a str,
+    pub hash: &'a str,
+    /// The request id its audit rows carry.
+    pub id: &'a str,
+}
+
+type Existing = (String, Option<i32>, Option<String>, NaiveDateTime, Option<String>);
+
+pub fn claim(conn: &mut DbConnection, req: &Request<'_>) -> Result<Claim, ApiError> {
     let at = now();
     let inserted = diesel::insert_into(ik::table)
-        .values((ik::scope.eq(scope), ik::idem_key.eq(key), ik::request_hash.eq(request_hash), ik::created_at.eq(at)))
+        .values((
+            ik::scope.eq(req.scope),
+            ik::idem_key.eq(req.key),
+            ik::request_hash.eq(req.hash),
+            ik::created_at.eq(at),
+            ik::request_id.eq(req.id),
+        ))
         .execute(conn);
     match inserted {
         Ok(_) => return Ok(Claim::Fresh),
         Err(e) if is_unique_violation(&e) => {}
         Err(e) => return Err(e.into()),
     }
-    // Take over an expired record, or an abandoned claim; the WHERE makes this a race-free
-    // compare-and-set.
-    let taken = diesel::update(ik::table.find((scope, key)))
-        .filter(ik::created_at.lt(at - TTL).or(ik::status_code.is_null().and(ik::created_at.lt(at - ABANDONED_AFTER))))
-        .set((
-            ik::request_hash.eq(request_hash),
-            ik::created_at.eq(at),
-            ik::status_code.eq(None::<i32>),
-            ik::response_body.eq(None::<String>),
-        ))
-        .execute(conn)?;
-    if taken == 1 {
-        return Ok(Claim::Fresh);
-    }
-    let existing: Option<(String, Option<i32>, Option<String>)> = ik::table
-        .find((scope, key))
-        .select((ik::request_hash, ik::status_code, ik::response_body))
+    let existing: Option<Existing> = ik::table
+        .find((req.scope, req.key))
+        .select((ik::request_hash, ik::status_code, ik::response_body, ik::created_at, ik::request_id))
         .first(conn)
         .optional()?;
-    Ok(match existing {
-        Some((hash, _, _)) if hash != request_hash => Claim::Mismatch,
-        Some((_, Some(status), body)) => Claim::Replay { status: status as u16, body: body.unwrap_or_default() },
-        _ => Claim::InProgress,
-    })
+    // Purged between the insert and the read: the next retry claims it afresh.
+    let Some((hash, status, body, created_at, claimed_by)) = existing else {
+        return Ok(Claim::InProgress);
+    };
+    if created_at < at - TTL {
+        return take_over(conn, req, created_at, at);
+    }
+    if hash != req.hash {
+        return Ok(Claim::Mismatch);
+    }
+    if let Some(status) = status {
+        return Ok(Claim::Replay { status: status as u16, body: body.unwrap_or_default() });
+    }
+    if created_at >= at - ABANDONED_AFTER {
+        return Ok(Claim::InProgress);
+    }
+    match claimed_by {
+        // The abandoned request changed data: answer for it, never run it again.
+        Some(request_id) if carried_out(conn, &request_id)? => {
+            let lost = ApiError::IdempotencyReplyLost { request_id };
+            settle(conn, req.scope, req.key, created_at, &lost)?;
+            Ok(Claim::Replay { status: lost.status(), body: lost.problem_json() })
+        }
+        _ => take_over(conn, req, created_at, at),
+    }
 }
 
-pub fn complete(conn: &mut DbConnection, scope: &str, key: &str, status: u16, body: &str) -> Result<(), ApiError> {
+/// Compare-and-set on the claim's `created_at`: of two retries taking over the same expired
+/// or abandoned row, exactly one wins.
+fn take_over(
+    conn: &mut DbConnection,
+    req: &Request<'_>,
+    seen_created_at: NaiveDateTime,
+    at: NaiveDateTime,
+) -> Result<Claim, ApiError> {
+    let taken = diesel::update(ik::table.find((req.scope, req.key)))
+        .filter(ik::created_at.eq(seen_created_at))
+        .set((
+            ik::request_hash.eq(req.hash),
+            ik::created_at.eq(at),
+            ik::request_id.eq(req.id),
+            ik::status_code.eq(None::<i32>),
+            ik::response_body.eq(None::<String>),
+            ik::subject_id.eq(None::<String>),
+        ))
+        .execute(conn)?;
+    Ok(if taken == 1 { Claim::Fresh } else { Claim::InProgress })
+}
+
+/// Stores `answer` as the reply of a claim that is still open.
+fn settle(
+    conn: &mut DbConnection,
+    scope: &str,
+    key: &str,
+    created_at: NaiveDateTime,
+    answer: &ApiError,
+) -> Result<(), ApiError> {
     diesel::update(ik::table.find((scope, key)))
-        .set((ik::status_code.eq(Some(i32::from(status))), ik::response_body.eq(Some(body))))
+        .filter(ik::created_at.eq(created_at))
+        .filter(ik::status_code.is_null())
+        .set((ik::status_code.eq(Some(i32::from(answer.status()))), ik::response_body.eq(Some(answer.problem_json()))))
         .execute(conn)?;
     Ok(())
 }
 
-/// Forgets a claim whose request failed on our side, so the client's retry runs again.
-pub fn release(conn: &mut DbConnection, scope: &str, key: &str) -> Result<(), ApiError> {
-    diesel::delete(ik::table.find((scope, key))).execute(conn)?;
+/// Whether the request with this id changed anything (every state change audits it).
+pub fn carried_out(conn: &mut DbConnection, request_id: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(audit_events::table.filter(audit_events::request_id.eq(request_id))))
+        .get_result(conn)
+}
+
+/// A reply to store: its status and body, and the referral it concerns (if any), so erasing
+/// that client's data reaches the stored copy.
+pub struct Reply<'a> {
+    pub status: u16,
+    pub body: &'a str,
+    pub subject_id: Option<&'a str>,
+}
+
+/// Stores the reply of this request's claim (not of a claim another retry took over since).
+pub fn complete(conn: &mut DbConnection, req: &Request<'_>, reply: &Reply<'_>) -> Result<(), ApiError> {
+    // The client's data may have been erased while this request ran: keep nothing of it.
+    let erased = match reply.subject_id {
+        Some(id) => referrals::table
+            .find(id)
+            .select(referrals::erased_at.is_not_null())
+            .first::<bool>(conn)
+            .optional()?
+            .unwrap_or(false),
+        None => false,
+    };
+    let (status, body) = if erased {
+        (ApiError::ReplyErased.status(), ApiError::ReplyErased.problem_json())
+    } else {
+        (reply.status, reply.body.to_owned())
+    };
+    diesel::update(ik::table.find((req.scope, req.key)))
+        .filter(ik::request_id.eq(req.id))
+        .set((
+            ik::status_code.eq(Some(i32::from(status))),
+            ik::response_body.eq(Some(body)),
+            ik::subject_id.eq(reply.subject_id),
+        ))
+        .execute(conn)?;
     Ok(())
+}
+
+/// Ends the claim of a request whose answer was "try again" (not stored): forgotten if the
+/// request changed nothing, so the retry runs it; otherwise it answers `idempotency-reply-lost`
+/// from now on (the change is done; running it again would repeat it).
+pub fn finish_unstored(conn: &mut DbConnection, req: &Request<'_>) -> Result<(), ApiError> {
+    if carried_out(conn, req.id)? {
+        let lost = ApiError::IdempotencyReplyLost { request_id: req.id.to_owned() };
+        diesel::update(ik::table.find((req.scope, req.key)))
+            .filter(ik::request_id.eq(req.id))
+            .set((ik::status_code.eq(Some(i32::from(lost.status()))), ik::response_body.eq(Some(lost.problem_json()))))
+            .execute(conn)?;
+    } else {
+        diesel::delete(ik::table.find((req.scope, req.key))).filter(ik::request_id.eq(req.id)).execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Erasure of a client's personal data: stored replies about their referral are replaced by
+/// a `personal-data-erased` problem (the key stays claimed, so a retry is still not run again).
+pub fn scrub_subject(conn: &mut DbConnection, referral_id: &str) -> QueryResult<usize> {
+    diesel::update(ik::table.filter(ik::subject_id.eq(referral_id)))
+        .set((
+            ik::status_code.eq(Some(i32::from(ApiError::ReplyErased.status()))),
+            ik::response_body.eq(Some(ApiError::ReplyErased.problem_json())),
+        ))
+        .execute(conn)
 }
 
 pub fn purge_expired(conn: &mut DbConnection) -> Result<usize, ApiError> {

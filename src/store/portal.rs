@@ -15,6 +15,8 @@ use crate::store::audit::{self, Actor, ActorKind, Change};
 use crate::store::{new_id, outbox};
 
 pub const LOGIN_LINK_TTL: TimeDelta = TimeDelta::minutes(15);
+/// The window of the per-address limit on login e-mails.
+pub const LOGIN_MAIL_WINDOW: TimeDelta = TimeDelta::hours(1);
 pub const SESSION_TTL: TimeDelta = TimeDelta::days(30);
 /// Portal session tokens start with this, so they are never mistaken for API keys.
 pub const SESSION_PREFIX: &str = "vp_";
@@ -26,9 +28,19 @@ fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
 
+/// What a login-link request needs besides the address.
+pub struct LoginRequest<'a> {
+    pub public_url: &'a str,
+    /// Login e-mails sent to one address per [`LOGIN_MAIL_WINDOW`] at most.
+    pub per_hour: u32,
+    pub actor: &'a Actor,
+}
+
 /// Queues a login link for an active ambassador with this e-mail; does nothing (silently)
-/// for anyone else, so the answer never reveals who is an ambassador.
-pub fn request_login(conn: &mut DbConnection, email: &Email, public_url: &str, actor: &Actor) -> Result<(), ApiError> {
+/// for anyone else, and nothing once the address had `per_hour` links within the hour (so
+/// the form cannot be used to flood someone's inbox). The answer never reveals which.
+pub fn request_login(conn: &mut DbConnection, email: &Email, req: &LoginRequest<'_>) -> Result<(), ApiError> {
+    let (public_url, actor) = (req.public_url, req.actor);
     write_tx(conn, |conn| {
         let found: Option<(String, String)> = ambassadors::table
             .filter(ambassadors::email.eq(email.as_str()))
@@ -39,6 +51,18 @@ pub fn request_login(conn: &mut DbConnection, email: &Email, public_url: &str, a
         let Some((ambassador_id, name)) = found else {
             return Ok(());
         };
+        // Links go only to the ambassador's current address, so counting their links is
+        // counting that address's. Writers queue (SQLite) or may overshoot by a racing few
+        // (PostgreSQL): a bound on abuse, not an exact quota.
+        let recent: i64 = plt::table
+            .filter(plt::ambassador_id.eq(&ambassador_id))
+            .filter(plt::created_at.gt(now() - LOGIN_MAIL_WINDOW))
+            .count()
+            .get_result(conn)?;
+        if recent >= i64::from(req.per_hour) {
+            tracing::info!(%ambassador_id, "login e-mail limit reached for this address; nothing sent");
+            return Ok(());
+        }
         let token = random_token();
         let id = new_id();
         let at = now();
@@ -152,15 +176,51 @@ pub fn authenticate(conn: &mut DbConnection, secret: &str) -> Result<Option<(Str
         .optional()?)
 }
 
-/// Ends every session of an ambassador (their sign-in e-mail changed: whoever held the old
-/// address must not keep access).
+/// Ends every session of an ambassador and kills their unused login links (their sign-in
+/// e-mail changed: whoever held the old address must not keep or gain access).
 pub fn end_all_sessions(conn: &mut DbConnection, ambassador_id: &str) -> QueryResult<usize> {
+    let at = now();
+    diesel::update(plt::table.filter(plt::ambassador_id.eq(ambassador_id)).filter(plt::used_at.is_null()))
+        .set(plt::expires_at.eq(at))
+        .execute(conn)?;
     diesel::update(ps::table.filter(ps::ambassador_id.eq(ambassador_id)).filter(ps::revoked_at.is_null()))
-        .set(ps::revoked_at.eq(Some(now())))
+        .set(ps::revoked_at.eq(Some(at)))
         .execute(conn)
 }
 
-pub fn end_session(conn: &mut DbConnection, session_id: &str) -> Result<(), ApiError> {
-    diesel::update(ps::table.find(session_id)).set(ps::revoked_at.eq(Some(now()))).execute(conn)?;
-    Ok(())
+/// Deletes login links past the login-mail window and sessions that expired or were ended
+/// (housekeeping): neither can sign anyone in any more.
+pub fn purge_expired(conn: &mut DbConnection) -> QueryResult<usize> {
+    let at = now();
+    let links = diesel::delete(plt::table.filter(plt::expires_at.lt(at - LOGIN_MAIL_WINDOW))).execute(conn)?;
+    let sessions =
+        diesel::delete(ps::table.filter(ps::expires_at.lt(at).or(ps::revoked_at.is_not_null()))).execute(conn)?;
+    Ok(links + sessions)
+}
+
+/// Signs out: ends the session, audited like every state change (so an idempotent retry of
+/// the sign-out is answered from the audit trail, never run twice).
+pub fn end_session(conn: &mut DbConnection, session_id: &str, actor: &Actor) -> Result<(), ApiError> {
+    write_tx(conn, |conn| {
+        let ended = diesel::update(ps::table.find(session_id).filter(ps::revoked_at.is_null()))
+            .set(ps::revoked_at.eq(Some(now())))
+            .execute(conn)?;
+        if ended == 0 {
+            return Ok(());
+        }
+        let ambassador_id = actor.id.as_deref().unwrap_or_default();
+        audit::record(
+            conn,
+            actor,
+            Change {
+                action: "portal.session_ended",
+                entity_type: "ambassador",
+                entity_id: ambassador_id,
+                before: None,
+                after: None,
+                details: Some(serde_json::json!({ "session_id": session_id })),
+            },
+        )?;
+        Ok(())
+    })
 }

@@ -62,6 +62,19 @@ impl ReferralRow {
     /// How its ambassador sees this client ("First L." with consent, else an opaque label
     /// from `code`, the code used, or else what the client typed): the one rule behind the
     /// portal, the API and the e-mails.
+    /// Whether the ambassador sees this referral (portal, API, e-mails). A share-link form
+    /// submission shows only from the friend's first treatment session: until the clinic has
+    /// seen the friend, a submission it accepted and one it refused on arrival (say, because
+    /// the friend was already somebody's client) must look alike — so neither shows.
+    pub fn visible_to_ambassador(&self) -> bool {
+        !self.from_share_link() || self.treatment_started_at.is_some()
+    }
+
+    /// Left by the friend on the share-link form (not recorded by staff).
+    pub fn from_share_link(&self) -> bool {
+        self.source == Source::PublicForm.as_str()
+    }
+
     pub fn label_for_ambassador(&self, code: Option<&str>) -> String {
         referral::name_for_ambassador(
             self.client_first_name.as_deref(),
@@ -408,6 +421,11 @@ pub fn record_session(
             ))
             .execute(conn)?;
         ensure_unchanged(changed)?;
+        if before.treatment_started_at.is_none() {
+            // A share-link referral becomes the ambassador's news only now.
+            let row = find(conn, id)?;
+            notices::referral_update(conn, &row)?;
+        }
         audit::record(
             conn,
             actor,
@@ -555,9 +573,10 @@ pub struct ReferralFilter {
     pub to: Option<NaiveDate>,
     /// Name, e-mail, phone digits or external reference.
     pub q: Option<String>,
-    /// The ambassador's own view: leaves out public submissions that were rejected on arrival
-    /// (e.g. as duplicates) — they were never the ambassador's referral, and showing them would
-    /// tell the ambassador that their friend was already a client.
+    /// Whether `q` may match e-mail and phone: only for callers who see them (not finance),
+    /// or the search would answer what the view hides.
+    pub q_matches_contact: bool,
+    /// The ambassador's own view: only what [`ReferralRow::visible_to_ambassador`] allows.
     pub ambassador_view: bool,
 }
 
@@ -586,15 +605,20 @@ pub fn list(
         let pattern = like_pattern(q);
         let digits: String = q.chars().filter(char::is_ascii_digit).collect();
         let phone_pattern = if digits.len() >= 4 { format!("%{digits}%") } else { pattern.clone() };
-        query = query.filter(
-            lower(referrals::client_first_name.assume_not_null())
-                .like(pattern.clone())
-                .escape('\\')
-                .or(lower(referrals::client_last_name.assume_not_null()).like(pattern.clone()).escape('\\'))
-                .or(referrals::client_email.assume_not_null().like(pattern.clone()).escape('\\'))
-                .or(lower(referrals::external_ref.assume_not_null()).like(pattern).escape('\\'))
-                .or(referrals::client_phone.assume_not_null().like(phone_pattern)),
-        );
+        let visible = lower(referrals::client_first_name.assume_not_null())
+            .like(pattern.clone())
+            .escape('\\')
+            .or(lower(referrals::client_last_name.assume_not_null()).like(pattern.clone()).escape('\\'))
+            .or(lower(referrals::external_ref.assume_not_null()).like(pattern.clone()).escape('\\'));
+        if filter.q_matches_contact {
+            query = query.filter(
+                visible
+                    .or(referrals::client_email.assume_not_null().like(pattern).escape('\\'))
+                    .or(referrals::client_phone.assume_not_null().like(phone_pattern)),
+            );
+        } else {
+            query = query.filter(visible);
+        }
     }
     if let Some(after) = &page.after_id {
         query = query.filter(referrals::id.lt(after.clone()));
@@ -758,6 +782,8 @@ pub fn erase(conn: &mut DbConnection, id: &str, actor: &Actor) -> Result<Referra
             .set(referral_sessions::note.eq(None::<String>))
             .execute(conn)?;
         notices::forget_client(conn, &before)?;
+        // Stored idempotent replies (the created referral, its sessions…) name the client too.
+        crate::store::idempotency::scrub_subject(conn, id)?;
         audit::record(
             conn,
             actor,
@@ -776,11 +802,12 @@ pub fn erase(conn: &mut DbConnection, id: &str, actor: &Actor) -> Result<Referra
 
 type Visible = diesel::dsl::Or<
     diesel::dsl::NotEq<referrals::source, &'static str>,
-    diesel::dsl::NotEq<referrals::status, &'static str>,
+    diesel::dsl::IsNotNull<referrals::treatment_started_at>,
 >;
 
+/// [`ReferralRow::visible_to_ambassador`] in SQL.
 fn ambassador_visible() -> Visible {
-    referrals::source.ne(Source::PublicForm.as_str()).or(referrals::status.ne(ReferralStatus::Rejected.as_str()))
+    referrals::source.ne(Source::PublicForm.as_str()).or(referrals::treatment_started_at.is_not_null())
 }
 
 /// One of the ambassador's own referrals (404 for anyone else's or a hidden one).

@@ -149,7 +149,11 @@ async fn request_link(
         }
     };
     let (actor, url) = (ctx.actor(), settings.public_url());
-    blocking(&pool, move |c| portal::request_login(c, &email, &url, &actor)).await?;
+    let per_hour = settings.rate_limit.login_emails_per_hour;
+    blocking(&pool, move |c| {
+        portal::request_login(c, &email, &portal::LoginRequest { public_url: &url, per_hour, actor: &actor })
+    })
+    .await?;
     Ok(see_other("/portal/check-email").finish())
 }
 
@@ -320,7 +324,7 @@ async fn sign_out(
         return Ok(see_other("/portal").cookie(expired_session_cookie(&settings)).finish());
     };
     key.check(Some(&s.binding()), &form)?;
-    let session_id = s.caller.session_id.clone();
-    blocking(&pool, move |c| portal::end_session(c, &session_id)).await?;
+    let (session_id, actor) = (s.caller.session_id.clone(), s.caller.actor());
+    blocking(&pool, move |c| portal::end_session(c, &session_id, &actor)).await?;
     Ok(see_other("/portal?signed_out=1").cookie(expired_session_cookie(&settings)).finish())
 }

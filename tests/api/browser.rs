@@ -259,6 +259,9 @@ async fn a_friend_refers_through_the_share_link_and_the_ambassador_follows_it_on
     assert_eq!(referral["source"], "public_form");
     assert_eq!(referral["status"], "registered");
     assert_eq!(referral["ambassador_id"], amb_id.as_str());
+    // The clinic sees Maria: from her first session on she shows in the ambassador's portal.
+    let first_session = format!("/v1/referrals/{}/sessions", referral["id"].as_str().unwrap());
+    assert!(app.post(&first_session, &app.admin_key, &serde_json::json!({})).await.status().is_success());
 
     // An unknown code, and the application form.
     phone.open("/r/NOPE-NOPE").await;

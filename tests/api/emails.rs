@@ -158,6 +158,10 @@ async fn public_referrals_tell_the_ambassador_discreetly_and_alert_staff() {
     intake(json!({ "code": "SHARE1", "first_name": "Again", "email": "maria.client@example.org",
                    "consent_to_contact": true, "share_name_with_ambassador": true }))
     .await;
+    // Nobody is announced on arrival (accepted and refused submissions look alike)…
+    assert!(app.mail_to("sharer@example.com").await.iter().all(|m| m.subject.starts_with("Welcome")));
+    // …the accepted ones are, once the clinic has seen the friend.
+    first_sessions_of_share_link_referrals(&app).await;
 
     let mails = app.delivered().await;
     let to_ambassador: Vec<&Mail> =
@@ -188,6 +192,17 @@ async fn public_referrals_tell_the_ambassador_discreetly_and_alert_staff() {
     use vouch::db::schema::email_outbox as eo;
     let payloads: Vec<String> = eo::table.select(eo::payload).load(&mut conn).unwrap();
     assert!(payloads.iter().all(|p| !p.contains("G.")), "{payloads:?}");
+}
+
+/// Staff record the first session of every registered share-link referral, oldest first.
+async fn first_sessions_of_share_link_referrals(app: &TestApp) {
+    let list: Value = app.get("/v1/referrals?status=registered", &app.admin_key).await.json().await.unwrap();
+    for r in list["items"].as_array().unwrap().iter().rev().filter(|r| r["source"] == "public_form") {
+        let res = app
+            .post(&format!("/v1/referrals/{}/sessions", r["id"].as_str().unwrap()), &app.admin_key, &json!({}))
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
 }
 
 #[tokio::test]
@@ -241,6 +256,7 @@ async fn staff_alerts_need_an_address() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::ACCEPTED);
+    first_sessions_of_share_link_referrals(&app).await;
     let mails = app.delivered().await;
     let subjects: Vec<&str> = mails.iter().map(|m| m.subject.as_str()).collect();
     assert_eq!(subjects, vec!["Welcome to the Vouch ambassador programme", "A new referral is registered"]);

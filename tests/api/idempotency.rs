@@ -1,7 +1,10 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, spawn_app};
+use diesel::prelude::*;
+use vouch::db::schema::{audit_events, idempotency_keys as ik, portal_sessions, rewards};
+
+use crate::helpers::{assert_problem, spawn_app, spawn_app_with, TestApp};
 
 async fn post_with_key(app: &crate::helpers::TestApp, api_key: &str, idem: &str, body: &Value) -> reqwest::Response {
     app.client
@@ -57,13 +60,26 @@ async fn concurrent_retries_create_one_ambassador() {
         post_with_key(&app, &app.admin_key, "same", &body),
         post_with_key(&app, &app.admin_key, "same", &body)
     );
+    // Exactly one ran; the other was either replayed (same body) or told to wait.
+    let mut fresh = Vec::new();
+    let mut replayed = Vec::new();
     for res in [a, b] {
         let status = res.status();
-        assert!(status == StatusCode::CREATED || status == StatusCode::CONFLICT, "{status}");
-        if status == StatusCode::CONFLICT {
-            assert_problem(res, StatusCode::CONFLICT, "idempotency-in-progress").await;
+        let was_replayed = res.headers().get("idempotent-replayed").is_some_and(|v| v == "true");
+        match status {
+            StatusCode::CREATED if was_replayed => replayed.push(res.json::<Value>().await.unwrap()),
+            StatusCode::CREATED => fresh.push(res.json::<Value>().await.unwrap()),
+            _ => {
+                assert_problem(res, StatusCode::CONFLICT, "idempotency-in-progress").await;
+            }
         }
     }
+    assert_eq!(fresh.len(), 1, "exactly one request ran: {fresh:?}");
+    assert!(replayed.iter().all(|r| *r == fresh[0]), "a replay is the first response");
+    let again = post_with_key(&app, &app.admin_key, "same", &body).await;
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(again.headers().get("idempotent-replayed").unwrap(), "true");
+    assert_eq!(again.json::<Value>().await.unwrap(), fresh[0]);
     assert_eq!(app.counts().ambassadors, 1);
 }
 
@@ -87,4 +103,326 @@ async fn invalid_keys_are_refused() {
     let res = post_with_key(&app, &app.admin_key, &long, &json!({ "name": "A", "email": "a@example.com" })).await;
     assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
     assert_eq!(app.counts().ambassadors, 0);
+}
+
+async fn post_keyed(app: &TestApp, path: &str, api_key: Option<&str>, idem: &str, body: &Value) -> reqwest::Response {
+    let mut req = app.client.post(app.url(path)).header("idempotency-key", idem).json(body);
+    if let Some(k) = api_key {
+        req = req.bearer_auth(k);
+    }
+    req.send().await.unwrap()
+}
+
+fn replayed(res: &reqwest::Response) -> bool {
+    res.headers().get("idempotent-replayed").is_some_and(|v| v == "true")
+}
+
+/// Every stored reply body, to prove what is (not) kept at rest.
+fn stored_bodies(app: &TestApp) -> Vec<String> {
+    let mut conn = app.pool.get().unwrap();
+    ik::table.select(ik::response_body).load::<Option<String>>(&mut conn).unwrap().into_iter().flatten().collect()
+}
+
+fn is_postgres(app: &TestApp) -> bool {
+    app.settings.database.url.starts_with("postgres")
+}
+
+/// Makes the database refuse `event` (INSERT/UPDATE) on `table`, as a full disk or a dropped
+/// connection would, until [`mend`].
+fn break_writes(app: &TestApp, table: &str, event: &str) {
+    let mut conn = app.pool.get().unwrap();
+    let sql = if is_postgres(app) {
+        format!(
+            "CREATE OR REPLACE FUNCTION vouch_test_fail() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'simulated storage failure'; END $$; \
+             CREATE TRIGGER test_break_{table} BEFORE {event} ON {table} FOR EACH ROW EXECUTE FUNCTION vouch_test_fail();"
+        )
+    } else {
+        format!(
+            "CREATE TRIGGER test_break_{table} BEFORE {event} ON {table} \
+             BEGIN SELECT RAISE(ABORT, 'simulated storage failure'); END;"
+        )
+    };
+    diesel::connection::SimpleConnection::batch_execute(&mut *conn, &sql).unwrap();
+}
+
+fn mend(app: &TestApp, table: &str) {
+    let mut conn = app.pool.get().unwrap();
+    let sql = if is_postgres(app) {
+        format!("DROP TRIGGER test_break_{table} ON {table}")
+    } else {
+        format!("DROP TRIGGER test_break_{table}")
+    };
+    diesel::connection::SimpleConnection::batch_execute(&mut *conn, &sql).unwrap();
+}
+
+/// Moves every open claim back in time past the point where it counts as abandoned.
+fn age_open_claims(app: &TestApp) {
+    let mut conn = app.pool.get().unwrap();
+    let long_ago = chrono::Utc::now().naive_utc() - chrono::TimeDelta::minutes(3);
+    diesel::update(ik::table.filter(ik::status_code.is_null()))
+        .set(ik::created_at.eq(long_ago))
+        .execute(&mut conn)
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_new_api_keys_secret_is_never_stored_nor_replayed() {
+    let app = spawn_app().await;
+    let body = json!({ "name": "front desk", "role": "staff" });
+    let first = post_keyed(&app, "/v1/api-keys", Some(&app.admin_key), "key-1", &body).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    assert!(!replayed(&first));
+    let first: Value = first.json().await.unwrap();
+    let secret = first["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("vk_live_"));
+    let keys_before = app.counts().api_keys;
+
+    let again = post_keyed(&app, "/v1/api-keys", Some(&app.admin_key), "key-1", &body).await;
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert!(replayed(&again));
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["id"], first["id"], "the same key, not a second one");
+    assert_eq!(again["secret"], Value::Null);
+    assert!(again["secret_withheld"].as_str().unwrap().contains("shown once"), "{again}");
+    assert_eq!(app.counts().api_keys, keys_before, "no second key minted");
+    // Nothing at rest holds the secret, and the key still works.
+    assert!(stored_bodies(&app).iter().all(|b| !b.contains(&secret)));
+    assert_eq!(app.get("/v1/referrals", &secret).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_portal_session_token_is_never_stored_nor_replayed() {
+    let app = spawn_app().await;
+    app.enrol_named(&app.admin_key, "Tess Token").await;
+    let res = app
+        .client
+        .post(app.url("/v1/portal/login"))
+        .json(&json!({ "email": "tess.token@example.com" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let link = app.login_links("tess.token@example.com").await.remove(0);
+    let body = json!({ "token": link.split("token=").nth(1).unwrap() });
+    let first = post_keyed(&app, "/v1/portal/sessions", None, "session-1", &body).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.unwrap();
+    let token = first["token"].as_str().unwrap().to_owned();
+
+    let again = post_keyed(&app, "/v1/portal/sessions", None, "session-1", &body).await;
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert!(replayed(&again));
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["token"], Value::Null);
+    assert!(again["token_withheld"].is_string(), "{again}");
+    assert_eq!(again["expires_at"], first["expires_at"]);
+    let mut conn = app.pool.get().unwrap();
+    let sessions: i64 = portal_sessions::table.count().get_result(&mut conn).unwrap();
+    assert_eq!(sessions, 1, "a replay never opens a second session");
+    assert!(stored_bodies(&app).iter().all(|b| !b.contains(&token)));
+    assert_eq!(app.get("/v1/me", &token).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn erasing_a_client_scrubs_the_stored_replies_about_them() {
+    let app = spawn_app().await;
+    let staff = app.key("staff").await;
+    app.enrol(&staff, json!({ "name": "Eve", "email": "eve@example.com", "code": "ERASE1" })).await;
+    let create = json!({ "code": "ERASE1", "first_name": "Maria", "last_name": "Garcia",
+                         "email": "maria.erased@example.org", "phone": "+1 917 555 0142" });
+    let res = post_keyed(&app, "/v1/referrals", Some(&staff), "ref-1", &create).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let session = json!({ "note": "Maria said her sister may come too" });
+    let res = post_keyed(&app, &format!("/v1/referrals/{id}/sessions"), Some(&staff), "ses-1", &session).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    // Before erasure, a replay is the stored response.
+    let res = post_keyed(&app, "/v1/referrals", Some(&staff), "ref-1", &create).await;
+    assert!(replayed(&res));
+    assert_eq!(res.json::<Value>().await.unwrap()["client_email"], "maria.erased@example.org");
+
+    let res = app
+        .request(reqwest::Method::DELETE, &format!("/v1/referrals/{id}/personal-data"), Some(&app.admin_key), None)
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    let before = app.counts();
+    for (path, key, body) in
+        [("/v1/referrals".to_owned(), "ref-1", &create), (format!("/v1/referrals/{id}/sessions"), "ses-1", &session)]
+    {
+        let res = post_keyed(&app, &path, Some(&staff), key, body).await;
+        assert!(replayed(&res), "{path}: still answered from the stored reply, not run again");
+        let raw = assert_problem(res, StatusCode::GONE, "personal-data-erased").await.to_string();
+        assert!(!raw.contains("Maria") && !raw.contains("maria"), "{raw}");
+    }
+    assert_eq!(app.counts(), before, "nothing ran again");
+    for stored in stored_bodies(&app) {
+        for secret in ["Maria", "Garcia", "maria.erased", "9175550142", "sister"] {
+            assert!(!stored.contains(secret), "{secret} kept at rest in {stored}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn server_errors_are_not_stored_so_the_retry_runs() {
+    let app = spawn_app().await;
+    let body = json!({ "name": "Retry Later", "email": "retry.later@example.com" });
+    break_writes(&app, "audit_events", "INSERT");
+    let res = post_with_key(&app, &app.admin_key, "flaky", &body).await;
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(app.counts().ambassadors, 0, "the failed request changed nothing");
+    assert!(stored_bodies(&app).is_empty(), "a 5xx is not kept");
+    mend(&app, "audit_events");
+
+    let res = post_with_key(&app, &app.admin_key, "flaky", &body).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert!(!replayed(&res), "the retry ran");
+    assert_eq!(app.counts().ambassadors, 1);
+}
+
+#[tokio::test]
+async fn a_reply_that_could_not_be_stored_never_runs_its_request_twice() {
+    let app = spawn_app().await;
+    let finance = app.key("finance").await;
+    let amb = app.enrol_named(&app.admin_key, "Ada Adjusted").await;
+    let body = json!({ "ambassador_id": amb["id"], "amount_minor": 2500, "reason": "Launch bonus" });
+    let path = "/v1/rewards/adjustments";
+
+    // The adjustment commits, but storing its reply fails.
+    break_writes(&app, "idempotency_keys", "UPDATE");
+    let first = post_keyed(&app, path, Some(&finance), "bonus-1", &body).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let request_id = first.headers().get("x-request-id").unwrap().to_str().unwrap().to_owned();
+    mend(&app, "idempotency_keys");
+
+    // A prompt retry waits for the claim…
+    let res = post_keyed(&app, path, Some(&finance), "bonus-1", &body).await;
+    assert_problem(res, StatusCode::CONFLICT, "idempotency-in-progress").await;
+    // …and once the claim counts as abandoned, the audit trail shows the request was carried
+    // out: a clear problem, never a second adjustment.
+    age_open_claims(&app);
+    for _ in 0..2 {
+        let res = post_keyed(&app, path, Some(&finance), "bonus-1", &body).await;
+        let problem = assert_problem(res, StatusCode::CONFLICT, "idempotency-reply-lost").await;
+        assert_eq!(problem["request_id"], request_id.as_str());
+    }
+    let mut conn = app.pool.get().unwrap();
+    let adjustments: i64 = rewards::table.filter(rewards::kind.eq("adjustment")).count().get_result(&mut conn).unwrap();
+    assert_eq!(adjustments, 1, "the adjustment ran exactly once");
+    let audited: i64 =
+        audit_events::table.filter(audit_events::request_id.eq(&request_id)).count().get_result(&mut conn).unwrap();
+    assert!(audited >= 1);
+}
+
+#[tokio::test]
+async fn an_abandoned_claim_that_changed_nothing_runs_on_retry() {
+    let app = spawn_app().await;
+    let body = json!({ "name": "Dropped", "email": "dropped@example.com" });
+    // A refusal changes nothing; its reply could not be stored either.
+    break_writes(&app, "idempotency_keys", "UPDATE");
+    let res =
+        post_with_key(&app, &app.admin_key, "k-abandoned", &json!({ "name": "", "email": "dropped@example.com" }))
+            .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    mend(&app, "idempotency_keys");
+    age_open_claims(&app);
+    // The abandoned claim left no audit trail: the retry (same key, same body) runs afresh.
+    let res =
+        post_with_key(&app, &app.admin_key, "k-abandoned", &json!({ "name": "", "email": "dropped@example.com" }))
+            .await;
+    assert!(!replayed(&res));
+    assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
+    let res = post_with_key(&app, &app.admin_key, "k-other", &body).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn public_replies_are_scoped_by_client_address() {
+    let app = spawn_app_with(|s| s.server.trust_forwarded_for = true).await;
+    let apply = |from: &'static str, email: &'static str| {
+        let app = &app;
+        async move {
+            app.client
+                .post(app.url("/v1/public/ambassador-applications"))
+                .header("x-forwarded-for", from)
+                .header("idempotency-key", "apply-1")
+                .json(&json!({ "name": "Applicant", "email": email }))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let res = apply("203.0.113.7", "one@example.com").await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    assert!(!replayed(&res));
+    // Another address, the same key, another body: its own request, not a mismatch or replay.
+    let res = apply("198.51.100.9", "two@example.com").await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    assert!(!replayed(&res));
+    // The first address retrying is replayed.
+    let res = apply("203.0.113.7", "one@example.com").await;
+    assert!(replayed(&res));
+    assert_eq!(app.counts().ambassadors, 2);
+}
+
+#[tokio::test]
+async fn anonymous_clients_cannot_fill_the_reply_table() {
+    let app = spawn_app_with(|s| s.rate_limit.public_per_minute = 2).await;
+    // Rate limited before the idempotency step: refused requests leave no row.
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let body = json!({ "name": "Flood", "email": format!("flood{i}@example.com") });
+        let res = post_keyed(&app, "/v1/public/ambassador-applications", None, &format!("flood-{i}"), &body).await;
+        statuses.push(res.status().as_u16());
+    }
+    assert_eq!(statuses, [202, 202, 429, 429, 429]);
+    // Without credentials, other routes keep nothing either (they answer 401).
+    for i in 0..3 {
+        let res = post_keyed(&app, "/v1/ambassadors", None, &format!("anon-{i}"), &json!({ "name": "x" })).await;
+        assert_problem(res, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    }
+    let mut conn = app.pool.get().unwrap();
+    let rows: i64 = ik::table.count().get_result(&mut conn).unwrap();
+    assert_eq!(rows, 2, "only the two requests that ran are kept");
+}
+
+#[tokio::test]
+async fn housekeeping_purges_expired_replies_links_and_sessions() {
+    let app = spawn_app_with(|s| s.server.housekeeping_interval_secs = 1).await;
+    let res = post_with_key(&app, &app.admin_key, "old", &json!({ "name": "Old", "email": "old@example.com" })).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let old_id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let res = post_with_key(&app, &app.admin_key, "new", &json!({ "name": "New", "email": "new@example.com" })).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let live = app.portal_session("new@example.com").await;
+    let ended = app.portal_session("old@example.com").await;
+    let res = app.post("/v1/portal/logout", &ended, &json!({})).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.audit_actions(&old_id).last().map(String::as_str), Some("portal.session_ended"));
+    {
+        use vouch::db::schema::portal_login_tokens as plt;
+        let mut conn = app.pool.get().unwrap();
+        let long_ago = chrono::Utc::now().naive_utc() - chrono::TimeDelta::hours(25);
+        diesel::update(ik::table.filter(ik::idem_key.eq("old")))
+            .set(ik::created_at.eq(long_ago))
+            .execute(&mut conn)
+            .unwrap();
+        // Every login link so far was used and is long expired.
+        diesel::update(plt::table).set(plt::expires_at.eq(long_ago)).execute(&mut conn).unwrap();
+    }
+    let started = std::time::Instant::now();
+    loop {
+        use vouch::db::schema::portal_login_tokens as plt;
+        let mut conn = app.pool.get().unwrap();
+        let keys: Vec<String> = ik::table.select(ik::idem_key).load(&mut conn).unwrap();
+        let links: i64 = plt::table.count().get_result(&mut conn).unwrap();
+        let sessions: i64 = portal_sessions::table.count().get_result(&mut conn).unwrap();
+        if keys == ["new"] && links == 0 && sessions == 1 {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "not purged: {keys:?} {links} {sessions}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.get("/v1/me", &live).await.status(), StatusCode::OK, "live sessions stay");
 }

@@ -237,3 +237,123 @@ async fn suspension_and_a_changed_email_end_portal_access() {
     assert_eq!(res.status(), StatusCode::OK);
     assert_problem(app.get("/v1/me", &token).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
 }
+
+/// The dashboard page as the signed-in ambassador sees it (the API session token is also the
+/// portal cookie).
+async fn dashboard(app: &TestApp, session: &str) -> String {
+    let res =
+        app.client.get(app.url("/portal")).header("cookie", format!("vouch_session={session}")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    res.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_share_link_submission_shows_alike_whether_or_not_the_friend_was_already_a_client() {
+    let app = spawn_app().await;
+    let staff = app.key("staff").await;
+    app.enrol(&staff, json!({ "name": "Curious", "email": "curious@example.com", "code": "CURIOUS1" })).await;
+    app.enrol(&staff, json!({ "name": "Earlier", "email": "earlier@example.com", "code": "EARLIER1" })).await;
+    // The friend Kim is already somebody else's client.
+    let res = app
+        .post("/v1/referrals", &staff, &json!({ "code": "EARLIER1", "first_name": "Kim", "email": "kim@example.org" }))
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let me = app.portal_session("curious@example.com").await;
+    let empty_dashboard = dashboard(&app, &me).await;
+    assert!(empty_dashboard.contains("No referrals yet"));
+
+    // The ambassador types Kim (a duplicate, refused on arrival) and Lou (new) into their link.
+    let mut ids = Vec::new();
+    for (first, email) in [("Kim", "kim@example.org"), ("Lou", "lou@example.org")] {
+        let res = app
+            .client
+            .post(app.url("/v1/public/referrals"))
+            .json(&json!({ "code": "CURIOUS1", "first_name": first, "email": email, "consent_to_contact": true,
+                           "share_name_with_ambassador": true }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        let staff_view: Value = app.get(&format!("/v1/referrals?q={email}"), &staff).await.json().await.unwrap();
+        let mine = staff_view["items"].as_array().unwrap().iter().find(|r| r["code"] == "CURIOUS1").unwrap().clone();
+        ids.push(mine["id"].as_str().unwrap().to_owned());
+    }
+    let staff_statuses: Vec<Value> = {
+        let mut out = Vec::new();
+        for id in &ids {
+            out.push(
+                app.get(&format!("/v1/referrals/{id}"), &staff).await.json::<Value>().await.unwrap()["status"].clone(),
+            );
+        }
+        out
+    };
+    assert_eq!(staff_statuses, [json!("rejected"), json!("registered")], "staff see the truth");
+
+    // The portal shows both alike: neither, in the list, the counts, the detail, the page, the mail.
+    let list: Value = app.get("/v1/me/referrals", &me).await.json().await.unwrap();
+    assert_eq!(list["items"], json!([]));
+    let profile: Value = app.get("/v1/me", &me).await.json().await.unwrap();
+    assert!(profile["referral_counts"].as_object().unwrap().values().all(|n| n == 0), "{profile}");
+    for id in &ids {
+        assert_problem(app.get(&format!("/v1/me/referrals/{id}"), &me).await, StatusCode::NOT_FOUND, "not-found").await;
+    }
+    assert!(dashboard(&app, &me).await.contains("No referrals yet"));
+    let told: Vec<String> = app
+        .mail_to("curious@example.com")
+        .await
+        .into_iter()
+        .map(|m| m.subject)
+        .filter(|s| s.contains("referral"))
+        .collect();
+    assert!(told.is_empty(), "{told:?}");
+
+    // Once the clinic has seen Lou, Lou is the ambassador's referral and shows (and is announced).
+    let res = app.post(&format!("/v1/referrals/{}/sessions", ids[1]), &staff, &json!({})).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let list: Value = app.get("/v1/me/referrals", &me).await.json().await.unwrap();
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!((items[0]["id"].as_str(), items[0]["status"].as_str()), (Some(ids[1].as_str()), Some("in_treatment")));
+    let page = dashboard(&app, &me).await;
+    assert!(page.contains("In treatment") && !page.contains("Kim"), "only Lou shows");
+    let told: Vec<String> = app
+        .mail_to("curious@example.com")
+        .await
+        .into_iter()
+        .map(|m| m.subject)
+        .filter(|s| s.contains("referral"))
+        .collect();
+    assert_eq!(told, ["A new referral is registered"]);
+}
+
+#[tokio::test]
+async fn a_login_link_for_the_old_address_dies_when_staff_change_it() {
+    let app = spawn_app().await;
+    let staff = app.key("staff").await;
+    let amb = app.enrol(&staff, json!({ "name": "Moving", "email": "old.address@example.com" })).await;
+    assert_eq!(login(&app, "old.address@example.com").await.status(), StatusCode::ACCEPTED);
+    let link = app.login_links("old.address@example.com").await.remove(0);
+    let token = link.split("token=").nth(1).unwrap().to_owned();
+
+    let id = amb["id"].as_str().unwrap();
+    let res = app.patch(&format!("/v1/ambassadors/{id}"), &staff, &json!({ "email": "new.address@example.com" })).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_problem(exchange(&app, &token).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid-login-link").await;
+    // The new address signs in as usual.
+    let session = app.portal_session("new.address@example.com").await;
+    assert_eq!(app.get("/v1/me", &session).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn login_e_mails_are_limited_per_address() {
+    let app = crate::helpers::spawn_app_with(|s| s.rate_limit.login_emails_per_hour = 2).await;
+    app.enrol(&app.admin_key, json!({ "name": "Target", "email": "target@example.com" })).await;
+    app.enrol(&app.admin_key, json!({ "name": "Other", "email": "other@example.com" })).await;
+    for _ in 0..5 {
+        assert_eq!(login(&app, "target@example.com").await.status(), StatusCode::ACCEPTED, "the answer never changes");
+    }
+    assert_eq!(app.login_links("target@example.com").await.len(), 2, "no mail bombing");
+    // Other addresses are not affected.
+    assert_eq!(login(&app, "other@example.com").await.status(), StatusCode::ACCEPTED);
+    assert_eq!(app.login_links("other@example.com").await.len(), 1);
+}

@@ -167,10 +167,18 @@ async fn invalid_submissions_answer_the_same_and_are_kept_rejected_for_staff() {
     assert_eq!(items[0]["submitted_code"], "NO-SUCH");
     assert!(items[2]["reason_note"].as_str().unwrap().contains(items[3]["id"].as_str().unwrap()));
 
-    // The owner never sees submissions rejected on arrival.
+    // The owner sees neither the accepted submission nor those rejected on arrival until the
+    // clinic has seen the friend: then only the accepted one.
     let me = app.portal_session("owner@example.com").await;
     let mine: Value = app.get("/v1/me/referrals", &me).await.json().await.unwrap();
-    assert_eq!(mine["items"].as_array().unwrap().len(), 1);
+    assert_eq!(mine["items"], json!([]));
+    let accepted = items[3]["id"].as_str().unwrap();
+    let res = app.post(&format!("/v1/referrals/{accepted}/sessions"), &app.admin_key, &json!({})).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let mine: Value = app.get("/v1/me/referrals", &me).await.json().await.unwrap();
+    let mine = mine["items"].as_array().unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0]["id"], accepted);
 }
 
 #[tokio::test]
@@ -212,4 +220,30 @@ async fn behind_a_trusted_proxy_the_limit_keys_on_the_address_the_proxy_saw() {
     // A client that makes up a new first hop each time is still the same client to the proxy.
     assert_eq!(lookup("2.2.2.2, 203.0.113.7").await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(lookup("203.0.113.8").await.unwrap().status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn an_ipv6_client_is_limited_by_its_64_network() {
+    let app = spawn_app_with(|s| {
+        s.rate_limit.public_per_minute = 2;
+        s.server.trust_forwarded_for = true;
+    })
+    .await;
+    let lookup = |from: &'static str| {
+        let app = &app;
+        async move {
+            app.client
+                .get(app.url("/v1/public/codes/NOPE1"))
+                .header("x-forwarded-for", from)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    // A new address per request inside one /64 is still one client.
+    assert_eq!(lookup("2001:db8:aa:1::1").await, StatusCode::NOT_FOUND);
+    assert_eq!(lookup("2001:db8:aa:1::2").await, StatusCode::NOT_FOUND);
+    assert_eq!(lookup("2001:db8:aa:1:ffff::9").await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(lookup("2001:db8:aa:2::1").await, StatusCode::NOT_FOUND, "another network is another client");
 }

@@ -409,6 +409,41 @@ async fn finance_reads_referrals_without_contact_details_and_staff_only_write() 
 }
 
 #[tokio::test]
+async fn finance_cannot_find_a_client_by_what_finance_may_not_see() {
+    let app = spawn_app().await;
+    let staff = app.key("staff").await;
+    let finance = app.key("finance").await;
+    let (_, code) = ambassador(&app, &staff, "Searched").await;
+    let r = refer(
+        &app,
+        &staff,
+        json!({ "code": code, "first_name": "Petra", "last_name": "Novak", "email": "petra.private@example.org",
+                "phone": "+1 646 555 0177", "external_ref": "CL-4242" }),
+    )
+    .await;
+    let ids = |body: Value| -> Vec<String> {
+        body["items"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_owned()).collect()
+    };
+    for q in ["petra.private", "example.org", "6465550177", "555-0177"] {
+        let path = format!("/v1/referrals?q={}", urlencoding(q));
+        let by_staff: Value = app.get(&path, &staff).await.json().await.unwrap();
+        assert_eq!(ids(by_staff), [r["id"].as_str().unwrap()], "staff find by {q}");
+        let res = app.get(&path, &finance).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(ids(res.json().await.unwrap()), Vec::<String>::new(), "finance must not find by {q}");
+    }
+    // What finance sees, finance may search.
+    for q in ["petra", "novak", "cl-4242"] {
+        let found: Value = app.get(&format!("/v1/referrals?q={q}"), &finance).await.json().await.unwrap();
+        assert_eq!(ids(found), [r["id"].as_str().unwrap()], "finance find by {q}");
+    }
+}
+
+fn urlencoding(q: &str) -> String {
+    q.replace('+', "%2B").replace('@', "%40")
+}
+
+#[tokio::test]
 async fn staff_edit_client_data_under_the_same_rules() {
     let app = spawn_app().await;
     let staff = app.key("staff").await;

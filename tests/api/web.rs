@@ -211,7 +211,7 @@ async fn a_friend_leaves_their_details_and_staff_see_the_referral() {
     assert_eq!(r["share_name_with_ambassador"], true);
     assert_eq!(app.audit_actions(r["id"].as_str().unwrap())[0], "referral.registered");
     assert_eq!(app.mail_to(ALERTS).await.len(), 1, "staff alerted");
-    assert_eq!(app.mail_to("ann@example.com").await.iter().filter(|m| m.everything().contains("Maria G.")).count(), 1);
+    assert_eq!(told_of_maria(&app).await, 0, "the ambassador hears of it at the friend's first session");
 
     // The same friend again: the same neutral page, never "already referred".
     let again = v
@@ -226,6 +226,15 @@ async fn a_friend_leaves_their_details_and_staff_see_the_referral() {
     let items = staff_referrals(&app).await;
     assert_eq!(items.len(), 2);
     assert_eq!(items[0]["status"], "rejected", "kept for staff as a duplicate");
+
+    let accepted = items[1]["id"].as_str().unwrap();
+    let res = app.post(&format!("/v1/referrals/{accepted}/sessions"), &app.admin_key, &json!({})).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert_eq!(told_of_maria(&app).await, 1, "told once the clinic has seen the friend");
+}
+
+async fn told_of_maria(app: &TestApp) -> usize {
+    app.mail_to("ann@example.com").await.iter().filter(|m| m.everything().contains("Maria G.")).count()
 }
 
 #[tokio::test]
@@ -663,4 +672,16 @@ async fn share_link_lookups_are_rate_limited_like_the_api_lookup() {
     let res = v.get("/r/NOPE-NOPE").await;
     assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS);
     res.assert_html();
+}
+
+#[tokio::test]
+async fn the_sign_in_form_shares_the_login_e_mail_limit() {
+    let app = spawn_app_with(|s| s.rate_limit.login_emails_per_hour = 1).await;
+    app.enrol(&app.admin_key, json!({ "name": "Form User", "email": "form.user@example.com" })).await;
+    let v = Visitor::new(&app);
+    for _ in 0..3 {
+        let res = v.submit("/portal", "/portal/login", &[("email", "form.user@example.com")]).await;
+        assert_eq!(res.location(), "/portal/check-email", "the same answer every time");
+    }
+    assert_eq!(app.login_links("form.user@example.com").await.len(), 1);
 }
