@@ -300,7 +300,12 @@ pub(crate) fn void(conn: &mut DbConnection, reward: &RewardRow, reason: &str, ac
 
 /// One negative entry offsetting a paid earned reward, payable at once (netted against the
 /// next payout). A unique index allows one per referral.
-pub(crate) fn clawback(conn: &mut DbConnection, earned: &RewardRow, reason: &str, actor: &Actor) -> Result<(), ApiError> {
+pub(crate) fn clawback(
+    conn: &mut DbConnection,
+    earned: &RewardRow,
+    reason: &str,
+    actor: &Actor,
+) -> Result<(), ApiError> {
     let at = now();
     let id = new_id();
     diesel::insert_into(rewards::table)
