@@ -589,7 +589,12 @@ fn claw_back_refunded(conn: &mut DbConnection, line_ids: &[&str], actor: &Actor)
 }
 
 /// One "payout sent" e-mail per paid line.
-fn notify_paid(conn: &mut DbConnection, batch: &PayoutRow, lines: &[LineRow], at: NaiveDateTime) -> Result<(), ApiError> {
+fn notify_paid(
+    conn: &mut DbConnection,
+    batch: &PayoutRow,
+    lines: &[LineRow],
+    at: NaiveDateTime,
+) -> Result<(), ApiError> {
     for line in lines {
         let (name, display, email): (String, Option<String>, String) = ambassadors::table
             .find(&line.ambassador_id)
