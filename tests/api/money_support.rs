@@ -243,17 +243,14 @@ impl TestApp {
                 .count()
                 .get_result(&mut conn)
                 .unwrap();
-            let batch_status: Option<String> = match &line {
-                Some(line) => Some(
-                    payout_lines::table
-                        .inner_join(payouts::table)
-                        .filter(payout_lines::id.eq(line))
-                        .select(payouts::status)
-                        .first(&mut conn)
-                        .unwrap(),
-                ),
-                None => None,
-            };
+            let batch_status: Option<String> = line.as_ref().map(|line| {
+                payout_lines::table
+                    .inner_join(payouts::table)
+                    .filter(payout_lines::id.eq(line))
+                    .select(payouts::status)
+                    .first(&mut conn)
+                    .unwrap()
+            });
             let ok = state == "voided"
                 || clawed_back == 1
                 || (state == "in_payout" && batch_status.as_deref() == Some("processing"));
