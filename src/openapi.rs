@@ -29,7 +29,7 @@ use crate::routes;
         routes::program::get, routes::program::replace, routes::program::versions,
         routes::rewards::list, routes::rewards::adjust,
         routes::payouts::create, routes::payouts::list, routes::payouts::get, routes::payouts::export,
-        routes::payouts::mark_paid, routes::payouts::cancel, routes::payouts::fail_line,
+        routes::payouts::lock, routes::payouts::mark_paid, routes::payouts::cancel, routes::payouts::fail_line,
         routes::reports::summary, routes::reports::annual, routes::reports::annual_csv,
         routes::emails::list, routes::emails::retry,
         routes::audit::list,

@@ -209,6 +209,9 @@ diesel::table! {
         paid_at -> Nullable<Timestamp>,
         cancelled_at -> Nullable<Timestamp>,
         updated_at -> Timestamp,
+        program_version_id -> Text,
+        locked_at -> Nullable<Timestamp>,
+        cancel_reason -> Nullable<Text>,
     }
 }
 

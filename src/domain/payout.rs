@@ -1,5 +1,10 @@
-//! Payout batches (`draft → paid | cancelled`), their lines (`pending → paid | failed`), and
-//! which ambassadors a new batch pays: the rules of DESIGN §2 "Payout batch", without I/O.
+//! Payout batches (`draft → processing → paid`, `draft | processing → cancelled`), their lines
+//! (`pending → paid | failed`), and which ambassadors a new batch pays: the rules of DESIGN §2
+//! "Payout batch", without I/O.
+//!
+//! **The file that finance uploads is the payment.** A draft may still change (a refund or a
+//! suspension takes its line out); once locked for payment (`processing`) its lines and amounts
+//! are fixed, except a line marked failed, and `mark-paid` settles exactly those lines.
 
 use serde::{Deserialize, Serialize};
 
@@ -9,20 +14,38 @@ use super::DomainError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PayoutStatus {
+    /// Being prepared: refunds and suspensions still take lines out.
     Draft,
+    /// Locked for payment (the file is out): lines fixed except a line marked failed.
+    Processing,
     Paid,
     Cancelled,
 }
 
 impl PayoutStatus {
-    pub const ALL: [Self; 3] = [Self::Draft, Self::Paid, Self::Cancelled];
+    pub const ALL: [Self; 4] = [Self::Draft, Self::Processing, Self::Paid, Self::Cancelled];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Draft => "draft",
+            Self::Processing => "processing",
             Self::Paid => "paid",
             Self::Cancelled => "cancelled",
         }
+    }
+
+    /// Whether a refund or a suspension may still take a line out. After the lock the money
+    /// is on its way: a refund ends in a clawback once paid, a suspension only holds future
+    /// rewards.
+    pub fn lines_may_change(self) -> bool {
+        self == Self::Draft
+    }
+
+    /// Whether a PayPal upload file may be downloaded: a draft (which the download locks) or a
+    /// locked batch (the same file again). Never a paid or cancelled one: uploading it would
+    /// pay a second time, or pay what was called off.
+    pub fn exportable_for_payment(self) -> bool {
+        matches!(self, Self::Draft | Self::Processing)
     }
 
     pub fn parse(s: &str) -> Option<Self> {
@@ -32,6 +55,8 @@ impl PayoutStatus {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PayoutEvent {
+    /// Finance approves the batch for payment, or downloads the PayPal file.
+    Lock,
     MarkPaid,
     Cancel,
 }
@@ -39,17 +64,22 @@ pub enum PayoutEvent {
 impl PayoutEvent {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Lock => "lock",
             Self::MarkPaid => "mark paid",
             Self::Cancel => "cancel",
         }
     }
 }
 
-/// Only a draft can be settled: paid and cancelled batches are final.
+/// A draft locks; a draft or a locked batch is paid or cancelled (marking a draft paid locks
+/// and pays it in one step). Paid and cancelled batches are final. Cancelling a locked batch
+/// also needs a reason: see [`cancel_needs_reason`].
 pub fn transition(from: PayoutStatus, event: PayoutEvent) -> Result<PayoutStatus, DomainError> {
+    use PayoutStatus::{Cancelled, Draft, Paid, Processing};
     match (from, event) {
-        (PayoutStatus::Draft, PayoutEvent::MarkPaid) => Ok(PayoutStatus::Paid),
-        (PayoutStatus::Draft, PayoutEvent::Cancel) => Ok(PayoutStatus::Cancelled),
+        (Draft, PayoutEvent::Lock) => Ok(Processing),
+        (Draft | Processing, PayoutEvent::MarkPaid) => Ok(Paid),
+        (Draft | Processing, PayoutEvent::Cancel) => Ok(Cancelled),
         _ => Err(DomainError::InvalidTransition {
             entity: "payout",
             current: from.as_str().to_owned(),
@@ -58,10 +88,16 @@ pub fn transition(from: PayoutStatus, event: PayoutEvent) -> Result<PayoutStatus
     }
 }
 
+/// A locked batch may have been uploaded already: calling it off needs a reason on record
+/// ("the file was never uploaded"). A draft was never sent anywhere.
+pub fn cancel_needs_reason(from: PayoutStatus) -> bool {
+    from == PayoutStatus::Processing
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LineStatus {
-    /// In a draft batch, to be paid.
+    /// In a draft or locked batch, to be paid.
     Pending,
     Paid,
     /// The payment did not go through (bounced, unclaimed): its rewards are payable again.
@@ -90,7 +126,8 @@ impl LineStatus {
     }
 }
 
-/// A line fails while its batch is a draft, or after payment when the money came back.
+/// A line fails while its batch is a draft or locked (the provider refused it), or after
+/// payment when the money came back.
 pub fn fail_line(from: LineStatus) -> Result<LineStatus, DomainError> {
     match from {
         LineStatus::Pending | LineStatus::Paid => Ok(LineStatus::Failed),
@@ -160,13 +197,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_drafts_settle() {
-        assert_eq!(transition(PayoutStatus::Draft, PayoutEvent::MarkPaid), Ok(PayoutStatus::Paid));
-        assert_eq!(transition(PayoutStatus::Draft, PayoutEvent::Cancel), Ok(PayoutStatus::Cancelled));
-        for from in [PayoutStatus::Paid, PayoutStatus::Cancelled] {
-            for event in [PayoutEvent::MarkPaid, PayoutEvent::Cancel] {
-                assert!(transition(from, event).is_err(), "{from:?} {event:?}");
-            }
+    fn every_batch_state_and_event() {
+        use PayoutEvent::*;
+        use PayoutStatus::*;
+        let table = [
+            (Draft, Lock, Some(Processing)),
+            (Draft, MarkPaid, Some(Paid)),
+            (Draft, Cancel, Some(Cancelled)),
+            (Processing, Lock, None),
+            (Processing, MarkPaid, Some(Paid)),
+            (Processing, Cancel, Some(Cancelled)),
+            (Paid, Lock, None),
+            (Paid, MarkPaid, None),
+            (Paid, Cancel, None),
+            (Cancelled, Lock, None),
+            (Cancelled, MarkPaid, None),
+            (Cancelled, Cancel, None),
+        ];
+        assert_eq!(table.len(), PayoutStatus::ALL.len() * 3, "every pair");
+        for (from, event, to) in table {
+            assert_eq!(transition(from, event).ok(), to, "{from:?} {event:?}");
+        }
+        for from in PayoutStatus::ALL {
+            assert_eq!(cancel_needs_reason(from), from == Processing, "{from:?}");
+            assert_eq!(from.lines_may_change(), from == Draft, "{from:?}");
+            assert_eq!(from.exportable_for_payment(), matches!(from, Draft | Processing), "{from:?}");
+            assert_eq!(PayoutStatus::parse(from.as_str()), Some(from));
         }
         for from in LineStatus::ALL {
             let allowed = matches!(from, LineStatus::Pending | LineStatus::Paid);

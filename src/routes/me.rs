@@ -349,7 +349,7 @@ pub struct MyPayout {
     pub id: String,
     /// The batch reference (`P12`).
     pub batch: String,
-    /// `pending` (being prepared), `paid`, or `failed` (the money did not arrive; it is
+    /// `pending` (being prepared, or on its way), `paid`, or `failed` (the money did not arrive; it is
     /// payable again).
     pub status: crate::domain::payout::LineStatus,
     pub amount_minor: i64,

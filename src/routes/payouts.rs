@@ -15,13 +15,14 @@ use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery, OptionalJson};
 use crate::http::csv_export::{self, text_cell, PAGE_ROWS};
 use crate::http::{blocking, resource};
-use crate::store::payouts::{self, ExportLine, PayoutView};
+use crate::store::payouts::{self, ExportLine, LockedBy, PayoutView};
 use crate::store::PageRequest;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/payouts").route(web::post().to(create)).route(web::get().to(list)))
         .service(resource("/payouts/{id}").route(web::get().to(get)))
         .service(resource("/payouts/{id}/export.csv").route(web::get().to(export)))
+        .service(resource("/payouts/{id}/lock").route(web::post().to(lock)))
         .service(resource("/payouts/{id}/mark-paid").route(web::post().to(mark_paid)))
         .service(resource("/payouts/{id}/cancel").route(web::post().to(cancel)))
         .service(resource("/payouts/{id}/lines/{line}/fail").route(web::post().to(fail_line)));
@@ -39,6 +40,14 @@ pub struct CreatePayout {
 pub struct MarkPaid {
     /// The payment reference (PayPal batch id, bank run), kept with the batch.
     pub reference: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelPayout {
+    /// Why the batch is called off. Required for a batch locked for payment (`processing`):
+    /// "the file was never uploaded"; optional for a draft.
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -152,12 +161,35 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(blocking(&pool, move |c| payouts::detail(c, &id)).await?))
 }
 
-/// Mark a draft paid: every line and reward paid, one e-mail per ambassador. A second call
-/// is 409 `invalid-transition`.
+/// Lock a draft for payment (`processing`): from now on its lines and amounts are what gets
+/// paid — a refund or a suspension no longer changes them, only a line marked failed does.
+/// Downloading the PayPal file locks a draft too. 409 `invalid-transition` if not a draft.
+#[utoipa::path(post, path = "/v1/payouts/{id}/lock", tag = "payouts", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = PayoutView),
+        (status = 409, description = "`invalid-transition` (not a draft)", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn lock(
+    auth: Auth<Finance>,
+    pool: web::Data<DbPool>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = auth.actor();
+    let view = blocking(&pool, move |c| {
+        payouts::lock(c, &id, LockedBy::Approval, &actor)?;
+        payouts::detail(c, &id)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Mark a batch paid: exactly its pending lines (those locked for payment) and their rewards
+/// paid, one e-mail per ambassador; a reward refunded after the lock is clawed back. A draft is
+/// locked and paid in one step. A second call is 409 `invalid-transition`.
 #[utoipa::path(post, path = "/v1/payouts/{id}/mark-paid", tag = "payouts", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = MarkPaid,
     responses((status = 200, body = PayoutView),
-        (status = 409, description = "`invalid-transition` (not a draft)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`invalid-transition` (paid or cancelled)", body = Problem, content_type = "application/problem+json"),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn mark_paid(
     auth: Auth<Finance>,
@@ -177,28 +209,34 @@ pub async fn mark_paid(
     Ok(HttpResponse::Ok().json(view))
 }
 
-/// Cancel a draft: its rewards are payable again.
+/// Cancel a draft, or a locked batch with a `reason` ("the file was never uploaded"): its
+/// rewards are payable again (a reward refunded meanwhile is voided).
 #[utoipa::path(post, path = "/v1/payouts/{id}/cancel", tag = "payouts", security(("bearer" = [])),
-    params(("id" = String, Path)),
+    params(("id" = String, Path)), request_body(content = Option<CancelPayout>),
     responses((status = 200, body = PayoutView),
-        (status = 409, description = "`invalid-transition` (not a draft)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`invalid-transition` (paid or cancelled)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation-failed`: `reason` missing for a locked batch", body = Problem, content_type = "application/problem+json"),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn cancel(
     auth: Auth<Finance>,
     pool: web::Data<DbPool>,
     id: web::Path<String>,
+    body: OptionalJson<CancelPayout>,
 ) -> Result<HttpResponse, ApiError> {
+    let mut v = Validation::new();
+    let reason = body.0.and_then(|b| b.reason).and_then(|r| one_line_text(&mut v, "reason", &r, 500));
+    v.finish()?;
     let actor = auth.actor();
     let view = blocking(&pool, move |c| {
-        payouts::cancel(c, &id, &actor)?;
+        payouts::cancel(c, &id, reason.as_deref(), &actor)?;
         payouts::detail(c, &id)
     })
     .await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
-/// Mark one line failed (in a draft, or after payment when the money came back): its
-/// rewards are payable again and the batch total drops.
+/// Mark one line failed (in a draft, in a locked batch when the provider refused it, or after
+/// payment when the money came back): its rewards are payable again and the batch total drops.
 #[utoipa::path(post, path = "/v1/payouts/{id}/lines/{line}/fail", tag = "payouts", security(("bearer" = [])),
     params(("id" = String, Path), ("line" = String, Path)), request_body = FailLine,
     responses((status = 200, body = PayoutView),
@@ -242,19 +280,23 @@ fn paypal_customer_id(batch: &str, line: i32) -> String {
     format!("VOUCH-{batch}-L{line}")
 }
 
-/// The batch as CSV, streamed. `generic`: a header row and every live line. `paypal`: PayPal's
-/// Payouts upload file exactly (no header; email, amount, currency, customer id, note), the
-/// draft's PayPal lines only, at most `export.paypal_rows_per_file` rows per file: larger
-/// batches come in parts (`?part=2`; the count is in `Vouch-Export-Parts`). Parts are fixed
-/// when the batch is made, so downloading them in any order never skips or repeats a line.
+/// The batch as CSV, streamed. `generic`: a report, a header row and every live line (any
+/// batch; it locks nothing). `paypal`: PayPal's Payouts upload file exactly (no header; email,
+/// amount, currency, customer id, note), the batch's pending PayPal lines only, at most
+/// `export.paypal_rows_per_file` rows per file: larger batches come in parts (`?part=2`; the
+/// count is in `Vouch-Export-Parts`). That file is the payment, so downloading it locks a draft
+/// (`processing`); a locked batch gives the same file again; paid and cancelled batches have
+/// none. Parts are fixed when the batch is made, so downloading them in any order never skips or
+/// repeats a line.
 #[utoipa::path(get, path = "/v1/payouts/{id}/export.csv", tag = "payouts", security(("bearer" = [])),
     params(("id" = String, Path), ExportQuery),
     responses((status = 200, content_type = "text/csv", body = String,
             headers(("Vouch-Export-Parts" = i64, description = "PayPal: how many files the batch needs"))),
-        (status = 409, description = "`invalid-transition`: PayPal files only for a draft (not yet paid) batch", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`invalid-transition`: PayPal files only for a draft or locked (not paid or cancelled) batch", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`nothing-to-export`: no PayPal line in the batch", body = Problem, content_type = "application/problem+json"),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn export(
-    _auth: Auth<Finance>,
+    auth: Auth<Finance>,
     pool: web::Data<DbPool>,
     settings: web::Data<Settings>,
     id: web::Path<String>,
@@ -283,8 +325,8 @@ pub async fn export(
             csv_export::response(HttpResponse::Ok(), &pool, &filename, Some(GENERIC_HEADER), 0, fetch)
         }
         ExportFormat::Paypal => {
-            // A paid batch uploaded again would pay everyone twice.
-            if batch.status() != PayoutStatus::Draft {
+            // A paid batch uploaded again would pay everyone twice; a cancelled one was called off.
+            if !batch.status().exportable_for_payment() {
                 return Err(ApiError::InvalidTransition {
                     entity: "payout",
                     current: batch.status,
@@ -307,6 +349,9 @@ pub async fn export(
             // Sequence numbers (after_seq, part_end] make this part.
             let (start, part_end) = ((part - 1) * per_file, (part * per_file).min(i64::from(last_seq)));
             let (start, part_end) = (start as i32, part_end as i32);
+            // The file is the payment: from this download on, the lines in it are fixed.
+            let (lock_id, actor) = (id.clone(), auth.actor());
+            blocking(&pool, move |c| payouts::lock(c, &lock_id, LockedBy::PaypalExport, &actor)).await?;
             let fetch = move |c: &mut crate::db::DbConnection, after: i32| {
                 let lines = payouts::paypal_lines(c, &id, after, part_end, PAGE_ROWS)?;
                 let next = (lines.len() as i64 == PAGE_ROWS).then(|| lines.last().map(|l| l.0.method_seq)).flatten();

@@ -1,11 +1,17 @@
 //! Payout batches: a draft takes every payable reward at the cutoff into one line per
-//! ambassador, then is marked paid (every line and reward paid, one e-mail per ambassador) or
+//! ambassador, is locked for payment (`processing`: explicitly, or by downloading the PayPal
+//! file), then is marked paid (every line and reward paid, one e-mail per ambassador) or
 //! cancelled (rewards payable again); a line can fail (its rewards payable again).
+//!
+//! The file that finance uploads is the payment: once locked, a batch's lines never change
+//! except a line marked failed. A refund inside a locked batch leaves its line alone and is
+//! clawed back when the batch is paid (or voids the reward if the batch is cancelled or the
+//! line fails); a suspension leaves it alone.
 //!
 //! Never twice: a reward points at one line at most (a single column), moves only by
 //! compare-and-set on its state, at most one draft exists (partial unique index), and every
-//! change to a batch first updates the batch row, which serialises concurrent changes to it
-//! on PostgreSQL as SQLite's single writer does.
+//! change to a batch first takes the batch row's lock ([`hold`]), which serialises concurrent
+//! changes to it on PostgreSQL as SQLite's single writer does.
 
 use std::collections::BTreeMap;
 
@@ -13,15 +19,15 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::Serialize;
 
-use crate::db::schema::{ambassadors, payout_lines, payouts, rewards};
+use crate::db::schema::{ambassadors, payout_lines, payouts, referrals, rewards};
 use crate::db::{now, write_tx, DbConnection};
 use crate::domain::ambassador::PayoutMethod;
 use crate::domain::money::{Currency, Money};
 use crate::domain::payout::{self, eligibility, Candidate, LineStatus, PayoutEvent, PayoutStatus};
-use crate::domain::reward::{STATE_IN_PAYOUT, STATE_OPEN, STATE_PAID};
+use crate::domain::reward::{RewardKind, STATE_IN_PAYOUT, STATE_OPEN, STATE_PAID};
 use crate::error::{is_unique_violation, ApiError};
 use crate::store::audit::{self, Actor, Change};
-use crate::store::rewards::RewardRow;
+use crate::store::rewards::{self as ledger, RewardRow};
 use crate::store::{ensure_unchanged, new_id, outbox, program, Page, PageRequest};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -40,6 +46,9 @@ pub struct PayoutRow {
     pub paid_at: Option<NaiveDateTime>,
     pub cancelled_at: Option<NaiveDateTime>,
     pub updated_at: NaiveDateTime,
+    pub program_version_id: String,
+    pub locked_at: Option<NaiveDateTime>,
+    pub cancel_reason: Option<String>,
 }
 
 impl PayoutRow {
@@ -139,6 +148,7 @@ pub struct PayoutView {
     #[serde(serialize_with = "crate::store::utc::ser")]
     pub cutoff: NaiveDateTime,
     /// Sum of the lines to be paid or paid (failed, released and cancelled lines excluded).
+    /// From `processing` on it changes only when a line is marked failed.
     pub total_minor: i64,
     /// Ambassadors left out, with the reason (`below_minimum`, `missing_payout_details`,
     /// `suspended`, `not_active`); their balances carry over.
@@ -148,10 +158,18 @@ pub struct PayoutView {
     pub created_by: String,
     #[serde(serialize_with = "crate::store::utc::ser")]
     pub created_at: NaiveDateTime,
+    /// The program version the batch was built with (its minimum payout applies to refunds
+    /// that shrink a draft line).
+    pub program_version_id: String,
+    /// When it was locked for payment (`lock`, the PayPal download, or marking a draft paid).
+    #[serde(serialize_with = "crate::store::utc::ser_opt")]
+    pub locked_at: Option<NaiveDateTime>,
     #[serde(serialize_with = "crate::store::utc::ser_opt")]
     pub paid_at: Option<NaiveDateTime>,
     #[serde(serialize_with = "crate::store::utc::ser_opt")]
     pub cancelled_at: Option<NaiveDateTime>,
+    /// Why it was cancelled (required once it had been locked).
+    pub cancel_reason: Option<String>,
     /// Present on the detail; omitted in lists.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lines: Option<Vec<LineView>>,
@@ -170,8 +188,11 @@ impl PayoutView {
             reference: p.reference,
             created_by: p.created_by,
             created_at: p.created_at,
+            program_version_id: p.program_version_id,
+            locked_at: p.locked_at,
             paid_at: p.paid_at,
             cancelled_at: p.cancelled_at,
+            cancel_reason: p.cancel_reason,
             lines,
         }
     }
@@ -214,13 +235,26 @@ fn in_progress(draft_id: Option<&str>) -> ApiError {
     }
 }
 
-/// Touches the batch row first (`WHERE status = <expected>`): on PostgreSQL this row lock
-/// queues every concurrent change to the same batch; a batch that moved on meanwhile → 409.
-fn lock(conn: &mut DbConnection, payout_id: &str, expected: &str, at: NaiveDateTime) -> Result<(), ApiError> {
-    let changed = diesel::update(payouts::table.find(payout_id).filter(payouts::status.eq(expected)))
-        .set(payouts::updated_at.eq(at))
+/// Takes the batch row's lock (a no-op update) and reads its status afresh. On PostgreSQL this
+/// queues every change to the same batch behind each other, and the status read after the
+/// wait is the committed one; SQLite's single writer does the same. Every change to a batch,
+/// its lines or the rewards in them starts here, so a lock, payment, cancellation, refund or
+/// suspension at the same moment is seen, never raced.
+fn hold(conn: &mut DbConnection, payout_id: &str) -> Result<PayoutStatus, ApiError> {
+    let found = diesel::update(payouts::table.find(payout_id))
+        .set(payouts::updated_at.eq(payouts::updated_at))
         .execute(conn)?;
-    ensure_unchanged(changed)
+    if found == 0 {
+        return Err(ApiError::NotFound("payout"));
+    }
+    Ok(find(conn, payout_id)?.status())
+}
+
+/// [`hold`] for the batch a line belongs to; returns (batch id, its status).
+pub fn hold_batch_of_line(conn: &mut DbConnection, line_id: &str) -> Result<(String, PayoutStatus), ApiError> {
+    let payout_id: String = payout_lines::table.find(line_id).select(payout_lines::payout_id).first(conn)?;
+    let status = hold(conn, &payout_id)?;
+    Ok((payout_id, status))
 }
 
 /// Re-sums the batch total from its live lines.
@@ -232,6 +266,24 @@ fn refresh_total(conn: &mut DbConnection, payout_id: &str) -> Result<(), ApiErro
         .first(conn)?;
     diesel::update(payouts::table.find(payout_id)).set(payouts::total_minor.eq(total.unwrap_or(0))).execute(conn)?;
     Ok(())
+}
+
+/// The ambassadors a new batch may pay, their rows locked until the batch is written. A
+/// suspension at the same moment then either commits first (and the batch sees the ambassador
+/// suspended and skips them) or waits for the batch (and takes the new line out of the draft):
+/// never a suspended ambassador with a pending line in a draft. PostgreSQL locks the rows
+/// `FOR UPDATE` in id order, so two batch creations never deadlock; SQLite's single writer
+/// (`BEGIN IMMEDIATE`) serialises already.
+fn candidates_locked(
+    conn: &mut DbConnection,
+    ids: &[String],
+) -> Result<Vec<crate::store::ambassadors::AmbassadorRow>, ApiError> {
+    use crate::store::ambassadors::AmbassadorRow;
+    let query = ambassadors::table.filter(ambassadors::id.eq_any(ids)).order(ambassadors::id.asc());
+    Ok(match conn {
+        DbConnection::Postgres(pg) => query.select(AmbassadorRow::as_select()).for_update().load(pg)?,
+        DbConnection::Sqlite(sqlite) => query.select(AmbassadorRow::as_select()).load(sqlite)?,
+    })
 }
 
 /// Creates the draft batch: per ambassador (active or closed, with payout details) all rewards
@@ -246,7 +298,7 @@ pub fn create(conn: &mut DbConnection, cutoff: Option<NaiveDateTime>, actor: &Ac
         if let Some(id) = draft {
             return Err(in_progress(Some(&id)));
         }
-        let rules = program::current(conn)?.rules;
+        let program::Program { id: version_id, rules } = program::current(conn)?;
         let at = now();
         let cutoff = cutoff.unwrap_or(at);
         let due: Vec<(String, String, i64)> = rewards::table
@@ -266,12 +318,7 @@ pub fn create(conn: &mut DbConnection, cutoff: Option<NaiveDateTime>, actor: &Ac
         let mut skipped = Vec::new();
         let ids: Vec<String> = by_ambassador.keys().cloned().collect();
         for chunk in ids.chunks(500) {
-            let found: Vec<crate::store::ambassadors::AmbassadorRow> = ambassadors::table
-                .filter(ambassadors::id.eq_any(chunk))
-                .order(ambassadors::id.asc())
-                .select(crate::store::ambassadors::AmbassadorRow::as_select())
-                .load(conn)?;
-            for a in found {
+            for a in candidates_locked(conn, chunk)? {
                 let (payable_minor, reward_ids) = by_ambassador.remove(&a.id).unwrap_or_default();
                 let candidate = Candidate { status: a.status(), method: a.payout(), payable_minor };
                 match eligibility(&candidate, rules.min_payout_minor) {
@@ -310,6 +357,7 @@ pub fn create(conn: &mut DbConnection, cutoff: Option<NaiveDateTime>, actor: &Ac
                 payouts::created_by.eq(actor.label()),
                 payouts::created_at.eq(at),
                 payouts::updated_at.eq(at),
+                payouts::program_version_id.eq(&version_id),
             ))
             .execute(conn)
             .map_err(|e| if is_unique_violation(&e) { in_progress(None) } else { e.into() })?;
@@ -371,6 +419,7 @@ pub fn create(conn: &mut DbConnection, cutoff: Option<NaiveDateTime>, actor: &Ac
                     "cutoff": crate::store::utc::format(&cutoff),
                     "total_minor": total,
                     "skipped": skipped.len(),
+                    "program_version_id": version_id,
                 })),
             },
         )?;
@@ -378,16 +427,70 @@ pub fn create(conn: &mut DbConnection, cutoff: Option<NaiveDateTime>, actor: &Ac
     })
 }
 
-/// Marks a draft paid: every pending line and its rewards paid, one e-mail per ambassador.
+/// How a batch came to be locked for payment (kept in its audit event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockedBy {
+    /// `POST /v1/payouts/{id}/lock`: finance approved it (before paying it by bank, say).
+    Approval,
+    /// The PayPal upload file was downloaded: that file is what PayPal will pay.
+    PaypalExport,
+}
+
+impl LockedBy {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Approval => "approval",
+            Self::PaypalExport => "paypal_export",
+        }
+    }
+}
+
+/// Locks a draft for payment (`processing`): from now on its lines and amounts are what gets
+/// paid. Approving a batch that is not a draft is 409 `invalid-transition`; downloading the
+/// PayPal file of a batch already locked is the same file again and changes nothing.
+pub fn lock(conn: &mut DbConnection, id: &str, via: LockedBy, actor: &Actor) -> Result<(), ApiError> {
+    write_tx(conn, |conn| -> Result<(), ApiError> {
+        let from = hold(conn, id)?;
+        if via == LockedBy::PaypalExport && from == PayoutStatus::Processing {
+            return Ok(());
+        }
+        let to = payout::transition(from, PayoutEvent::Lock)?;
+        let at = now();
+        let changed = diesel::update(payouts::table.find(id).filter(payouts::status.eq(from.as_str())))
+            .set((payouts::status.eq(to.as_str()), payouts::locked_at.eq(at), payouts::updated_at.eq(at)))
+            .execute(conn)?;
+        ensure_unchanged(changed)?;
+        let batch = find(conn, id)?;
+        Ok(audit::record(
+            conn,
+            actor,
+            Change {
+                action: "payout.locked",
+                entity_type: "payout",
+                entity_id: id,
+                before: Some(from.as_str()),
+                after: Some(to.as_str()),
+                details: Some(serde_json::json!({ "via": via.as_str(), "total_minor": batch.total_minor })),
+            },
+        )?)
+    })
+}
+
+/// Marks a batch paid: exactly its pending lines (in a locked batch, the locked ones) and their
+/// rewards become paid, one e-mail per ambassador, and each reward refunded while the batch was
+/// locked is clawed back (netted in a later batch). A draft is locked and paid in one step:
+/// nothing can change in between, and `locked_at` is the payment time.
 pub fn mark_paid(conn: &mut DbConnection, id: &str, reference: &str, actor: &Actor) -> Result<(), ApiError> {
     write_tx(conn, |conn| -> Result<(), ApiError> {
+        let from = hold(conn, id)?;
+        let to = payout::transition(from, PayoutEvent::MarkPaid)?;
         let before = find(conn, id)?;
-        let to = payout::transition(before.status(), PayoutEvent::MarkPaid)?;
         let at = now();
-        let changed = diesel::update(payouts::table.find(id).filter(payouts::status.eq(&before.status)))
+        let changed = diesel::update(payouts::table.find(id).filter(payouts::status.eq(from.as_str())))
             .set((
                 payouts::status.eq(to.as_str()),
                 payouts::reference.eq(reference),
+                payouts::locked_at.eq(before.locked_at.unwrap_or(at)),
                 payouts::paid_at.eq(at),
                 payouts::updated_at.eq(at),
             ))
@@ -399,41 +502,9 @@ pub fn mark_paid(conn: &mut DbConnection, id: &str, reference: &str, actor: &Act
             .select(LineRow::as_select())
             .load(conn)?;
         let line_ids: Vec<&str> = lines.iter().map(|l| l.id.as_str()).collect();
-        for chunk in line_ids.chunks(500) {
-            diesel::update(payout_lines::table.filter(payout_lines::id.eq_any(chunk)))
-                .set((payout_lines::status.eq(LineStatus::Paid.as_str()), payout_lines::updated_at.eq(at)))
-                .execute(conn)?;
-            let reward_ids: Vec<String> = rewards::table
-                .filter(rewards::payout_line_id.eq_any(chunk))
-                .filter(rewards::state.eq(STATE_IN_PAYOUT))
-                .select(rewards::id)
-                .load(conn)?;
-            for ids in reward_ids.chunks(500) {
-                diesel::update(rewards::table.filter(rewards::id.eq_any(ids)))
-                    .set((rewards::state.eq(STATE_PAID), rewards::paid_at.eq(at), rewards::updated_at.eq(at)))
-                    .execute(conn)?;
-                let details = serde_json::json!({ "payout_id": id });
-                audit_rewards(conn, actor, ids, "reward.paid", "in_payout", "paid", &details)?;
-            }
-        }
-        for line in &lines {
-            let (name, display, email): (String, Option<String>, String) = ambassadors::table
-                .find(&line.ambassador_id)
-                .select((ambassadors::name, ambassadors::display_name, ambassadors::email))
-                .first(conn)?;
-            outbox::enqueue(
-                conn,
-                &format!("payout-sent:{id}:{}", line.ambassador_id),
-                "payout_sent",
-                &email,
-                &serde_json::json!({
-                "ambassador_name": display.unwrap_or(name),
-                "amount": line.money().to_string(),
-                "reference": before.code(),
-                "paid_on": at.date(),
-                }),
-            )?;
-        }
+        pay_lines(conn, id, &line_ids, actor, at)?;
+        let clawbacks = claw_back_refunded(conn, &line_ids, actor)?;
+        notify_paid(conn, &before, &lines, at)?;
         Ok(audit::record(
             conn,
             actor,
@@ -441,15 +512,112 @@ pub fn mark_paid(conn: &mut DbConnection, id: &str, reference: &str, actor: &Act
                 action: "payout.paid",
                 entity_type: "payout",
                 entity_id: id,
-                before: Some(&before.status),
+                before: Some(from.as_str()),
                 after: Some(to.as_str()),
-                details: Some(serde_json::json!({ "reference": reference, "lines": lines.len() })),
+                details: Some(serde_json::json!({
+                    "reference": reference,
+                    "lines": lines.len(),
+                    "total_minor": before.total_minor,
+                    "clawbacks": clawbacks,
+                })),
             },
         )?)
     })
 }
 
-/// Puts the rewards of the given lines back to payable.
+/// Lines and the rewards in them → paid.
+fn pay_lines(
+    conn: &mut DbConnection,
+    payout_id: &str,
+    line_ids: &[&str],
+    actor: &Actor,
+    at: NaiveDateTime,
+) -> Result<(), ApiError> {
+    for chunk in line_ids.chunks(500) {
+        diesel::update(payout_lines::table.filter(payout_lines::id.eq_any(chunk)))
+            .set((payout_lines::status.eq(LineStatus::Paid.as_str()), payout_lines::updated_at.eq(at)))
+            .execute(conn)?;
+        let reward_ids: Vec<String> = rewards::table
+            .filter(rewards::payout_line_id.eq_any(chunk))
+            .filter(rewards::state.eq(STATE_IN_PAYOUT))
+            .select(rewards::id)
+            .load(conn)?;
+        for ids in reward_ids.chunks(500) {
+            diesel::update(rewards::table.filter(rewards::id.eq_any(ids)))
+                .set((rewards::state.eq(STATE_PAID), rewards::paid_at.eq(at), rewards::updated_at.eq(at)))
+                .execute(conn)?;
+            let details = serde_json::json!({ "payout_id": payout_id });
+            audit_rewards(conn, actor, ids, "reward.paid", "in_payout", "paid", &details)?;
+        }
+    }
+    Ok(())
+}
+
+/// Earned rewards of refunded referrals in these lines, in the given state (`in_payout`: still
+/// to be paid; `paid`: just paid).
+fn refunded_in_lines(conn: &mut DbConnection, line_ids: &[&str], state: &str) -> Result<Vec<RewardRow>, ApiError> {
+    Ok(rewards::table
+        .inner_join(referrals::table)
+        .filter(rewards::payout_line_id.eq_any(line_ids))
+        .filter(rewards::state.eq(state))
+        .filter(rewards::kind.eq(RewardKind::Earned.as_str()))
+        .filter(referrals::status.eq("refunded"))
+        .order(rewards::id.asc())
+        .select(RewardRow::as_select())
+        .load(conn)?)
+}
+
+/// The file paid rewards whose referral was refunded after the lock: each gets its clawback
+/// now (once: a referral that already has one, from an earlier payment, is skipped). Returns
+/// how many were made.
+fn claw_back_refunded(conn: &mut DbConnection, line_ids: &[&str], actor: &Actor) -> Result<usize, ApiError> {
+    let mut made = 0;
+    for chunk in line_ids.chunks(500) {
+        let paid = refunded_in_lines(conn, chunk, STATE_PAID)?;
+        let referral_ids: Vec<&str> = paid.iter().filter_map(|r| r.referral_id.as_deref()).collect();
+        let clawed: Vec<Option<String>> = rewards::table
+            .filter(rewards::referral_id.eq_any(&referral_ids))
+            .filter(rewards::kind.eq(RewardKind::Clawback.as_str()))
+            .select(rewards::referral_id)
+            .load(conn)?;
+        for reward in paid.iter().filter(|r| r.amount_minor > 0 && !clawed.contains(&r.referral_id)) {
+            ledger::clawback(conn, reward, "referral refunded while its payout was being paid", actor)?;
+            made += 1;
+        }
+    }
+    Ok(made)
+}
+
+/// One "payout sent" e-mail per paid line.
+fn notify_paid(
+    conn: &mut DbConnection,
+    batch: &PayoutRow,
+    lines: &[LineRow],
+    at: NaiveDateTime,
+) -> Result<(), ApiError> {
+    for line in lines {
+        let (name, display, email): (String, Option<String>, String) = ambassadors::table
+            .find(&line.ambassador_id)
+            .select((ambassadors::name, ambassadors::display_name, ambassadors::email))
+            .first(conn)?;
+        outbox::enqueue(
+            conn,
+            &format!("payout-sent:{}:{}", batch.id, line.ambassador_id),
+            "payout_sent",
+            &email,
+            &serde_json::json!({
+                "ambassador_name": display.unwrap_or(name),
+                "amount": line.money().to_string(),
+                "reference": batch.code(),
+                "paid_on": at.date(),
+            }),
+        )?;
+    }
+    Ok(())
+}
+
+/// Puts the rewards of the given lines back to payable, except rewards refunded while their
+/// batch was locked: those were never paid, so the refund voids them now.
 fn release_rewards(
     conn: &mut DbConnection,
     line_ids: &[&str],
@@ -457,6 +625,9 @@ fn release_rewards(
     at: NaiveDateTime,
 ) -> Result<(), ApiError> {
     for chunk in line_ids.chunks(500) {
+        for reward in refunded_in_lines(conn, chunk, STATE_IN_PAYOUT)? {
+            ledger::void(conn, &reward, "refunded", actor)?;
+        }
         let found: Vec<(String, String)> = rewards::table
             .filter(rewards::payout_line_id.eq_any(chunk))
             .filter(rewards::state.eq_any([STATE_IN_PAYOUT, STATE_PAID]))
@@ -506,14 +677,27 @@ fn audit_rewards<S: AsRef<str>>(
     Ok(())
 }
 
-/// Cancels a draft: its rewards are payable again.
-pub fn cancel(conn: &mut DbConnection, id: &str, actor: &Actor) -> Result<(), ApiError> {
+/// Cancels a draft or a locked batch: its rewards are payable again (a reward refunded while
+/// the batch was locked is voided instead). A locked batch may already have been uploaded, so
+/// cancelling it needs a reason, kept on the batch and in the audit trail.
+pub fn cancel(conn: &mut DbConnection, id: &str, reason: Option<&str>, actor: &Actor) -> Result<(), ApiError> {
     write_tx(conn, |conn| -> Result<(), ApiError> {
-        let before = find(conn, id)?;
-        let to = payout::transition(before.status(), PayoutEvent::Cancel)?;
+        let from = hold(conn, id)?;
+        let to = payout::transition(from, PayoutEvent::Cancel)?;
+        if payout::cancel_needs_reason(from) && reason.is_none() {
+            return Err(ApiError::validation(
+                "reason",
+                "is required to cancel a batch locked for payment: say why (for example, the file was never uploaded)",
+            ));
+        }
         let at = now();
-        let changed = diesel::update(payouts::table.find(id).filter(payouts::status.eq(&before.status)))
-            .set((payouts::status.eq(to.as_str()), payouts::cancelled_at.eq(at), payouts::updated_at.eq(at)))
+        let changed = diesel::update(payouts::table.find(id).filter(payouts::status.eq(from.as_str())))
+            .set((
+                payouts::status.eq(to.as_str()),
+                payouts::cancelled_at.eq(at),
+                payouts::cancel_reason.eq(reason),
+                payouts::updated_at.eq(at),
+            ))
             .execute(conn)?;
         ensure_unchanged(changed)?;
         let line_ids: Vec<String> = payout_lines::table
@@ -523,9 +707,11 @@ pub fn cancel(conn: &mut DbConnection, id: &str, actor: &Actor) -> Result<(), Ap
             .load(conn)?;
         let refs: Vec<&str> = line_ids.iter().map(String::as_str).collect();
         release_rewards(conn, &refs, actor, at)?;
-        diesel::update(payout_lines::table.filter(payout_lines::id.eq_any(&line_ids)))
-            .set((payout_lines::status.eq(LineStatus::Cancelled.as_str()), payout_lines::updated_at.eq(at)))
-            .execute(conn)?;
+        for chunk in line_ids.chunks(500) {
+            diesel::update(payout_lines::table.filter(payout_lines::id.eq_any(chunk)))
+                .set((payout_lines::status.eq(LineStatus::Cancelled.as_str()), payout_lines::updated_at.eq(at)))
+                .execute(conn)?;
+        }
         refresh_total(conn, id)?;
         Ok(audit::record(
             conn,
@@ -534,16 +720,17 @@ pub fn cancel(conn: &mut DbConnection, id: &str, actor: &Actor) -> Result<(), Ap
                 action: "payout.cancelled",
                 entity_type: "payout",
                 entity_id: id,
-                before: Some(&before.status),
+                before: Some(from.as_str()),
                 after: Some(to.as_str()),
-                details: None,
+                details: Some(serde_json::json!({ "reason": reason, "lines_released": line_ids.len() })),
             },
         )?)
     })
 }
 
-/// Marks one line failed (in a draft, or after payment when the money came back): its
-/// rewards are payable again and the batch total drops.
+/// Marks one line failed (in a draft, in a locked batch when the provider refused it, or after
+/// payment when the money came back): its rewards are payable again (refunded ones voided)
+/// and the batch total drops. The one change a locked batch allows.
 pub fn fail_line(
     conn: &mut DbConnection,
     payout_id: &str,
@@ -552,11 +739,10 @@ pub fn fail_line(
     actor: &Actor,
 ) -> Result<(), ApiError> {
     write_tx(conn, |conn| -> Result<(), ApiError> {
-        let batch = find(conn, payout_id)?;
+        hold(conn, payout_id)?;
         let line = find_line(conn, payout_id, line_id)?;
         let to = payout::fail_line(line.status())?;
         let at = now();
-        lock(conn, payout_id, &batch.status, at)?;
         let changed = diesel::update(payout_lines::table.find(line_id).filter(payout_lines::status.eq(&line.status)))
             .set((
                 payout_lines::status.eq(to.as_str()),
@@ -582,21 +768,28 @@ pub fn fail_line(
     })
 }
 
-/// Takes a reward out of its draft line (inside the refund's transaction): locks the batch,
-/// lets `void` void the reward, then re-sums the line from the rewards still in it. A line
-/// left empty or under the payout minimum is released, its other rewards payable again (they
-/// carry over, as at batch creation).
-pub fn remove_from_draft(
+/// A refund of a reward that sits in a payout line (inside the refund's transaction, after the
+/// referral's update). The batch is held first, so its state is the committed one:
+/// - a draft: `void` voids the reward and the line is re-summed from the rewards still in it;
+///   a line left empty or under the minimum payout of the program version the batch was built
+///   with is released, its other rewards payable again (they carry over, as at creation);
+/// - a locked batch: the line stays as it is (the money is on its way); paying the batch claws
+///   the reward back, cancelling it or failing the line voids it.
+pub fn refund_in_batch(
     conn: &mut DbConnection,
     reward: &RewardRow,
     actor: &Actor,
     void: impl FnOnce(&mut DbConnection) -> Result<(), ApiError>,
 ) -> Result<(), ApiError> {
     let Some(line_id) = reward.payout_line_id.as_deref() else { return void(conn) };
-    let payout_id: String = payout_lines::table.find(line_id).select(payout_lines::payout_id).first(conn)?;
+    let (payout_id, status) = hold_batch_of_line(conn, line_id)?;
+    match status {
+        PayoutStatus::Draft => {}
+        PayoutStatus::Processing => return refund_in_locked_batch(conn, reward, &payout_id, actor),
+        // The reward was read before the batch was paid or cancelled: reload and retry.
+        PayoutStatus::Paid | PayoutStatus::Cancelled => return ensure_unchanged(0),
+    }
     let at = now();
-    // The lock comes first, so the line is read after any concurrent change to the batch.
-    lock(conn, &payout_id, PayoutStatus::Draft.as_str(), at)?;
     void(conn)?;
     let line: LineRow = payout_lines::table.find(line_id).select(LineRow::as_select()).first(conn)?;
     let (sum, count): (Option<i64>, i64) = rewards::table
@@ -605,7 +798,8 @@ pub fn remove_from_draft(
         .select((crate::store::sum_bigint("amount_minor"), diesel::dsl::count_star()))
         .first(conn)?;
     let amount = sum.unwrap_or(0);
-    let min_payout = program::current(conn)?.rules.min_payout_minor;
+    let version_id: String = payouts::table.find(&payout_id).select(payouts::program_version_id).first(conn)?;
+    let min_payout = program::version(conn, &version_id)?.rules.min_payout_minor;
     let release = count == 0 || amount < min_payout.max(1);
     let status = if release { LineStatus::Released } else { LineStatus::Pending };
     diesel::update(payout_lines::table.find(line_id))
@@ -633,13 +827,41 @@ pub fn remove_from_draft(
                 "payout_id": payout_id,
                 "voided_reward_id": reward.id,
                 "amount_minor": amount,
+                "min_payout_minor": min_payout,
+                "program_version_id": version_id,
+            })),
+        },
+    )?)
+}
+
+/// The refund is recorded against the reward; line, amounts and batch stay as locked.
+fn refund_in_locked_batch(
+    conn: &mut DbConnection,
+    reward: &RewardRow,
+    payout_id: &str,
+    actor: &Actor,
+) -> Result<(), ApiError> {
+    Ok(audit::record(
+        conn,
+        actor,
+        Change {
+            action: "reward.refunded_in_locked_payout",
+            entity_type: "reward",
+            entity_id: &reward.id,
+            before: Some(STATE_IN_PAYOUT),
+            after: Some(STATE_IN_PAYOUT),
+            details: Some(serde_json::json!({
+                "payout_id": payout_id,
+                "payout_line_id": reward.payout_line_id,
+                "then": "clawed back when the batch is paid; voided if it is cancelled or the line fails",
             })),
         },
     )?)
 }
 
 /// Takes a suspended ambassador's pending lines out of any draft batch (inside the
-/// suspension's transaction): suspended ambassadors are not paid; their rewards wait.
+/// suspension's transaction): suspended ambassadors are not paid; their rewards wait. A line in
+/// a locked batch stays: the money is on its way (only future rewards are held).
 pub fn release_for_suspended(conn: &mut DbConnection, ambassador_id: &str, actor: &Actor) -> Result<(), ApiError> {
     let lines: Vec<(String, String)> = payout_lines::table
         .inner_join(payouts::table)
@@ -650,7 +872,10 @@ pub fn release_for_suspended(conn: &mut DbConnection, ambassador_id: &str, actor
         .load(conn)?;
     let at = now();
     for (line_id, payout_id) in lines {
-        lock(conn, &payout_id, PayoutStatus::Draft.as_str(), at)?;
+        // Locked between the query and now: the line stays.
+        if !hold(conn, &payout_id)?.lines_may_change() {
+            continue;
+        }
         let changed = diesel::update(
             payout_lines::table.find(&line_id).filter(payout_lines::status.eq(LineStatus::Pending.as_str())),
         )

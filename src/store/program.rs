@@ -121,6 +121,17 @@ pub fn current(conn: &mut DbConnection) -> Result<Program, ApiError> {
     Ok(Program { rules: row.rules()?, id: row.id })
 }
 
+/// One version of the rules by id (what a payout batch or a reward was built with).
+pub fn version(conn: &mut DbConnection, id: &str) -> Result<Program, ApiError> {
+    let row = pv::table
+        .find(id)
+        .select(ProgramVersionRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| ApiError::internal(format!("program version {id} is missing")))?;
+    Ok(Program { rules: row.rules()?, id: row.id })
+}
+
 pub fn current_view(conn: &mut DbConnection) -> Result<ProgramView, ApiError> {
     current_row(conn)?.view()
 }

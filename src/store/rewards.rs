@@ -245,8 +245,10 @@ pub fn earn(
 }
 
 /// What a refund does to the referral's earned reward (call inside the refund's
-/// transaction): not yet paid → voided (and taken out of a draft payout); already paid → one
-/// negative clawback, payable at once, netted against the next payout.
+/// transaction): not yet paid → voided (and taken out of a draft payout); in a batch locked
+/// for payment → left in its line, clawed back once the batch is paid (voided if the batch is
+/// cancelled instead); already paid → one negative clawback, payable at once, netted against
+/// the next payout.
 pub fn on_refund(conn: &mut DbConnection, referral: &ReferralRow, actor: &Actor) -> Result<(), ApiError> {
     let earned: Option<RewardRow> = rewards::table
         .filter(rewards::referral_id.eq(&referral.id))
@@ -254,16 +256,23 @@ pub fn on_refund(conn: &mut DbConnection, referral: &ReferralRow, actor: &Actor)
         .select(RewardRow::as_select())
         .first(conn)
         .optional()?;
-    let Some(reward) = earned else { return Ok(()) };
+    let Some(mut reward) = earned else { return Ok(()) };
+    if let Some(line_id) = reward.payout_line_id.as_deref() {
+        // Its batch first, then the reward again: a lock, payment or cancellation of the batch
+        // at the same moment is then seen in full rather than raced.
+        payouts::hold_batch_of_line(conn, line_id)?;
+        reward = find(conn, &reward.id)?;
+    }
     match reward.state.as_str() {
         STATE_OPEN => void(conn, &reward, "refunded", actor),
-        STATE_IN_PAYOUT => payouts::remove_from_draft(conn, &reward, actor, |c| void(c, &reward, "refunded", actor)),
-        STATE_PAID if reward.amount_minor > 0 => clawback(conn, &reward, actor),
+        STATE_IN_PAYOUT => payouts::refund_in_batch(conn, &reward, actor, |c| void(c, &reward, "refunded", actor)),
+        STATE_PAID if reward.amount_minor > 0 => clawback(conn, &reward, "referral refunded after payment", actor),
         _ => Ok(()),
     }
 }
 
-fn void(conn: &mut DbConnection, reward: &RewardRow, reason: &str, actor: &Actor) -> Result<(), ApiError> {
+/// Voids a reward not yet paid (compare-and-set on the state read).
+pub(crate) fn void(conn: &mut DbConnection, reward: &RewardRow, reason: &str, actor: &Actor) -> Result<(), ApiError> {
     let at = now();
     let changed = diesel::update(rewards::table.find(&reward.id).filter(rewards::state.eq(&reward.state)))
         .set((
@@ -289,7 +298,14 @@ fn void(conn: &mut DbConnection, reward: &RewardRow, reason: &str, actor: &Actor
     )?)
 }
 
-fn clawback(conn: &mut DbConnection, earned: &RewardRow, actor: &Actor) -> Result<(), ApiError> {
+/// One negative entry offsetting a paid earned reward, payable at once (netted against the
+/// next payout). A unique index allows one per referral.
+pub(crate) fn clawback(
+    conn: &mut DbConnection,
+    earned: &RewardRow,
+    reason: &str,
+    actor: &Actor,
+) -> Result<(), ApiError> {
     let at = now();
     let id = new_id();
     diesel::insert_into(rewards::table)
@@ -304,7 +320,7 @@ fn clawback(conn: &mut DbConnection, earned: &RewardRow, actor: &Actor) -> Resul
             rewards::holds_until.eq(at),
             // Counts against the year the reward was earned in, so the cap room comes back.
             rewards::earned_on.eq(earned.earned_on),
-            rewards::reason.eq("referral refunded after payment"),
+            rewards::reason.eq(reason),
             rewards::created_by.eq(actor.label()),
             rewards::created_at.eq(at),
             rewards::updated_at.eq(at),

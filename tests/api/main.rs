@@ -16,6 +16,7 @@ mod errors;
 mod idempotency;
 mod money_support;
 mod ops;
+mod payout_lock;
 mod payouts;
 mod portal;
 mod public;

@@ -5,7 +5,7 @@ use chrono::{Duration, NaiveDate, Utc};
 use diesel::prelude::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use vouch::db::schema::{payout_lines, payouts, referrals, rewards};
+use vouch::db::schema::{ambassadors, payout_lines, payouts, referrals, rewards};
 
 use crate::helpers::TestApp;
 
@@ -147,8 +147,11 @@ impl TestApp {
 
     /// Never paid twice: every paid reward is in exactly one paid line of a paid batch, the
     /// paid rewards add up to the paid lines, and every batch total is the sum of its live
-    /// lines, which is the sum of their rewards.
+    /// lines, which is the sum of their rewards. And the file is the payment: a paid batch
+    /// has nothing left pending, no suspended ambassador has a pending line in a draft, and a
+    /// refunded referral's reward is voided, clawed back, or waiting in a locked batch.
     pub fn assert_ledger_consistent(&self) {
+        self.assert_batches_follow_their_state();
         let mut conn = self.pool.get().unwrap();
         let paid_rewards: Vec<(i64, Option<String>)> = rewards::table
             .filter(rewards::state.eq("paid"))
@@ -202,5 +205,59 @@ impl TestApp {
             .load(&mut conn)
             .unwrap();
         rows.into_iter().map(|(to, p)| (to, serde_json::from_str(&p).unwrap())).collect()
+    }
+}
+
+impl TestApp {
+    fn assert_batches_follow_their_state(&self) {
+        let mut conn = self.pool.get().unwrap();
+        let pending_in_settled: Vec<String> = payout_lines::table
+            .inner_join(payouts::table)
+            .filter(payouts::status.eq_any(["paid", "cancelled"]))
+            .filter(payout_lines::status.eq("pending"))
+            .select(payout_lines::id)
+            .load(&mut conn)
+            .unwrap();
+        assert!(pending_in_settled.is_empty(), "pending lines in settled batches: {pending_in_settled:?}");
+        let suspended_in_draft: Vec<String> = payout_lines::table
+            .inner_join(payouts::table)
+            .inner_join(ambassadors::table)
+            .filter(payouts::status.eq("draft"))
+            .filter(payout_lines::status.eq("pending"))
+            .filter(ambassadors::status.eq("suspended"))
+            .select(payout_lines::id)
+            .load(&mut conn)
+            .unwrap();
+        assert!(suspended_in_draft.is_empty(), "suspended ambassadors pending in a draft: {suspended_in_draft:?}");
+        let refunded: Vec<(String, String, String, Option<String>)> = rewards::table
+            .inner_join(referrals::table)
+            .filter(referrals::status.eq("refunded"))
+            .filter(rewards::kind.eq("earned"))
+            .select((rewards::id, referrals::id, rewards::state, rewards::payout_line_id))
+            .load(&mut conn)
+            .unwrap();
+        for (reward, referral, state, line) in refunded {
+            let clawed_back: i64 = rewards::table
+                .filter(rewards::referral_id.eq(&referral))
+                .filter(rewards::kind.eq("clawback"))
+                .count()
+                .get_result(&mut conn)
+                .unwrap();
+            let batch_status: Option<String> = line.as_ref().map(|line| {
+                payout_lines::table
+                    .inner_join(payouts::table)
+                    .filter(payout_lines::id.eq(line))
+                    .select(payouts::status)
+                    .first(&mut conn)
+                    .unwrap()
+            });
+            let ok = state == "voided"
+                || clawed_back == 1
+                || (state == "in_payout" && batch_status.as_deref() == Some("processing"));
+            assert!(
+                ok,
+                "refunded referral {referral}: reward {reward} is {state} ({batch_status:?}), {clawed_back} clawbacks"
+            );
+        }
     }
 }

@@ -89,6 +89,7 @@ async fn openapi_describes_every_endpoint_and_swagger_ui_is_offline() {
         ("/v1/payouts", "get"),
         ("/v1/payouts/{id}", "get"),
         ("/v1/payouts/{id}/export.csv", "get"),
+        ("/v1/payouts/{id}/lock", "post"),
         ("/v1/payouts/{id}/mark-paid", "post"),
         ("/v1/payouts/{id}/cancel", "post"),
         ("/v1/payouts/{id}/lines/{line}/fail", "post"),

@@ -8,11 +8,11 @@ use crate::helpers::{assert_problem, problem_fields, spawn_app, spawn_app_with, 
 use crate::money_support::{today, Team};
 
 /// Rewards payable at once (no hold) so batches can be made in the test.
-async fn no_hold(app: &TestApp) {
+pub(crate) async fn no_hold(app: &TestApp) {
     app.set_program(json!({ "holding_days": 0 })).await;
 }
 
-async fn create_batch(app: &TestApp, finance: &str) -> Value {
+pub(crate) async fn create_batch(app: &TestApp, finance: &str) -> Value {
     let res = app.post("/v1/payouts", finance, &json!({})).await;
     let status = res.status();
     let body: Value = res.json().await.unwrap();
@@ -20,7 +20,7 @@ async fn create_batch(app: &TestApp, finance: &str) -> Value {
     body
 }
 
-async fn mark_paid(app: &TestApp, finance: &str, id: &str) -> Value {
+pub(crate) async fn mark_paid(app: &TestApp, finance: &str, id: &str) -> Value {
     let res = app.post(&format!("/v1/payouts/{id}/mark-paid"), finance, &json!({ "reference": "PP-BATCH-1" })).await;
     let status = res.status();
     let body: Value = res.json().await.unwrap();
@@ -29,7 +29,7 @@ async fn mark_paid(app: &TestApp, finance: &str, id: &str) -> Value {
 }
 
 /// An ambassador with `n` completed referrals (payable at once under `no_hold`).
-async fn earner(app: &TestApp, team: &Team, name: &str, n: usize) -> (String, String, String) {
+pub(crate) async fn earner(app: &TestApp, team: &Team, name: &str, n: usize) -> (String, String, String) {
     let (id, code, email) = app.paid_ambassador(&team.staff, name).await;
     for i in 0..n {
         app.completed_referral(team, &code, &format!("{name}Client{i}"), today()).await;
@@ -37,7 +37,7 @@ async fn earner(app: &TestApp, team: &Team, name: &str, n: usize) -> (String, St
     (id, code, email)
 }
 
-fn line_for<'a>(batch: &'a Value, ambassador_id: &str) -> &'a Value {
+pub(crate) fn line_for<'a>(batch: &'a Value, ambassador_id: &str) -> &'a Value {
     batch["lines"].as_array().unwrap().iter().find(|l| l["ambassador_id"] == ambassador_id).expect("a line")
 }
 
@@ -107,7 +107,9 @@ async fn a_batch_pays_eligible_ambassadors_once_and_reports_the_rest() {
     let paid = mark_paid(&app, &team.finance, id).await;
     assert_eq!(paid["status"], "paid");
     assert_eq!(paid["reference"], "PP-BATCH-1");
-    assert!(paid["lines"].as_array().unwrap().iter().all(|l| l["status"] == "paid"));
+    let paid_lines = paid["lines"].as_array().unwrap();
+    assert_eq!(paid_lines.len(), 2, "both lines are in the paid batch");
+    assert!(paid_lines.iter().all(|l| l["status"] == "paid"));
     // Paying twice is refused and changes nothing.
     let before = (app.counts(), app.ledger_counts());
     let res = app.post(&format!("/v1/payouts/{id}/mark-paid"), &team.finance, &json!({ "reference": "again" })).await;
@@ -292,7 +294,7 @@ async fn refunds_leave_draft_batches_and_claw_back_paid_rewards() {
     app.assert_ledger_consistent();
 }
 
-async fn csv_records(res: reqwest::Response, has_headers: bool) -> (Vec<String>, Vec<Vec<String>>) {
+pub(crate) async fn csv_records(res: reqwest::Response, has_headers: bool) -> (Vec<String>, Vec<Vec<String>>) {
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
     let text = res.text().await.unwrap();
@@ -373,9 +375,8 @@ async fn payout_exports_read_back_with_totals_and_no_formulas() {
         assert!(row[3].len() <= 30 && !row[3].contains(' ') && row[3].starts_with("VOUCH-P"), "{row:?}");
         assert!(!row[4].to_lowercase().contains("hair") && !row[4].is_empty());
     }
-    let mut ids: Vec<&str> = all.iter().map(|r| r[3].as_str()).collect();
-    ids.dedup();
-    assert_eq!(ids.len(), 3, "no row twice across parts");
+    let ids: std::collections::HashSet<&str> = all.iter().map(|r| r[3].as_str()).collect();
+    assert_eq!((all.len(), ids.len()), (3, 3), "no row twice across parts");
     let res = app.get(&format!("/v1/payouts/{id}/export.csv?format=paypal&part=3"), &team.finance).await;
     assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
     let res = app.get(&format!("/v1/payouts/{id}/export.csv?format=xml"), &team.finance).await;

@@ -309,7 +309,11 @@ async fn ambassadors_see_their_own_rewards_without_treatment_details() {
 async fn racing_completion_and_refund_leave_the_ledger_consistent() {
     let app = spawn_app().await;
     let team = app.team().await;
-    let (_, code, _) = app.paid_ambassador(&team.staff, "Racer").await;
+    // No hold, so whatever survives the races is paid below and the ledger check has a
+    // payout to check.
+    app.set_program(json!({ "holding_days": 0 })).await;
+    let (racer, code, _) = app.paid_ambassador(&team.staff, "Racer").await;
+    let mut survivors = 0;
     for round in 0..4 {
         let id = app.referral_in_treatment(&team.staff, &code, &format!("Race{round}"), today()).await;
         let complete = json!({ "completed_on": today() });
@@ -330,13 +334,31 @@ async fn racing_completion_and_refund_leave_the_ledger_consistent() {
             }
             StatusCode::CONFLICT => {
                 assert_eq!(r["status"], "completed");
-                assert_eq!(reward["status"], "held", "round {round}");
+                assert_eq!(reward["status"], "payable", "round {round}");
+                survivors += 1;
             }
             other => panic!("round {round}: refund answered {other}"),
         }
         let all: Value = app.get(&format!("/v1/rewards?referral_id={id}"), &team.finance).await.json().await.unwrap();
         assert_eq!(all["items"].as_array().unwrap().len(), 1, "round {round}: one reward, no clawback");
     }
+    // One more that nobody refunds, so there is always something to pay: the batch pays the
+    // rewards that survived and no voided one.
+    app.completed_referral(&team, &code, "Keeper", today()).await;
+    let res = app.post("/v1/payouts", &team.finance, &json!({})).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let batch: Value = res.json().await.unwrap();
+    let line = &batch["lines"][0];
+    assert_eq!(line["ambassador_id"], racer.as_str());
+    assert_eq!(line["amount_minor"].as_i64(), Some(10000 * (survivors + 1)));
+    let path = format!("/v1/payouts/{}/mark-paid", batch["id"].as_str().unwrap());
+    let res = app.post(&path, &team.finance, &json!({ "reference": "R" })).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let balance = app.balance(&team.staff, &racer).await;
+    assert_eq!(
+        (balance["paid_minor"].as_i64(), balance["payable_minor"].as_i64()),
+        (Some(10000 * (survivors + 1)), Some(0))
+    );
     app.assert_ledger_consistent();
 }
 
