@@ -4,6 +4,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{assert_problem, problem_fields, spawn_app, TestApp};
+use crate::money_support::days_ago;
 
 /// Enrols an ambassador and returns (ambassador id, code).
 async fn ambassador(app: &TestApp, staff: &str, name: &str) -> (String, String) {
@@ -34,11 +35,13 @@ async fn a_referral_goes_from_registration_to_completion() {
             "first_name": "Maria", "last_name": "Garcia",
             "email": " Maria@Example.com ", "phone": "+44 20 7946 0018",
             "external_ref": "CL-1001", "planned_sessions": 3,
-            "share_name_with_ambassador": true, "notes": "prefers mornings"
+            "share_name_with_ambassador": true, "notes": "prefers mornings",
+            "registered_on": days_ago(30)
         }),
     )
     .await;
     assert_eq!(r["status"], "registered");
+    assert_eq!(r["registered_on"], days_ago(30).to_string());
     assert_eq!(r["ambassador_id"], amb_id.as_str());
     assert_eq!(r["code"], code.as_str());
     assert_eq!(r["client_email"], "maria@example.com");
@@ -47,14 +50,14 @@ async fn a_referral_goes_from_registration_to_completion() {
     let id = r["id"].as_str().unwrap().to_owned();
 
     let sessions = format!("/v1/referrals/{id}/sessions");
-    let res = app.post(&sessions, &staff, &json!({ "session_on": "2026-01-10", "note": "first pass" })).await;
+    let res = app.post(&sessions, &staff, &json!({ "session_on": days_ago(20), "note": "first pass" })).await;
     assert_eq!(res.status(), StatusCode::CREATED);
-    let res = app.post(&sessions, &staff, &json!({ "session_on": "2026-01-24" })).await;
+    let res = app.post(&sessions, &staff, &json!({ "session_on": days_ago(6) })).await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let detail: Value = app.get(&format!("/v1/referrals/{id}"), &staff).await.json().await.unwrap();
     assert_eq!(detail["status"], "in_treatment");
     assert_eq!(detail["session_count"], 2);
-    assert_eq!(detail["first_session_on"], "2026-01-10");
+    assert_eq!(detail["first_session_on"], days_ago(20).to_string());
     assert!(detail["treatment_started_at"].is_string());
     assert_eq!(detail["sessions"].as_array().unwrap().len(), 2);
 
