@@ -140,6 +140,9 @@ pub struct SmtpSettings {
     #[serde(skip_serializing)]
     pub password: String,
     pub timeout_secs: u64,
+    /// PEM file of extra root certificates to trust for `starttls`/`tls` (a private relay's
+    /// CA), on top of the public web roots; empty: the public roots only.
+    pub ca_file: String,
 }
 
 /// Leaves the password out, so settings can be logged.
@@ -152,6 +155,7 @@ impl std::fmt::Debug for SmtpSettings {
             .field("username", &self.username)
             .field("password", &if self.password.is_empty() { "" } else { "***" })
             .field("timeout_secs", &self.timeout_secs)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
