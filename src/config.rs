@@ -8,6 +8,8 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::domain::calendar::Calendar;
+
 const EMBEDDED_DEFAULTS: &str = include_str!("../config/default.toml");
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -15,6 +17,7 @@ const EMBEDDED_DEFAULTS: &str = include_str!("../config/default.toml");
 pub struct Settings {
     pub data_dir: PathBuf,
     pub server: ServerSettings,
+    pub clinic: ClinicSettings,
     pub database: DatabaseSettings,
     pub log: LogSettings,
     pub rate_limit: RateLimitSettings,
@@ -34,6 +37,13 @@ pub struct ServerSettings {
     pub shutdown_timeout_secs: u64,
     pub trust_forwarded_for: bool,
     pub housekeeping_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClinicSettings {
+    /// IANA zone name (`Europe/London`); the program's days and years follow it.
+    pub time_zone: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -132,6 +142,9 @@ pub struct SmtpSettings {
     #[serde(skip_serializing)]
     pub password: String,
     pub timeout_secs: u64,
+    /// PEM file of extra root certificates to trust for `starttls`/`tls` (a private relay's
+    /// CA), on top of the public web roots; empty: the public roots only.
+    pub ca_file: String,
 }
 
 /// Leaves the password out, so settings can be logged.
@@ -144,6 +157,7 @@ impl std::fmt::Debug for SmtpSettings {
             .field("username", &self.username)
             .field("password", &if self.password.is_empty() { "" } else { "***" })
             .field("timeout_secs", &self.timeout_secs)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -225,8 +239,14 @@ impl Settings {
         if !self.public_url().starts_with("http://") && !self.public_url().starts_with("https://") {
             return Err("server.public_url must start with http:// or https://".into());
         }
+        self.calendar()?;
         self.email.validate()?;
         Ok(self)
+    }
+
+    /// The clinic's calendar from `clinic.time_zone` (checked at start-up).
+    pub fn calendar(&self) -> Result<Calendar, String> {
+        Calendar::parse(&self.clinic.time_zone).map_err(|e| format!("clinic.time_zone: {e}"))
     }
 
     /// Base URL for links, without a trailing slash.

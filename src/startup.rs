@@ -73,6 +73,8 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 
 impl Application {
     pub fn build(settings: Settings) -> Result<Self, String> {
+        // Refuse an unknown zone before touching the database (tests build settings by hand).
+        settings.calendar()?;
         let (pool, url) = open_database(&settings)?;
         ensure_initial_admin_key(&pool, &settings.data_dir)?;
         let (hasher, csrf) = {
@@ -158,6 +160,7 @@ fn run(
     let hasher = web::Data::new(hasher);
     let csrf = web::Data::new(csrf);
     let limiter = web::Data::new(RateLimiter::new(settings.rate_limit.public_per_minute));
+    let calendar = web::Data::new(settings.calendar()?);
     let workers = settings.server.workers;
     let shutdown = settings.server.shutdown_timeout_secs;
     let settings = web::Data::new(settings);
@@ -169,6 +172,7 @@ fn run(
             .app_data(csrf.clone())
             .app_data(metrics.clone())
             .app_data(limiter.clone())
+            .app_data(calendar.clone())
             .app_data(settings.clone())
             .wrap(from_fn(http::observe))
             .configure(crate::routes::configure)

@@ -121,4 +121,16 @@ mod tests {
         assert_eq!(lookup_candidates("7Q4K-9MZO"), vec!["7Q4K9MZO".to_string(), "7Q4K9MZ0".to_string()]);
         assert_eq!(lookup_candidates("james-10"), vec!["JAMES10".to_string()]);
     }
+
+    #[test]
+    fn each_lookalike_letter_maps_to_its_digit() {
+        let mapped = |typed: &str| lookup_candidates(typed).last().cloned().unwrap();
+        assert_eq!(mapped("7Q4K-9MZO"), "7Q4K9MZ0", "O → 0");
+        assert_eq!(mapped("7Q4K-9MZI"), "7Q4K9MZ1", "I → 1");
+        assert_eq!(mapped("7Q4K-9MZL"), "7Q4K9MZ1", "L → 1");
+        assert_eq!(mapped("oilk-9mzd"), "011K9MZD", "lower case too");
+        assert_eq!(mapped("IOLU-9MZD"), "101U9MZD", "U has no look-alike digit");
+        // Only code-shaped input (8 characters) is mapped: a vanity code is taken as typed.
+        assert_eq!(lookup_candidates("LOIS"), vec!["LOIS".to_string()]);
+    }
 }

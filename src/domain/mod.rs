@@ -3,6 +3,7 @@
 
 pub mod ambassador;
 pub mod api_key;
+pub mod calendar;
 pub mod code;
 pub mod contact;
 pub mod money;

@@ -24,8 +24,8 @@ pub enum RewardRule {
     },
 }
 
-/// From the `min_completed`-th completed referral in a calendar year on, this replaces the
-/// base amount (flat programs) or share (percent programs).
+/// From the `min_completed`-th earning completion in a calendar year on (counted in order of
+/// completion date), this replaces the base amount (flat programs) or share (percent programs).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Tier {
@@ -170,7 +170,8 @@ impl ProgramInput {
 /// What the ambassador already has this calendar year, before the referral being completed.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct YearToDate {
-    /// Completed referrals this year, not counting the one being completed.
+    /// Earning completions this year dated on or before the one being completed (not counting
+    /// it): its place in the year is this plus one.
     pub completed_before: i64,
     /// Earned this year net of clawbacks (voided rewards excluded).
     pub earned_minor: i64,
@@ -181,7 +182,8 @@ pub struct YearToDate {
 pub struct Basis {
     #[serde(rename = "type")]
     pub kind: &'static str,
-    /// The ambassador's completed referrals this calendar year, this one included.
+    /// This completion's place among the ambassador's earning completions of its calendar
+    /// year, by completion date (1 = the first).
     pub completed_in_year: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tier_min_completed: Option<i64>,

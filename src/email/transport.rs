@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use crate::config::{MailTransport, Settings, SmtpTls};
+use crate::config::{MailTransport, Settings, SmtpSettings, SmtpTls};
 
 pub enum Transport {
     File { transport: AsyncFileTransport<Tokio1Executor>, dir: PathBuf },
@@ -23,6 +24,23 @@ pub struct SendError {
     pub message: String,
 }
 
+/// TLS for the SMTP host: its certificate is always verified, against the public web roots
+/// plus the roots in `email.smtp.ca_file`, if set (read at start-up: a missing or unreadable
+/// file stops the start rather than failing every e-mail later).
+fn tls_parameters(smtp: &SmtpSettings) -> Result<TlsParameters, String> {
+    let mut builder = TlsParameters::builder(smtp.host.trim().to_owned());
+    let ca_file = smtp.ca_file.trim();
+    if !ca_file.is_empty() {
+        let pem = std::fs::read(ca_file).map_err(|e| format!("email.smtp.ca_file {ca_file:?}: {e}"))?;
+        if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+            return Err(format!("email.smtp.ca_file {ca_file:?}: no PEM certificate in it"));
+        }
+        let roots = Certificate::from_pem(&pem).map_err(|e| format!("email.smtp.ca_file {ca_file:?}: {e}"))?;
+        builder = builder.add_root_certificate(roots);
+    }
+    builder.build_rustls().map_err(|e| format!("email.smtp TLS: {e}"))
+}
+
 impl Transport {
     pub fn from_settings(settings: &Settings) -> Result<Self, String> {
         let email = &settings.email;
@@ -35,13 +53,11 @@ impl Transport {
             MailTransport::Smtp => {
                 let smtp = &email.smtp;
                 let host = smtp.host.trim();
+                let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host);
                 let builder = match smtp.tls {
-                    SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
-                    SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
-                        .map_err(|e| format!("email.smtp: {e}"))?,
-                    SmtpTls::Tls => {
-                        AsyncSmtpTransport::<Tokio1Executor>::relay(host).map_err(|e| format!("email.smtp: {e}"))?
-                    }
+                    SmtpTls::None => builder,
+                    SmtpTls::Starttls => builder.tls(Tls::Required(tls_parameters(smtp)?)),
+                    SmtpTls::Tls => builder.tls(Tls::Wrapper(tls_parameters(smtp)?)),
                 };
                 let mut builder = builder.port(smtp.port).timeout(Some(Duration::from_secs(smtp.timeout_secs.max(1))));
                 if !smtp.username.is_empty() {

@@ -12,6 +12,7 @@ use crate::auth::Me;
 use crate::config::Settings;
 use crate::db::DbPool;
 use crate::domain::ambassador::{AmbassadorStatus, NotificationPreferences, PayoutMethod};
+use crate::domain::calendar::Calendar;
 use crate::domain::referral::{full_counts, ReferralStatus};
 use crate::domain::reward::{Balance, RewardKind, RewardStatus};
 use crate::domain::{optional_text, Validation};
@@ -90,13 +91,13 @@ pub struct MyReferral {
 }
 
 impl MyReferral {
-    pub(crate) fn new(r: ReferralRow, code: Option<String>) -> Self {
+    pub(crate) fn new(r: ReferralRow, code: Option<String>, calendar: &Calendar) -> Self {
         Self {
+            registered_on: r.registered_on(calendar),
             client: r.label_for_ambassador(code.as_deref()),
             status: ReferralStatus::parse(&r.status).unwrap_or(ReferralStatus::Rejected),
             id: r.id,
             code,
-            registered_on: r.registered_at.date(),
             treatment_started_on: r.first_session_on,
             completed_on: r.completed_on,
             session_count: r.session_count,
@@ -230,18 +231,21 @@ pub(crate) fn active_codes(
 pub async fn list_referrals(
     me: Me,
     pool: web::Data<DbPool>,
+    calendar: web::Data<Calendar>,
     q: ApiQuery<MyReferralQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = q.0;
     let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
     let (id, status) = (me.0.ambassador_id, q.status);
-    let page = blocking(&pool, move |c| my_referrals(c, &id, status, &page)).await?;
+    let cal = **calendar;
+    let page = blocking(&pool, move |c| my_referrals(c, &cal, &id, status, &page)).await?;
     Ok(HttpResponse::Ok().json(MyReferralList { items: page.items, next_cursor: page.next_cursor }))
 }
 
 /// A page of the ambassador's referrals, clients masked exactly as `/v1/me/referrals` shows them.
 pub(crate) fn my_referrals(
     c: &mut crate::db::DbConnection,
+    calendar: &Calendar,
     ambassador_id: &str,
     status: Option<ReferralStatus>,
     page: &PageRequest,
@@ -252,12 +256,12 @@ pub(crate) fn my_referrals(
         ambassador_view: true,
         ..Default::default()
     };
-    let page = referrals::list(c, &filter, page)?;
+    let page = referrals::list(c, calendar, &filter, page)?;
     let ids: Vec<&str> = page.items.iter().filter_map(|r| r.code_id.as_deref()).collect();
     let codes = codes::display_codes(c, &ids)?;
     Ok(page.map(|r| {
         let code = r.code_id.as_ref().and_then(|id| codes.get(id).cloned());
-        MyReferral::new(r, code)
+        MyReferral::new(r, code, calendar)
     }))
 }
 
@@ -266,7 +270,12 @@ pub(crate) fn my_referrals(
     params(("id" = String, Path)),
     responses((status = 200, body = MyReferral),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
-pub async fn get_referral(me: Me, pool: web::Data<DbPool>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get_referral(
+    me: Me,
+    pool: web::Data<DbPool>,
+    calendar: web::Data<Calendar>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let amb = me.0.ambassador_id;
     let (row, code) = blocking(&pool, move |c| {
         let row = referrals::find_for_ambassador(c, &amb, &id)?;
@@ -274,7 +283,7 @@ pub async fn get_referral(me: Me, pool: web::Data<DbPool>, id: web::Path<String>
         Ok((row, code))
     })
     .await?;
-    Ok(HttpResponse::Ok().json(MyReferral::new(row, code)))
+    Ok(HttpResponse::Ok().json(MyReferral::new(row, code, &calendar)))
 }
 
 /// A ledger entry as its ambassador sees it: no treatment value, no computation basis.

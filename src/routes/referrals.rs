@@ -10,6 +10,7 @@ use crate::config::Settings;
 use crate::db::DbConnection;
 use crate::db::DbPool;
 use crate::domain::api_key::Role;
+use crate::domain::calendar::Calendar;
 use crate::domain::contact::{ContactHasher, Email, Phone};
 use crate::domain::referral::{ReferralEvent, ReferralStatus};
 use crate::domain::{optional_text, required_text, Validation};
@@ -59,6 +60,9 @@ pub struct ReferralView {
     /// What was typed, for a public submission.
     pub submitted_code: Option<String>,
     pub status: ReferralStatus,
+    /// The day the client was referred, in the clinic's calendar (earlier than
+    /// `registered_at` when staff recorded the referral late).
+    pub registered_on: NaiveDate,
     /// `staff` or `public_form`.
     pub source: String,
     pub client_first_name: Option<String>,
@@ -101,8 +105,9 @@ pub struct ReferralView {
 
 impl ReferralView {
     /// `with_contact` is false for finance, who never see client contact details or notes.
-    pub fn new(r: ReferralRow, code: Option<String>, with_contact: bool) -> Self {
+    pub fn new(r: ReferralRow, code: Option<String>, with_contact: bool, calendar: &Calendar) -> Self {
         Self {
+            registered_on: r.registered_on(calendar),
             contact: with_contact.then_some(ClientContact {
                 client_email: r.client_email,
                 client_phone: r.client_phone,
@@ -218,6 +223,11 @@ pub struct CreateReferral {
     #[serde(default)]
     pub share_name_with_ambassador: bool,
     pub notes: Option<String>,
+    /// `YYYY-MM-DD`: the day the client was referred, when recording it late (e.g. the client
+    /// names their ambassador at the final session). Today or earlier, within the program's
+    /// attribution window; default today (clinic time zone). Sessions and the completion may
+    /// not be dated before it.
+    pub registered_on: Option<NaiveDate>,
 }
 
 /// Parses the client fields staff entry and the public form share; the other fields start
@@ -249,6 +259,7 @@ pub(crate) fn parse_client(
         planned_sessions: None,
         share_name_with_ambassador: false,
         notes: None,
+        registered_on: None,
     }
 }
 
@@ -275,6 +286,7 @@ impl CreateReferral {
             planned_sessions: self.planned_sessions,
             share_name_with_ambassador: self.share_name_with_ambassador,
             notes: notes.flatten(),
+            registered_on: self.registered_on,
             ..client
         })
     }
@@ -283,7 +295,8 @@ impl CreateReferral {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordSession {
-    /// `YYYY-MM-DD`; default today (UTC).
+    /// `YYYY-MM-DD`, not before the referral's `registered_on` nor after today; default today
+    /// (clinic time zone).
     pub session_on: Option<NaiveDate>,
     pub note: Option<String>,
 }
@@ -291,7 +304,8 @@ pub struct RecordSession {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompleteReferral {
-    /// `YYYY-MM-DD`, the day treatment was completed.
+    /// `YYYY-MM-DD`, the day treatment was completed: not before the referral's
+    /// `registered_on` nor after today (clinic time zone).
     pub completed_on: NaiveDate,
     /// Treatment value in minor units (needed by percent rewards).
     pub treatment_value_minor: Option<i64>,
@@ -333,18 +347,6 @@ pub(crate) fn code_of(c: &mut DbConnection, row: &ReferralRow) -> Result<Option<
     }
 }
 
-fn today() -> NaiveDate {
-    chrono::Utc::now().date_naive()
-}
-
-/// A clinic's "today" may be a day ahead of UTC.
-fn not_in_future(field: &str, day: NaiveDate) -> Result<(), ApiError> {
-    if day > today() + chrono::TimeDelta::days(1) {
-        return Err(ApiError::validation(field, "must not be in the future"));
-    }
-    Ok(())
-}
-
 /// Finance read referrals without client contact details or notes.
 fn sees_contact(role: Role) -> bool {
     role != Role::Finance
@@ -361,18 +363,20 @@ pub async fn create(
     auth: Auth<Staff>,
     pool: web::Data<DbPool>,
     settings: web::Data<Settings>,
+    calendar: web::Data<Calendar>,
     hasher: web::Data<ContactHasher>,
     body: ApiJson<CreateReferral>,
 ) -> Result<HttpResponse, ApiError> {
     let new = body.0.parse(&settings)?;
     let actor = auth.actor();
+    let cal = **calendar;
     let (row, code) = blocking(&pool, move |c| {
-        let row = referrals::create(c, &new, &hasher, &actor)?;
+        let row = referrals::create(c, &cal, &new, &hasher, &actor)?;
         let code = code_of(c, &row)?;
         Ok((row, code))
     })
     .await?;
-    Ok(about_client(HttpResponse::Created(), ReferralView::new(row, code, true)))
+    Ok(about_client(HttpResponse::Created(), ReferralView::new(row, code, true, &calendar)))
 }
 
 /// A reply naming a referred client: a stored idempotent copy is scrubbed with their data.
@@ -389,6 +393,7 @@ fn about_client(mut res: actix_web::HttpResponseBuilder, view: ReferralView) -> 
 pub async fn list(
     auth: Auth<StaffOrFinance>,
     pool: web::Data<DbPool>,
+    calendar: web::Data<Calendar>,
     q: ApiQuery<ReferralQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = q.0;
@@ -410,8 +415,9 @@ pub async fn list(
         q_matches_contact: sees_contact(auth.caller.role),
         ambassador_view: false,
     };
+    let cal = **calendar;
     let (page, codes) = blocking(&pool, move |c| {
-        let page = referrals::list(c, &filter, &page)?;
+        let page = referrals::list(c, &cal, &filter, &page)?;
         let ids: Vec<&str> = page.items.iter().filter_map(|r| r.code_id.as_deref()).collect();
         let codes = codes::display_codes(c, &ids)?;
         Ok((page, codes))
@@ -420,7 +426,7 @@ pub async fn list(
     let with_contact = sees_contact(auth.caller.role);
     let page = page.map(|r| {
         let code = r.code_id.as_ref().and_then(|id| codes.get(id).cloned());
-        ReferralView::new(r, code, with_contact)
+        ReferralView::new(r, code, with_contact, &calendar)
     });
     Ok(HttpResponse::Ok().json(ReferralList { items: page.items, next_cursor: page.next_cursor }))
 }
@@ -433,6 +439,7 @@ pub async fn list(
 pub async fn get(
     auth: Auth<StaffOrFinance>,
     pool: web::Data<DbPool>,
+    calendar: web::Data<Calendar>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let (row, code, sessions, history) = blocking(&pool, move |c| {
@@ -445,7 +452,7 @@ pub async fn get(
     .await?;
     let with_contact = sees_contact(auth.caller.role);
     Ok(HttpResponse::Ok().json(ReferralDetail {
-        referral: ReferralView::new(row, code, with_contact),
+        referral: ReferralView::new(row, code, with_contact, &calendar),
         sessions: sessions.into_iter().map(|s| SessionView::new(s, with_contact)).collect(),
         history: history.into_iter().rev().map(HistoryEntry::from).collect(),
     }))
@@ -456,20 +463,23 @@ pub async fn get(
     params(("id" = String, Path)), request_body = RecordSession,
     responses((status = 201, body = SessionView),
         (status = 409, description = "`invalid-transition` on a cancelled, rejected or refunded referral", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation-failed`: `session_on` before the referral's `registered_on` or in the future", body = Problem, content_type = "application/problem+json"),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn record_session(
     auth: Auth<Staff>,
     pool: web::Data<DbPool>,
+    calendar: web::Data<Calendar>,
     id: web::Path<String>,
     body: ApiJson<RecordSession>,
 ) -> Result<HttpResponse, ApiError> {
-    let session_on = body.0.session_on.unwrap_or_else(today);
-    not_in_future("session_on", session_on)?;
+    let cal = **calendar;
+    let session_on = body.0.session_on.unwrap_or_else(|| cal.date_of(crate::db::now()));
     let mut v = Validation::new();
     let note = v.check("note", optional_text(body.0.note.as_deref(), 2000)).flatten();
     v.finish()?;
     let actor = auth.actor();
-    let row = blocking(&pool, move |c| referrals::record_session(c, &id, session_on, note.as_deref(), &actor)).await?;
+    let row =
+        blocking(&pool, move |c| referrals::record_session(c, &cal, &id, session_on, note.as_deref(), &actor)).await?;
     let referral_id = row.referral_id.clone();
     let mut res = HttpResponse::Created().json(SessionView::new(row, true));
     idempotency::concerns(&mut res, &referral_id);
@@ -501,26 +511,28 @@ pub async fn list_sessions(
     params(("id" = String, Path)), request_body = CompleteReferral,
     responses((status = 200, body = ReferralView),
         (status = 409, description = "`invalid-transition` (e.g. completed twice)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation-failed`: `completed_on` before the referral's `registered_on` or in the future; `treatment-value-required`", body = Problem, content_type = "application/problem+json"),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn complete(
     auth: Auth<Staff>,
     pool: web::Data<DbPool>,
+    calendar: web::Data<Calendar>,
     id: web::Path<String>,
     body: ApiJson<CompleteReferral>,
 ) -> Result<HttpResponse, ApiError> {
     let CompleteReferral { completed_on, treatment_value_minor } = body.0;
-    not_in_future("completed_on", completed_on)?;
     if treatment_value_minor.is_some_and(|v| !(0..=1_000_000_000_000).contains(&v)) {
         return Err(ApiError::validation("treatment_value_minor", "must be between 0 and 1000000000000"));
     }
     let actor = auth.actor();
+    let cal = **calendar;
     let (row, code) = blocking(&pool, move |c| {
-        let row = referrals::complete(c, &id, completed_on, treatment_value_minor, &actor)?;
+        let row = referrals::complete(c, &cal, &id, completed_on, treatment_value_minor, &actor)?;
         let code = code_of(c, &row)?;
         Ok((row, code))
     })
     .await?;
-    Ok(about_client(HttpResponse::Ok(), ReferralView::new(row, code, true)))
+    Ok(about_client(HttpResponse::Ok(), ReferralView::new(row, code, true, &calendar)))
 }
 
 /// Cancel, reject or refund a referral with a reason code.
@@ -533,6 +545,7 @@ pub async fn complete(
 pub async fn close_out(
     auth: Auth<Staff>,
     pool: web::Data<DbPool>,
+    calendar: web::Data<Calendar>,
     event: web::Data<ReferralEvent>,
     id: web::Path<String>,
     body: ApiJson<CloseOutReferral>,
@@ -556,7 +569,7 @@ pub async fn close_out(
         Ok((row, code))
     })
     .await?;
-    Ok(about_client(HttpResponse::Ok(), ReferralView::new(row, code, true)))
+    Ok(about_client(HttpResponse::Ok(), ReferralView::new(row, code, true, &calendar)))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -622,6 +635,7 @@ impl UpdateReferral {
 pub async fn update(
     auth: Auth<Staff>,
     pool: web::Data<DbPool>,
+    calendar: web::Data<Calendar>,
     settings: web::Data<Settings>,
     hasher: web::Data<ContactHasher>,
     id: web::Path<String>,
@@ -635,7 +649,7 @@ pub async fn update(
         Ok((row, code))
     })
     .await?;
-    Ok(HttpResponse::Ok().json(ReferralView::new(row, code, true)))
+    Ok(HttpResponse::Ok().json(ReferralView::new(row, code, true, &calendar)))
 }
 
 /// Erase the client's personal data (names, contact, notes, external reference); status,
@@ -647,6 +661,7 @@ pub async fn update(
 pub async fn erase(
     auth: Auth<Admin>,
     pool: web::Data<DbPool>,
+    calendar: web::Data<Calendar>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let actor = auth.actor();
@@ -656,5 +671,5 @@ pub async fn erase(
         Ok((row, code))
     })
     .await?;
-    Ok(HttpResponse::Ok().json(ReferralView::new(row, code, true)))
+    Ok(HttpResponse::Ok().json(ReferralView::new(row, code, true, &calendar)))
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{Auth, Finance};
 use crate::db::DbPool;
+use crate::domain::calendar::Calendar;
 use crate::domain::money::{Currency, Money};
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiQuery;
@@ -34,7 +35,7 @@ pub struct SummaryQuery {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AnnualQuery {
-    /// Calendar year of payment (by the day a batch was marked paid).
+    /// Calendar year of payment (by the day a batch was marked paid, in the clinic's time zone).
     pub year: i32,
 }
 
@@ -48,8 +49,8 @@ pub struct AnnualReport {
     pub items: Vec<AnnualRow>,
 }
 
-fn check_year(year: i32) -> Result<(), ApiError> {
-    let this_year = chrono::Utc::now().year();
+fn check_year(calendar: &Calendar, year: i32) -> Result<(), ApiError> {
+    let this_year = calendar.date_of(crate::db::now()).year();
     if !(2000..=this_year + 1).contains(&year) {
         return Err(ApiError::validation("year", format!("must be between 2000 and {}", this_year + 1)));
     }
@@ -63,6 +64,7 @@ fn check_year(year: i32) -> Result<(), ApiError> {
 pub async fn summary(
     _auth: Auth<Finance>,
     pool: web::Data<DbPool>,
+    calendar: web::Data<Calendar>,
     q: ApiQuery<SummaryQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let period = Period { from: q.0.from, to: q.0.to };
@@ -71,7 +73,7 @@ pub async fn summary(
             return Err(ApiError::validation("to", "must not be before from"));
         }
     }
-    Ok(HttpResponse::Ok().json(blocking(&pool, move |c| reports::summary(c, period)).await?))
+    Ok(HttpResponse::Ok().json(blocking(&pool, move |c| reports::summary(c, &calendar, period)).await?))
 }
 
 /// What each ambassador was paid in a year, flagged at the program's tax threshold.
@@ -81,17 +83,18 @@ pub async fn summary(
 pub async fn annual(
     _auth: Auth<Finance>,
     pool: web::Data<DbPool>,
+    calendar: web::Data<Calendar>,
     q: ApiQuery<AnnualQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let year = q.0.year;
-    check_year(year)?;
+    check_year(&calendar, year)?;
     let (items, tax_threshold_minor, currency) = blocking(&pool, move |c| {
-        let (mut items, threshold, currency) = reports::annual_page(c, year, None, PAGE_ROWS)?;
+        let (mut items, threshold, currency) = reports::annual_page(c, &calendar, year, None, PAGE_ROWS)?;
         // A full page may have more after it; a short one is the last.
         let mut last_page = items.len() as i64;
         while last_page == PAGE_ROWS {
             let after = items.last().map(|r| r.ambassador_id.clone());
-            let (more, _, _) = reports::annual_page(c, year, after.as_deref(), PAGE_ROWS)?;
+            let (more, _, _) = reports::annual_page(c, &calendar, year, after.as_deref(), PAGE_ROWS)?;
             last_page = more.len() as i64;
             items.extend(more);
         }
@@ -112,12 +115,14 @@ const ANNUAL_HEADER: &[&str] =
 pub async fn annual_csv(
     _auth: Auth<Finance>,
     pool: web::Data<DbPool>,
+    calendar: web::Data<Calendar>,
     q: ApiQuery<AnnualQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let year = q.0.year;
-    check_year(year)?;
+    check_year(&calendar, year)?;
+    let calendar = **calendar;
     let fetch = move |c: &mut crate::db::DbConnection, after: Option<String>| {
-        let (rows, _, currency) = reports::annual_page(c, year, after.as_deref(), PAGE_ROWS)?;
+        let (rows, _, currency) = reports::annual_page(c, &calendar, year, after.as_deref(), PAGE_ROWS)?;
         let currency = Currency::from_stored(&currency);
         let next =
             (rows.len() as i64 == PAGE_ROWS).then(|| rows.last().map(|r| Some(r.ambassador_id.clone()))).flatten();

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{Auth, Finance};
 use crate::db::{now, DbPool};
+use crate::domain::calendar::Calendar;
 use crate::domain::reward::{RewardKind, RewardStatus};
 use crate::domain::{required_text, Validation};
 use crate::error::{ApiError, Problem};
@@ -74,6 +75,7 @@ pub async fn list(
 pub async fn adjust(
     auth: Auth<Finance>,
     pool: web::Data<DbPool>,
+    calendar: web::Data<Calendar>,
     body: ApiJson<Adjustment>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.0;
@@ -84,6 +86,8 @@ pub async fn adjust(
     let reason = v.check("reason", required_text(&b.reason, 500));
     v.finish()?;
     let (reason, actor) = (reason.unwrap_or_default(), auth.actor());
-    let row = blocking(&pool, move |c| rewards::adjust(c, &b.ambassador_id, b.amount_minor, &reason, &actor)).await?;
+    let cal = **calendar;
+    let row =
+        blocking(&pool, move |c| rewards::adjust(c, &cal, &b.ambassador_id, b.amount_minor, &reason, &actor)).await?;
     Ok(HttpResponse::Created().json(RewardView::new(row, now())))
 }

@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::db::schema::{referral_sessions, referrals};
 use crate::db::{lower, now, write_tx, DbConnection};
 use crate::domain::ambassador::AmbassadorStatus;
+use crate::domain::calendar::Calendar;
 use crate::domain::contact::{ContactHasher, Email, Phone};
 use crate::domain::referral::{self, ReferralEvent, ReferralStatus};
 use crate::email::{notices, MailContext};
@@ -57,6 +58,13 @@ pub struct ReferralRow {
 impl ReferralRow {
     pub fn status(&self) -> ReferralStatus {
         ReferralStatus::parse(&self.status).unwrap_or(ReferralStatus::Rejected)
+    }
+
+    /// The day the client was referred, in the clinic's calendar: the day it was recorded, or
+    /// the earlier day staff gave when recording it late. Sessions and the completion may not
+    /// be dated before it, and the attribution window counts from it.
+    pub fn registered_on(&self, calendar: &Calendar) -> NaiveDate {
+        calendar.date_of(self.registered_at)
     }
 
     /// How its ambassador sees this client ("First L." with consent, else an opaque label
@@ -110,6 +118,9 @@ pub struct NewReferral {
     pub planned_sessions: Option<i32>,
     pub share_name_with_ambassador: bool,
     pub notes: Option<String>,
+    /// Staff recording a referral late: the earlier day the client was referred (checked
+    /// against the attribution window). `None`: now.
+    pub registered_on: Option<NaiveDate>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,6 +243,7 @@ fn insert(
     phone_key: Option<&str>,
     source: Source,
     placement: &Placement,
+    recorded_late_for: Option<chrono::NaiveDateTime>,
     actor: &Actor,
 ) -> Result<(), ApiError> {
     let at = now();
@@ -256,7 +268,7 @@ fn insert(
             referrals::planned_sessions.eq(new.planned_sessions),
             referrals::reason_code.eq(placement.reason_code),
             referrals::reason_note.eq(placement.reason_note.as_deref()),
-            referrals::registered_at.eq(at),
+            referrals::registered_at.eq(recorded_late_for.unwrap_or(at)),
             referrals::rejected_at.eq(rejected.then_some(at)),
             referrals::updated_at.eq(at),
         ))
@@ -281,6 +293,7 @@ fn insert(
                 "ambassador_id": placement.ambassador_id,
                 "source": source.as_str(),
                 "reason_code": placement.reason_code,
+                "recorded_late_for": recorded_late_for,
             })),
         },
     )?;
@@ -298,15 +311,18 @@ fn lost_race(e: &ApiError) -> bool {
 /// Records a referral (staff). Refusals: unknown/inactive code (422 `invalid-code`),
 /// ambassador not active (422 `ambassador-inactive`), the ambassador's own contact (422
 /// `self-referral`), a client with a live referral (409 `duplicate-referral` naming it — also
-/// when two requests race: the partial unique indexes decide).
+/// when two requests race: the partial unique indexes decide), a `registered_on` in the
+/// future or before the attribution window (422 `validation-failed`).
 pub fn create(
     conn: &mut DbConnection,
+    calendar: &Calendar,
     new: &NewReferral,
     hasher: &ContactHasher,
     actor: &Actor,
 ) -> Result<ReferralRow, ApiError> {
     let (email_key, phone_key) = keys_of(new, hasher);
     let result = write_tx(conn, |conn| {
+        let recorded_late_for = recorded_late_for(conn, calendar, new.registered_on)?;
         let (code, _) = check_rules(conn, new, email_key.as_deref(), phone_key.as_deref())?;
         let id = new_id();
         insert(
@@ -317,6 +333,7 @@ pub fn create(
             phone_key.as_deref(),
             Source::Staff,
             &Placement::registered(&code),
+            recorded_late_for,
             actor,
         )?;
         let row = find(conn, &id)?;
@@ -329,6 +346,34 @@ pub fn create(
             Err(ApiError::DuplicateReferral { existing_referral_id: existing })
         }
         other => other,
+    }
+}
+
+/// For a referral recorded late, when it counts as registered: the start of the earlier day
+/// staff gave (no further back than the attribution window: a referral older than that could
+/// earn nothing for a treatment completed today). `None`: it is registered now.
+fn recorded_late_for(
+    conn: &mut DbConnection,
+    calendar: &Calendar,
+    registered_on: Option<NaiveDate>,
+) -> Result<Option<chrono::NaiveDateTime>, ApiError> {
+    let today = calendar.date_of(now());
+    match registered_on {
+        None => Ok(None),
+        Some(day) if day == today => Ok(None),
+        Some(day) if day > today => {
+            Err(ApiError::validation("registered_on", format!("must not be in the future (today is {today})")))
+        }
+        Some(day) => {
+            let window = program::current(conn)?.rules.attribution_days;
+            if day < today - chrono::TimeDelta::days(window) {
+                return Err(ApiError::validation(
+                    "registered_on",
+                    format!("must be within the program's attribution window ({window} days before today)"),
+                ));
+            }
+            Ok(Some(calendar.start_of(day)))
+        }
     }
 }
 
@@ -374,7 +419,8 @@ pub fn submit_public(
                 }
             };
             let id = new_id();
-            insert(conn, &id, new, email_key.as_deref(), phone_key.as_deref(), Source::PublicForm, &placement, actor)?;
+            let (email_key, phone_key) = (email_key.as_deref(), phone_key.as_deref());
+            insert(conn, &id, new, email_key, phone_key, Source::PublicForm, &placement, None, actor)?;
             let row = find(conn, &id)?;
             notices::referral_update(conn, &row)?;
             notices::staff_public_referral(conn, mail, &row)?;
@@ -389,9 +435,32 @@ pub fn submit_public(
     }
 }
 
+/// Checks a treatment date (a session's or the completion's) against the clinic's calendar:
+/// not before the referral was registered, not after today.
+fn check_treatment_day(
+    calendar: &Calendar,
+    referral: &ReferralRow,
+    field: &'static str,
+    day: NaiveDate,
+) -> Result<(), ApiError> {
+    let today = calendar.date_of(now());
+    if day > today {
+        return Err(ApiError::validation(field, format!("must not be in the future (today is {today})")));
+    }
+    let registered_on = referral.registered_on(calendar);
+    if day < registered_on {
+        return Err(ApiError::validation(
+            field,
+            format!("must not be before the referral was registered ({registered_on})"),
+        ));
+    }
+    Ok(())
+}
+
 /// Records a treatment session; the first one starts treatment.
 pub fn record_session(
     conn: &mut DbConnection,
+    calendar: &Calendar,
     id: &str,
     session_on: NaiveDate,
     note: Option<&str>,
@@ -400,6 +469,7 @@ pub fn record_session(
     write_tx(conn, |conn| {
         let before = find(conn, id)?;
         let to = referral::transition(before.status(), ReferralEvent::RecordSession)?;
+        check_treatment_day(calendar, &before, "session_on", session_on)?;
         let at = now();
         let session_id = new_id();
         diesel::insert_into(referral_sessions::table)
@@ -454,6 +524,7 @@ pub fn sessions(conn: &mut DbConnection, id: &str) -> Result<Vec<SessionRow>, Ap
 /// is marked as not earning, with the reason.
 pub fn complete(
     conn: &mut DbConnection,
+    calendar: &Calendar,
     id: &str,
     completed_on: NaiveDate,
     treatment_value_minor: Option<i64>,
@@ -463,10 +534,8 @@ pub fn complete(
         let before = find(conn, id)?;
         let to = referral::transition(before.status(), ReferralEvent::Complete)?;
         let program = program::current_locked(conn)?;
-        let registered_on = before.registered_at.date();
-        if completed_on < registered_on {
-            return Err(ApiError::validation("completed_on", "must not be before the referral was registered"));
-        }
+        check_treatment_day(calendar, &before, "completed_on", completed_on)?;
+        let registered_on = before.registered_on(calendar);
         let attribution = referral::attribution(registered_on, completed_on, program.rules.attribution_days);
         let at = now();
         let changed = diesel::update(referrals::table.find(id).filter(referrals::status.eq(&before.status)))
@@ -499,7 +568,7 @@ pub fn complete(
         )?;
         let after = find(conn, id)?;
         if attribution.is_ok() {
-            rewards::earn(conn, &after, &program, actor)?;
+            rewards::earn(conn, calendar, &after, &program, actor)?;
         }
         Ok(after)
     })
@@ -582,6 +651,7 @@ pub struct ReferralFilter {
 
 pub fn list(
     conn: &mut DbConnection,
+    calendar: &Calendar,
     filter: &ReferralFilter,
     page: &PageRequest,
 ) -> Result<Page<ReferralRow>, ApiError> {
@@ -596,10 +666,10 @@ pub fn list(
         query = query.filter(ambassador_visible());
     }
     if let Some(from) = filter.from {
-        query = query.filter(referrals::registered_at.ge(from.and_hms_opt(0, 0, 0).expect("midnight")));
+        query = query.filter(referrals::registered_at.ge(calendar.start_of(from)));
     }
     if let Some(to) = filter.to.and_then(|d| d.succ_opt()) {
-        query = query.filter(referrals::registered_at.lt(to.and_hms_opt(0, 0, 0).expect("midnight")));
+        query = query.filter(referrals::registered_at.lt(calendar.start_of(to)));
     }
     if let Some(q) = filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
         let pattern = like_pattern(q);

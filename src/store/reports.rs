@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::db::schema::{ambassadors, payout_lines, payouts, referrals, rewards};
 use crate::db::{now, DbConnection};
+use crate::domain::calendar::Calendar;
 use crate::domain::payout::LineStatus;
 use crate::domain::referral::full_counts;
 use crate::domain::reward::{RewardStatus, STATE_OPEN};
@@ -31,13 +32,14 @@ fn far_future() -> NaiveDate {
 }
 
 impl Period {
-    fn start(&self) -> NaiveDateTime {
-        self.from.unwrap_or_else(far_past).and_time(chrono::NaiveTime::MIN)
+    /// When the first day begins in the clinic's calendar.
+    fn start(&self, calendar: &Calendar) -> NaiveDateTime {
+        calendar.start_of(self.from.unwrap_or_else(far_past))
     }
 
-    /// Exclusive end: the day after `to`.
-    fn end(&self) -> NaiveDateTime {
-        self.to.and_then(|d| d.succ_opt()).unwrap_or_else(far_future).and_time(chrono::NaiveTime::MIN)
+    /// Exclusive end: when the day after `to` begins in the clinic's calendar.
+    fn end(&self, calendar: &Calendar) -> NaiveDateTime {
+        calendar.start_of(self.to.and_then(|d| d.succ_opt()).unwrap_or_else(far_future))
     }
 }
 
@@ -82,9 +84,9 @@ pub struct Summary {
     pub top_ambassadors: Vec<TopAmbassador>,
 }
 
-pub fn summary(conn: &mut DbConnection, period: Period) -> Result<Summary, ApiError> {
+pub fn summary(conn: &mut DbConnection, calendar: &Calendar, period: Period) -> Result<Summary, ApiError> {
     let currency = program::current(conn)?.rules.currency.to_string();
-    let (start, end) = (period.start(), period.end());
+    let (start, end) = (period.start(calendar), period.end(calendar));
     let counts: Vec<(String, i64)> = referrals::table
         .filter(referrals::registered_at.ge(start).and(referrals::registered_at.lt(end)))
         .group_by(referrals::status)
@@ -180,26 +182,19 @@ pub struct AnnualRow {
     pub over_tax_threshold: bool,
 }
 
-fn year_range(year: i32) -> Result<(NaiveDateTime, NaiveDateTime), ApiError> {
-    let start = NaiveDate::from_ymd_opt(year, 1, 1);
-    let end = NaiveDate::from_ymd_opt(year + 1, 1, 1);
-    match (start, end) {
-        (Some(s), Some(e)) => Ok((s.and_time(chrono::NaiveTime::MIN), e.and_time(chrono::NaiveTime::MIN))),
-        _ => Err(ApiError::validation("year", "is out of range")),
-    }
-}
-
-/// Paid totals per ambassador for payouts marked paid in `year`, in ambassador-id order,
+/// Paid totals per ambassador for payouts marked paid in `year` of the clinic's calendar, in
+/// ambassador-id order,
 /// `limit` at a time after `after_id` (exports page through this). Returns the rows and the
 /// program's tax threshold and currency.
 pub fn annual_page(
     conn: &mut DbConnection,
+    calendar: &Calendar,
     year: i32,
     after_id: Option<&str>,
     limit: i64,
 ) -> Result<(Vec<AnnualRow>, i64, String), ApiError> {
     let rules = program::current(conn)?.rules;
-    let (start, end) = year_range(year)?;
+    let (start, end) = calendar.year_range(year).ok_or_else(|| ApiError::validation("year", "is out of range"))?;
     let sums: Vec<(String, Option<i64>, i64)> = payout_lines::table
         .inner_join(payouts::table)
         .filter(payout_lines::status.eq(LineStatus::Paid.as_str()))

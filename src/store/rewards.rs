@@ -3,13 +3,14 @@
 //! in amount; every state change is a compare-and-set on the state read, so two requests can
 //! never both move the same reward.
 
-use chrono::{Datelike, NaiveDate, NaiveDateTime};
+use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::db::schema::{ambassadors as ambassadors_t, referrals, rewards};
 use crate::db::{now, write_tx, DbConnection};
 use crate::domain::ambassador::AmbassadorStatus;
+use crate::domain::calendar::Calendar;
 use crate::domain::money::{Currency, Money};
 use crate::domain::program::{CalculationError, YearToDate};
 use crate::domain::reward::{Balance, RewardKind, RewardStatus, STATE_IN_PAYOUT, STATE_OPEN, STATE_PAID, STATE_VOIDED};
@@ -124,24 +125,30 @@ pub fn find(conn: &mut DbConnection, id: &str) -> Result<RewardRow, ApiError> {
     rewards::table.find(id).select(RewardRow::as_select()).first(conn).optional()?.ok_or(ApiError::NotFound("reward"))
 }
 
-fn year_bounds(day: NaiveDate) -> (NaiveDate, NaiveDate) {
-    let y = day.year();
-    (NaiveDate::from_ymd_opt(y, 1, 1).expect("valid"), NaiveDate::from_ymd_opt(y, 12, 31).expect("valid"))
-}
-
-/// The ambassador's completed referrals (other than `referral_id`) and net earnings in the
-/// calendar year of `day`.
+/// Where the referral completed on `day` stands in the ambassador's calendar year, and what
+/// they have earned that year so far.
+///
+/// Tiers follow the order of completion dates: the referral's place is the number of the
+/// ambassador's earning completions (completed, `earns`, not refunded) dated from 1 January up
+/// to `day` — the same day included, because those were recorded first. A completion recorded
+/// late with an earlier date therefore takes its own place by date, and the rewards already
+/// written keep theirs (an earned reward is never recomputed). Completions outside the
+/// attribution window earn nothing and do not count.
+///
+/// The annual cap counts what was earned that year net of clawbacks, whatever the dates: it
+/// limits the money, in the order it was earned.
 fn year_to_date(
     conn: &mut DbConnection,
     ambassador_id: &str,
     referral_id: &str,
     day: NaiveDate,
 ) -> Result<YearToDate, ApiError> {
-    let (first, last) = year_bounds(day);
+    let (first, last) = Calendar::year_of(day);
     let completed_before: i64 = referrals::table
         .filter(referrals::ambassador_id.eq(ambassador_id))
         .filter(referrals::status.eq("completed"))
-        .filter(referrals::completed_on.between(first, last))
+        .filter(referrals::earns.eq(true))
+        .filter(referrals::completed_on.between(first, day))
         .filter(referrals::id.ne(referral_id))
         .count()
         .get_result(conn)?;
@@ -161,6 +168,7 @@ fn year_to_date(
 /// reward per referral, whatever retries or races happen.
 pub fn earn(
     conn: &mut DbConnection,
+    calendar: &Calendar,
     referral: &ReferralRow,
     program: &Program,
     actor: &Actor,
@@ -183,8 +191,10 @@ pub fn earn(
         },
     })?;
     let at = now();
-    let holds_until =
-        completed_on.and_time(chrono::NaiveTime::MIN) + chrono::Duration::days(program.rules.holding_days);
+    // Held through the holding days that follow the completion day; payable from the start of
+    // the next day in the clinic's calendar.
+    let payable_on = completed_on + chrono::Duration::days(program.rules.holding_days);
+    let holds_until = calendar.start_of(payable_on);
     let id = new_id();
     diesel::insert_into(rewards::table)
         .values((
@@ -237,7 +247,7 @@ pub fn earn(
                 "ambassador_name": ambassador.display_name.as_deref().unwrap_or(&ambassador.name),
                 "client_label": labels.get(&referral.id).cloned().unwrap_or_default(),
                 "amount": row.money().to_string(),
-                "holds_until": holds_until.date(),
+                "holds_until": payable_on,
             }),
         )?;
     }
@@ -344,6 +354,7 @@ pub(crate) fn clawback(
 /// A manual ± entry by finance, payable at once.
 pub fn adjust(
     conn: &mut DbConnection,
+    calendar: &Calendar,
     ambassador_id: &str,
     amount_minor: i64,
     reason: &str,
@@ -370,7 +381,7 @@ pub fn adjust(
                 rewards::currency.eq(currency.as_str()),
                 rewards::state.eq(STATE_OPEN),
                 rewards::holds_until.eq(at),
-                rewards::earned_on.eq(at.date()),
+                rewards::earned_on.eq(calendar.date_of(at)),
                 rewards::reason.eq(reason),
                 rewards::created_by.eq(actor.label()),
                 rewards::created_at.eq(at),

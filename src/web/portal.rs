@@ -17,6 +17,7 @@ use crate::auth::AmbassadorCaller;
 use crate::config::Settings;
 use crate::db::DbPool;
 use crate::domain::ambassador::{NotificationPreferences, PayoutMethod};
+use crate::domain::calendar::Calendar;
 use crate::domain::contact::Email;
 use crate::error::ApiError;
 use crate::http::{blocking, PublicRequest, RequestId};
@@ -95,6 +96,7 @@ async fn home(
     req: HttpRequest,
     pool: web::Data<DbPool>,
     settings: web::Data<Settings>,
+    calendar: web::Data<Calendar>,
     key: web::Data<CsrfKey>,
     q: web::Query<HomeQuery>,
 ) -> Result<HttpResponse, WebError> {
@@ -107,13 +109,13 @@ async fn home(
         };
         return page(StatusCode::OK, "login.html", ctx, new_cookie);
     };
-    let (id, url) = (s.caller.ambassador_id.clone(), settings.public_url());
+    let (id, url, cal) = (s.caller.ambassador_id.clone(), settings.public_url(), **calendar);
     let rows = PageRequest { limit: DASHBOARD_ROWS, after_id: None };
     let (me, codes, referrals, payouts) = blocking(&pool, move |c| {
         Ok((
             me::load_profile(c, &id)?,
             me::active_codes(c, &id, &url)?,
-            me::my_referrals(c, &id, None, &rows)?,
+            me::my_referrals(c, &cal, &id, None, &rows)?,
             me::my_payouts(c, &id, &rows)?,
         ))
     })

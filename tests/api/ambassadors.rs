@@ -114,9 +114,16 @@ async fn racing_enrolments_of_one_email_give_one_201_and_one_409() {
             app.post("/v1/ambassadors", &app.admin_key, &body),
             app.post("/v1/ambassadors", &app.admin_key, &body)
         );
-        let mut statuses = vec![a.status(), b.status()];
-        statuses.sort();
-        assert_eq!(statuses, vec![StatusCode::CREATED, StatusCode::CONFLICT], "round {round}");
+        let mut results = Vec::new();
+        for res in [a, b] {
+            let status = res.status();
+            results.push((status, res.json::<Value>().await.unwrap()));
+        }
+        results.sort_by_key(|(s, _)| *s);
+        let statuses: Vec<StatusCode> = results.iter().map(|r| r.0).collect();
+        assert_eq!(statuses, vec![StatusCode::CREATED, StatusCode::CONFLICT], "round {round}: {results:?}");
+        assert_eq!(results[1].1["type"], "email-taken", "round {round}: {results:?}");
+        assert_eq!(problem_fields(&results[1].1), vec!["email"], "round {round}");
     }
     assert_eq!(app.counts().ambassadors, 3);
     assert_eq!(app.counts().codes, 3);
@@ -129,9 +136,16 @@ async fn racing_vanity_codes_leave_no_half_enrolled_ambassador() {
     let b = json!({ "name": "B", "email": "b@example.com", "code": "spr-ing" });
     let (a, b) =
         tokio::join!(app.post("/v1/ambassadors", &app.admin_key, &a), app.post("/v1/ambassadors", &app.admin_key, &b));
-    let mut statuses = vec![a.status(), b.status()];
-    statuses.sort();
-    assert_eq!(statuses, vec![StatusCode::CREATED, StatusCode::CONFLICT]);
+    let mut results = Vec::new();
+    for res in [a, b] {
+        let status = res.status();
+        results.push((status, res.json::<Value>().await.unwrap()));
+    }
+    results.sort_by_key(|(s, _)| *s);
+    let statuses: Vec<StatusCode> = results.iter().map(|r| r.0).collect();
+    assert_eq!(statuses, vec![StatusCode::CREATED, StatusCode::CONFLICT], "{results:?}");
+    assert_eq!(results[1].1["type"], "code-taken", "{results:?}");
+    assert_eq!(results[0].1["codes"][0]["code"], "SPRING", "the winner holds the code");
     // The loser's ambassador row was rolled back with its code.
     let counts = app.counts();
     assert_eq!((counts.ambassadors, counts.codes), (1, 1));

@@ -12,7 +12,7 @@ use vouch::store::outbox;
 
 use crate::helpers::{assert_problem, spawn_app, spawn_app_with, TestApp};
 use crate::mail::{parse, Mail};
-use crate::smtp::{reserve_port, SmtpServer};
+use crate::smtp::{self, reserve_port, Behaviour, ServerTls, SmtpServer};
 
 const STAFF_ALERTS: &str = "alerts@clinic.test";
 
@@ -596,4 +596,86 @@ async fn several_instances_share_the_outbox_without_sending_twice() {
     assert_eq!(seen.len(), 30);
     assert!(seen.values().all(|n| *n == 1), "{seen:?}");
     assert_eq!(admin_emails(&app, "?status=sent&limit=200").await.len(), 30);
+}
+
+#[tokio::test]
+async fn a_permanent_smtp_refusal_fails_the_email_at_once() {
+    let server = SmtpServer::start_with(Behaviour { refuse_recipients: true, ..Default::default() });
+    let app = spawn_app_with(smtp_on(server.port)).await;
+    enrol(&app, "Ann Lee", "ann@example.com", "ANN1").await;
+    app.delivered().await;
+    let failed = admin_emails(&app, "?status=failed").await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["attempts"], 1, "no retry after a 5xx, though max_attempts is 1000: {failed:?}");
+    assert!(failed[0]["last_error"].as_str().unwrap().contains("No such mailbox"), "{failed:?}");
+    // Retries here come every 50 ms: none follows.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(server.refusals(), 1);
+    assert_eq!(admin_emails(&app, "?status=failed").await[0]["attempts"], 1);
+    assert!(server.received().is_empty());
+}
+
+/// Writes the test CA where `email.smtp.ca_file` can point at it.
+fn ca_file(pem: &str) -> String {
+    let path = std::env::temp_dir().join(format!("vouch-test-ca-{}.pem", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&path, pem).unwrap();
+    path.display().to_string()
+}
+
+fn smtp_tls_on(port: u16, tls: SmtpTls, ca_file: &str) -> impl FnOnce(&mut Settings) + '_ {
+    move |s: &mut Settings| {
+        smtp_on(port)(s);
+        s.email.smtp.tls = tls;
+        s.email.smtp.ca_file = ca_file.to_owned();
+    }
+}
+
+#[tokio::test]
+async fn smtp_delivers_over_starttls_and_implicit_tls_to_a_trusted_certificate() {
+    for (name, tls) in [("starttls", SmtpTls::Starttls), ("tls", SmtpTls::Tls)] {
+        let (ca, acceptor) = smtp::test_pki();
+        let server_tls =
+            if tls == SmtpTls::Starttls { ServerTls::Starttls(acceptor) } else { ServerTls::Implicit(acceptor) };
+        let server = SmtpServer::start_with(Behaviour { tls: server_tls, ..Default::default() });
+        let ca = ca_file(&ca);
+        let app = spawn_app_with(smtp_tls_on(server.port, tls, &ca)).await;
+        enrol(&app, "Ann Lee", "ann@example.com", "ANN1").await;
+        eventually("the welcome over TLS", || server.received().len() == 1).await;
+        let got = &server.received()[0];
+        assert!(got.tls, "{name}: the message travelled encrypted");
+        assert_eq!(got.to, vec!["ann@example.com"], "{name}");
+        assert!(parse(&got.data).text.contains("ANN1"), "{name}");
+        app.delivered().await;
+        assert_eq!(admin_emails(&app, "?status=sent").await.len(), 1, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn smtp_tls_refuses_a_certificate_nobody_trusts() {
+    let (_, acceptor) = smtp::test_pki();
+    let server = SmtpServer::start_with(Behaviour { tls: ServerTls::Starttls(acceptor), ..Default::default() });
+    // No ca_file: the test CA is not among the public roots, so the server is not believed.
+    let app = spawn_app_with(smtp_tls_on(server.port, SmtpTls::Starttls, "")).await;
+    enrol(&app, "Ann Lee", "ann@example.com", "ANN1").await;
+    eventually("a refused try", || {
+        let mut conn = app.pool.get().unwrap();
+        use diesel::prelude::*;
+        use vouch::db::schema::email_outbox as eo;
+        eo::table.select(eo::attempts).first::<i32>(&mut conn).unwrap() >= 1
+    })
+    .await;
+    let rows = admin_emails(&app, "").await;
+    let error = rows[0]["last_error"].as_str().unwrap().to_lowercase();
+    assert!(error.contains("certificate") || error.contains("issuer"), "{rows:?}");
+    assert!(server.received().is_empty(), "nothing sent to an unverified server");
+}
+
+#[tokio::test]
+async fn an_unreadable_ca_file_stops_the_start() {
+    for (path, why) in [("/nonexistent/vouch-ca.pem", "No such file"), (&*ca_file("not a certificate"), "no PEM")] {
+        let mut settings = Settings::defaults();
+        smtp_tls_on(2525, SmtpTls::Starttls, path)(&mut settings);
+        let err = vouch::startup::Application::build(settings).err().expect("refused");
+        assert!(err.contains("email.smtp.ca_file") && err.contains(why), "{err}");
+    }
 }

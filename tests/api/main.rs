@@ -9,6 +9,7 @@ mod ambassadors;
 mod api_keys;
 mod audit;
 mod browser;
+mod calendar;
 mod cli;
 mod codes;
 mod emails;

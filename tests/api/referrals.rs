@@ -4,6 +4,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{assert_problem, problem_fields, spawn_app, TestApp};
+use crate::money_support::days_ago;
 
 /// Enrols an ambassador and returns (ambassador id, code).
 async fn ambassador(app: &TestApp, staff: &str, name: &str) -> (String, String) {
@@ -34,11 +35,13 @@ async fn a_referral_goes_from_registration_to_completion() {
             "first_name": "Maria", "last_name": "Garcia",
             "email": " Maria@Example.com ", "phone": "+44 20 7946 0018",
             "external_ref": "CL-1001", "planned_sessions": 3,
-            "share_name_with_ambassador": true, "notes": "prefers mornings"
+            "share_name_with_ambassador": true, "notes": "prefers mornings",
+            "registered_on": days_ago(30)
         }),
     )
     .await;
     assert_eq!(r["status"], "registered");
+    assert_eq!(r["registered_on"], days_ago(30).to_string());
     assert_eq!(r["ambassador_id"], amb_id.as_str());
     assert_eq!(r["code"], code.as_str());
     assert_eq!(r["client_email"], "maria@example.com");
@@ -47,14 +50,14 @@ async fn a_referral_goes_from_registration_to_completion() {
     let id = r["id"].as_str().unwrap().to_owned();
 
     let sessions = format!("/v1/referrals/{id}/sessions");
-    let res = app.post(&sessions, &staff, &json!({ "session_on": "2026-01-10", "note": "first pass" })).await;
+    let res = app.post(&sessions, &staff, &json!({ "session_on": days_ago(20), "note": "first pass" })).await;
     assert_eq!(res.status(), StatusCode::CREATED);
-    let res = app.post(&sessions, &staff, &json!({ "session_on": "2026-01-24" })).await;
+    let res = app.post(&sessions, &staff, &json!({ "session_on": days_ago(6) })).await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let detail: Value = app.get(&format!("/v1/referrals/{id}"), &staff).await.json().await.unwrap();
     assert_eq!(detail["status"], "in_treatment");
     assert_eq!(detail["session_count"], 2);
-    assert_eq!(detail["first_session_on"], "2026-01-10");
+    assert_eq!(detail["first_session_on"], days_ago(20).to_string());
     assert!(detail["treatment_started_at"].is_string());
     assert_eq!(detail["sessions"].as_array().unwrap().len(), 2);
 
@@ -404,8 +407,9 @@ async fn finance_reads_referrals_without_contact_details_and_staff_only_write() 
     assert_problem(res, StatusCode::FORBIDDEN, "forbidden").await;
     let res = app.client.get(app.url("/v1/referrals")).send().await.unwrap();
     assert_problem(res, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    // The public intake form only takes submissions: it lists nothing.
     let res = app.client.get(app.url("/v1/public/referrals")).send().await.unwrap();
-    assert_ne!(res.status(), StatusCode::OK);
+    assert_problem(res, StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed").await;
 }
 
 #[tokio::test]
@@ -525,35 +529,70 @@ async fn erasure_scrubs_personal_data_but_keeps_the_record_and_duplicate_detecti
     );
 }
 
+/// The two ways a request can lose a race for one referral: it ran after the winner
+/// committed (`invalid-transition`, naming the winner's status), or — on PostgreSQL, where both
+/// read the referral before either wrote — its compare-and-set found the row changed
+/// (`concurrent-update`). SQLite queues writers, so there the loser always runs after.
+fn assert_lost_race(loser: &Value, winner_status: &str, on_postgres: bool, round: usize) {
+    match loser["type"].as_str() {
+        Some("invalid-transition") => assert_eq!(loser["current_status"], winner_status, "round {round}: {loser}"),
+        Some("concurrent-update") if on_postgres => {}
+        _ => panic!("round {round}: unexpected loser {loser}"),
+    }
+    assert_eq!(loser["status"], 409, "round {round}: {loser}");
+}
+
 #[tokio::test]
 async fn racing_completion_and_cancellation_leave_one_consistent_outcome() {
     let app = spawn_app().await;
+    let on_postgres = vouch::db::is_postgres(&app.pool.get().unwrap());
     let staff = app.key("staff").await;
     let (_, code) = ambassador(&app, &staff, "Racer").await;
     let today = chrono::Utc::now().date_naive().to_string();
-    for round in 0..4 {
+    let (mut winners, mut loser_types) = (HashSet::new(), HashSet::new());
+    // Each round starts the two requests together, the completion or the cancellation sent
+    // first in turn, until both have won at least once and, on PostgreSQL, a loser has met the
+    // compare-and-set (a bound keeps a stuck scheduler from looping forever).
+    let seen_all = |winners: &HashSet<&str>, losers: &HashSet<String>| {
+        winners.len() == 2 && (!on_postgres || losers.contains("concurrent-update"))
+    };
+    let mut round = 0;
+    while round < 6 || (!seen_all(&winners, &loser_types) && round < 40) {
         let r =
             refer(&app, &staff, json!({ "code": code, "first_name": "R", "email": format!("r{round}@example.com") }))
                 .await;
         let id = r["id"].as_str().unwrap().to_owned();
-        app.post(&format!("/v1/referrals/{id}/sessions"), &staff, &json!({})).await;
-        let complete = json!({ "completed_on": today });
-        let cancel = json!({ "reason_code": "client_withdrew" });
+        let res = app.post(&format!("/v1/referrals/{id}/sessions"), &staff, &json!({})).await;
+        assert_eq!(res.status(), StatusCode::CREATED, "round {round}: the session makes completion possible");
         let (complete_path, cancel_path) =
             (format!("/v1/referrals/{id}/complete"), format!("/v1/referrals/{id}/cancel"));
-        let (a, b) = tokio::join!(app.post(&complete_path, &staff, &complete), app.post(&cancel_path, &staff, &cancel));
+        let (complete_body, cancel_body) =
+            (json!({ "completed_on": today }), json!({ "reason_code": "client_withdrew" }));
+        let complete = app.post(&complete_path, &staff, &complete_body);
+        let cancel = app.post(&cancel_path, &staff, &cancel_body);
+        let (a, b) = if round % 2 == 0 {
+            tokio::join!(complete, cancel)
+        } else {
+            let (b, a) = tokio::join!(cancel, complete);
+            (a, b)
+        };
         let (sa, sb) = (a.status(), b.status());
         assert!((sa == StatusCode::OK) ^ (sb == StatusCode::OK), "round {round}: exactly one wins, got {sa} and {sb}");
-        let loser = if sa == StatusCode::OK { b } else { a };
-        assert_eq!(loser.status(), StatusCode::CONFLICT);
+        let (winner, loser) = if sa == StatusCode::OK { ("completed", b) } else { ("cancelled", a) };
+        assert_eq!(loser.status(), StatusCode::CONFLICT, "round {round}");
+        let loser: Value = loser.json().await.unwrap();
+        assert_lost_race(&loser, winner, on_postgres, round);
         let detail: Value = app.get(&format!("/v1/referrals/{id}"), &staff).await.json().await.unwrap();
-        let expected = if sa == StatusCode::OK { "completed" } else { "cancelled" };
-        assert_eq!(detail["status"], expected, "round {round}");
+        assert_eq!(detail["status"], winner, "round {round}");
         let ends = app
             .audit_actions(&id)
             .into_iter()
             .filter(|a| a == "referral.completed" || a == "referral.cancelled")
             .count();
         assert_eq!(ends, 1, "round {round}: one outcome audited");
+        winners.insert(winner);
+        loser_types.insert(loser["type"].as_str().unwrap().to_owned());
+        round += 1;
     }
+    assert!(seen_all(&winners, &loser_types), "in {round} rounds: winners {winners:?}, losers {loser_types:?}");
 }

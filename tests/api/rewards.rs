@@ -174,6 +174,49 @@ async fn tiers_count_completions_in_the_calendar_year() {
 }
 
 #[tokio::test]
+async fn tiers_follow_completion_dates_and_count_only_completions_that_earn() {
+    let app = spawn_app().await;
+    let team = app.team().await;
+    app.set_program(json!({ "tiers": [{ "min_completed": 3, "amount_minor": 15000 }], "attribution_days": 30 })).await;
+    let (_, code, _) = app.paid_ambassador(&team.staff, "Ordered").await;
+    let year = today().format("%Y").to_string().parse::<i32>().unwrap() - 1;
+    let on = |md: &str| day(&format!("{year}-{md}"));
+    let place = |r: &Value| (r["amount_minor"].as_i64().unwrap(), r["basis"]["completed_in_year"].as_i64().unwrap());
+
+    let (a, reward_a) = app.completed_referral(&team, &code, "Alpha", on("03-10")).await;
+    assert_eq!(place(&reward_a), (10000, 1));
+    // Outside the attribution window: completed, earns nothing, so it takes no place.
+    let slow = app.referral_in_treatment(&team.staff, &code, "Slow", on("01-02")).await;
+    app.complete(&team.staff, &slow, on("03-09"), None).await;
+    assert!(app.reward_of(&team.finance, &slow).await.is_none());
+    // Refunded: its reward is voided, so it takes no place either.
+    let (refunded, reward_r) = app.completed_referral(&team, &code, "Refunded", on("03-08")).await;
+    assert_eq!(place(&reward_r), (10000, 1), "dated before Alpha");
+    let res =
+        app.post(&format!("/v1/referrals/{refunded}/refund"), &team.staff, &json!({ "reason_code": "goodwill" })).await;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    let (b, reward_b) = app.completed_referral(&team, &code, "Bravo", on("03-11")).await;
+    assert_eq!(place(&reward_b), (10000, 2), "only Alpha earned before it");
+    // Recorded late with an earlier date: first of the year, and nobody else's reward moves.
+    let (_, reward_c) = app.completed_referral(&team, &code, "Charlie", on("03-01")).await;
+    assert_eq!(place(&reward_c), (10000, 1));
+    for (id, before) in [(&a, &reward_a), (&b, &reward_b)] {
+        let now = app.reward_of(&team.finance, id).await.unwrap();
+        assert_eq!(
+            (now["amount_minor"].clone(), now["basis"].clone()),
+            (before["amount_minor"].clone(), before["basis"].clone())
+        );
+        assert_eq!(app.audit_actions(now["id"].as_str().unwrap()), ["reward.earned"]);
+    }
+    let (_, reward_d) = app.completed_referral(&team, &code, "Delta", on("03-20")).await;
+    assert_eq!(place(&reward_d), (15000, 4), "Charlie, Alpha and Bravo came before");
+    // The same day as Alpha: Alpha was completed first, so it comes after.
+    let (_, reward_e) = app.completed_referral(&team, &code, "Echo", on("03-10")).await;
+    assert_eq!(place(&reward_e), (15000, 3));
+}
+
+#[tokio::test]
 async fn the_annual_cap_cuts_rewards_partially_then_to_zero() {
     let app = spawn_app().await;
     let team = app.team().await;
