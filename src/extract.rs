@@ -61,7 +61,7 @@ pub async fn read_body(mut payload: Payload) -> Result<Vec<u8>, ApiError> {
     Ok(body)
 }
 
-/// Parses JSON, naming the offending field on a data error.
+/// Parses a JSON object body, naming the offending field on a data error.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::Malformed("The request body is empty; send a JSON object.".into()));
@@ -84,6 +84,11 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     // Raw control characters are already invalid JSON; escaped ones (`\u0000`) are not. The
     // body parsed, so it parses again as a tree, which names the field that holds one.
     let tree: serde_json::Value = serde_json::from_slice(body).map_err(|e| ApiError::Malformed(e.to_string()))?;
+    // serde fills a struct from a JSON array too (fields by position), which no documented
+    // request schema allows: every body is an object.
+    if !tree.is_object() {
+        return Err(ApiError::validation("body", "must be a JSON object"));
+    }
     refuse_controls_in_json(&tree, "")?;
     Ok(value)
 }
@@ -206,6 +211,10 @@ fn json_body<T: DeserializeOwned + 'static>(
         }
         if !json {
             return Err(ApiError::UnsupportedMediaType);
+        }
+        // The documented schema of an optional body is "the object, or null".
+        if allow_empty && body.trim_ascii() == b"null" {
+            return Ok(None);
         }
         parse_json(&body).map(Some)
     })

@@ -16,6 +16,7 @@ mod emails;
 mod errors;
 mod idempotency;
 mod money_support;
+mod openapi;
 mod ops;
 mod payouts;
 mod portal;
