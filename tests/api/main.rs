@@ -11,6 +11,7 @@ mod audit;
 mod browser;
 mod cli;
 mod codes;
+mod crash;
 mod edge;
 mod emails;
 mod errors;
