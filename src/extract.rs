@@ -307,6 +307,28 @@ mod tests {
     }
 
     #[test]
+    fn control_characters_are_refused_with_their_field() {
+        assert_eq!(field_of(parse_json(br#"{"name":"a\u0000b"}"#)), "name");
+        assert_eq!(field_of(parse_json(br#"{"name":"a","inner":{"flag":true,"x\u0001":1}}"#)), "inner.x\u{1}");
+        assert!(parse_json::<Body>(br#"{"name":"two\nlines\tand a tab"}"#).is_ok());
+        assert_eq!(field_of(parse_json(br#"["a", 1, null]"#)), "body");
+    }
+
+    #[test]
+    fn paths_and_queries_with_controls_are_refused() {
+        let field = |r: Result<(), ApiError>| match r {
+            Err(ApiError::Validation(e)) => e[0].field.clone(),
+            other => panic!("expected validation error, got {other:?}"),
+        };
+        assert_eq!(field(check_path_and_query("/v1/ambassadors/%00", "")), "path");
+        assert_eq!(field(check_path_and_query("/v1/x/%7f", "")), "path");
+        assert_eq!(field(check_path_and_query("/v1/x", "a=1&q=%0A")), "q");
+        assert_eq!(field(check_path_and_query("/v1/x", "q=a\tb")), "q");
+        assert!(check_path_and_query("/v1/x/%20%C3%A9%", "q=caf%C3%A9+au+lait&r=%").is_ok());
+        assert_eq!(percent_decode("a%41%4g%"), b"aA%4g%".to_vec());
+    }
+
+    #[test]
     fn syntax_errors_are_malformed() {
         assert!(matches!(parse_json::<Body>(br#"{"name":"#), Err(ApiError::Malformed(_))));
         assert!(matches!(parse_json::<Body>(b""), Err(ApiError::Malformed(_))));

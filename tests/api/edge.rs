@@ -45,6 +45,16 @@ async fn control_characters_in_json_string_fields_are_refused_and_nothing_is_sto
         let p = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
         assert_eq!(problem_fields(&p), vec![field], "{body}: {p}");
     }
+    // An id or code in a body is no different (PostgreSQL would fail on the NUL in a lookup).
+    let res = app
+        .post("/v1/referrals", &staff, &json!({ "code": "ABCD\u{0}1234", "first_name": "Zed", "email": "z@c.example" }))
+        .await;
+    let p = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
+    assert_eq!(problem_fields(&p), vec!["code"]);
+    let res =
+        app.client.post(app.url("/v1/portal/sessions")).json(&json!({ "token": "vl_\u{0}" })).send().await.unwrap();
+    let p = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
+    assert_eq!(problem_fields(&p), vec!["token"]);
     assert_eq!(app.counts(), before);
     // Free text keeps its line breaks and tabs.
     let amb = app
@@ -68,6 +78,9 @@ async fn control_characters_in_form_fields_are_refused_and_nothing_is_stored() {
     let res = v.submit("/apply", "/apply", &[("name", "Pat\u{0}Doe"), ("email", "pat@example.com")]).await;
     assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.html);
     assert_eq!(app.counts(), before);
+    // A token looked up in the database, from the sign-in form.
+    let res = v.submit("/portal", "/portal/session", &[("token", "abc\u{0}def")]).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.html);
     let res = v.submit("/apply", "/apply", &[("name", "Pat Doe"), ("email", "pat@example.com")]).await;
     assert!(res.status.is_redirection() || res.status.is_success(), "{}", res.html);
     assert_eq!(app.counts().ambassadors, before.ambassadors + 1);
