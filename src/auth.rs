@@ -96,10 +96,16 @@ pub async fn authenticate(
             .map_err(ApiError::internal)
             .and_then(|r| r);
             match found {
-                Ok(Identity::Key(row)) => {
-                    let role = Role::parse(&row.role).unwrap_or(Role::Staff);
-                    req.extensions_mut().insert(Caller { key_id: row.id, role, request_id });
-                }
+                // A role Vouch does not know (a damaged or hand-edited row) grants nothing.
+                Ok(Identity::Key(row)) => match Role::parse(&row.role) {
+                    Some(role) => {
+                        req.extensions_mut().insert(Caller { key_id: row.id, role, request_id });
+                    }
+                    None => {
+                        tracing::error!(key_id = %row.id, role = %row.role, "API key with an unknown role refused");
+                        req.extensions_mut().insert(BadCredentials);
+                    }
+                },
                 Ok(Identity::Ambassador(session_id, ambassador_id)) => {
                     req.extensions_mut().insert(AmbassadorCaller { ambassador_id, session_id, request_id });
                 }

@@ -50,6 +50,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("payload too large")]
     PayloadTooLarge,
+    #[error("request headers too large")]
+    HeadersTooLarge,
     /// A uniqueness or state rule: `kind` is the problem type (`email-taken`, `code-taken`, …).
     #[error("{detail}")]
     Conflict { kind: &'static str, detail: String, field: Option<&'static str> },
@@ -100,6 +102,7 @@ impl ApiError {
             Self::NotFound(_) => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::PayloadTooLarge => "payload-too-large",
+            Self::HeadersTooLarge => "headers-too-large",
             Self::Conflict { kind, .. } | Self::Unprocessable { kind, .. } => kind,
             Self::DuplicateReferral { .. } => "duplicate-referral",
             Self::InvalidTransition { .. } => "invalid-transition",
@@ -123,6 +126,7 @@ impl ApiError {
             Self::NotFound(_) => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
             Self::PayloadTooLarge => "Request body too large",
+            Self::HeadersTooLarge => "Request headers too large",
             Self::Conflict { .. } => "Conflict",
             Self::Unprocessable { .. } => "Request refused by a business rule",
             Self::DuplicateReferral { .. } => "Client already referred",
@@ -152,6 +156,10 @@ impl ApiError {
             Self::NotFound(what) => format!("No such {what}."),
             Self::MethodNotAllowed => "This resource does not support that HTTP method.".into(),
             Self::PayloadTooLarge => "Request bodies are limited to 64 KiB.".into(),
+            Self::HeadersTooLarge => format!(
+                "The request line and headers are limited to {} KiB together.",
+                crate::http::MAX_HEAD_BYTES / 1024
+            ),
             Self::Conflict { detail, .. } | Self::Unprocessable { detail, .. } => detail.clone(),
             Self::DuplicateReferral { .. } => {
                 "This client was already referred (same e-mail or phone); the first valid referral wins.".into()
@@ -248,6 +256,7 @@ impl ResponseError for ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::Conflict { .. }
             | Self::DuplicateReferral { .. }
             | Self::InvalidTransition { .. }
@@ -309,6 +318,12 @@ impl From<diesel::result::Error> for ApiError {
                 Self::Unavailable(info.message().to_owned())
             }
             Error::DatabaseError(_, ref info) if is_busy(info.message()) => Self::Unavailable(e.to_string()),
+            // The database went away under the connection (restart, failover, a terminated
+            // backend): the connection is thrown away when it returns to the pool, and a
+            // retry gets a fresh one.
+            Error::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, _)
+            | Error::BrokenTransactionManager => Self::Unavailable(e.to_string()),
+            Error::DatabaseError(_, ref info) if is_connection_lost(info.message()) => Self::Unavailable(e.to_string()),
             other => Self::Internal(other.to_string()),
         }
     }
@@ -316,6 +331,21 @@ impl From<diesel::result::Error> for ApiError {
 
 fn is_busy(message: &str) -> bool {
     message.contains("database is locked") || message.contains("database is busy")
+}
+
+/// libpq's and the server's words for a connection that is gone (not every path sets
+/// diesel's `ClosedConnection` kind).
+fn is_connection_lost(message: &str) -> bool {
+    [
+        "server closed the connection",
+        "terminating connection",
+        "no connection to the server",
+        "connection to server",
+        "could not receive data from server",
+        "could not send data to server",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
 }
 
 impl From<diesel::r2d2::PoolError> for ApiError {

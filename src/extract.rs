@@ -1,6 +1,7 @@
 //! Request extractors that turn every client mistake into a precise problem: the JSON body
 //! (content type, size, syntax, unknown fields, wrong types — with the offending field's path)
-//! and the query string.
+//! and the query string — and the one place control characters are refused for every
+//! input: path, query string, JSON string values and form fields.
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
@@ -60,7 +61,7 @@ pub async fn read_body(mut payload: Payload) -> Result<Vec<u8>, ApiError> {
     Ok(body)
 }
 
-/// Parses JSON, naming the offending field on a data error.
+/// Parses a JSON object body, naming the offending field on a data error.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::Malformed("The request body is empty; send a JSON object.".into()));
@@ -80,7 +81,84 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     de.end().map_err(|e| {
         ApiError::Malformed(format!("The request body is not valid JSON: {}", strip_position(&e.to_string())))
     })?;
+    // Raw control characters are already invalid JSON; escaped ones (`\u0000`) are not. The
+    // body parsed, so it parses again as a tree, which names the field that holds one.
+    let tree: serde_json::Value = serde_json::from_slice(body).map_err(|e| ApiError::Malformed(e.to_string()))?;
+    // serde fills a struct from a JSON array too (fields by position), which no documented
+    // request schema allows: every body is an object.
+    if !tree.is_object() {
+        return Err(ApiError::validation("body", "must be a JSON object"));
+    }
+    refuse_controls_in_json(&tree, "")?;
     Ok(value)
+}
+
+/// C0 control characters and DEL (`is_ascii_control` covers both). Free text in a body (notes, messages) may hold tabs and
+/// line breaks; nothing else needs a control character, and PostgreSQL cannot store NUL.
+fn is_forbidden(c: char, free_text: bool) -> bool {
+    c.is_ascii_control() && !(free_text && matches!(c, '\t' | '\n' | '\r'))
+}
+
+const CONTROL_MESSAGE: &str = "must not contain control characters";
+
+/// Refuses a body text value (or field name) holding a control character.
+pub fn refuse_controls(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.chars().any(|c| is_forbidden(c, true)) {
+        return Err(ApiError::validation(if field.is_empty() { "body" } else { field }, CONTROL_MESSAGE));
+    }
+    Ok(())
+}
+
+fn refuse_controls_in_json(value: &serde_json::Value, path: &str) -> Result<(), ApiError> {
+    use serde_json::Value;
+    let join = |key: &str| if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
+    match value {
+        Value::String(s) => refuse_controls(path, s),
+        Value::Array(items) => {
+            items.iter().enumerate().try_for_each(|(i, item)| refuse_controls_in_json(item, &join(&i.to_string())))
+        }
+        Value::Object(map) => map.iter().try_for_each(|(key, item)| {
+            refuse_controls(&join(key), key)?;
+            refuse_controls_in_json(item, &join(key))
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses a path or query string that holds a control character, raw or percent-encoded
+/// (`/v1/ambassadors/%00`): no id, code or search term has one, so none is allowed.
+pub fn check_path_and_query(path: &str, query: &str) -> Result<(), ApiError> {
+    let decoded = percent_decode(path);
+    if decoded.iter().any(|b| b.is_ascii_control() || *b == 0x7f) {
+        return Err(ApiError::validation("path", CONTROL_MESSAGE));
+    }
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        if name.chars().chain(value.chars()).any(|c| is_forbidden(c, false)) {
+            return Err(ApiError::validation(&name, CONTROL_MESSAGE));
+        }
+    }
+    Ok(())
+}
+
+/// Decodes `%XX` escapes byte-wise (anything else is kept as it is).
+fn percent_decode(s: &str) -> Vec<u8> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 fn strip_position(message: &str) -> String {
@@ -133,6 +211,10 @@ fn json_body<T: DeserializeOwned + 'static>(
         }
         if !json {
             return Err(ApiError::UnsupportedMediaType);
+        }
+        // The documented schema of an optional body is "the object, or null".
+        if allow_empty && body.trim_ascii() == b"null" {
+            return Ok(None);
         }
         parse_json(&body).map(Some)
     })
@@ -222,6 +304,28 @@ mod tests {
         assert_eq!(field_of(parse_json(br#"{"name":"a","count":"x"}"#)), "count");
         assert_eq!(field_of(parse_json(br#"{"name":"a","inner":{"flag":1}}"#)), "inner.flag");
         assert_eq!(field_of(parse_json(br#"{"name":"a","inner":{"flag":true,"x":1}}"#)), "inner.x");
+    }
+
+    #[test]
+    fn control_characters_are_refused_with_their_field() {
+        assert_eq!(field_of(parse_json(br#"{"name":"a\u0000b"}"#)), "name");
+        assert_eq!(field_of(parse_json(br#"{"name":"a","inner":{"flag":true,"x\u0001":1}}"#)), "inner.x\u{1}");
+        assert!(parse_json::<Body>(br#"{"name":"two\nlines\tand a tab"}"#).is_ok());
+        assert_eq!(field_of(parse_json(br#"["a", 1, null]"#)), "body");
+    }
+
+    #[test]
+    fn paths_and_queries_with_controls_are_refused() {
+        let field = |r: Result<(), ApiError>| match r {
+            Err(ApiError::Validation(e)) => e[0].field.clone(),
+            other => panic!("expected validation error, got {other:?}"),
+        };
+        assert_eq!(field(check_path_and_query("/v1/ambassadors/%00", "")), "path");
+        assert_eq!(field(check_path_and_query("/v1/x/%7f", "")), "path");
+        assert_eq!(field(check_path_and_query("/v1/x", "a=1&q=%0A")), "q");
+        assert_eq!(field(check_path_and_query("/v1/x", "q=a\tb")), "q");
+        assert!(check_path_and_query("/v1/x/%20%C3%A9%", "q=caf%C3%A9+au+lait&r=%").is_ok());
+        assert_eq!(percent_decode("a%41%4g%"), b"aA%4g%".to_vec());
     }
 
     #[test]

@@ -4,6 +4,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use vouch::cli::{Cli, Command, KeysCommand};
 use vouch::config::{LogFormat, Settings};
+use vouch::domain::api_key::Role;
 use vouch::startup::{open_database, Application};
 use vouch::store::{api_keys, audit::Actor};
 
@@ -57,6 +58,11 @@ fn serve(settings: Settings) -> Result<(), String> {
     })
 }
 
+/// A key whose stored role is unknown is listed as such (it is refused when used).
+fn role_name(role: Option<Role>) -> &'static str {
+    role.map_or("unknown-role", Role::as_str)
+}
+
 fn keys(settings: &Settings, action: KeysCommand) -> Result<(), String> {
     let (pool, _) = open_database(settings)?;
     let mut conn = pool.get().map_err(|e| e.to_string())?;
@@ -68,13 +74,13 @@ fn keys(settings: &Settings, action: KeysCommand) -> Result<(), String> {
             }
             let (key, secret) =
                 api_keys::create(&mut conn, name, role.into(), &Actor::system()).map_err(|e| e.to_string())?;
-            eprintln!("created {} key {} ({}); the secret is shown once:", key.role.as_str(), key.id, key.name);
+            eprintln!("created {} key {} ({}); the secret is shown once:", role_name(key.role), key.id, key.name);
             println!("{secret}");
         }
         KeysCommand::List => {
             for k in api_keys::list(&mut conn).map_err(|e| e.to_string())? {
                 let state = if k.revoked_at.is_some() { "revoked" } else { "active" };
-                println!("{}\t{}\t{}…\t{}\t{}", k.id, k.role.as_str(), k.prefix, state, k.name);
+                println!("{}\t{}\t{}…\t{}\t{}", k.id, role_name(k.role), k.prefix, state, k.name);
             }
         }
         KeysCommand::Revoke { id } => {

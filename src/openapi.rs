@@ -34,8 +34,12 @@ use crate::routes;
         routes::emails::list, routes::emails::retry,
         routes::audit::list,
     ),
-    components(schemas(crate::error::Problem, crate::domain::FieldError)),
-    modifiers(&BearerAuth),
+    // Query-parameter enums are referenced by name but not collected by utoipa: list them.
+    components(schemas(
+        crate::error::Problem, crate::domain::FieldError,
+        routes::emails::EmailStatus, routes::payouts::ExportFormat,
+    )),
+    modifiers(&BearerAuth, &UniqueOperationIds),
     tags(
         (name = "ops", description = "Health, readiness, metrics"),
         (name = "api-keys", description = "API keys (admin)"),
@@ -56,6 +60,34 @@ use crate::routes;
 pub struct ApiDoc;
 
 struct BearerAuth;
+
+/// utoipa names an operation after its handler function, and handlers in different modules
+/// share names (`list`, `get`, `create`, `update`): client generators need every
+/// `operationId` unique, so each is prefixed with its tag (`referrals_list`, `me_get`).
+struct UniqueOperationIds;
+
+impl Modify for UniqueOperationIds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ];
+            for op in operations.into_iter().flatten() {
+                let tag = op.tags.as_ref().and_then(|t| t.first()).map(|t| t.replace('-', "_"));
+                if let (Some(tag), Some(id)) = (tag, op.operation_id.as_mut()) {
+                    *id = format!("{tag}_{id}");
+                }
+            }
+        }
+    }
+}
 
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {

@@ -174,6 +174,7 @@ fn run(
             .app_data(limiter.clone())
             .app_data(calendar.clone())
             .app_data(settings.clone())
+            .wrap(from_fn(http::check_head))
             .wrap(from_fn(http::observe))
             .configure(crate::routes::configure)
             .configure(crate::web::configure)

@@ -4,11 +4,13 @@
 pub mod schema;
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::prelude::*;
-use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
+use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection, R2D2Connection};
 use diesel::{PgConnection, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
@@ -21,8 +23,62 @@ pub enum DbConnection {
     Sqlite(SqliteConnection),
 }
 
-pub type DbPool = Pool<ConnectionManager>;
 pub type PooledConn = PooledConnection<ConnectionManager>;
+
+/// How long after a connection was found broken the pool checks every connection it hands
+/// out (a database restart or failover kills all of them at once, not one).
+const SUSPECT_FOR: Duration = Duration::from_secs(30);
+
+/// The connection pool. Connections are not tested on every checkout (that would cost a
+/// round trip per request); instead a connection that comes back broken — a failed
+/// connection, an open transaction after a panic — is thrown away, and for a while after
+/// that every idle connection is pinged before use, so the first request after a database
+/// restart may get a 503 but the next ones get fresh connections.
+#[derive(Clone)]
+pub struct DbPool {
+    inner: Pool<ConnectionManager>,
+    health: Arc<Health>,
+}
+
+/// When a pooled connection was last thrown away as broken (ms since the epoch; 0: never).
+#[derive(Debug, Default)]
+struct Health {
+    last_broken_ms: AtomicU64,
+}
+
+fn epoch_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Health {
+    fn saw_broken(&self) {
+        self.last_broken_ms.store(epoch_ms(), Ordering::Relaxed);
+    }
+
+    fn suspect(&self) -> bool {
+        let last = self.last_broken_ms.load(Ordering::Relaxed);
+        last != 0 && epoch_ms().saturating_sub(last) < SUSPECT_FOR.as_millis() as u64
+    }
+}
+
+impl DbPool {
+    /// A connection; while connections are suspect, one that answers a ping. A dead one is
+    /// dropped (it reports itself broken, so the pool discards it) and the next is tried.
+    pub fn get(&self) -> Result<PooledConn, r2d2::PoolError> {
+        let mut conn = self.inner.get()?;
+        let mut tries = self.inner.max_size();
+        while self.health.suspect() && tries > 0 && conn.ping().is_err() {
+            tries -= 1;
+            drop(conn);
+            conn = self.inner.get()?;
+        }
+        Ok(conn)
+    }
+
+    pub fn state(&self) -> r2d2::State {
+        self.inner.state()
+    }
+}
 
 /// Where the data lives, parsed from `database.url` once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +133,7 @@ impl DatabaseUrl {
 #[derive(Debug)]
 pub struct ConnectionManager {
     url: DatabaseUrl,
+    health: Arc<Health>,
 }
 
 impl ManageConnection for ConnectionManager {
@@ -105,8 +162,17 @@ impl ManageConnection for ConnectionManager {
         conn.batch_execute("SELECT 1").map_err(r2d2::Error::QueryError)
     }
 
-    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
-        false
+    /// Broken: the connection failed (PostgreSQL: the server closed it, so libpq's
+    /// transaction status is unknown and diesel's transaction manager is in error), or it
+    /// comes back inside a transaction (a panic unwound through `write_tx`; the thread is
+    /// panicking). Such a connection is closed, which rolls back whatever it held, and
+    /// replaced — never handed to the next request.
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        let broken = std::thread::panicking() || conn.is_broken();
+        if broken {
+            self.health.saw_broken();
+        }
+        broken
     }
 }
 
@@ -117,12 +183,14 @@ pub fn build_pool(url: &DatabaseUrl, max_size: u32, timeout: Duration) -> Result
             std::fs::create_dir_all(dir).map_err(|e| format!("creating database folder {}: {e}", dir.display()))?;
         }
     }
-    Pool::builder()
+    let health = Arc::new(Health::default());
+    let inner = Pool::builder()
         .max_size(max_size)
         .connection_timeout(timeout)
         .test_on_check_out(false)
-        .build(ConnectionManager { url: url.clone() })
-        .map_err(|e| format!("connecting to {}: {e}", url.redacted()))
+        .build(ConnectionManager { url: url.clone(), health: health.clone() })
+        .map_err(|e| format!("connecting to {}: {e}", url.redacted()))?;
+    Ok(DbPool { inner, health })
 }
 
 /// Applies pending migrations for the connection's backend; returns how many ran.

@@ -3,7 +3,7 @@
 use actix_web::{web, HttpResponse};
 use diesel::connection::SimpleConnection;
 
-use crate::db::DbPool;
+use crate::db::{self, DbPool};
 use crate::error::ApiError;
 use crate::http::{blocking, metrics::Metrics, resource};
 use crate::store::outbox;
@@ -20,12 +20,19 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-/// The database answers a query.
+/// The database answers a query that reads a table, inside a write transaction: on SQLite a
+/// bare `SELECT 1` never touches the file, and another process holding the database locked
+/// (a stuck shell, a backup) stops every state change, so readiness is the write lock being
+/// obtainable within the busy timeout. On PostgreSQL the same transaction is an ordinary one.
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses(
     (status = 200, description = "Ready"),
     (status = 503, description = "Database unreachable", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn readyz(pool: web::Data<DbPool>) -> Result<HttpResponse, ApiError> {
-    blocking(&pool, |conn| conn.batch_execute("SELECT 1").map_err(|e| ApiError::Unavailable(e.to_string()))).await?;
+    blocking(&pool, |conn| {
+        db::write_tx(conn, |c| c.batch_execute("SELECT COUNT(*) FROM __diesel_schema_migrations"))
+            .map_err(|e| ApiError::Unavailable(e.to_string()))
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })))
 }
 

@@ -28,7 +28,9 @@ pub struct ApiKeyRow {
 pub struct ApiKeyView {
     pub id: String,
     pub name: String,
-    pub role: Role,
+    /// `null` when the stored role is not one Vouch knows: such a key is refused (401) until
+    /// it is revoked and replaced, never treated as some other role.
+    pub role: Option<Role>,
     /// First characters of the secret, to recognise a key.
     pub prefix: String,
     #[serde(serialize_with = "crate::store::utc::ser")]
@@ -42,7 +44,7 @@ pub struct ApiKeyView {
 impl From<ApiKeyRow> for ApiKeyView {
     fn from(r: ApiKeyRow) -> Self {
         Self {
-            role: Role::parse(&r.role).unwrap_or(Role::Staff),
+            role: Role::parse(&r.role),
             id: r.id,
             name: r.name,
             prefix: r.prefix,

@@ -153,7 +153,12 @@ impl FromRequest for Form {
         let payload = payload.take();
         Box::pin(async move {
             let body = crate::extract::read_body(payload).await?;
-            Ok(Self(form_urlencoded::parse(&body).into_owned().collect()))
+            let fields: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
+            for (name, value) in &fields {
+                crate::extract::refuse_controls(name, name)?;
+                crate::extract::refuse_controls(name, value)?;
+            }
+            Ok(Self(fields))
         })
     }
 }

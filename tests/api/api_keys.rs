@@ -105,3 +105,50 @@ async fn bad_key_requests_are_refused_without_change() {
     assert_eq!(problem_fields(&p), vec!["name"]);
     assert_eq!(app.counts(), before);
 }
+
+#[tokio::test]
+async fn a_key_whose_stored_role_does_not_parse_grants_nothing() {
+    use diesel::prelude::*;
+    use vouch::db::schema::api_keys;
+
+    let app = spawn_app().await;
+    let staff = app.key("staff").await;
+    let admin_copy = app.key("admin").await;
+    // A role this version does not know (written by a newer version before a rollback, or a
+    // hand-edited row): neither a staff nor an admin key may keep any access. The schema's
+    // CHECK would refuse such a row, so the test steps around it as those cases would.
+    {
+        use diesel::connection::SimpleConnection;
+        let mut conn = app.pool.get().unwrap();
+        let bypass = if vouch::db::is_postgres(&conn) {
+            "ALTER TABLE api_keys DROP CONSTRAINT api_keys_role_check"
+        } else {
+            "PRAGMA ignore_check_constraints = ON"
+        };
+        conn.batch_execute(bypass).unwrap();
+        for role in ["Staff", "auditor"] {
+            let target = if role == "Staff" { &staff } else { &admin_copy };
+            diesel::update(api_keys::table.filter(api_keys::secret_hash.eq(vouch::domain::api_key::hash(target))))
+                .set(api_keys::role.eq(role))
+                .execute(&mut conn)
+                .unwrap();
+        }
+        if !vouch::db::is_postgres(&conn) {
+            conn.batch_execute("PRAGMA ignore_check_constraints = OFF").unwrap();
+        }
+    }
+    for key in [&staff, &admin_copy] {
+        assert_problem(app.get("/v1/ambassadors", key).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
+        assert_problem(app.get("/v1/api-keys", key).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
+        let res = app.post("/v1/ambassadors", key, &json!({ "name": "A", "email": "a@example.com" })).await;
+        assert_problem(res, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    }
+    assert_eq!(app.counts().ambassadors, 0);
+    // The admin still sees the keys, with no role claimed for them, and can revoke them.
+    let list: Value = app.get("/v1/api-keys", &app.admin_key).await.json().await.unwrap();
+    let unknown: Vec<&Value> = list["items"].as_array().unwrap().iter().filter(|k| k["role"].is_null()).collect();
+    assert_eq!(unknown.len(), 2, "{list}");
+    let id = unknown[0]["id"].as_str().unwrap();
+    let res = app.request(Method::DELETE, &format!("/v1/api-keys/{id}"), Some(&app.admin_key), None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+}

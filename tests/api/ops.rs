@@ -120,3 +120,30 @@ async fn openapi_describes_every_endpoint_and_swagger_ui_is_offline() {
     assert!(html.contains("swagger-ui"));
     assert!(!html.contains("https://"), "Swagger UI must not load assets from the network");
 }
+
+#[tokio::test]
+async fn metrics_labels_stay_bounded_whatever_methods_and_paths_clients_send() {
+    let app = spawn_app().await;
+    for i in 0..20 {
+        let method = reqwest::Method::from_bytes(format!("MADEUP{i}").as_bytes()).unwrap();
+        let res = app.client.request(method.clone(), app.url("/v1/ambassadors")).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+        let res = app.client.request(method, app.url(&format!("/no/such/path/{i}"))).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    }
+    app.get("/v1/ambassadors", &app.admin_key).await;
+    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(!text.contains("MADEUP"), "{text}");
+    assert!(!text.contains("/no/such/path"), "{text}");
+    assert!(
+        text.contains(r#"vouch_http_requests_total{method="other",route="/v1/ambassadors",status="405"} 20"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"vouch_http_requests_total{method="other",route="unmatched",status="404"} 20"#), "{text}");
+    assert!(
+        text.contains(r#"vouch_http_requests_total{method="GET",route="/v1/ambassadors",status="200"} 1"#),
+        "{text}"
+    );
+    let series = text.lines().filter(|l| l.starts_with("vouch_http_requests_total{")).count();
+    assert!(series <= 4, "{text}");
+}
