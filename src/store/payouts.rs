@@ -288,14 +288,13 @@ fn candidates_locked(
 
 /// Creates the draft batch: per ambassador (active or closed, with payout details) all rewards
 /// payable at `cutoff`, when they reach the program minimum. Returns the batch id.
+fn current_draft(conn: &mut DbConnection) -> QueryResult<Option<String>> {
+    payouts::table.filter(payouts::status.eq(PayoutStatus::Draft.as_str())).select(payouts::id).first(conn).optional()
+}
+
 pub fn create(conn: &mut DbConnection, cutoff: Option<NaiveDateTime>, actor: &Actor) -> Result<String, ApiError> {
     write_tx(conn, |conn| {
-        let draft: Option<String> = payouts::table
-            .filter(payouts::status.eq(PayoutStatus::Draft.as_str()))
-            .select(payouts::id)
-            .first(conn)
-            .optional()?;
-        if let Some(id) = draft {
+        if let Some(id) = current_draft(conn)? {
             return Err(in_progress(Some(&id)));
         }
         let program::Program { id: version_id, rules } = program::current(conn)?;
@@ -332,6 +331,12 @@ pub fn create(conn: &mut DbConnection, cutoff: Option<NaiveDateTime>, actor: &Ac
             }
         }
         if lines.is_empty() {
+            // On PostgreSQL a batch created at the same moment may have committed between our
+            // draft check and the rewards read (which then finds them taken): say so, not
+            // "nothing to pay".
+            if let Some(id) = current_draft(conn)? {
+                return Err(in_progress(Some(&id)));
+            }
             return Err(ApiError::Unprocessable {
                 kind: "nothing-to-pay",
                 detail: format!(

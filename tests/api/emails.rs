@@ -231,6 +231,16 @@ async fn erasing_a_client_reaches_the_mail_not_sent_yet() {
         .request(reqwest::Method::DELETE, &format!("/v1/referrals/{id}/personal-data"), Some(&app.admin_key), None)
         .await;
     assert!(res.status().is_success(), "{}", res.status());
+    // An attempt the worker began before the erasure carries the name it read then (as mail
+    // already sent does); with the server down it fails, so wait for such attempts to end
+    // before the server comes up: every later attempt reads the relabelled e-mail.
+    eventually("attempts begun before the erasure to end", || {
+        use diesel::prelude::*;
+        use vouch::db::schema::email_outbox as eo;
+        let mut conn = app.pool.get().unwrap();
+        eo::table.filter(eo::status.eq("sending")).count().get_result::<i64>(&mut *conn).unwrap() == 0
+    })
+    .await;
 
     let server = SmtpServer::listen(socket);
     eventually("welcome, referral and reward notices", || server.received().len() == 3).await;
