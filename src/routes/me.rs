@@ -366,6 +366,8 @@ pub struct MyPayout {
     pub payout_method: String,
     #[serde(serialize_with = "crate::store::utc::ser_opt")]
     pub paid_at: Option<chrono::NaiveDateTime>,
+    /// The day it was paid, in the clinic's calendar.
+    pub paid_on: Option<NaiveDate>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -378,16 +380,22 @@ pub struct MyPayoutList {
 #[utoipa::path(get, path = "/v1/me/payouts", tag = "me", security(("bearer" = [])), params(MyPageQuery),
     responses((status = 200, body = MyPayoutList),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
-pub async fn list_payouts(me: Me, pool: web::Data<DbPool>, q: ApiQuery<MyPageQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn list_payouts(
+    me: Me,
+    pool: web::Data<DbPool>,
+    q: ApiQuery<MyPageQuery>,
+    calendar: web::Data<Calendar>,
+) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::parse(q.0.limit, q.0.cursor.as_deref())?;
-    let id = me.0.ambassador_id;
-    let page = blocking(&pool, move |c| my_payouts(c, &id, &page)).await?;
+    let (id, cal) = (me.0.ambassador_id, **calendar);
+    let page = blocking(&pool, move |c| my_payouts(c, &cal, &id, &page)).await?;
     Ok(HttpResponse::Ok().json(MyPayoutList { items: page.items, next_cursor: page.next_cursor }))
 }
 
 /// A page of the ambassador's payouts, newest first.
 pub(crate) fn my_payouts(
     c: &mut crate::db::DbConnection,
+    calendar: &Calendar,
     ambassador_id: &str,
     page: &PageRequest,
 ) -> Result<Page<MyPayout>, ApiError> {
@@ -396,6 +404,7 @@ pub(crate) fn my_payouts(
         status: line.status(),
         batch: batch.code(),
         paid_at: batch.paid_at.filter(|_| line.status == "paid"),
+        paid_on: batch.paid_at.filter(|_| line.status == "paid").map(|at| calendar.date_of(at)),
         id: line.id,
         amount_minor: line.amount_minor,
         currency: line.currency,

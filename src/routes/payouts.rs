@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{Auth, Finance};
 use crate::config::Settings;
 use crate::db::{now, DbPool};
+use crate::domain::calendar::Calendar;
 use crate::domain::money::Currency;
 use crate::domain::payout::PayoutStatus;
 use crate::domain::{required_text, Validation};
@@ -196,13 +197,14 @@ pub async fn mark_paid(
     pool: web::Data<DbPool>,
     id: web::Path<String>,
     body: ApiJson<MarkPaid>,
+    calendar: web::Data<Calendar>,
 ) -> Result<HttpResponse, ApiError> {
     let mut v = Validation::new();
     let reference = one_line_text(&mut v, "reference", &body.0.reference, 200);
     v.finish()?;
-    let (reference, actor) = (reference.unwrap_or_default(), auth.actor());
+    let (reference, actor, cal) = (reference.unwrap_or_default(), auth.actor(), **calendar);
     let view = blocking(&pool, move |c| {
-        payouts::mark_paid(c, &id, &reference, &actor)?;
+        payouts::mark_paid(c, &cal, &id, &reference, &actor)?;
         payouts::detail(c, &id)
     })
     .await?;

@@ -22,6 +22,7 @@ use serde::Serialize;
 use crate::db::schema::{ambassadors, payout_lines, payouts, referrals, rewards};
 use crate::db::{now, write_tx, DbConnection};
 use crate::domain::ambassador::PayoutMethod;
+use crate::domain::calendar::Calendar;
 use crate::domain::money::{Currency, Money};
 use crate::domain::payout::{self, eligibility, Candidate, LineStatus, PayoutEvent, PayoutStatus};
 use crate::domain::reward::{RewardKind, STATE_IN_PAYOUT, STATE_OPEN, STATE_PAID};
@@ -485,7 +486,13 @@ pub fn lock(conn: &mut DbConnection, id: &str, via: LockedBy, actor: &Actor) -> 
 /// rewards become paid, one e-mail per ambassador, and each reward refunded while the batch was
 /// locked is clawed back (netted in a later batch). A draft is locked and paid in one step:
 /// nothing can change in between, and `locked_at` is the payment time.
-pub fn mark_paid(conn: &mut DbConnection, id: &str, reference: &str, actor: &Actor) -> Result<(), ApiError> {
+pub fn mark_paid(
+    conn: &mut DbConnection,
+    calendar: &Calendar,
+    id: &str,
+    reference: &str,
+    actor: &Actor,
+) -> Result<(), ApiError> {
     write_tx(conn, |conn| -> Result<(), ApiError> {
         let from = hold(conn, id)?;
         let to = payout::transition(from, PayoutEvent::MarkPaid)?;
@@ -509,7 +516,7 @@ pub fn mark_paid(conn: &mut DbConnection, id: &str, reference: &str, actor: &Act
         let line_ids: Vec<&str> = lines.iter().map(|l| l.id.as_str()).collect();
         pay_lines(conn, id, &line_ids, actor, at)?;
         let clawbacks = claw_back_refunded(conn, &line_ids, actor)?;
-        notify_paid(conn, &before, &lines, at)?;
+        notify_paid(conn, &before, &lines, calendar.date_of(at))?;
         Ok(audit::record(
             conn,
             actor,
@@ -598,7 +605,7 @@ fn notify_paid(
     conn: &mut DbConnection,
     batch: &PayoutRow,
     lines: &[LineRow],
-    at: NaiveDateTime,
+    paid_on: chrono::NaiveDate,
 ) -> Result<(), ApiError> {
     for line in lines {
         let (name, display, email): (String, Option<String>, String) = ambassadors::table
@@ -614,7 +621,7 @@ fn notify_paid(
                 "ambassador_name": display.unwrap_or(name),
                 "amount": line.money().to_string(),
                 "reference": batch.code(),
-                "paid_on": at.date(),
+                "paid_on": paid_on,
             }),
         )?;
     }

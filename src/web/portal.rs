@@ -116,7 +116,7 @@ async fn home(
             me::load_profile(c, &id)?,
             me::active_codes(c, &id, &url)?,
             me::my_referrals(c, &cal, &id, None, &rows)?,
-            me::my_payouts(c, &id, &rows)?,
+            me::my_payouts(c, &cal, &id, &rows)?,
         ))
     })
     .await?;

@@ -108,6 +108,27 @@ async fn paid_batch_of_one_reward(app: &TestApp, team: &Team) -> String {
 }
 
 #[tokio::test]
+async fn payments_are_dated_in_the_clinics_calendar() {
+    let (zone, _, local_today) = zone_off_utc();
+    let app = spawn_app_with(|s| s.clinic.time_zone = zone.into()).await;
+    let team = app.team().await;
+    app.set_program(json!({ "holding_days": 0 })).await;
+    let (_, code, email) = app.paid_ambassador(&team.staff, "Paid Islander").await;
+    app.completed_referral(&team, &code, "Palm", local_today).await;
+    let batch: Value = app.post("/v1/payouts", &team.finance, &json!({})).await.json().await.unwrap();
+    let id = batch["id"].as_str().expect("a batch");
+    let res = app.post(&format!("/v1/payouts/{id}/mark-paid"), &team.finance, &json!({ "reference": "PP-9" })).await;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    let mails = app.emails("payout_sent");
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].1["paid_on"], local_today.to_string(), "the e-mail's date is the clinic's day");
+    let session = app.portal_session(&email).await;
+    let mine: Value = app.get("/v1/me/payouts", &session).await.json().await.unwrap();
+    assert_eq!(mine["items"][0]["paid_on"], local_today.to_string(), "{mine}");
+}
+
+#[tokio::test]
 async fn the_annual_report_counts_payments_in_the_clinics_year() {
     // Kiritimati is UTC+14: 12:00 UTC on 31 December is already 1 January there.
     let app = spawn_app_with(|s| s.clinic.time_zone = "Pacific/Kiritimati".into()).await;
