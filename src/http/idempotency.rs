@@ -173,29 +173,64 @@ async fn idempotency(
     let subject = res.response().extensions().get::<Concerns>().map(|c| c.0.clone());
     let (http_req, res) = res.into_parts();
     let (res, body) = res.into_parts();
-    let bytes = match body::to_bytes(body).await {
-        Ok(b) => b,
+    let (bytes, outcome) = match body::to_bytes(body).await {
+        Ok(bytes) if try_again => (bytes, Outcome::Unstored),
+        Ok(bytes) => {
+            let body = instead.unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+            (bytes, Outcome::Reply { status: status.as_u16(), body, subject })
+        }
         Err(_) => {
-            let _ = blocking(&pool, move |c| idempotency::finish_unstored(c, &claim.request())).await;
+            record_or_retry_later(&pool, claim, Outcome::Unstored).await;
             let res = ApiError::internal("could not buffer response for idempotency").error_response();
             return Ok(ServiceResponse::new(http_req, res));
         }
     };
-    let stored = if try_again {
-        blocking(&pool, move |c| idempotency::finish_unstored(c, &claim.request())).await
-    } else {
-        let text = instead.unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
-        blocking(&pool, move |c| {
-            let reply = Reply { status: status.as_u16(), body: &text, subject_id: subject.as_deref() };
-            idempotency::complete(c, &claim.request(), &reply)
-        })
-        .await
-    };
-    if let Err(e) = stored {
-        // The claim stays open: a retry is answered from the audit trail, never run twice.
-        tracing::warn!(error = %e, "could not record idempotent response");
-    }
+    record_or_retry_later(&pool, claim, outcome).await;
     Ok(ServiceResponse::new(http_req, res.set_body(BoxBody::new(bytes))))
+}
+
+/// How a claim ends: with a reply to replay, or unstored (a "try again" answer).
+#[derive(Clone)]
+enum Outcome {
+    Reply { status: u16, body: String, subject: Option<String> },
+    Unstored,
+}
+
+async fn record(pool: &DbPool, claim: Claimed, outcome: Outcome) -> Result<(), ApiError> {
+    blocking(pool, move |c| match &outcome {
+        Outcome::Unstored => idempotency::finish_unstored(c, &claim.request()),
+        Outcome::Reply { status, body, subject } => {
+            let reply = Reply { status: *status, body, subject_id: subject.as_deref() };
+            idempotency::complete(c, &claim.request(), &reply)
+        }
+    })
+    .await
+}
+
+/// Waits between tries to record a claim's outcome after the first failed; together well
+/// under [`idempotency::ABANDONED_AFTER`].
+const RECORD_RETRIES_MS: [u64; 8] = [200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 40_000];
+
+/// Records the outcome; when the database cannot take it now (a restart, a failover), keeps
+/// trying in the background, so the client's retry soon gets the stored reply (or runs
+/// again) instead of `idempotency-in-progress` until the claim is judged abandoned. Should
+/// every try fail, the claim stays open and the audit trail decides: never run twice.
+async fn record_or_retry_later(pool: &DbPool, claim: Claimed, outcome: Outcome) {
+    let Err(e) = record(pool, claim.clone(), outcome.clone()).await else {
+        return;
+    };
+    tracing::warn!(error = %e, "could not record the idempotent response; retrying in the background");
+    let pool = pool.clone();
+    actix_web::rt::spawn(async move {
+        for wait in RECORD_RETRIES_MS {
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(wait)).await;
+            match record(&pool, claim.clone(), outcome.clone()).await {
+                Ok(()) => return,
+                Err(e) => tracing::debug!(error = %e, "recording the idempotent response failed again"),
+            }
+        }
+        tracing::warn!("gave up recording the idempotent response; the audit trail will answer retries");
+    });
 }
 
 /// The claim this request holds, owned (it crosses into blocking tasks).

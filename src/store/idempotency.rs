@@ -14,7 +14,7 @@ use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 
 use crate::db::schema::{audit_events, idempotency_keys as ik, referrals};
-use crate::db::{now, DbConnection};
+use crate::db::{now, write_tx, DbConnection};
 use crate::error::{is_unique_violation, ApiError};
 
 /// How long a stored response is replayed.
@@ -149,30 +149,39 @@ pub struct Reply<'a> {
 
 /// Stores the reply of this request's claim (not of a claim another retry took over since).
 pub fn complete(conn: &mut DbConnection, req: &Request<'_>, reply: &Reply<'_>) -> Result<(), ApiError> {
-    // The client's data may have been erased while this request ran: keep nothing of it.
-    let erased = match reply.subject_id {
-        Some(id) => referrals::table
-            .find(id)
-            .select(referrals::erased_at.is_not_null())
-            .first::<bool>(conn)
-            .optional()?
-            .unwrap_or(false),
-        None => false,
+    write_tx(conn, |conn| {
+        // The client's data may have been erased while this request ran: keep nothing of it.
+        // Checked and written in one transaction with the referral row share-locked
+        // (PostgreSQL; SQLite writers queue), so an erasure either commits first and is seen
+        // here, or waits and then finds this reply by its `subject_id` to scrub.
+        let erased = match reply.subject_id {
+            Some(id) => erased_locked(conn, id)?,
+            None => false,
+        };
+        let (status, body) = if erased {
+            (ApiError::ReplyErased.status(), ApiError::ReplyErased.problem_json())
+        } else {
+            (reply.status, reply.body.to_owned())
+        };
+        diesel::update(ik::table.find((req.scope, req.key)))
+            .filter(ik::request_id.eq(req.id))
+            .set((
+                ik::status_code.eq(Some(i32::from(status))),
+                ik::response_body.eq(Some(body)),
+                ik::subject_id.eq(reply.subject_id),
+            ))
+            .execute(conn)?;
+        Ok(())
+    })
+}
+
+fn erased_locked(conn: &mut DbConnection, referral_id: &str) -> QueryResult<bool> {
+    let query = referrals::table.find(referral_id).select(referrals::erased_at.is_not_null());
+    let erased = match conn {
+        DbConnection::Postgres(pg) => query.for_share().first::<bool>(pg).optional()?,
+        DbConnection::Sqlite(lite) => query.first::<bool>(lite).optional()?,
     };
-    let (status, body) = if erased {
-        (ApiError::ReplyErased.status(), ApiError::ReplyErased.problem_json())
-    } else {
-        (reply.status, reply.body.to_owned())
-    };
-    diesel::update(ik::table.find((req.scope, req.key)))
-        .filter(ik::request_id.eq(req.id))
-        .set((
-            ik::status_code.eq(Some(i32::from(status))),
-            ik::response_body.eq(Some(body)),
-            ik::subject_id.eq(reply.subject_id),
-        ))
-        .execute(conn)?;
-    Ok(())
+    Ok(erased.unwrap_or(false))
 }
 
 /// Ends the claim of a request whose answer was "try again" (not stored): forgotten if the

@@ -42,12 +42,18 @@ pub struct LoginRequest<'a> {
 pub fn request_login(conn: &mut DbConnection, email: &Email, req: &LoginRequest<'_>) -> Result<(), ApiError> {
     let (public_url, actor) = (req.public_url, req.actor);
     write_tx(conn, |conn| {
-        let found: Option<(String, String)> = ambassadors::table
+        // The row is share-locked on PostgreSQL until the link is written, so staff changing
+        // the address either wait for this link (and then expire it) or commit first (and this
+        // lookup, re-checked on the new row version, no longer matches the old address).
+        // SQLite's writers queue behind BEGIN IMMEDIATE already.
+        let query = ambassadors::table
             .filter(ambassadors::email.eq(email.as_str()))
             .filter(ambassadors::status.eq(AmbassadorStatus::Active.as_str()))
-            .select((ambassadors::id, ambassadors::name))
-            .first(conn)
-            .optional()?;
+            .select((ambassadors::id, ambassadors::name));
+        let found: Option<(String, String)> = match conn {
+            DbConnection::Postgres(pg) => query.for_share().first(pg).optional()?,
+            DbConnection::Sqlite(lite) => query.first(lite).optional()?,
+        };
         let Some((ambassador_id, name)) = found else {
             return Ok(());
         };

@@ -156,6 +156,16 @@ fn mend(app: &TestApp, table: &str) {
     diesel::connection::SimpleConnection::batch_execute(&mut *conn, &sql).unwrap();
 }
 
+/// Turns every stored reply back into an open claim: what a process that died between its
+/// commit and storing the reply leaves behind.
+fn forget_stored_replies(app: &TestApp) {
+    let mut conn = app.pool.get().unwrap();
+    diesel::update(ik::table)
+        .set((ik::status_code.eq(None::<i32>), ik::response_body.eq(None::<String>)))
+        .execute(&mut conn)
+        .unwrap();
+}
+
 /// Moves every open claim back in time past the point where it counts as abandoned.
 fn age_open_claims(app: &TestApp) {
     let mut conn = app.pool.get().unwrap();
@@ -289,12 +299,12 @@ async fn a_reply_that_could_not_be_stored_never_runs_its_request_twice() {
     let body = json!({ "ambassador_id": amb["id"], "amount_minor": 2500, "reason": "Launch bonus" });
     let path = "/v1/rewards/adjustments";
 
-    // The adjustment commits, but storing its reply fails.
-    break_writes(&app, "idempotency_keys", "UPDATE");
+    // The adjustment commits, but its reply never gets stored (the process died right after
+    // the commit, or the database stayed away longer than the background retries).
     let first = post_keyed(&app, path, Some(&finance), "bonus-1", &body).await;
     assert_eq!(first.status(), StatusCode::CREATED);
     let request_id = first.headers().get("x-request-id").unwrap().to_str().unwrap().to_owned();
-    mend(&app, "idempotency_keys");
+    forget_stored_replies(&app);
 
     // A prompt retry waits for the claim…
     let res = post_keyed(&app, path, Some(&finance), "bonus-1", &body).await;
@@ -316,16 +326,51 @@ async fn a_reply_that_could_not_be_stored_never_runs_its_request_twice() {
 }
 
 #[tokio::test]
+async fn a_reply_the_database_could_not_take_is_stored_once_it_is_back() {
+    let app = spawn_app().await;
+    let finance = app.key("finance").await;
+    let amb = app.enrol_named(&app.admin_key, "Bea Backlog").await;
+    let body = json!({ "ambassador_id": amb["id"], "amount_minor": 1500, "reason": "Spring bonus" });
+    let path = "/v1/rewards/adjustments";
+
+    // The adjustment commits; storing its reply fails while the table refuses writes.
+    break_writes(&app, "idempotency_keys", "UPDATE");
+    let first = post_keyed(&app, path, Some(&finance), "bonus-2", &body).await;
+    assert_eq!(first.status(), StatusCode::CREATED, "the request itself succeeded");
+    let first: Value = first.json().await.unwrap();
+    let res = post_keyed(&app, path, Some(&finance), "bonus-2", &body).await;
+    assert_problem(res, StatusCode::CONFLICT, "idempotency-in-progress").await;
+    mend(&app, "idempotency_keys");
+
+    // The reply is stored in the background as soon as the database takes it: a retry gets
+    // the first reply within seconds, not a conflict until the claim is judged abandoned.
+    let started = std::time::Instant::now();
+    let replay = loop {
+        let res = post_keyed(&app, path, Some(&finance), "bonus-2", &body).await;
+        if res.status() == StatusCode::CREATED {
+            break res;
+        }
+        assert_problem(res, StatusCode::CONFLICT, "idempotency-in-progress").await;
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the reply was never stored");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(replayed(&replay));
+    assert_eq!(replay.json::<Value>().await.unwrap(), first);
+    let mut conn = app.pool.get().unwrap();
+    let adjustments: i64 = rewards::table.filter(rewards::kind.eq("adjustment")).count().get_result(&mut conn).unwrap();
+    assert_eq!(adjustments, 1, "the adjustment ran exactly once");
+}
+
+#[tokio::test]
 async fn an_abandoned_claim_that_changed_nothing_runs_on_retry() {
     let app = spawn_app().await;
     let body = json!({ "name": "Dropped", "email": "dropped@example.com" });
-    // A refusal changes nothing; its reply could not be stored either.
-    break_writes(&app, "idempotency_keys", "UPDATE");
+    // A refusal changes nothing; its reply never got stored either.
     let res =
         post_with_key(&app, &app.admin_key, "k-abandoned", &json!({ "name": "", "email": "dropped@example.com" }))
             .await;
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    mend(&app, "idempotency_keys");
+    forget_stored_replies(&app);
     age_open_claims(&app);
     // The abandoned claim left no audit trail: the retry (same key, same body) runs afresh.
     let res =

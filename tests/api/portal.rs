@@ -345,6 +345,34 @@ async fn a_login_link_for_the_old_address_dies_when_staff_change_it() {
 }
 
 #[tokio::test]
+async fn a_login_request_racing_an_address_change_never_leaves_a_live_link() {
+    use diesel::prelude::*;
+    use vouch::db::schema::portal_login_tokens as plt;
+    let app = spawn_app().await;
+    let staff = app.key("staff").await;
+    for round in 0..8 {
+        let (old, new) = (format!("before{round}@example.com"), format!("after{round}@example.com"));
+        let amb = app.enrol(&staff, json!({ "name": "Mover", "email": old })).await;
+        let id = amb["id"].as_str().unwrap().to_owned();
+        let path = format!("/v1/ambassadors/{id}");
+        let change = json!({ "email": new });
+        let (asked, changed) = tokio::join!(login(&app, &old), app.patch(&path, &staff, &change));
+        assert_eq!(asked.status(), StatusCode::ACCEPTED);
+        assert_eq!(changed.status(), StatusCode::OK);
+        // Whichever came first, no link sent to the old address may still sign anyone in.
+        let mut conn = app.pool.get().unwrap();
+        let live: i64 = plt::table
+            .filter(plt::ambassador_id.eq(&id))
+            .filter(plt::used_at.is_null())
+            .filter(plt::expires_at.gt(chrono::Utc::now().naive_utc()))
+            .count()
+            .get_result(&mut conn)
+            .unwrap();
+        assert_eq!(live, 0, "round {round}: a link for the old address outlived the change");
+    }
+}
+
+#[tokio::test]
 async fn login_e_mails_are_limited_per_address() {
     let app = crate::helpers::spawn_app_with(|s| s.rate_limit.login_emails_per_hour = 2).await;
     app.enrol(&app.admin_key, json!({ "name": "Target", "email": "target@example.com" })).await;
