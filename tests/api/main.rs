@@ -17,6 +17,7 @@ mod edge;
 mod emails;
 mod errors;
 mod idempotency;
+mod migrations;
 mod money_support;
 mod openapi;
 mod ops;
