@@ -164,7 +164,8 @@ pub async fn get(
 
 /// Lock a draft for payment (`processing`): from now on its lines and amounts are what gets
 /// paid — a refund or a suspension no longer changes them, only a line marked failed does.
-/// Downloading the PayPal file locks a draft too. 409 `invalid-transition` if not a draft.
+/// Downloading the PayPal file locks a draft too; a batch is marked paid only once locked.
+/// 409 `invalid-transition` if not a draft.
 #[utoipa::path(post, path = "/v1/payouts/{id}/lock", tag = "payouts", security(("bearer" = [])),
     params(("id" = String, Path)),
     responses((status = 200, body = PayoutView),
@@ -184,13 +185,15 @@ pub async fn lock(
     Ok(HttpResponse::Ok().json(view))
 }
 
-/// Mark a batch paid: exactly its pending lines (those locked for payment) and their rewards
-/// paid, one e-mail per ambassador; a reward refunded after the lock is clawed back. A draft is
-/// locked and paid in one step. A second call is 409 `invalid-transition`.
+/// Mark a locked batch (`processing`) paid: exactly its pending lines (those locked for
+/// payment) and their rewards paid, one e-mail per ambassador; a reward refunded after the lock
+/// is clawed back. A draft is refused with 409 `invalid-transition` (`current_status` `draft`):
+/// lock it first (`POST /v1/payouts/{id}/lock`, or download its PayPal file), then pay those
+/// lines. A second call is 409 `invalid-transition` too.
 #[utoipa::path(post, path = "/v1/payouts/{id}/mark-paid", tag = "payouts", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = MarkPaid,
     responses((status = 200, body = PayoutView),
-        (status = 409, description = "`invalid-transition` (paid or cancelled)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`invalid-transition`: a draft (lock it first), or already paid or cancelled", body = Problem, content_type = "application/problem+json"),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn mark_paid(
     auth: Auth<Finance>,
@@ -333,6 +336,7 @@ pub async fn export(
                     entity: "payout",
                     current: batch.status,
                     event: "export for PayPal".into(),
+                    hint: None,
                 });
             }
             let Some(last_seq) = last_seq.filter(|s| *s > 0) else {
