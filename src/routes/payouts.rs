@@ -291,14 +291,15 @@ fn paypal_customer_id(batch: &str, line: i32) -> String {
 /// `export.paypal_rows_per_file` rows per file: larger batches come in parts (`?part=2`; the
 /// count is in `Vouch-Export-Parts`). That file is the payment, so downloading it locks a draft
 /// (`processing`); a locked batch gives the same file again; paid and cancelled batches have
-/// none. Parts are fixed when the batch is made, so downloading them in any order never skips or
-/// repeats a line.
+/// none, and neither has a batch with no PayPal line left to pay (422 `nothing-to-export`,
+/// nothing locked). Parts are fixed when the batch is made, so downloading them in any order
+/// never skips or repeats a line.
 #[utoipa::path(get, path = "/v1/payouts/{id}/export.csv", tag = "payouts", security(("bearer" = [])),
     params(("id" = String, Path), ExportQuery),
     responses((status = 200, content_type = "text/csv", body = String,
             headers(("Vouch-Export-Parts" = i64, description = "PayPal: how many files the batch needs"))),
         (status = 409, description = "`invalid-transition`: PayPal files only for a draft or locked (not paid or cancelled) batch", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`nothing-to-export`: no PayPal line in the batch", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`nothing-to-export`: no PayPal line left to pay in the batch (none, or all released, failed or cancelled); nothing is locked", body = Problem, content_type = "application/problem+json"),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn export(
     auth: Auth<Finance>,
@@ -310,8 +311,11 @@ pub async fn export(
     let format = q.0.format.unwrap_or(ExportFormat::Generic);
     let id = id.into_inner();
     let lookup_id = id.clone();
-    let (batch, last_seq) =
-        blocking(&pool, move |c| Ok((payouts::find(c, &lookup_id)?, payouts::last_paypal_seq(c, &lookup_id)?))).await?;
+    let (batch, last_seq, pending_paypal) = blocking(&pool, move |c| {
+        let batch = payouts::find(c, &lookup_id)?;
+        Ok((batch, payouts::last_paypal_seq(c, &lookup_id)?, payouts::pending_paypal_lines(c, &lookup_id)?))
+    })
+    .await?;
     let code = batch.code();
     let currency = Currency::from_stored(&batch.currency);
     match format {
@@ -339,12 +343,11 @@ pub async fn export(
                     hint: None,
                 });
             }
-            let Some(last_seq) = last_seq.filter(|s| *s > 0) else {
-                return Err(ApiError::Unprocessable {
-                    kind: "nothing-to-export",
-                    detail: "No line of this batch is paid by PayPal.".into(),
-                    field: Some("format"),
-                });
+            // Decided on the lines the file would hold (pending PayPal lines), not on every
+            // PayPal line ever made: a draft whose PayPal lines were all released has no file,
+            // and downloading nothing must not lock it. The lock re-checks under the batch lock.
+            let Some(last_seq) = last_seq.filter(|s| *s > 0 && pending_paypal > 0) else {
+                return Err(payouts::nothing_to_export());
             };
             let per_file = settings.export.paypal_rows_per_file;
             let parts = (i64::from(last_seq) + per_file - 1) / per_file;

@@ -454,10 +454,16 @@ impl LockedBy {
 
 /// Locks a draft for payment (`processing`): from now on its lines and amounts are what gets
 /// paid. Approving a batch that is not a draft is 409 `invalid-transition`; downloading the
-/// PayPal file of a batch already locked is the same file again and changes nothing.
+/// PayPal file of a batch already locked is the same file again and changes nothing; a PayPal
+/// file with no line to pay locks nothing (422 `nothing-to-export`).
 pub fn lock(conn: &mut DbConnection, id: &str, via: LockedBy, actor: &Actor) -> Result<(), ApiError> {
     write_tx(conn, |conn| -> Result<(), ApiError> {
         let from = hold(conn, id)?;
+        // Checked under the batch's lock: a refund or suspension that released the last PayPal
+        // line just before must not leave a locked batch behind an empty file.
+        if via == LockedBy::PaypalExport && pending_paypal_lines(conn, id)? == 0 {
+            return Err(nothing_to_export());
+        }
         if via == LockedBy::PaypalExport && from == PayoutStatus::Processing {
             return Ok(());
         }
@@ -974,7 +980,30 @@ pub fn lines_after(
         .load(conn)?)
 }
 
-/// The highest PayPal sequence number in a batch (`None`: no PayPal line).
+/// How many PayPal lines of a batch are still to be paid: what its PayPal file would hold.
+/// Released, failed and cancelled lines are not in the file.
+pub fn pending_paypal_lines(conn: &mut DbConnection, payout_id: &str) -> Result<i64, ApiError> {
+    Ok(payout_lines::table
+        .filter(payout_lines::payout_id.eq(payout_id))
+        .filter(payout_lines::payout_method.eq("paypal"))
+        .filter(payout_lines::status.eq(LineStatus::Pending.as_str()))
+        .count()
+        .get_result(conn)?)
+}
+
+/// A PayPal file would be empty: nothing to upload, so nothing is locked either.
+pub fn nothing_to_export() -> ApiError {
+    ApiError::Unprocessable {
+        kind: "nothing-to-export",
+        detail: "No line of this batch is to be paid by PayPal (none was, or each was released, failed or \
+                 cancelled)."
+            .into(),
+        field: Some("format"),
+    }
+}
+
+/// The highest PayPal sequence number in a batch, whatever its line's status (`None`: no
+/// PayPal line). Parts of the PayPal file are fixed ranges of these numbers.
 pub fn last_paypal_seq(conn: &mut DbConnection, payout_id: &str) -> Result<Option<i32>, ApiError> {
     Ok(payout_lines::table
         .filter(payout_lines::payout_id.eq(payout_id))

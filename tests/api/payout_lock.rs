@@ -452,6 +452,46 @@ async fn a_paypal_export_without_paypal_lines_is_refused_and_locks_nothing() {
     assert_eq!(app.audit_actions(id), ["payout.created"]);
 }
 
+/// `nothing-to-export` is decided on the lines the PayPal file would hold: a draft whose only
+/// PayPal line was released (its reward refunded, the line left under the minimum) has no file,
+/// and asking for it locks nothing.
+#[tokio::test]
+async fn a_paypal_export_whose_paypal_lines_were_all_released_is_refused_and_locks_nothing() {
+    let app = spawn_app().await;
+    let team = app.team().await;
+    no_hold(&app).await;
+    let bank = app
+        .enrol(
+            &team.staff,
+            json!({ "name": "Dan", "email": "dan@example.com",
+                    "payout_method": { "type": "bank", "reference": "GB00 0000" } }),
+        )
+        .await;
+    app.completed_referral(&team, bank["codes"][0]["code"].as_str().unwrap(), "Dclient", today()).await;
+    let (ann, ann_code, _) = app.paid_ambassador(&team.staff, "Ann").await;
+    let (gone, _) = app.completed_referral(&team, &ann_code, "Gone", today()).await;
+    let draft = create_batch(&app, &team.finance).await;
+    let id = draft["id"].as_str().unwrap();
+    assert_eq!(line_for(&draft, &ann)["payout_method"], "paypal");
+    refund(&app, &team, &gone).await;
+    let after = batch(&app, &team.finance, id).await;
+    assert_eq!(line_for(&after, &ann)["status"], "released");
+
+    let before = (app.counts(), app.ledger_counts());
+    let res = app.get(&format!("/v1/payouts/{id}/export.csv?format=paypal"), &team.finance).await;
+    let p = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "nothing-to-export").await;
+    assert_eq!(problem_fields(&p), ["format"]);
+    assert_eq!((app.counts(), app.ledger_counts()), before);
+    let still = batch(&app, &team.finance, id).await;
+    assert_eq!(still["status"], "draft", "nothing was downloaded, so nothing is locked");
+    assert!(still["locked_at"].is_null());
+    assert_eq!(app.audit_actions(id), ["payout.created"]);
+    // The bank line is still paid the ordinary way.
+    let paid = mark_paid(&app, &team.finance, id).await;
+    assert_eq!((paid["status"].as_str(), paid["total_minor"].as_i64()), (Some("paid"), Some(10000)));
+    app.assert_ledger_consistent();
+}
+
 async fn summary(app: &TestApp, finance: &str, from: chrono::NaiveDate, to: chrono::NaiveDate) -> Value {
     let res = app.get(&format!("/v1/reports/summary?from={from}&to={to}"), finance).await;
     assert_eq!(res.status(), StatusCode::OK);
