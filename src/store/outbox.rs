@@ -266,6 +266,7 @@ pub fn retry(conn: &mut DbConnection, id: &str, actor: &Actor) -> Result<EmailVi
                 entity: "e-mail",
                 current: before.status,
                 event: "retry".into(),
+                hint: None,
             });
         }
         audit::record(
