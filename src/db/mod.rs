@@ -2,6 +2,7 @@
 //! embedded per-backend migrations, and the write-transaction helper every state change uses.
 
 pub mod schema;
+mod text;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -95,7 +95,7 @@ impl MyReferral {
         Self {
             registered_on: r.registered_on(calendar),
             client: r.label_for_ambassador(code.as_deref()),
-            status: ReferralStatus::parse(&r.status).unwrap_or(ReferralStatus::Rejected),
+            status: r.status,
             id: r.id,
             code,
             treatment_started_on: r.first_session_on,
