@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{Auth, Staff};
 use crate::config::Settings;
+use crate::db::blocking;
 use crate::db::{DbConnection, DbPool};
 use crate::domain::ambassador::{AmbassadorStatus, LifecycleEvent, NotificationPreferences, PayoutMethod};
 use crate::domain::code::ReferralCode;
@@ -14,7 +15,7 @@ use crate::domain::{optional_text, required_text, Validation};
 use crate::email::MailContext;
 use crate::error::{ApiError, Problem};
 use crate::extract::{nullable, ApiJson, ApiQuery, OptionalJson};
-use crate::http::{blocking, resource};
+use crate::http::resource;
 use crate::store::ambassadors::{self, AmbassadorChanges, AmbassadorFilter, AmbassadorView, Enrolment, NewAmbassador};
 use crate::store::PageRequest;
 
@@ -213,7 +214,7 @@ pub async fn enrol(
     let ((row, codes), balance) = blocking(&pool, move |c| {
         let enrolled = ambassadors::enrol(c, &new, Enrolment::ByStaff, &mail, &actor)?;
         let balance = crate::store::rewards::balance(c, &enrolled.0.id)?;
-        Ok((enrolled, balance))
+        Ok::<_, ApiError>((enrolled, balance))
     })
     .await?;
     let view = AmbassadorView::new(row, codes, Vec::new(), &settings.public_url()).with_balance(balance);

@@ -5,11 +5,12 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Admin, Auth};
+use crate::db::blocking;
 use crate::db::DbPool;
 pub use crate::domain::notice::EmailStatus;
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiQuery;
-use crate::http::{blocking, resource};
+use crate::http::resource;
 use crate::store::outbox::{self, EmailView};
 use crate::store::PageRequest;
 

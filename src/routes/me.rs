@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Me;
 use crate::config::Settings;
+use crate::db::blocking;
 use crate::db::DbPool;
 use crate::domain::ambassador::{AmbassadorStatus, NotificationPreferences, PayoutMethod};
 use crate::domain::calendar::Calendar;
@@ -18,7 +19,7 @@ use crate::domain::reward::{Balance, RewardKind, RewardStatus};
 use crate::domain::{optional_text, Validation};
 use crate::error::{ApiError, Problem};
 use crate::extract::{nullable, ApiJson, ApiQuery};
-use crate::http::{blocking, resource};
+use crate::http::resource;
 use crate::routes::ambassadors::parse_payout;
 use crate::store::ambassadors::{self, AmbassadorChanges, AmbassadorRow};
 use crate::store::codes::{self, CodeView};
@@ -280,7 +281,7 @@ pub async fn get_referral(
     let (row, code) = blocking(&pool, move |c| {
         let row = referrals::find_for_ambassador(c, &amb, &id)?;
         let code = crate::routes::referrals::code_of(c, &row)?;
-        Ok((row, code))
+        Ok::<_, ApiError>((row, code))
     })
     .await?;
     Ok(HttpResponse::Ok().json(MyReferral::new(row, code, &calendar)))
@@ -332,7 +333,7 @@ pub async fn list_rewards(me: Me, pool: web::Data<DbPool>, q: ApiQuery<MyPageQue
         let page = rewards::list(c, &filter, &page)?;
         let ids: Vec<&str> = page.items.iter().filter_map(|r| r.referral_id.as_deref()).collect();
         let labels = referrals::labels_for_ambassador(c, &ids)?;
-        Ok((page, labels))
+        Ok::<_, ApiError>((page, labels))
     })
     .await?;
     let at = crate::db::now();

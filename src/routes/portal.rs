@@ -6,12 +6,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Me;
 use crate::config::Settings;
+use crate::db::blocking;
 use crate::db::DbPool;
 use crate::domain::contact::Email;
 use crate::domain::Validation;
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiJson;
-use crate::http::{blocking, idempotency, resource, PublicRequest};
+use crate::http::{idempotency, resource, PublicRequest};
 use crate::routes::api_keys::SECRET_WITHHELD;
 use crate::routes::public::Accepted;
 use crate::store::portal;

@@ -5,13 +5,14 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
+use crate::db::blocking;
 use crate::db::DbPool;
 use crate::domain::contact::ContactHasher;
 use crate::domain::{optional_text, Validation};
 use crate::email::MailContext;
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiJson;
-use crate::http::{blocking, resource, PublicRequest};
+use crate::http::{resource, PublicRequest};
 use crate::routes::ambassadors::{parse_person, PersonFields};
 use crate::routes::referrals::parse_client;
 use crate::store::ambassadors::{self, Enrolment, NewAmbassador};

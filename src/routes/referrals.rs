@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{Admin, Auth, Staff, StaffOrFinance};
 use crate::config::Settings;
+use crate::db::blocking;
 use crate::db::DbConnection;
 use crate::db::DbPool;
 use crate::domain::api_key::Role;
@@ -17,7 +18,7 @@ use crate::domain::{optional_text, required_text, Validation};
 use crate::error::{ApiError, Problem};
 use crate::extract::nullable;
 use crate::extract::{ApiJson, ApiQuery};
-use crate::http::{blocking, idempotency, resource};
+use crate::http::{idempotency, resource};
 use crate::store::audit::{self, AuditEvent};
 use crate::store::referrals::{self, ClientChanges, NewReferral, ReferralFilter, ReferralRow, SessionRow};
 use crate::store::{codes, PageRequest};
@@ -373,7 +374,7 @@ pub async fn create(
     let (row, code) = blocking(&pool, move |c| {
         let row = referrals::create(c, &cal, &new, &hasher, &actor)?;
         let code = code_of(c, &row)?;
-        Ok((row, code))
+        Ok::<_, ApiError>((row, code))
     })
     .await?;
     Ok(about_client(HttpResponse::Created(), ReferralView::new(row, code, true, &calendar)))
@@ -420,7 +421,7 @@ pub async fn list(
         let page = referrals::list(c, &cal, &filter, &page)?;
         let ids: Vec<&str> = page.items.iter().filter_map(|r| r.code_id.as_deref()).collect();
         let codes = codes::display_codes(c, &ids)?;
-        Ok((page, codes))
+        Ok::<_, ApiError>((page, codes))
     })
     .await?;
     let with_contact = sees_contact(auth.caller.role);
@@ -447,7 +448,7 @@ pub async fn get(
         let code = code_of(c, &row)?;
         let sessions = referrals::sessions(c, &id)?;
         let history = audit::list(c, Some(&id), &PageRequest { limit: 200, after_id: None })?;
-        Ok((row, code, sessions, history.items))
+        Ok::<_, ApiError>((row, code, sessions, history.items))
     })
     .await?;
     let with_contact = sees_contact(auth.caller.role);
@@ -529,7 +530,7 @@ pub async fn complete(
     let (row, code) = blocking(&pool, move |c| {
         let row = referrals::complete(c, &cal, &id, completed_on, treatment_value_minor, &actor)?;
         let code = code_of(c, &row)?;
-        Ok((row, code))
+        Ok::<_, ApiError>((row, code))
     })
     .await?;
     Ok(about_client(HttpResponse::Ok(), ReferralView::new(row, code, true, &calendar)))
@@ -566,7 +567,7 @@ pub async fn close_out(
     let (row, code) = blocking(&pool, move |c| {
         let row = referrals::close_out(c, &id, event, &reason_code, note.as_deref(), &actor)?;
         let code = code_of(c, &row)?;
-        Ok((row, code))
+        Ok::<_, ApiError>((row, code))
     })
     .await?;
     Ok(about_client(HttpResponse::Ok(), ReferralView::new(row, code, true, &calendar)))
@@ -646,7 +647,7 @@ pub async fn update(
     let (row, code) = blocking(&pool, move |c| {
         let row = referrals::update_client(c, &id, &changes, &hasher, &actor)?;
         let code = code_of(c, &row)?;
-        Ok((row, code))
+        Ok::<_, ApiError>((row, code))
     })
     .await?;
     Ok(HttpResponse::Ok().json(ReferralView::new(row, code, true, &calendar)))
@@ -668,7 +669,7 @@ pub async fn erase(
     let (row, code) = blocking(&pool, move |c| {
         let row = referrals::erase(c, &id, &actor)?;
         let code = code_of(c, &row)?;
-        Ok((row, code))
+        Ok::<_, ApiError>((row, code))
     })
     .await?;
     Ok(HttpResponse::Ok().json(ReferralView::new(row, code, true, &calendar)))

@@ -7,9 +7,10 @@ use minijinja::context;
 
 use super::{csrf, form_again, page, rate_limit, resource, see_other, CsrfKey, Form, WebError};
 use crate::config::Settings;
+use crate::db::blocking;
 use crate::db::DbPool;
 use crate::email::MailContext;
-use crate::http::{blocking, PublicRequest};
+use crate::http::PublicRequest;
 use crate::routes::public::{parse_application, store_application, AmbassadorApplication};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
