@@ -5,10 +5,11 @@ use actix_web::{web, HttpResponse};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use crate::app::input::parse_client;
+use crate::app::portal::code_of;
 use crate::auth::{Admin, Auth, Staff, StaffOrFinance};
 use crate::config::Settings;
 use crate::db::blocking;
-use crate::db::DbConnection;
 use crate::db::DbPool;
 use crate::domain::api_key::Role;
 use crate::domain::calendar::Calendar;
@@ -231,39 +232,6 @@ pub struct CreateReferral {
     pub registered_on: Option<NaiveDate>,
 }
 
-/// Parses the client fields staff entry and the public form share; the other fields start
-/// empty. Check `v` before using the result.
-pub(crate) fn parse_client(
-    v: &mut Validation,
-    settings: &Settings,
-    code: &str,
-    first_name: &str,
-    last_name: Option<&str>,
-    email: Option<&str>,
-    phone: Option<&str>,
-) -> NewReferral {
-    let code = v.check("code", required_text(code, 64)).unwrap_or_default();
-    let first_name = v.check("first_name", required_text(first_name, 100)).unwrap_or_default();
-    let last_name = v.check("last_name", optional_text(last_name, 100)).flatten();
-    let email = v.check("email", Email::parse_optional(email));
-    let phone = v.check("phone", Phone::parse_optional(phone, settings.default_country_code()));
-    if matches!((&email, &phone), (Some(None), Some(None))) {
-        v.push("email", "an e-mail address or a phone number is required");
-    }
-    NewReferral {
-        code,
-        first_name,
-        last_name,
-        email: email.flatten(),
-        phone: phone.flatten(),
-        external_ref: None,
-        planned_sessions: None,
-        share_name_with_ambassador: false,
-        notes: None,
-        registered_on: None,
-    }
-}
-
 impl CreateReferral {
     fn parse(self, settings: &Settings) -> Result<NewReferral, ApiError> {
         let mut v = Validation::new();
@@ -338,14 +306,6 @@ pub struct ReferralQuery {
     pub to: Option<NaiveDate>,
     pub limit: Option<i64>,
     pub cursor: Option<String>,
-}
-
-/// The display code of a referral's code, if it has one.
-pub(crate) fn code_of(c: &mut DbConnection, row: &ReferralRow) -> Result<Option<String>, ApiError> {
-    match &row.code_id {
-        Some(id) => Ok(codes::display_codes(c, &[id.as_str()])?.remove(id)),
-        None => Ok(None),
-    }
 }
 
 /// Finance read referrals without client contact details or notes.

@@ -13,6 +13,8 @@ use minijinja::context;
 use serde::Deserialize;
 
 use super::{cookie, csrf, field_errors, form_again, page, rate_limit, resource, see_other, CsrfKey, Form, WebError};
+use crate::app::portal::parse_login_token;
+use crate::app::portal::{self as me, MeView, UpdateMe};
 use crate::auth::AmbassadorCaller;
 use crate::config::Settings;
 use crate::db::blocking;
@@ -22,8 +24,6 @@ use crate::domain::calendar::Calendar;
 use crate::domain::contact::Email;
 use crate::error::ApiError;
 use crate::http::{PublicRequest, RequestId};
-use crate::routes::me::{self, MeView, UpdateMe};
-use crate::routes::portal::parse_login_token;
 use crate::store::{portal, PageRequest};
 
 /// The session cookie (the portal session token itself).
