@@ -62,8 +62,9 @@ pub enum ApiError {
     /// The client was already referred; names the live referral that won.
     #[error("client already referred")]
     DuplicateReferral { existing_referral_id: String },
+    /// `hint`, when given, tells the client which step comes first (appended to `detail`).
     #[error("cannot {event} a {entity} that is {current}")]
-    InvalidTransition { entity: &'static str, current: String, event: String },
+    InvalidTransition { entity: &'static str, current: String, event: String, hint: Option<String> },
     #[error("rate limited")]
     RateLimited { retry_after_secs: u64 },
     #[error("idempotency key reused with a different request")]
@@ -164,9 +165,10 @@ impl ApiError {
             Self::DuplicateReferral { .. } => {
                 "This client was already referred (same e-mail or phone); the first valid referral wins.".into()
             }
-            Self::InvalidTransition { entity, current, event } => {
-                format!("Cannot {event} this {entity}: it is {current}.")
-            }
+            Self::InvalidTransition { entity, current, event, hint } => match hint {
+                Some(hint) => format!("Cannot {event} this {entity}: it is {current}. {hint}"),
+                None => format!("Cannot {event} this {entity}: it is {current}."),
+            },
             Self::RateLimited { retry_after_secs } => {
                 format!("Too many requests from your address; retry in {retry_after_secs} s.")
             }
@@ -302,7 +304,7 @@ impl From<DomainError> for ApiError {
         match e {
             DomainError::Validation(errors) => Self::Validation(errors),
             DomainError::InvalidTransition { entity, current, event } => {
-                Self::InvalidTransition { entity, current, event }
+                Self::InvalidTransition { entity, current, event, hint: None }
             }
         }
     }

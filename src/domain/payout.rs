@@ -57,6 +57,7 @@ impl PayoutStatus {
 pub enum PayoutEvent {
     /// Finance approves the batch for payment, or downloads the PayPal file.
     Lock,
+    /// The locked lines were paid. Never from a draft: lock first.
     MarkPaid,
     Cancel,
 }
@@ -71,14 +72,18 @@ impl PayoutEvent {
     }
 }
 
-/// A draft locks; a draft or a locked batch is paid or cancelled (marking a draft paid locks
-/// and pays it in one step). Paid and cancelled batches are final. Cancelling a locked batch
-/// also needs a reason: see [`cancel_needs_reason`].
+/// A draft locks; only a locked batch is paid; a draft or a locked batch is cancelled. Paid and
+/// cancelled batches are final. Cancelling a locked batch also needs a reason: see
+/// [`cancel_needs_reason`].
+///
+/// A draft is never marked paid: it may still change (a refund or a suspension takes a line
+/// out), so a team that paid from a report of it (the generic CSV, which locks nothing) would
+/// record less than it sent. Locking first fixes what is paid before the money leaves.
 pub fn transition(from: PayoutStatus, event: PayoutEvent) -> Result<PayoutStatus, DomainError> {
     use PayoutStatus::{Cancelled, Draft, Paid, Processing};
     match (from, event) {
         (Draft, PayoutEvent::Lock) => Ok(Processing),
-        (Draft | Processing, PayoutEvent::MarkPaid) => Ok(Paid),
+        (Processing, PayoutEvent::MarkPaid) => Ok(Paid),
         (Draft | Processing, PayoutEvent::Cancel) => Ok(Cancelled),
         _ => Err(DomainError::InvalidTransition {
             entity: "payout",
@@ -202,7 +207,7 @@ mod tests {
         use PayoutStatus::*;
         let table = [
             (Draft, Lock, Some(Processing)),
-            (Draft, MarkPaid, Some(Paid)),
+            (Draft, MarkPaid, None),
             (Draft, Cancel, Some(Cancelled)),
             (Processing, Lock, None),
             (Processing, MarkPaid, Some(Paid)),

@@ -60,7 +60,8 @@ pub struct ProgramInput {
     pub reward: RewardRule,
     #[serde(default)]
     pub tiers: Vec<Tier>,
-    /// Days a reward is held after the completion date (the clinic's refund window); default 14.
+    /// Days a reward is held after the completion date (the clinic's refund window): payable from
+    /// the clinic's midnight that starts day `completed_on + holding_days`. Default 14.
     #[serde(default = "defaults::holding_days")]
     pub holding_days: i64,
     /// Smallest balance paid out; smaller balances carry over. Default 5000.

@@ -165,7 +165,8 @@ pub async fn get(
 
 /// Lock a draft for payment (`processing`): from now on its lines and amounts are what gets
 /// paid — a refund or a suspension no longer changes them, only a line marked failed does.
-/// Downloading the PayPal file locks a draft too. 409 `invalid-transition` if not a draft.
+/// Downloading the PayPal file locks a draft too; a batch is marked paid only once locked.
+/// 409 `invalid-transition` if not a draft.
 #[utoipa::path(post, path = "/v1/payouts/{id}/lock", tag = "payouts", security(("bearer" = [])),
     params(("id" = String, Path)),
     responses((status = 200, body = PayoutView),
@@ -185,13 +186,15 @@ pub async fn lock(
     Ok(HttpResponse::Ok().json(view))
 }
 
-/// Mark a batch paid: exactly its pending lines (those locked for payment) and their rewards
-/// paid, one e-mail per ambassador; a reward refunded after the lock is clawed back. A draft is
-/// locked and paid in one step. A second call is 409 `invalid-transition`.
+/// Mark a locked batch (`processing`) paid: exactly its pending lines (those locked for
+/// payment) and their rewards paid, one e-mail per ambassador; a reward refunded after the lock
+/// is clawed back. A draft is refused with 409 `invalid-transition` (`current_status` `draft`):
+/// lock it first (`POST /v1/payouts/{id}/lock`, or download its PayPal file), then pay those
+/// lines. A second call is 409 `invalid-transition` too.
 #[utoipa::path(post, path = "/v1/payouts/{id}/mark-paid", tag = "payouts", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = MarkPaid,
     responses((status = 200, body = PayoutView),
-        (status = 409, description = "`invalid-transition` (paid or cancelled)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`invalid-transition`: a draft (lock it first), or already paid or cancelled", body = Problem, content_type = "application/problem+json"),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn mark_paid(
     auth: Auth<Finance>,
@@ -289,14 +292,15 @@ fn paypal_customer_id(batch: &str, line: i32) -> String {
 /// `export.paypal_rows_per_file` rows per file: larger batches come in parts (`?part=2`; the
 /// count is in `Vouch-Export-Parts`). That file is the payment, so downloading it locks a draft
 /// (`processing`); a locked batch gives the same file again; paid and cancelled batches have
-/// none. Parts are fixed when the batch is made, so downloading them in any order never skips or
-/// repeats a line.
+/// none, and neither has a batch with no PayPal line left to pay (422 `nothing-to-export`,
+/// nothing locked). Parts are fixed when the batch is made, so downloading them in any order
+/// never skips or repeats a line.
 #[utoipa::path(get, path = "/v1/payouts/{id}/export.csv", tag = "payouts", security(("bearer" = [])),
     params(("id" = String, Path), ExportQuery),
     responses((status = 200, content_type = "text/csv", body = String,
             headers(("Vouch-Export-Parts" = i64, description = "PayPal: how many files the batch needs"))),
         (status = 409, description = "`invalid-transition`: PayPal files only for a draft or locked (not paid or cancelled) batch", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`nothing-to-export`: no PayPal line in the batch", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`nothing-to-export`: no PayPal line left to pay in the batch (none, or all released, failed or cancelled); nothing is locked", body = Problem, content_type = "application/problem+json"),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn export(
     auth: Auth<Finance>,
@@ -308,8 +312,13 @@ pub async fn export(
     let format = q.0.format.unwrap_or(ExportFormat::Generic);
     let id = id.into_inner();
     let lookup_id = id.clone();
-    let (batch, last_seq) = blocking(&pool, move |c| {
-        Ok::<_, ApiError>((payouts::find(c, &lookup_id)?, payouts::last_paypal_seq(c, &lookup_id)?))
+    let (batch, last_seq, pending_paypal) = blocking(&pool, move |c| {
+        let batch = payouts::find(c, &lookup_id)?;
+        Ok::<_, ApiError>((
+            batch,
+            payouts::last_paypal_seq(c, &lookup_id)?,
+            payouts::pending_paypal_lines(c, &lookup_id)?,
+        ))
     })
     .await?;
     let code = batch.code();
@@ -336,14 +345,14 @@ pub async fn export(
                     entity: "payout",
                     current: batch.status,
                     event: "export for PayPal".into(),
+                    hint: None,
                 });
             }
-            let Some(last_seq) = last_seq.filter(|s| *s > 0) else {
-                return Err(ApiError::Unprocessable {
-                    kind: "nothing-to-export",
-                    detail: "No line of this batch is paid by PayPal.".into(),
-                    field: Some("format"),
-                });
+            // Decided on the lines the file would hold (pending PayPal lines), not on every
+            // PayPal line ever made: a draft whose PayPal lines were all released has no file,
+            // and downloading nothing must not lock it. The lock re-checks under the batch lock.
+            let Some(last_seq) = last_seq.filter(|s| *s > 0 && pending_paypal > 0) else {
+                return Err(payouts::nothing_to_export());
             };
             let per_file = settings.export.paypal_rows_per_file;
             let parts = (i64::from(last_seq) + per_file - 1) / per_file;

@@ -116,6 +116,7 @@ pub fn revoke(conn: &mut DbConnection, id: &str, actor: &Actor) -> Result<ApiKey
                 entity: "API key",
                 current: "revoked".into(),
                 event: "revoke".into(),
+                hint: None,
             });
         }
         diesel::update(api_keys::table.find(id)).set(api_keys::revoked_at.eq(now())).execute(conn)?;

@@ -140,6 +140,7 @@ pub fn create(
                 entity: "ambassador",
                 current: amb.status.as_str().to_owned(),
                 event: "add a code to".into(),
+                hint: None,
             });
         }
         insert(conn, ambassador_id, vanity, actor)
@@ -187,6 +188,7 @@ pub fn deactivate(conn: &mut DbConnection, typed: &str, actor: &Actor) -> Result
                 entity: "code",
                 current: "inactive".into(),
                 event: "deactivate".into(),
+                hint: None,
             });
         }
         diesel::update(referral_codes::table.find(&code.id))

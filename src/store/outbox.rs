@@ -269,6 +269,7 @@ pub fn retry(conn: &mut DbConnection, id: &str, actor: &Actor) -> Result<EmailVi
                 entity: "e-mail",
                 current: before.status.as_str().to_owned(),
                 event: "retry".into(),
+                hint: None,
             });
         }
         audit::record(

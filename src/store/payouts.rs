@@ -1,7 +1,8 @@
 //! Payout batches: a draft takes every payable reward at the cutoff into one line per
 //! ambassador, is locked for payment (`processing`: explicitly, or by downloading the PayPal
-//! file), then is marked paid (every line and reward paid, one e-mail per ambassador) or
-//! cancelled (rewards payable again); a line can fail (its rewards payable again).
+//! file), then is marked paid (every line and reward paid, one e-mail per ambassador; only a
+//! locked batch, never a draft) or cancelled (rewards payable again); a line can fail (its
+//! rewards payable again).
 //!
 //! The file that finance uploads is the payment: once locked, a batch's lines never change
 //! except a line marked failed. A refund inside a locked batch leaves its line alone and is
@@ -164,7 +165,7 @@ pub struct PayoutView {
     /// The program version the batch was built with (its minimum payout applies to refunds
     /// that shrink a draft line).
     pub program_version_id: String,
-    /// When it was locked for payment (`lock`, the PayPal download, or marking a draft paid).
+    /// When it was locked for payment (`lock` or the PayPal download).
     #[serde(serialize_with = "crate::store::utc::ser_opt")]
     pub locked_at: Option<NaiveDateTime>,
     #[serde(serialize_with = "crate::store::utc::ser_opt")]
@@ -231,7 +232,7 @@ fn in_progress(draft_id: Option<&str>) -> ApiError {
     ApiError::Conflict {
         kind: "payout-in-progress",
         detail: match draft_id {
-            Some(id) => format!("Draft payout {id} is open: mark it paid or cancel it before creating another."),
+            Some(id) => format!("Draft payout {id} is open: lock it for payment or cancel it before creating another."),
             None => "Another payout draft was created at the same moment.".into(),
         },
         field: None,
@@ -289,12 +290,12 @@ fn candidates_locked(
     })
 }
 
-/// Creates the draft batch: per ambassador (active or closed, with payout details) all rewards
-/// payable at `cutoff`, when they reach the program minimum. Returns the batch id.
 fn current_draft(conn: &mut DbConnection) -> QueryResult<Option<String>> {
     payouts::table.filter(payouts::status.eq(PayoutStatus::Draft.as_str())).select(payouts::id).first(conn).optional()
 }
 
+/// Creates the draft batch: per ambassador (active or closed, with payout details) all rewards
+/// payable at `cutoff`, when they reach the program minimum. Returns the batch id.
 pub fn create(conn: &mut DbConnection, cutoff: Option<NaiveDateTime>, actor: &Actor) -> Result<String, ApiError> {
     write_tx(conn, |conn| {
         if let Some(id) = current_draft(conn)? {
@@ -455,10 +456,16 @@ impl LockedBy {
 
 /// Locks a draft for payment (`processing`): from now on its lines and amounts are what gets
 /// paid. Approving a batch that is not a draft is 409 `invalid-transition`; downloading the
-/// PayPal file of a batch already locked is the same file again and changes nothing.
+/// PayPal file of a batch already locked is the same file again and changes nothing; a PayPal
+/// file with no line to pay locks nothing (422 `nothing-to-export`).
 pub fn lock(conn: &mut DbConnection, id: &str, via: LockedBy, actor: &Actor) -> Result<(), ApiError> {
     write_tx(conn, |conn| -> Result<(), ApiError> {
         let from = hold(conn, id)?;
+        // Checked under the batch's lock: a refund or suspension that released the last PayPal
+        // line just before must not leave a locked batch behind an empty file.
+        if via == LockedBy::PaypalExport && pending_paypal_lines(conn, id)? == 0 {
+            return Err(nothing_to_export());
+        }
         if via == LockedBy::PaypalExport && from == PayoutStatus::Processing {
             return Ok(());
         }
@@ -484,10 +491,10 @@ pub fn lock(conn: &mut DbConnection, id: &str, via: LockedBy, actor: &Actor) -> 
     })
 }
 
-/// Marks a batch paid: exactly its pending lines (in a locked batch, the locked ones) and their
-/// rewards become paid, one e-mail per ambassador, and each reward refunded while the batch was
-/// locked is clawed back (netted in a later batch). A draft is locked and paid in one step:
-/// nothing can change in between, and `locked_at` is the payment time.
+/// Marks a locked batch paid: exactly its pending lines (the locked ones) and their rewards
+/// become paid, one e-mail per ambassador, and each reward refunded while the batch was locked
+/// is clawed back (netted in a later batch). A draft is refused (409 `invalid-transition`,
+/// telling finance to lock it first): what was paid must be fixed before the money left.
 pub fn mark_paid(
     conn: &mut DbConnection,
     calendar: &Calendar,
@@ -497,14 +504,19 @@ pub fn mark_paid(
 ) -> Result<(), ApiError> {
     write_tx(conn, |conn| -> Result<(), ApiError> {
         let from = hold(conn, id)?;
-        let to = payout::transition(from, PayoutEvent::MarkPaid)?;
+        let to = payout::transition(from, PayoutEvent::MarkPaid).map_err(|e| {
+            if from == PayoutStatus::Draft {
+                lock_first(id)
+            } else {
+                e.into()
+            }
+        })?;
         let before = find(conn, id)?;
         let at = now();
         let changed = diesel::update(payouts::table.find(id).filter(payouts::status.eq(from.as_str())))
             .set((
                 payouts::status.eq(to.as_str()),
                 payouts::reference.eq(reference),
-                payouts::locked_at.eq(before.locked_at.unwrap_or(at)),
                 payouts::paid_at.eq(at),
                 payouts::updated_at.eq(at),
             ))
@@ -537,6 +549,20 @@ pub fn mark_paid(
             },
         )?)
     })
+}
+
+/// Marking a draft paid: the draft may have changed since finance paid from a report of it, so
+/// the refusal says which step comes first.
+fn lock_first(id: &str) -> ApiError {
+    ApiError::InvalidTransition {
+        entity: "payout",
+        current: PayoutStatus::Draft.as_str().to_owned(),
+        event: PayoutEvent::MarkPaid.as_str().to_owned(),
+        hint: Some(format!(
+            "Lock the batch for payment first (POST /v1/payouts/{id}/lock, or download its PayPal file), \
+             pay exactly its lines, then mark it paid."
+        )),
+    }
 }
 
 /// Lines and the rewards in them → paid.
@@ -956,7 +982,30 @@ pub fn lines_after(
         .load(conn)?)
 }
 
-/// The highest PayPal sequence number in a batch (`None`: no PayPal line).
+/// How many PayPal lines of a batch are still to be paid: what its PayPal file would hold.
+/// Released, failed and cancelled lines are not in the file.
+pub fn pending_paypal_lines(conn: &mut DbConnection, payout_id: &str) -> Result<i64, ApiError> {
+    Ok(payout_lines::table
+        .filter(payout_lines::payout_id.eq(payout_id))
+        .filter(payout_lines::payout_method.eq("paypal"))
+        .filter(payout_lines::status.eq(LineStatus::Pending.as_str()))
+        .count()
+        .get_result(conn)?)
+}
+
+/// A PayPal file would be empty: nothing to upload, so nothing is locked either.
+pub fn nothing_to_export() -> ApiError {
+    ApiError::Unprocessable {
+        kind: "nothing-to-export",
+        detail: "No line of this batch is to be paid by PayPal (none was, or each was released, failed or \
+                 cancelled)."
+            .into(),
+        field: Some("format"),
+    }
+}
+
+/// The highest PayPal sequence number in a batch, whatever its line's status (`None`: no
+/// PayPal line). Parts of the PayPal file are fixed ranges of these numbers.
 pub fn last_paypal_seq(conn: &mut DbConnection, payout_id: &str) -> Result<Option<i32>, ApiError> {
     Ok(payout_lines::table
         .filter(payout_lines::payout_id.eq(payout_id))

@@ -698,7 +698,7 @@ pub struct ClientChanges {
 }
 
 fn erased() -> ApiError {
-    ApiError::InvalidTransition { entity: "referral", current: "erased".into(), event: "edit".into() }
+    ApiError::InvalidTransition { entity: "referral", current: "erased".into(), event: "edit".into(), hint: None }
 }
 
 /// Edits client data. A new e-mail or phone is re-checked against the ambassador (self-referral)

@@ -194,8 +194,8 @@ pub fn earn(
         },
     })?;
     let at = now();
-    // Held through the holding days that follow the completion day; payable from the start of
-    // the next day in the clinic's calendar.
+    // Payable from the clinic's midnight that starts day `completed_on + holding_days`, held
+    // before: completed on the 1st with 14 holding days, payable from 00:00 on the 15th.
     let payable_on = completed_on + chrono::Duration::days(program.rules.holding_days);
     let holds_until = calendar.start_of(payable_on);
     let id = new_id();

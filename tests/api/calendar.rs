@@ -102,6 +102,7 @@ async fn paid_batch_of_one_reward(app: &TestApp, team: &Team) -> String {
     let res = app.post("/v1/payouts", &team.finance, &json!({})).await;
     let batch: Value = res.json().await.unwrap();
     let id = batch["id"].as_str().expect("a batch").to_owned();
+    crate::payouts::lock_batch(app, &team.finance, &id).await;
     let res = app.post(&format!("/v1/payouts/{id}/mark-paid"), &team.finance, &json!({ "reference": "PP-1" })).await;
     assert_eq!(res.status(), StatusCode::OK);
     id
@@ -117,6 +118,7 @@ async fn payments_are_dated_in_the_clinics_calendar() {
     app.completed_referral(&team, &code, "Palm", local_today).await;
     let batch: Value = app.post("/v1/payouts", &team.finance, &json!({})).await.json().await.unwrap();
     let id = batch["id"].as_str().expect("a batch");
+    crate::payouts::lock_batch(&app, &team.finance, id).await;
     let res = app.post(&format!("/v1/payouts/{id}/mark-paid"), &team.finance, &json!({ "reference": "PP-9" })).await;
     assert_eq!(res.status(), StatusCode::OK);
 

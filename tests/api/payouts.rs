@@ -20,7 +20,22 @@ pub(crate) async fn create_batch(app: &TestApp, finance: &str) -> Value {
     body
 }
 
+/// Locks a draft for payment (as finance does before paying it by bank); asserts 200.
+pub(crate) async fn lock_batch(app: &TestApp, finance: &str, id: &str) -> Value {
+    let res = app.post(&format!("/v1/payouts/{id}/lock"), finance, &json!({})).await;
+    let status = res.status();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+/// Pays a batch as finance does: a draft is locked first (only a locked batch is marked paid),
+/// a batch already locked (by `lock` or the PayPal download) is paid as it is; asserts 200.
 pub(crate) async fn mark_paid(app: &TestApp, finance: &str, id: &str) -> Value {
+    let batch: Value = app.get(&format!("/v1/payouts/{id}"), finance).await.json().await.unwrap();
+    if batch["status"] == "draft" {
+        lock_batch(app, finance, id).await;
+    }
     let res = app.post(&format!("/v1/payouts/{id}/mark-paid"), finance, &json!({ "reference": "PP-BATCH-1" })).await;
     let status = res.status();
     let body: Value = res.json().await.unwrap();
@@ -116,7 +131,7 @@ async fn a_batch_pays_eligible_ambassadors_once_and_reports_the_rest() {
     let p = assert_problem(res, StatusCode::CONFLICT, "invalid-transition").await;
     assert_eq!(p["current_status"], "paid");
     assert_eq!((app.counts(), app.ledger_counts()), before);
-    assert_eq!(app.audit_actions(id), ["payout.created", "payout.paid"]);
+    assert_eq!(app.audit_actions(id), ["payout.created", "payout.locked", "payout.paid"]);
 
     // One e-mail per ambassador paid; balances moved to paid; the carried balances stay.
     assert_eq!(app.emails("payout_sent").len(), 2);
@@ -185,6 +200,8 @@ async fn marking_a_batch_paid_twice_at_once_pays_once() {
     no_hold(&app).await;
     earner(&app, &team, "Twice", 2).await;
     let batch = create_batch(&app, &team.finance).await;
+    // Only a locked batch is paid: the two payments race on it.
+    lock_batch(&app, &team.finance, batch["id"].as_str().unwrap()).await;
     let path = format!("/v1/payouts/{}/mark-paid", batch["id"].as_str().unwrap());
     let body = json!({ "reference": "R1" });
     let (a, b) = tokio::join!(app.post(&path, &team.finance, &body), app.post(&path, &team.finance, &body));
@@ -455,6 +472,8 @@ async fn refunding_while_a_batch_is_marked_paid_never_pays_a_voided_reward() {
         let (keep, _) = app.completed_referral(&team, &code, &format!("Keep{round}"), today()).await;
         let (refunded, _) = app.completed_referral(&team, &code, &format!("Gone{round}"), today()).await;
         let batch = create_batch(&app, &team.finance).await;
+        // Only a locked batch is paid: the payment races the refund on it.
+        lock_batch(&app, &team.finance, batch["id"].as_str().unwrap()).await;
         let (pay_path, refund_path) = (
             format!("/v1/payouts/{}/mark-paid", batch["id"].as_str().unwrap()),
             format!("/v1/referrals/{refunded}/refund"),
@@ -473,10 +492,11 @@ async fn refunding_while_a_batch_is_marked_paid_never_pays_a_voided_reward() {
             .await
             .unwrap();
         let claws = claws["items"].as_array().unwrap().len();
+        // The batch is locked, so a refund never takes the reward out of it (never voided): the
+        // file pays it and the refund is clawed back.
         match (refund.status(), gone["status"].as_str().unwrap()) {
-            // Refunded first: voided, out of the batch, nothing to claw back.
-            (StatusCode::OK, "voided") => assert_eq!(claws, 0, "round {round}"),
-            // Paid first: paid, then clawed back once.
+            // Refunded first (left in the locked line, clawed back by the payment), or paid
+            // first (then clawed back by the refund): paid, and clawed back once.
             (StatusCode::OK, "paid") => assert_eq!(claws, 1, "round {round}"),
             // Lost the race to the payment: nothing changed; a retry would claw back.
             (StatusCode::CONFLICT, "paid") => assert_eq!(claws, 0, "round {round}"),

@@ -394,6 +394,7 @@ async fn racing_completion_and_refund_leave_the_ledger_consistent() {
     let line = &batch["lines"][0];
     assert_eq!(line["ambassador_id"], racer.as_str());
     assert_eq!(line["amount_minor"].as_i64(), Some(10000 * (survivors + 1)));
+    crate::payouts::lock_batch(&app, &team.finance, batch["id"].as_str().unwrap()).await;
     let path = format!("/v1/payouts/{}/mark-paid", batch["id"].as_str().unwrap());
     let res = app.post(&path, &team.finance, &json!({ "reference": "R" })).await;
     assert_eq!(res.status(), StatusCode::OK);

@@ -652,6 +652,7 @@ async fn the_dashboard_shows_the_balance_and_the_payout_history() {
     let res = app.post("/v1/payouts", &app.admin_key, &json!({})).await;
     let batch: Value = res.json().await.unwrap();
     let batch_id = batch["id"].as_str().expect("a draft batch");
+    crate::payouts::lock_batch(&app, &app.admin_key, batch_id).await;
     let res =
         app.post(&format!("/v1/payouts/{batch_id}/mark-paid"), &app.admin_key, &json!({ "reference": "PP-1" })).await;
     assert_eq!(res.status(), StatusCode::OK);
