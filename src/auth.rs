@@ -10,7 +10,7 @@ use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 
-use crate::db::DbPool;
+use crate::db::{blocking, DbPool};
 use crate::domain::api_key::Role;
 use crate::error::ApiError;
 use crate::http::RequestId;
@@ -83,18 +83,15 @@ pub async fn authenticate(
         Some(Ok(token)) => {
             let pool = req.app_data::<web::Data<DbPool>>().cloned().expect("pool registered");
             let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
-            let found = web::block(move || -> Result<Identity, ApiError> {
-                let mut conn = pool.get()?;
+            let found = blocking(&pool, move |conn| -> Result<Identity, ApiError> {
                 if token.starts_with(portal::SESSION_PREFIX) {
-                    Ok(portal::authenticate(&mut conn, &token)?
+                    Ok(portal::authenticate(conn, &token)?
                         .map_or(Identity::Nobody, |(s, a)| Identity::Ambassador(s, a)))
                 } else {
-                    Ok(api_keys::authenticate(&mut conn, &token)?.map_or(Identity::Nobody, Identity::Key))
+                    Ok(api_keys::authenticate(conn, &token)?.map_or(Identity::Nobody, Identity::Key))
                 }
             })
-            .await
-            .map_err(ApiError::internal)
-            .and_then(|r| r);
+            .await;
             match found {
                 // A role Vouch does not know (a damaged or hand-edited row) grants nothing.
                 Ok(Identity::Key(row)) => match Role::parse(&row.role) {

@@ -350,6 +350,17 @@ fn is_connection_lost(message: &str) -> bool {
     .any(|m| message.contains(m))
 }
 
+impl From<crate::db::TaskError> for ApiError {
+    fn from(e: crate::db::TaskError) -> Self {
+        use crate::db::TaskError;
+        match e {
+            TaskError::Pool(e) => e.into(),
+            TaskError::Query(e) => e.into(),
+            TaskError::Task(cause) => Self::Internal(cause),
+        }
+    }
+}
+
 impl From<diesel::r2d2::PoolError> for ApiError {
     fn from(e: diesel::r2d2::PoolError) -> Self {
         Self::Unavailable(format!("database pool: {e}"))

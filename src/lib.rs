@@ -1,5 +1,6 @@
 //! Vouch: referral and ambassador tracking for clinics.
 
+pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;

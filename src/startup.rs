@@ -132,17 +132,13 @@ async fn housekeeping(pool: DbPool, every: Duration) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        let pool = pool.clone();
-        let purged = tokio::task::spawn_blocking(move || -> Result<usize, String> {
-            let mut conn = pool.get().map_err(|e| e.to_string())?;
-            let replies = idempotency::purge_expired(&mut conn).map_err(|e| e.to_string())?;
-            let access = portal::purge_expired(&mut conn).map_err(|e| e.to_string())?;
-            Ok(replies + access)
+        let purged = crate::db::blocking(&pool, |conn| -> Result<usize, crate::db::TaskError> {
+            Ok(idempotency::purge_expired(conn)? + portal::purge_expired(conn)?)
         })
         .await;
         match purged {
-            Ok(Ok(n)) if n > 0 => tracing::debug!(purged = n, "expired records removed"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "housekeeping failed"),
+            Ok(n) if n > 0 => tracing::debug!(purged = n, "expired records removed"),
+            Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
             _ => {}
         }
     }

@@ -2,6 +2,7 @@
 //! embedded per-backend migrations, and the write-transaction helper every state change uses.
 
 pub mod schema;
+mod text;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,8 +23,6 @@ pub enum DbConnection {
     Postgres(PgConnection),
     Sqlite(SqliteConnection),
 }
-
-pub type PooledConn = PooledConnection<ConnectionManager>;
 
 /// How long after a connection was found broken the pool checks every connection it hands
 /// out (a database restart or failover kills all of them at once, not one).
@@ -64,7 +63,7 @@ impl Health {
 impl DbPool {
     /// A connection; while connections are suspect, one that answers a ping. A dead one is
     /// dropped (it reports itself broken, so the pool discards it) and the next is tried.
-    pub fn get(&self) -> Result<PooledConn, r2d2::PoolError> {
+    pub fn get(&self) -> Result<PooledConnection<ConnectionManager>, r2d2::PoolError> {
         let mut conn = self.inner.get()?;
         let mut tries = self.inner.max_size();
         while self.health.suspect() && tries > 0 && conn.ping().is_err() {
@@ -241,8 +240,42 @@ pub fn now() -> chrono::NaiveDateTime {
     now.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(now)
 }
 
+/// Which backend a connection talks to (the tests pick backend-specific checks with it).
 pub fn is_postgres(conn: &DbConnection) -> bool {
     matches!(conn, DbConnection::Postgres(_))
+}
+
+/// Why [`blocking`] work did not run to the end.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// No connection within the pool's timeout.
+    #[error("database pool: {0}")]
+    Pool(#[from] r2d2::PoolError),
+    /// The blocking task panicked or was cancelled.
+    #[error("blocking task failed: {0}")]
+    Task(String),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+}
+
+/// Runs blocking database work on the blocking thread pool with a pooled connection: the one
+/// way async code (handlers, pages, the auth middleware, the mail worker, housekeeping)
+/// reaches the database.
+pub async fn blocking<T, E>(
+    pool: &DbPool,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<TaskError> + Send + 'static,
+{
+    let pool = pool.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = pool.get().map_err(TaskError::Pool)?;
+        f(&mut conn)
+    })
+    .await
+    .map_err(|e| E::from(TaskError::Task(e.to_string())))?
 }
 
 diesel::define_sql_function! {

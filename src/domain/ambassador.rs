@@ -6,31 +6,25 @@ use serde::{Deserialize, Serialize};
 use super::contact::Email;
 use super::DomainError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum AmbassadorStatus {
-    Applied,
-    Active,
-    Suspended,
-    Closed,
-    Declined,
+super::text_enum! {
+    #[derive(Serialize, Deserialize, utoipa::ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum AmbassadorStatus {
+        Applied = "applied",
+        Active = "active",
+        Suspended = "suspended",
+        Closed = "closed",
+        Declined = "declined",
+    }
 }
 
-impl AmbassadorStatus {
-    pub const ALL: [Self; 5] = [Self::Applied, Self::Active, Self::Suspended, Self::Closed, Self::Declined];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Applied => "applied",
-            Self::Active => "active",
-            Self::Suspended => "suspended",
-            Self::Closed => "closed",
-            Self::Declined => "declined",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s)
+super::text_enum! {
+    /// How an ambassador joined (stored as the row's `source`).
+    pub enum Enrolment {
+        /// Staff enrol: active at once, with a code.
+        ByStaff = "staff",
+        /// Public application: `applied`, waits for approval; the code comes on approval.
+        Application = "application",
     }
 }
 

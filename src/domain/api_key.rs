@@ -9,30 +9,13 @@ use sha2::{Digest, Sha256};
 pub const KEY_PREFIX: &str = "vk_live_";
 const SECRET_LEN: usize = 40;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Admin,
-    Staff,
-    Finance,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Admin => "admin",
-            Self::Staff => "staff",
-            Self::Finance => "finance",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "admin" => Some(Self::Admin),
-            "staff" => Some(Self::Staff),
-            "finance" => Some(Self::Finance),
-            _ => None,
-        }
+super::text_enum! {
+    #[derive(Serialize, Deserialize, utoipa::ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Role {
+        Admin = "admin",
+        Staff = "staff",
+        Finance = "finance",
     }
 }
 

@@ -13,18 +13,10 @@ pub struct ReferralCode {
     normalized: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CodeKind {
-    Generated,
-    Vanity,
-}
-
-impl CodeKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Generated => "generated",
-            Self::Vanity => "vanity",
-        }
+super::text_enum! {
+    pub enum CodeKind {
+        Generated = "generated",
+        Vanity = "vanity",
     }
 }
 

@@ -1,12 +1,52 @@
 //! Pure business rules: newtypes parsed once at the edge, state machines, key and code
 //! generation. Nothing here touches actix or diesel.
 
+/// A closed set of names stored as text: the enum, `ALL`, `as_str`, `parse` (unknown names are
+/// `None`: callers fail closed) and `Display`. `db::text` maps these to and from columns.
+macro_rules! text_enum {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        $vis enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            pub const ALL: [Self; [$($text),+].len()] = [$(Self::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($text => Some(Self::$variant),)+ _ => None }
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                self.as_str()
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use text_enum;
+
 pub mod ambassador;
 pub mod api_key;
+pub mod audit;
 pub mod calendar;
 pub mod code;
 pub mod contact;
 pub mod money;
+pub mod notice;
 pub mod payout;
 pub mod program;
 pub mod referral;

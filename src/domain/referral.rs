@@ -6,34 +6,16 @@ use serde::{Deserialize, Serialize};
 
 use super::DomainError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ReferralStatus {
-    Registered,
-    InTreatment,
-    Completed,
-    Refunded,
-    Cancelled,
-    Rejected,
-}
-
-impl ReferralStatus {
-    pub const ALL: [Self; 6] =
-        [Self::Registered, Self::InTreatment, Self::Completed, Self::Refunded, Self::Cancelled, Self::Rejected];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Registered => "registered",
-            Self::InTreatment => "in_treatment",
-            Self::Completed => "completed",
-            Self::Refunded => "refunded",
-            Self::Cancelled => "cancelled",
-            Self::Rejected => "rejected",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s)
+super::text_enum! {
+    #[derive(Serialize, Deserialize, utoipa::ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum ReferralStatus {
+        Registered = "registered",
+        InTreatment = "in_treatment",
+        Completed = "completed",
+        Refunded = "refunded",
+        Cancelled = "cancelled",
+        Rejected = "rejected",
     }
 }
 
@@ -43,6 +25,16 @@ pub fn full_counts(counts: impl IntoIterator<Item = (String, i64)>) -> std::coll
         ReferralStatus::ALL.iter().map(|s| (s.as_str().to_owned(), 0)).collect();
     all.extend(counts);
     all
+}
+
+super::text_enum! {
+    /// How a referral reached the clinic.
+    pub enum ReferralSource {
+        /// Recorded by staff.
+        Staff = "staff",
+        /// Left by the friend on the share-link form.
+        PublicForm = "public_form",
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

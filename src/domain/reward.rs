@@ -7,28 +7,16 @@
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum RewardKind {
-    /// One per completed referral.
-    Earned,
-    /// Negative: a referral refunded after its reward was paid.
-    Clawback,
-    /// ± by finance, with a reason.
-    Adjustment,
-}
-
-impl RewardKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Earned => "earned",
-            Self::Clawback => "clawback",
-            Self::Adjustment => "adjustment",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Earned, Self::Clawback, Self::Adjustment].into_iter().find(|k| k.as_str() == s)
+super::text_enum! {
+    #[derive(Serialize, Deserialize, utoipa::ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum RewardKind {
+        /// One per completed referral.
+        Earned = "earned",
+        /// Negative: a referral refunded after its reward was paid.
+        Clawback = "clawback",
+        /// ± by finance, with a reason.
+        Adjustment = "adjustment",
     }
 }
 

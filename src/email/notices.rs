@@ -10,6 +10,7 @@ use serde_json::json;
 
 use crate::db::schema::{ambassadors, email_outbox, referral_codes};
 use crate::db::DbConnection;
+use crate::domain::notice::Template;
 use crate::domain::referral::ReferralStatus;
 use crate::email::MailContext;
 use crate::store::ambassadors::AmbassadorRow;
@@ -30,7 +31,7 @@ pub fn ambassador_welcome(
     Ok(outbox::enqueue(
         conn,
         &format!("ambassador-welcome:{}", ambassador.id),
-        "ambassador_welcome",
+        Template::AmbassadorWelcome,
         &ambassador.email,
         &json!({
             "name": ambassador.name,
@@ -74,7 +75,7 @@ pub fn forget_client(conn: &mut DbConnection, referral: &ReferralRow) -> QueryRe
     keys.extend(reward_ids.iter().map(|r| format!("reward-earned:{r}")));
     let unsent: Vec<(String, String)> = email_outbox::table
         .filter(email_outbox::dedupe_key.eq_any(&keys))
-        .filter(email_outbox::status.ne(outbox::SENT))
+        .filter(email_outbox::status.ne(crate::domain::notice::EmailStatus::Sent))
         .select((email_outbox::id, email_outbox::payload))
         .load(conn)?;
     let anonymous = ReferralRow {
@@ -105,10 +106,12 @@ pub fn referral_update(conn: &mut DbConnection, referral: &ReferralRow) -> Query
         return Ok(false);
     }
     let (template, key) = match referral.status() {
-        ReferralStatus::Registered => ("referral_registered", "referral-registered"),
-        ReferralStatus::InTreatment if referral.from_share_link() => ("referral_registered", "referral-registered"),
-        ReferralStatus::Cancelled => ("referral_cancelled", "referral-cancelled"),
-        ReferralStatus::Refunded => ("referral_refunded", "referral-refunded"),
+        ReferralStatus::Registered => (Template::ReferralRegistered, "referral-registered"),
+        ReferralStatus::InTreatment if referral.from_share_link() => {
+            (Template::ReferralRegistered, "referral-registered")
+        }
+        ReferralStatus::Cancelled => (Template::ReferralCancelled, "referral-cancelled"),
+        ReferralStatus::Refunded => (Template::ReferralRefunded, "referral-refunded"),
         _ => return Ok(false),
     };
     let Some(ambassador_id) = &referral.ambassador_id else {
@@ -136,7 +139,7 @@ pub fn staff_public_referral(conn: &mut DbConnection, mail: &MailContext, referr
     outbox::enqueue(
         conn,
         &format!("staff-public-referral:{}", referral.id),
-        "staff_public_referral",
+        Template::StaffPublicReferral,
         to,
         &json!({
             "referral_id": referral.id,
@@ -155,7 +158,7 @@ pub fn staff_application(conn: &mut DbConnection, mail: &MailContext, ambassador
     outbox::enqueue(
         conn,
         &format!("staff-application:{}", ambassador.id),
-        "staff_application",
+        Template::StaffApplication,
         to,
         &json!({ "applicant_name": ambassador.name, "ambassador_id": ambassador.id }),
     )

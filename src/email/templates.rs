@@ -206,6 +206,12 @@ mod tests {
     }
 
     #[test]
+    fn every_template_kind_has_sources() {
+        let kinds: Vec<&str> = crate::domain::notice::Template::ALL.iter().map(|t| t.as_str()).collect();
+        assert_eq!(kinds, TEMPLATES);
+    }
+
+    #[test]
     fn every_template_renders_both_parts_and_escapes_html() {
         let r = renderer();
         for t in TEMPLATES {

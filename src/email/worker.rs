@@ -11,7 +11,7 @@ use chrono::TimeDelta;
 use tokio::sync::watch;
 
 use crate::config::{EmailSettings, Settings};
-use crate::db::{now, DbConnection, DbPool};
+use crate::db::{now, DbConnection, DbPool, TaskError};
 use crate::email::templates::{Brand, Renderer};
 use crate::email::transport::Transport;
 use crate::email::{compose, scrubbed};
@@ -88,13 +88,7 @@ impl Worker {
         &self,
         f: impl FnOnce(&mut DbConnection) -> diesel::QueryResult<T> + Send + 'static,
     ) -> Result<T, String> {
-        let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get().map_err(|e| e.to_string())?;
-            f(&mut conn).map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| e.to_string())?
+        crate::db::blocking(&self.pool, move |c| Ok::<_, TaskError>(f(c)?)).await.map_err(|e| e.to_string())
     }
 
     async fn claim(&self) -> Result<Vec<OutboxRow>, String> {

@@ -6,9 +6,9 @@ use actix_web::web::Bytes;
 use actix_web::HttpResponse;
 use futures_util::stream::{self, StreamExt};
 
+use crate::db::blocking;
 use crate::db::{DbConnection, DbPool};
 use crate::error::ApiError;
-use crate::http::blocking;
 
 /// Rows fetched per database round trip.
 pub const PAGE_ROWS: i64 = 500;

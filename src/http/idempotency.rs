@@ -22,9 +22,9 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpResponse, ResponseError};
 use sha2::{Digest, Sha256};
 
-use super::blocking;
 use super::RequestId;
 use crate::auth::{AmbassadorCaller, Caller};
+use crate::db::blocking;
 use crate::db::DbPool;
 use crate::domain::api_key::hex;
 use crate::error::{ApiError, TryAgain};

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::domain::notice::EmailStatus;
+
 const BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 #[derive(Default)]
@@ -65,10 +67,14 @@ impl Metrics {
             let count = |status: &str| counts.iter().filter(|(s, _)| s == status).map(|(_, n)| n).sum::<i64>();
             out.push_str("# HELP vouch_emails_queued E-mails waiting in the outbox (queued or being sent).\n");
             out.push_str("# TYPE vouch_emails_queued gauge\n");
-            let _ = writeln!(out, "vouch_emails_queued {}", count("queued") + count("sending"));
+            let _ = writeln!(
+                out,
+                "vouch_emails_queued {}",
+                count(EmailStatus::Queued.as_str()) + count(EmailStatus::Sending.as_str())
+            );
             out.push_str("# HELP vouch_email_outbox E-mails in the outbox by status (all instances).\n");
             out.push_str("# TYPE vouch_email_outbox gauge\n");
-            for status in ["queued", "sending", "sent", "failed"] {
+            for status in EmailStatus::ALL.map(EmailStatus::as_str) {
                 let _ = writeln!(out, "vouch_email_outbox{{status=\"{status}\"}} {}", count(status));
             }
         }

@@ -153,17 +153,3 @@ pub async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
 pub fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
 }
-
-/// Runs blocking database work on the blocking pool with a pooled connection.
-pub async fn blocking<T: Send + 'static>(
-    pool: &crate::db::DbPool,
-    f: impl FnOnce(&mut crate::db::DbConnection) -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let pool = pool.clone();
-    web::block(move || {
-        let mut conn = pool.get()?;
-        f(&mut conn)
-    })
-    .await
-    .map_err(ApiError::internal)?
-}

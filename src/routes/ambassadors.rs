@@ -3,8 +3,10 @@
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
+use crate::app::input::{parse_payout, parse_person, PersonFields, NAME_MAX, NOTES_MAX};
 use crate::auth::{Auth, Staff};
 use crate::config::Settings;
+use crate::db::blocking;
 use crate::db::{DbConnection, DbPool};
 use crate::domain::ambassador::{AmbassadorStatus, LifecycleEvent, NotificationPreferences, PayoutMethod};
 use crate::domain::code::ReferralCode;
@@ -14,7 +16,7 @@ use crate::domain::{optional_text, required_text, Validation};
 use crate::email::MailContext;
 use crate::error::{ApiError, Problem};
 use crate::extract::{nullable, ApiJson, ApiQuery, OptionalJson};
-use crate::http::{blocking, resource};
+use crate::http::resource;
 use crate::store::ambassadors::{self, AmbassadorChanges, AmbassadorFilter, AmbassadorView, Enrolment, NewAmbassador};
 use crate::store::PageRequest;
 
@@ -32,9 +34,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }
 }
 
-pub const NAME_MAX: usize = 200;
-pub const NOTES_MAX: usize = 4000;
-
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnrolAmbassador {
@@ -51,42 +50,6 @@ pub struct EnrolAmbassador {
     pub notes: Option<String>,
     /// A vanity code (`JAMES10`) to issue instead of a generated one.
     pub code: Option<String>,
-}
-
-/// The person fields shared by staff enrolment and public applications; `None` where the
-/// field was invalid (its error is in the `Validation`).
-pub(crate) struct PersonFields {
-    pub name: Option<String>,
-    pub email: Option<Email>,
-    pub phone: Option<Option<Phone>>,
-    pub display_name: Option<Option<String>>,
-}
-
-pub(crate) fn parse_person(
-    v: &mut Validation,
-    settings: &Settings,
-    name: &str,
-    email: &str,
-    phone: Option<&str>,
-    display_name: Option<&str>,
-) -> PersonFields {
-    PersonFields {
-        name: v.check("name", required_text(name, NAME_MAX)),
-        email: v.check("email", Email::parse(email)),
-        phone: v.check("phone", Phone::parse_optional(phone, settings.default_country_code())),
-        display_name: v.check("display_name", optional_text(display_name, 100)),
-    }
-}
-
-pub(crate) fn parse_payout(v: &mut Validation, method: Option<PayoutMethod>) -> Option<Option<PayoutMethod>> {
-    match method.map(PayoutMethod::parse) {
-        None => Some(None),
-        Some(Ok(m)) => Some(Some(m)),
-        Some(Err((field, message))) => {
-            v.push(&field, message);
-            None
-        }
-    }
 }
 
 impl EnrolAmbassador {
@@ -213,7 +176,7 @@ pub async fn enrol(
     let ((row, codes), balance) = blocking(&pool, move |c| {
         let enrolled = ambassadors::enrol(c, &new, Enrolment::ByStaff, &mail, &actor)?;
         let balance = crate::store::rewards::balance(c, &enrolled.0.id)?;
-        Ok((enrolled, balance))
+        Ok::<_, ApiError>((enrolled, balance))
     })
     .await?;
     let view = AmbassadorView::new(row, codes, Vec::new(), &settings.public_url()).with_balance(balance);

@@ -4,12 +4,13 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Admin, Auth};
+use crate::db::blocking;
 use crate::db::DbPool;
 use crate::domain::api_key::Role;
 use crate::domain::{required_text, Validation};
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiJson;
-use crate::http::{blocking, idempotency, resource};
+use crate::http::{idempotency, resource};
 use crate::store::api_keys::{self, ApiKeyView};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -4,10 +4,11 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Admin, Auth};
+use crate::db::blocking;
 use crate::db::DbPool;
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiQuery;
-use crate::http::{blocking, resource};
+use crate::http::resource;
 use crate::store::audit::{self, AuditEvent};
 use crate::store::PageRequest;
 

@@ -5,12 +5,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{Auth, Staff};
 use crate::config::Settings;
+use crate::db::blocking;
 use crate::db::DbPool;
 use crate::domain::code::ReferralCode;
 use crate::domain::Validation;
 use crate::error::{ApiError, Problem};
 use crate::extract::OptionalJson;
-use crate::http::{blocking, resource};
+use crate::http::resource;
 use crate::store::ambassadors;
 use crate::store::codes::{self, CodeView};
 

@@ -5,36 +5,18 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Admin, Auth};
+use crate::db::blocking;
 use crate::db::DbPool;
+pub use crate::domain::notice::EmailStatus;
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiQuery;
-use crate::http::{blocking, resource};
+use crate::http::resource;
 use crate::store::outbox::{self, EmailView};
 use crate::store::PageRequest;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/emails").route(web::get().to(list)))
         .service(resource("/emails/{id}/retry").route(web::post().to(retry)));
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum EmailStatus {
-    Queued,
-    Sending,
-    Sent,
-    Failed,
-}
-
-impl EmailStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => outbox::QUEUED,
-            Self::Sending => outbox::SENDING,
-            Self::Sent => outbox::SENT,
-            Self::Failed => outbox::FAILED,
-        }
-    }
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -64,7 +46,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let q = q.0;
     let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
-    let status = q.status.map(EmailStatus::as_str);
+    let status = q.status;
     let result = blocking(&pool, move |c| outbox::list(c, status, &page)).await?;
     Ok(HttpResponse::Ok().json(EmailList { items: result.items, next_cursor: result.next_cursor }))
 }

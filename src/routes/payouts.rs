@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{Auth, Finance};
 use crate::config::Settings;
+use crate::db::blocking;
 use crate::db::{now, DbPool};
 use crate::domain::calendar::Calendar;
 use crate::domain::money::Currency;
@@ -15,7 +16,7 @@ use crate::domain::{required_text, Validation};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery, OptionalJson};
 use crate::http::csv_export::{self, text_cell, PAGE_ROWS};
-use crate::http::{blocking, resource};
+use crate::http::resource;
 use crate::store::payouts::{self, ExportLine, LockedBy, PayoutView};
 use crate::store::PageRequest;
 
@@ -313,7 +314,11 @@ pub async fn export(
     let lookup_id = id.clone();
     let (batch, last_seq, pending_paypal) = blocking(&pool, move |c| {
         let batch = payouts::find(c, &lookup_id)?;
-        Ok((batch, payouts::last_paypal_seq(c, &lookup_id)?, payouts::pending_paypal_lines(c, &lookup_id)?))
+        Ok::<_, ApiError>((
+            batch,
+            payouts::last_paypal_seq(c, &lookup_id)?,
+            payouts::pending_paypal_lines(c, &lookup_id)?,
+        ))
     })
     .await?;
     let code = batch.code();

@@ -4,14 +4,16 @@
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
+use crate::app::portal::parse_login_token;
 use crate::auth::Me;
 use crate::config::Settings;
+use crate::db::blocking;
 use crate::db::DbPool;
 use crate::domain::contact::Email;
 use crate::domain::Validation;
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiJson;
-use crate::http::{blocking, idempotency, resource, PublicRequest};
+use crate::http::{idempotency, resource, PublicRequest};
 use crate::routes::api_keys::SECRET_WITHHELD;
 use crate::routes::public::Accepted;
 use crate::store::portal;
@@ -90,15 +92,6 @@ pub async fn start_session(
     let mut res = HttpResponse::Created().json(session(Some(token), None));
     idempotency::store_instead(&mut res, &session(None, Some(SECRET_WITHHELD.into())));
     Ok(res)
-}
-
-/// A login link's token as sent (the API's and the portal page's).
-pub(crate) fn parse_login_token(raw: &str) -> Result<String, ApiError> {
-    let token = raw.trim();
-    if token.is_empty() || token.len() > 200 {
-        return Err(ApiError::validation("token", "must be the token from the login link"));
-    }
-    Ok(token.to_owned())
 }
 
 /// End the current portal session.

@@ -5,11 +5,12 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Admin, Auth, StaffOrFinance};
+use crate::db::blocking;
 use crate::db::DbPool;
 use crate::domain::program::ProgramInput;
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery};
-use crate::http::{blocking, resource};
+use crate::http::resource;
 use crate::store::program::{self, ProgramView};
 use crate::store::PageRequest;
 

@@ -5,9 +5,11 @@ use actix_web::{web, HttpResponse};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use crate::app::input::parse_client;
+use crate::app::portal::code_of;
 use crate::auth::{Admin, Auth, Staff, StaffOrFinance};
 use crate::config::Settings;
-use crate::db::DbConnection;
+use crate::db::blocking;
 use crate::db::DbPool;
 use crate::domain::api_key::Role;
 use crate::domain::calendar::Calendar;
@@ -17,7 +19,7 @@ use crate::domain::{optional_text, required_text, Validation};
 use crate::error::{ApiError, Problem};
 use crate::extract::nullable;
 use crate::extract::{ApiJson, ApiQuery};
-use crate::http::{blocking, idempotency, resource};
+use crate::http::{idempotency, resource};
 use crate::store::audit::{self, AuditEvent};
 use crate::store::referrals::{self, ClientChanges, NewReferral, ReferralFilter, ReferralRow, SessionRow};
 use crate::store::{codes, PageRequest};
@@ -114,12 +116,12 @@ impl ReferralView {
                 notes: r.notes,
                 reason_note: r.reason_note,
             }),
-            status: ReferralStatus::parse(&r.status).unwrap_or(ReferralStatus::Rejected),
+            status: r.status,
             id: r.id,
             ambassador_id: r.ambassador_id,
             code,
             submitted_code: r.submitted_code,
-            source: r.source,
+            source: r.source.as_str().to_owned(),
             client_first_name: r.client_first_name,
             client_last_name: r.client_last_name,
             external_ref: r.external_ref,
@@ -230,39 +232,6 @@ pub struct CreateReferral {
     pub registered_on: Option<NaiveDate>,
 }
 
-/// Parses the client fields staff entry and the public form share; the other fields start
-/// empty. Check `v` before using the result.
-pub(crate) fn parse_client(
-    v: &mut Validation,
-    settings: &Settings,
-    code: &str,
-    first_name: &str,
-    last_name: Option<&str>,
-    email: Option<&str>,
-    phone: Option<&str>,
-) -> NewReferral {
-    let code = v.check("code", required_text(code, 64)).unwrap_or_default();
-    let first_name = v.check("first_name", required_text(first_name, 100)).unwrap_or_default();
-    let last_name = v.check("last_name", optional_text(last_name, 100)).flatten();
-    let email = v.check("email", Email::parse_optional(email));
-    let phone = v.check("phone", Phone::parse_optional(phone, settings.default_country_code()));
-    if matches!((&email, &phone), (Some(None), Some(None))) {
-        v.push("email", "an e-mail address or a phone number is required");
-    }
-    NewReferral {
-        code,
-        first_name,
-        last_name,
-        email: email.flatten(),
-        phone: phone.flatten(),
-        external_ref: None,
-        planned_sessions: None,
-        share_name_with_ambassador: false,
-        notes: None,
-        registered_on: None,
-    }
-}
-
 impl CreateReferral {
     fn parse(self, settings: &Settings) -> Result<NewReferral, ApiError> {
         let mut v = Validation::new();
@@ -339,14 +308,6 @@ pub struct ReferralQuery {
     pub cursor: Option<String>,
 }
 
-/// The display code of a referral's code, if it has one.
-pub(crate) fn code_of(c: &mut DbConnection, row: &ReferralRow) -> Result<Option<String>, ApiError> {
-    match &row.code_id {
-        Some(id) => Ok(codes::display_codes(c, &[id.as_str()])?.remove(id)),
-        None => Ok(None),
-    }
-}
-
 /// Finance read referrals without client contact details or notes.
 fn sees_contact(role: Role) -> bool {
     role != Role::Finance
@@ -373,7 +334,7 @@ pub async fn create(
     let (row, code) = blocking(&pool, move |c| {
         let row = referrals::create(c, &cal, &new, &hasher, &actor)?;
         let code = code_of(c, &row)?;
-        Ok((row, code))
+        Ok::<_, ApiError>((row, code))
     })
     .await?;
     Ok(about_client(HttpResponse::Created(), ReferralView::new(row, code, true, &calendar)))
@@ -420,7 +381,7 @@ pub async fn list(
         let page = referrals::list(c, &cal, &filter, &page)?;
         let ids: Vec<&str> = page.items.iter().filter_map(|r| r.code_id.as_deref()).collect();
         let codes = codes::display_codes(c, &ids)?;
-        Ok((page, codes))
+        Ok::<_, ApiError>((page, codes))
     })
     .await?;
     let with_contact = sees_contact(auth.caller.role);
@@ -447,7 +408,7 @@ pub async fn get(
         let code = code_of(c, &row)?;
         let sessions = referrals::sessions(c, &id)?;
         let history = audit::list(c, Some(&id), &PageRequest { limit: 200, after_id: None })?;
-        Ok((row, code, sessions, history.items))
+        Ok::<_, ApiError>((row, code, sessions, history.items))
     })
     .await?;
     let with_contact = sees_contact(auth.caller.role);
@@ -529,7 +490,7 @@ pub async fn complete(
     let (row, code) = blocking(&pool, move |c| {
         let row = referrals::complete(c, &cal, &id, completed_on, treatment_value_minor, &actor)?;
         let code = code_of(c, &row)?;
-        Ok((row, code))
+        Ok::<_, ApiError>((row, code))
     })
     .await?;
     Ok(about_client(HttpResponse::Ok(), ReferralView::new(row, code, true, &calendar)))
@@ -566,7 +527,7 @@ pub async fn close_out(
     let (row, code) = blocking(&pool, move |c| {
         let row = referrals::close_out(c, &id, event, &reason_code, note.as_deref(), &actor)?;
         let code = code_of(c, &row)?;
-        Ok((row, code))
+        Ok::<_, ApiError>((row, code))
     })
     .await?;
     Ok(about_client(HttpResponse::Ok(), ReferralView::new(row, code, true, &calendar)))
@@ -646,7 +607,7 @@ pub async fn update(
     let (row, code) = blocking(&pool, move |c| {
         let row = referrals::update_client(c, &id, &changes, &hasher, &actor)?;
         let code = code_of(c, &row)?;
-        Ok((row, code))
+        Ok::<_, ApiError>((row, code))
     })
     .await?;
     Ok(HttpResponse::Ok().json(ReferralView::new(row, code, true, &calendar)))
@@ -668,7 +629,7 @@ pub async fn erase(
     let (row, code) = blocking(&pool, move |c| {
         let row = referrals::erase(c, &id, &actor)?;
         let code = code_of(c, &row)?;
-        Ok((row, code))
+        Ok::<_, ApiError>((row, code))
     })
     .await?;
     Ok(HttpResponse::Ok().json(ReferralView::new(row, code, true, &calendar)))

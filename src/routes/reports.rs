@@ -6,13 +6,14 @@ use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Auth, Finance};
+use crate::db::blocking;
 use crate::db::DbPool;
 use crate::domain::calendar::Calendar;
 use crate::domain::money::{Currency, Money};
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiQuery;
 use crate::http::csv_export::{self, text_cell, PAGE_ROWS};
-use crate::http::{blocking, resource};
+use crate::http::resource;
 use crate::store::reports::{self, AnnualRow, Period, Summary};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -98,7 +99,7 @@ pub async fn annual(
             last_page = more.len() as i64;
             items.extend(more);
         }
-        Ok((items, threshold, currency))
+        Ok::<_, ApiError>((items, threshold, currency))
     })
     .await?;
     let total_paid_minor = items.iter().map(|r| r.paid_minor).sum();

@@ -4,13 +4,14 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Auth, Finance};
+use crate::db::blocking;
 use crate::db::{now, DbPool};
 use crate::domain::calendar::Calendar;
 use crate::domain::reward::{RewardKind, RewardStatus};
 use crate::domain::{required_text, Validation};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery};
-use crate::http::{blocking, resource};
+use crate::http::resource;
 use crate::store::rewards::{self, RewardFilter, RewardView};
 use crate::store::PageRequest;
 

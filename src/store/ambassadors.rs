@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::db::schema::{ambassadors, referral_codes};
 use crate::db::{lower, now, write_tx, DbConnection};
 use crate::domain::ambassador::{self, AmbassadorStatus, LifecycleEvent, NotificationPreferences, PayoutMethod};
+use crate::domain::audit::AuditAction;
 use crate::domain::code::ReferralCode;
 use crate::domain::contact::{Email, Phone};
 use crate::email::{notices, MailContext};
@@ -18,7 +19,7 @@ use crate::store::{like_pattern, new_id, Page, PageRequest};
 #[diesel(table_name = ambassadors)]
 pub struct AmbassadorRow {
     pub id: String,
-    pub status: String,
+    pub status: AmbassadorStatus,
     pub source: String,
     pub name: String,
     pub email: String,
@@ -40,7 +41,7 @@ pub struct AmbassadorRow {
 
 impl AmbassadorRow {
     pub fn status(&self) -> AmbassadorStatus {
-        AmbassadorStatus::parse(&self.status).unwrap_or(AmbassadorStatus::Closed)
+        self.status
     }
 
     pub fn payout(&self) -> Option<PayoutMethod> {
@@ -138,13 +139,7 @@ pub struct NewAmbassador {
     pub vanity_code: Option<ReferralCode>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Enrolment {
-    /// Staff enrol: active at once, with a code.
-    ByStaff,
-    /// Public application: `applied`, waits for approval; the code comes on approval.
-    Application,
-}
+pub use crate::domain::ambassador::Enrolment;
 
 /// A parsed PATCH: `None` leaves a field alone, `Some(None)` clears a nullable one.
 #[derive(Debug, Clone, Default)]
@@ -247,8 +242,8 @@ pub fn enrol(
     actor: &Actor,
 ) -> Result<(AmbassadorRow, Vec<CodeRow>), ApiError> {
     let (status, source, action) = match how {
-        Enrolment::ByStaff => (AmbassadorStatus::Active, "staff", "ambassador.enrolled"),
-        Enrolment::Application => (AmbassadorStatus::Applied, "application", "ambassador.applied"),
+        Enrolment::ByStaff => (AmbassadorStatus::Active, how, AuditAction::AmbassadorEnrolled),
+        Enrolment::Application => (AmbassadorStatus::Applied, how, AuditAction::AmbassadorApplied),
     };
     write_tx(conn, |conn| {
         if email_exists(conn, new.email.as_str(), None)? {
@@ -260,7 +255,7 @@ pub fn enrol(
         diesel::insert_into(ambassadors::table)
             .values((
                 ambassadors::id.eq(&id),
-                ambassadors::status.eq(status.as_str()),
+                ambassadors::status.eq(status),
                 ambassadors::source.eq(source),
                 ambassadors::name.eq(&new.name),
                 ambassadors::email.eq(new.email.as_str()),
@@ -355,11 +350,11 @@ pub fn update(
             conn,
             actor,
             Change {
-                action: "ambassador.updated",
+                action: AuditAction::AmbassadorUpdated,
                 entity_type: "ambassador",
                 entity_id: id,
-                before: Some(&before.status),
-                after: Some(&before.status),
+                before: Some(before.status.as_str()),
+                after: Some(before.status.as_str()),
                 details: Some(serde_json::json!({ "fields": changes.changed_fields() })),
             },
         )?;
@@ -397,10 +392,10 @@ pub fn transition(
             conn,
             actor,
             Change {
-                action: &format!("ambassador.{}", event.as_str()),
+                action: AuditAction::of_lifecycle(event),
                 entity_type: "ambassador",
                 entity_id: id,
-                before: Some(&before.status),
+                before: Some(before.status.as_str()),
                 after: Some(to.as_str()),
                 details: reason.map(|r| serde_json::json!({ "reason": r })),
             },

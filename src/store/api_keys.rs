@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::db::schema::api_keys;
 use crate::db::{now, write_tx, DbConnection};
 use crate::domain::api_key::{self, Role};
+use crate::domain::audit::AuditAction;
 use crate::error::ApiError;
 use crate::store::audit::{self, Actor, Change};
 use crate::store::new_id;
@@ -79,7 +80,7 @@ pub fn create(
             conn,
             actor,
             Change {
-                action: "api_key.created",
+                action: AuditAction::ApiKeyCreated,
                 entity_type: "api_key",
                 entity_id: &id,
                 before: None,
@@ -123,7 +124,7 @@ pub fn revoke(conn: &mut DbConnection, id: &str, actor: &Actor) -> Result<ApiKey
             conn,
             actor,
             Change {
-                action: "api_key.revoked",
+                action: AuditAction::ApiKeyRevoked,
                 entity_type: "api_key",
                 entity_id: id,
                 before: Some("active"),

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::db::schema::audit_events;
 use crate::db::{now, DbConnection};
+pub use crate::domain::audit::{ActorKind, AuditAction};
 use crate::error::ApiError;
 use crate::store::{new_id, Page, PageRequest};
 
@@ -15,25 +16,6 @@ pub struct Actor {
     pub id: Option<String>,
     pub role: Option<String>,
     pub request_id: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ActorKind {
-    ApiKey,
-    Ambassador,
-    Public,
-    System,
-}
-
-impl ActorKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ApiKey => "api_key",
-            Self::Ambassador => "ambassador",
-            Self::Public => "public",
-            Self::System => "system",
-        }
-    }
 }
 
 impl Actor {
@@ -56,7 +38,7 @@ impl Actor {
 
 /// One audit row to write; `record` fills in time, actor and id.
 pub struct Change<'a> {
-    pub action: &'a str,
+    pub action: AuditAction,
     pub entity_type: &'a str,
     pub entity_id: &'a str,
     pub before: Option<&'a str>,
@@ -89,7 +71,7 @@ pub fn record(conn: &mut DbConnection, actor: &Actor, change: Change<'_>) -> Que
         .values((
             audit_events::id.eq(new_id()),
             audit_events::occurred_at.eq(now()),
-            audit_events::actor_type.eq(actor.kind.as_str()),
+            audit_events::actor_type.eq(actor.kind),
             audit_events::actor_id.eq(actor.id.as_deref()),
             audit_events::actor_role.eq(actor.role.as_deref()),
             audit_events::action.eq(change.action),

@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::db::schema::{ambassadors, referral_codes};
 use crate::db::{now, write_tx, DbConnection};
 use crate::domain::ambassador::AmbassadorStatus;
+use crate::domain::audit::AuditAction;
 use crate::domain::code::{self, CodeKind, ReferralCode};
 use crate::error::{is_unique_violation, ApiError};
 use crate::store::ambassadors::{self as amb_store, AmbassadorRow};
@@ -19,7 +20,7 @@ pub struct CodeRow {
     pub ambassador_id: String,
     pub code: String,
     pub normalized: String,
-    pub kind: String,
+    pub kind: CodeKind,
     pub active: bool,
     pub created_at: chrono::NaiveDateTime,
     pub deactivated_at: Option<chrono::NaiveDateTime>,
@@ -49,7 +50,7 @@ impl CodeView {
             id: row.id,
             ambassador_id: row.ambassador_id,
             code: row.code,
-            kind: row.kind,
+            kind: row.kind.as_str().to_owned(),
             active: row.active,
             created_at: row.created_at,
             deactivated_at: row.deactivated_at,
@@ -89,7 +90,7 @@ pub(crate) fn insert(
         conn,
         actor,
         Change {
-            action: "code.created",
+            action: AuditAction::CodeCreated,
             entity_type: "referral_code",
             entity_id: &id,
             before: None,
@@ -134,11 +135,10 @@ pub fn create(
 ) -> Result<CodeRow, ApiError> {
     write_tx(conn, |conn| {
         let amb = amb_store::find(conn, ambassador_id)?;
-        let status = AmbassadorStatus::parse(&amb.status);
-        if matches!(status, Some(AmbassadorStatus::Closed | AmbassadorStatus::Declined)) {
+        if matches!(amb.status, AmbassadorStatus::Closed | AmbassadorStatus::Declined) {
             return Err(ApiError::InvalidTransition {
                 entity: "ambassador",
-                current: amb.status,
+                current: amb.status.as_str().to_owned(),
                 event: "add a code to".into(),
                 hint: None,
             });
@@ -177,7 +177,7 @@ pub fn find_usable(conn: &mut DbConnection, typed: &str) -> Result<Option<(CodeR
         return Ok(None);
     };
     let amb = ambassadors::table.find(&code.ambassador_id).select(AmbassadorRow::as_select()).first(conn)?;
-    Ok((amb.status == AmbassadorStatus::Active.as_str()).then_some((code, amb)))
+    Ok((amb.status == AmbassadorStatus::Active).then_some((code, amb)))
 }
 
 pub fn deactivate(conn: &mut DbConnection, typed: &str, actor: &Actor) -> Result<CodeRow, ApiError> {
@@ -198,7 +198,7 @@ pub fn deactivate(conn: &mut DbConnection, typed: &str, actor: &Actor) -> Result
             conn,
             actor,
             Change {
-                action: "code.deactivated",
+                action: AuditAction::CodeDeactivated,
                 entity_type: "referral_code",
                 entity_id: &code.id,
                 before: Some("active"),

@@ -211,6 +211,6 @@ pub fn scrub_subject(conn: &mut DbConnection, referral_id: &str) -> QueryResult<
         .execute(conn)
 }
 
-pub fn purge_expired(conn: &mut DbConnection) -> Result<usize, ApiError> {
-    Ok(diesel::delete(ik::table.filter(ik::created_at.lt(now() - TTL))).execute(conn)?)
+pub fn purge_expired(conn: &mut DbConnection) -> QueryResult<usize> {
+    diesel::delete(ik::table.filter(ik::created_at.lt(now() - TTL))).execute(conn)
 }

@@ -7,6 +7,8 @@ use serde::Serialize;
 
 use crate::db::schema::email_outbox;
 use crate::db::{now, write_tx, DbConnection};
+use crate::domain::audit::AuditAction;
+use crate::domain::notice::EmailStatus;
 use crate::error::ApiError;
 use crate::store::audit::{self, Actor, Change};
 use crate::store::{new_id, Page, PageRequest};
@@ -19,7 +21,7 @@ pub struct OutboxRow {
     pub template: String,
     pub to_address: String,
     pub payload: String,
-    pub status: String,
+    pub status: EmailStatus,
     pub attempts: i32,
     pub next_attempt_at: chrono::NaiveDateTime,
     pub last_error: Option<String>,
@@ -27,12 +29,13 @@ pub struct OutboxRow {
     pub created_at: chrono::NaiveDateTime,
 }
 
-/// Queues an e-mail unless one with this dedupe key exists; returns whether it queued one.
+/// Queues an e-mail (`template`: a `Template`) unless one with this dedupe key exists;
+/// returns whether it queued one.
 /// Call it inside the transaction of the change that causes the e-mail.
 pub fn enqueue(
     conn: &mut DbConnection,
     dedupe_key: &str,
-    template: &str,
+    template: impl AsRef<str>,
     to: &str,
     payload: &serde_json::Value,
 ) -> QueryResult<bool> {
@@ -43,10 +46,10 @@ pub fn enqueue(
         .values((
             email_outbox::id.eq(new_id()),
             email_outbox::dedupe_key.eq(dedupe_key),
-            email_outbox::template.eq(template),
+            email_outbox::template.eq(template.as_ref()),
             email_outbox::to_address.eq(to),
             email_outbox::payload.eq(payload.to_string()),
-            email_outbox::status.eq("queued"),
+            email_outbox::status.eq(QUEUED),
             email_outbox::next_attempt_at.eq(at),
             email_outbox::created_at.eq(at),
         ))
@@ -60,11 +63,7 @@ pub fn enqueue(
     Ok(inserted == 1)
 }
 
-/// Outbox statuses (the table's CHECK constraint).
-pub const QUEUED: &str = "queued";
-pub const SENDING: &str = "sending";
-pub const SENT: &str = "sent";
-pub const FAILED: &str = "failed";
+use EmailStatus::{Failed as FAILED, Queued as QUEUED, Sending as SENDING, Sent as SENT};
 
 /// Errors kept on a row are cut to this many characters.
 const MAX_ERROR_CHARS: usize = 1000;
@@ -228,10 +227,14 @@ pub struct EmailView {
     pub created_at: chrono::NaiveDateTime,
 }
 
-pub fn list(conn: &mut DbConnection, status: Option<&str>, page: &PageRequest) -> Result<Page<EmailView>, ApiError> {
+pub fn list(
+    conn: &mut DbConnection,
+    status: Option<EmailStatus>,
+    page: &PageRequest,
+) -> Result<Page<EmailView>, ApiError> {
     let mut query = email_outbox::table.select(EmailView::as_select()).into_boxed();
     if let Some(status) = status {
-        query = query.filter(email_outbox::status.eq(status.to_owned()));
+        query = query.filter(email_outbox::status.eq(status));
     }
     if let Some(after) = &page.after_id {
         query = query.filter(email_outbox::id.lt(after.clone()));
@@ -264,7 +267,7 @@ pub fn retry(conn: &mut DbConnection, id: &str, actor: &Actor) -> Result<EmailVi
         if changed != 1 {
             return Err(ApiError::InvalidTransition {
                 entity: "e-mail",
-                current: before.status,
+                current: before.status.as_str().to_owned(),
                 event: "retry".into(),
                 hint: None,
             });
@@ -273,11 +276,11 @@ pub fn retry(conn: &mut DbConnection, id: &str, actor: &Actor) -> Result<EmailVi
             conn,
             actor,
             Change {
-                action: "email.retried",
+                action: AuditAction::EmailRetried,
                 entity_type: "email",
                 entity_id: id,
-                before: Some(FAILED),
-                after: Some(QUEUED),
+                before: Some(FAILED.as_str()),
+                after: Some(QUEUED.as_str()),
                 details: Some(serde_json::json!({ "template": before.template, "attempts": before.attempts })),
             },
         )?;

@@ -23,8 +23,10 @@ use serde::Serialize;
 use crate::db::schema::{ambassadors, payout_lines, payouts, referrals, rewards};
 use crate::db::{now, write_tx, DbConnection};
 use crate::domain::ambassador::PayoutMethod;
+use crate::domain::audit::AuditAction;
 use crate::domain::calendar::Calendar;
 use crate::domain::money::{Currency, Money};
+use crate::domain::notice::Template;
 use crate::domain::payout::{self, eligibility, Candidate, LineStatus, PayoutEvent, PayoutStatus};
 use crate::domain::reward::{RewardKind, STATE_IN_PAYOUT, STATE_OPEN, STATE_PAID};
 use crate::error::{is_unique_violation, ApiError};
@@ -410,14 +412,14 @@ pub fn create(conn: &mut DbConnection, cutoff: Option<NaiveDateTime>, actor: &Ac
                     return Err(ensure_unchanged(0).unwrap_err());
                 }
                 let details = serde_json::json!({ "payout_id": id, "payout_line_id": line_id });
-                audit_rewards(conn, actor, chunk, "reward.in_payout", "payable", "in_payout", &details)?;
+                audit_rewards(conn, actor, chunk, AuditAction::RewardInPayout, "payable", "in_payout", &details)?;
             }
         }
         audit::record(
             conn,
             actor,
             Change {
-                action: "payout.created",
+                action: AuditAction::PayoutCreated,
                 entity_type: "payout",
                 entity_id: &id,
                 before: None,
@@ -478,7 +480,7 @@ pub fn lock(conn: &mut DbConnection, id: &str, via: LockedBy, actor: &Actor) -> 
             conn,
             actor,
             Change {
-                action: "payout.locked",
+                action: AuditAction::PayoutLocked,
                 entity_type: "payout",
                 entity_id: id,
                 before: Some(from.as_str()),
@@ -533,7 +535,7 @@ pub fn mark_paid(
             conn,
             actor,
             Change {
-                action: "payout.paid",
+                action: AuditAction::PayoutPaid,
                 entity_type: "payout",
                 entity_id: id,
                 before: Some(from.as_str()),
@@ -585,7 +587,7 @@ fn pay_lines(
                 .set((rewards::state.eq(STATE_PAID), rewards::paid_at.eq(at), rewards::updated_at.eq(at)))
                 .execute(conn)?;
             let details = serde_json::json!({ "payout_id": payout_id });
-            audit_rewards(conn, actor, ids, "reward.paid", "in_payout", "paid", &details)?;
+            audit_rewards(conn, actor, ids, AuditAction::RewardPaid, "in_payout", "paid", &details)?;
         }
     }
     Ok(())
@@ -641,7 +643,7 @@ fn notify_paid(
         outbox::enqueue(
             conn,
             &format!("payout-sent:{}:{}", batch.id, line.ambassador_id),
-            "payout_sent",
+            Template::PayoutSent,
             &email,
             &serde_json::json!({
                 "ambassador_name": display.unwrap_or(name),
@@ -682,7 +684,7 @@ fn release_rewards(
             .execute(conn)?;
         for (id, state) in &found {
             let details = serde_json::json!({ "payout_line_ids": chunk });
-            audit_rewards(conn, actor, &[id.as_str()], "reward.released", state, "payable", &details)?;
+            audit_rewards(conn, actor, &[id.as_str()], AuditAction::RewardReleased, state, "payable", &details)?;
         }
     }
     Ok(())
@@ -693,7 +695,7 @@ fn audit_rewards<S: AsRef<str>>(
     conn: &mut DbConnection,
     actor: &Actor,
     ids: &[S],
-    action: &str,
+    action: AuditAction,
     before: &str,
     after: &str,
     details: &serde_json::Value,
@@ -755,7 +757,7 @@ pub fn cancel(conn: &mut DbConnection, id: &str, reason: Option<&str>, actor: &A
             conn,
             actor,
             Change {
-                action: "payout.cancelled",
+                action: AuditAction::PayoutCancelled,
                 entity_type: "payout",
                 entity_id: id,
                 before: Some(from.as_str()),
@@ -795,7 +797,7 @@ pub fn fail_line(
             conn,
             actor,
             Change {
-                action: "payout_line.failed",
+                action: AuditAction::PayoutLineFailed,
                 entity_type: "payout_line",
                 entity_id: line_id,
                 before: Some(&line.status),
@@ -856,7 +858,7 @@ pub fn refund_in_batch(
         conn,
         actor,
         Change {
-            action: if release { "payout_line.released" } else { "payout_line.reduced" },
+            action: if release { AuditAction::PayoutLineReleased } else { AuditAction::PayoutLineReduced },
             entity_type: "payout_line",
             entity_id: line_id,
             before: Some(&line.status),
@@ -883,7 +885,7 @@ fn refund_in_locked_batch(
         conn,
         actor,
         Change {
-            action: "reward.refunded_in_locked_payout",
+            action: AuditAction::RewardRefundedInLockedPayout,
             entity_type: "reward",
             entity_id: &reward.id,
             before: Some(STATE_IN_PAYOUT),
@@ -930,7 +932,7 @@ pub fn release_for_suspended(conn: &mut DbConnection, ambassador_id: &str, actor
             conn,
             actor,
             Change {
-                action: "payout_line.released",
+                action: AuditAction::PayoutLineReleased,
                 entity_type: "payout_line",
                 entity_id: &line_id,
                 before: Some(LineStatus::Pending.as_str()),

@@ -9,7 +9,9 @@ use crate::db::schema::{ambassadors, portal_login_tokens as plt, portal_sessions
 use crate::db::{now, write_tx, DbConnection};
 use crate::domain::ambassador::AmbassadorStatus;
 use crate::domain::api_key::hash;
+use crate::domain::audit::AuditAction;
 use crate::domain::contact::Email;
+use crate::domain::notice::Template;
 use crate::error::ApiError;
 use crate::store::audit::{self, Actor, ActorKind, Change};
 use crate::store::{new_id, outbox};
@@ -86,7 +88,7 @@ pub fn request_login(conn: &mut DbConnection, email: &Email, req: &LoginRequest<
         outbox::enqueue(
             conn,
             &format!("portal-login:{id}"),
-            "portal_login",
+            Template::PortalLogin,
             email.as_str(),
             &serde_json::json!({ "name": name, "link": link, "expires_at": crate::store::utc::format(&expires_at) }),
         )?;
@@ -94,7 +96,7 @@ pub fn request_login(conn: &mut DbConnection, email: &Email, req: &LoginRequest<
             conn,
             actor,
             Change {
-                action: "portal.login_link_sent",
+                action: AuditAction::PortalLoginLinkSent,
                 entity_type: "ambassador",
                 entity_id: &ambassador_id,
                 before: None,
@@ -155,7 +157,7 @@ pub fn start_session(
             conn,
             &actor,
             Change {
-                action: "portal.session_started",
+                action: AuditAction::PortalSessionStarted,
                 entity_type: "ambassador",
                 entity_id: &ambassador_id,
                 before: None,
@@ -219,7 +221,7 @@ pub fn end_session(conn: &mut DbConnection, session_id: &str, actor: &Actor) -> 
             conn,
             actor,
             Change {
-                action: "portal.session_ended",
+                action: AuditAction::PortalSessionEnded,
                 entity_type: "ambassador",
                 entity_id: ambassador_id,
                 before: None,

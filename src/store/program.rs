@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::db::schema::{program_versions as pv, rewards};
 use crate::db::{now, write_tx, DbConnection};
+use crate::domain::audit::AuditAction;
 use crate::domain::money::Currency;
 use crate::domain::program::{ProgramRules, RewardRule, Tier};
 use crate::error::{is_unique_violation, ApiError};
@@ -193,7 +194,7 @@ pub fn replace(conn: &mut DbConnection, rules: &ProgramRules, actor: &Actor) -> 
             conn,
             actor,
             Change {
-                action: "program.updated",
+                action: AuditAction::ProgramUpdated,
                 entity_type: "program",
                 entity_id: &id,
                 before: Some(&before.version.to_string()),

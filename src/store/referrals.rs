@@ -8,9 +8,10 @@ use serde::Serialize;
 use crate::db::schema::{referral_sessions, referrals};
 use crate::db::{lower, now, write_tx, DbConnection};
 use crate::domain::ambassador::AmbassadorStatus;
+use crate::domain::audit::AuditAction;
 use crate::domain::calendar::Calendar;
 use crate::domain::contact::{ContactHasher, Email, Phone};
-use crate::domain::referral::{self, ReferralEvent, ReferralStatus};
+use crate::domain::referral::{self, ReferralEvent, ReferralSource, ReferralStatus};
 use crate::email::{notices, MailContext};
 use crate::error::{is_unique_violation, ApiError};
 use crate::store::ambassadors::AmbassadorRow;
@@ -25,8 +26,8 @@ pub struct ReferralRow {
     pub ambassador_id: Option<String>,
     pub code_id: Option<String>,
     pub submitted_code: Option<String>,
-    pub status: String,
-    pub source: String,
+    pub status: ReferralStatus,
+    pub source: ReferralSource,
     pub client_first_name: Option<String>,
     pub client_last_name: Option<String>,
     pub client_email: Option<String>,
@@ -57,7 +58,7 @@ pub struct ReferralRow {
 
 impl ReferralRow {
     pub fn status(&self) -> ReferralStatus {
-        ReferralStatus::parse(&self.status).unwrap_or(ReferralStatus::Rejected)
+        self.status
     }
 
     /// The day the client was referred, in the clinic's calendar: the day it was recorded, or
@@ -80,7 +81,7 @@ impl ReferralRow {
 
     /// Left by the friend on the share-link form (not recorded by staff).
     pub fn from_share_link(&self) -> bool {
-        self.source == Source::PublicForm.as_str()
+        self.source == ReferralSource::PublicForm
     }
 
     pub fn label_for_ambassador(&self, code: Option<&str>) -> String {
@@ -121,21 +122,6 @@ pub struct NewReferral {
     /// Staff recording a referral late: the earlier day the client was referred (checked
     /// against the attribution window). `None`: now.
     pub registered_on: Option<NaiveDate>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    Staff,
-    PublicForm,
-}
-
-impl Source {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Staff => "staff",
-            Self::PublicForm => "public_form",
-        }
-    }
 }
 
 fn invalid_code() -> ApiError {
@@ -241,7 +227,7 @@ fn insert(
     new: &NewReferral,
     email_key: Option<&str>,
     phone_key: Option<&str>,
-    source: Source,
+    source: ReferralSource,
     placement: &Placement,
     recorded_late_for: Option<chrono::NaiveDateTime>,
     actor: &Actor,
@@ -284,7 +270,7 @@ fn insert(
         conn,
         actor,
         Change {
-            action: if rejected { "referral.submitted_rejected" } else { "referral.registered" },
+            action: if rejected { AuditAction::ReferralSubmittedRejected } else { AuditAction::ReferralRegistered },
             entity_type: "referral",
             entity_id: id,
             before: None,
@@ -331,7 +317,7 @@ pub fn create(
             new,
             email_key.as_deref(),
             phone_key.as_deref(),
-            Source::Staff,
+            ReferralSource::Staff,
             &Placement::registered(&code),
             recorded_late_for,
             actor,
@@ -420,7 +406,7 @@ pub fn submit_public(
             };
             let id = new_id();
             let (email_key, phone_key) = (email_key.as_deref(), phone_key.as_deref());
-            insert(conn, &id, new, email_key, phone_key, Source::PublicForm, &placement, None, actor)?;
+            insert(conn, &id, new, email_key, phone_key, ReferralSource::PublicForm, &placement, None, actor)?;
             let row = find(conn, &id)?;
             notices::referral_update(conn, &row)?;
             notices::staff_public_referral(conn, mail, &row)?;
@@ -500,10 +486,10 @@ pub fn record_session(
             conn,
             actor,
             Change {
-                action: "referral.session_recorded",
+                action: AuditAction::ReferralSessionRecorded,
                 entity_type: "referral",
                 entity_id: id,
-                before: Some(&before.status),
+                before: Some(before.status.as_str()),
                 after: Some(to.as_str()),
                 details: Some(serde_json::json!({ "session_id": session_id, "session_on": session_on })),
             },
@@ -554,10 +540,10 @@ pub fn complete(
             conn,
             actor,
             Change {
-                action: "referral.completed",
+                action: AuditAction::ReferralCompleted,
                 entity_type: "referral",
                 entity_id: id,
-                before: Some(&before.status),
+                before: Some(before.status.as_str()),
                 after: Some(to.as_str()),
                 details: Some(serde_json::json!({
                     "completed_on": completed_on,
@@ -612,13 +598,13 @@ pub fn close_out(
             actor,
             Change {
                 action: match to {
-                    ReferralStatus::Cancelled => "referral.cancelled",
-                    ReferralStatus::Rejected => "referral.rejected",
-                    _ => "referral.refunded",
+                    ReferralStatus::Cancelled => AuditAction::ReferralCancelled,
+                    ReferralStatus::Rejected => AuditAction::ReferralRejected,
+                    _ => AuditAction::ReferralRefunded,
                 },
                 entity_type: "referral",
                 entity_id: id,
-                before: Some(&before.status),
+                before: Some(before.status.as_str()),
                 after: Some(to.as_str()),
                 details: Some(serde_json::json!({ "reason_code": reason_code })),
             },
@@ -803,11 +789,11 @@ pub fn update_client(
             conn,
             actor,
             Change {
-                action: "referral.updated",
+                action: AuditAction::ReferralUpdated,
                 entity_type: "referral",
                 entity_id: id,
-                before: Some(&before.status),
-                after: Some(&before.status),
+                before: Some(before.status.as_str()),
+                after: Some(before.status.as_str()),
                 details: Some(serde_json::json!({ "fields": fields })),
             },
         )?;
@@ -858,11 +844,11 @@ pub fn erase(conn: &mut DbConnection, id: &str, actor: &Actor) -> Result<Referra
             conn,
             actor,
             Change {
-                action: "referral.personal_data_erased",
+                action: AuditAction::ReferralPersonalDataErased,
                 entity_type: "referral",
                 entity_id: id,
-                before: Some(&before.status),
-                after: Some(&before.status),
+                before: Some(before.status.as_str()),
+                after: Some(before.status.as_str()),
                 details: None,
             },
         )?;
@@ -877,7 +863,7 @@ type Visible = diesel::dsl::Or<
 
 /// [`ReferralRow::visible_to_ambassador`] in SQL.
 fn ambassador_visible() -> Visible {
-    referrals::source.ne(Source::PublicForm.as_str()).or(referrals::treatment_started_at.is_not_null())
+    referrals::source.ne(ReferralSource::PublicForm.as_str()).or(referrals::treatment_started_at.is_not_null())
 }
 
 /// One of the ambassador's own referrals (404 for anyone else's or a hidden one).

@@ -11,8 +11,8 @@ use crate::db::schema::{ambassadors, payout_lines, payouts, referrals, rewards};
 use crate::db::{now, DbConnection};
 use crate::domain::calendar::Calendar;
 use crate::domain::payout::LineStatus;
-use crate::domain::referral::full_counts;
-use crate::domain::reward::{RewardStatus, STATE_OPEN};
+use crate::domain::referral::{full_counts, ReferralStatus};
+use crate::domain::reward::{RewardKind, RewardStatus, STATE_OPEN, STATE_VOIDED};
 use crate::error::ApiError;
 use crate::store::{program, sum_bigint};
 
@@ -94,8 +94,8 @@ pub fn summary(conn: &mut DbConnection, calendar: &Calendar, period: Period) -> 
         .load(conn)?;
     let by_status = full_counts(counts);
     let count = |s: &str| by_status.get(s).copied().unwrap_or(0);
-    let registered = by_status.values().sum::<i64>() - count("rejected");
-    let completed = count("completed") + count("refunded");
+    let registered = by_status.values().sum::<i64>() - count(ReferralStatus::Rejected.as_str());
+    let completed = count(ReferralStatus::Completed.as_str()) + count(ReferralStatus::Refunded.as_str());
     let conversion_rate =
         if registered == 0 { 0.0 } else { (completed as f64 / registered as f64 * 10_000.0).round() / 10_000.0 };
 
@@ -123,7 +123,7 @@ pub fn summary(conn: &mut DbConnection, calendar: &Calendar, period: Period) -> 
     }
 
     let mut completions: Vec<(Option<String>, i64)> = referrals::table
-        .filter(referrals::status.eq_any(["completed", "refunded"]))
+        .filter(referrals::status.eq_any([ReferralStatus::Completed, ReferralStatus::Refunded]))
         .filter(referrals::completed_on.ge(first_day).and(referrals::completed_on.le(last_day)))
         .group_by(referrals::ambassador_id)
         .select((referrals::ambassador_id, diesel::dsl::count_star()))
@@ -140,8 +140,8 @@ pub fn summary(conn: &mut DbConnection, calendar: &Calendar, period: Period) -> 
     let earned: BTreeMap<String, Option<i64>> = rewards::table
         .filter(rewards::ambassador_id.eq_any(&ids))
         .filter(in_period)
-        .filter(rewards::kind.eq_any(["earned", "clawback"]))
-        .filter(rewards::state.ne("voided"))
+        .filter(rewards::kind.eq_any([RewardKind::Earned, RewardKind::Clawback]))
+        .filter(rewards::state.ne(STATE_VOIDED))
         .group_by(rewards::ambassador_id)
         .select((rewards::ambassador_id, sum_bigint("amount_minor")))
         .load::<(String, Option<i64>)>(conn)?

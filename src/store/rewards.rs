@@ -10,9 +10,12 @@ use serde::Serialize;
 use crate::db::schema::{ambassadors as ambassadors_t, referrals, rewards};
 use crate::db::{now, write_tx, DbConnection};
 use crate::domain::ambassador::AmbassadorStatus;
+use crate::domain::audit::AuditAction;
 use crate::domain::calendar::Calendar;
 use crate::domain::money::{Currency, Money};
+use crate::domain::notice::Template;
 use crate::domain::program::{CalculationError, YearToDate};
+use crate::domain::referral::ReferralStatus;
 use crate::domain::reward::{Balance, RewardKind, RewardStatus, STATE_IN_PAYOUT, STATE_OPEN, STATE_PAID, STATE_VOIDED};
 use crate::error::{is_unique_violation, ApiError};
 use crate::store::audit::{self, Actor, Change};
@@ -146,7 +149,7 @@ fn year_to_date(
     let (first, last) = Calendar::year_of(day);
     let completed_before: i64 = referrals::table
         .filter(referrals::ambassador_id.eq(ambassador_id))
-        .filter(referrals::status.eq("completed"))
+        .filter(referrals::status.eq(ReferralStatus::Completed))
         .filter(referrals::earns.eq(true))
         .filter(referrals::completed_on.between(first, day))
         .filter(referrals::id.ne(referral_id))
@@ -154,7 +157,7 @@ fn year_to_date(
         .get_result(conn)?;
     let earned: Option<i64> = rewards::table
         .filter(rewards::ambassador_id.eq(ambassador_id))
-        .filter(rewards::kind.eq_any(["earned", "clawback"]))
+        .filter(rewards::kind.eq_any([RewardKind::Earned, RewardKind::Clawback]))
         .filter(rewards::state.ne(STATE_VOIDED))
         .filter(rewards::earned_on.between(first, last))
         .select(sum_bigint("amount_minor"))
@@ -222,7 +225,7 @@ pub fn earn(
         conn,
         actor,
         Change {
-            action: "reward.earned",
+            action: AuditAction::RewardEarned,
             entity_type: "reward",
             entity_id: &id,
             before: None,
@@ -241,7 +244,7 @@ pub fn earn(
         outbox::enqueue(
             conn,
             &format!("reward-earned:{id}"),
-            "reward_earned",
+            Template::RewardEarned,
             &ambassador.email,
             &serde_json::json!({
                 "ambassador_name": ambassador.display_name.as_deref().unwrap_or(&ambassador.name),
@@ -298,7 +301,7 @@ pub(crate) fn void(conn: &mut DbConnection, reward: &RewardRow, reason: &str, ac
         conn,
         actor,
         Change {
-            action: "reward.voided",
+            action: AuditAction::RewardVoided,
             entity_type: "reward",
             entity_id: &reward.id,
             before: Some(reward.status(at).as_str()),
@@ -341,7 +344,7 @@ pub(crate) fn clawback(
         conn,
         actor,
         Change {
-            action: "reward.clawback",
+            action: AuditAction::RewardClawback,
             entity_type: "reward",
             entity_id: &id,
             before: None,
@@ -392,7 +395,7 @@ pub fn adjust(
             conn,
             actor,
             Change {
-                action: "reward.adjusted",
+                action: AuditAction::RewardAdjusted,
                 entity_type: "reward",
                 entity_id: &id,
                 before: None,

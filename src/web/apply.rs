@@ -6,11 +6,12 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use minijinja::context;
 
 use super::{csrf, form_again, page, rate_limit, resource, see_other, CsrfKey, Form, WebError};
+use crate::app::public::{parse_application, store_application, AmbassadorApplication};
 use crate::config::Settings;
+use crate::db::blocking;
 use crate::db::DbPool;
 use crate::email::MailContext;
-use crate::http::{blocking, PublicRequest};
-use crate::routes::public::{parse_application, store_application, AmbassadorApplication};
+use crate::http::PublicRequest;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/apply").route(web::get().to(show)).route(web::post().to(submit)))

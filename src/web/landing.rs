@@ -7,12 +7,13 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use minijinja::context;
 
 use super::{csrf, form_again, page, rate_limit, resource, see_other, CsrfKey, Form, WebError};
+use crate::app::public::{find_code, parse_referral, PublicCode, PublicReferral};
 use crate::config::Settings;
+use crate::db::blocking;
 use crate::db::DbPool;
 use crate::domain::contact::ContactHasher;
 use crate::email::MailContext;
-use crate::http::{blocking, PublicRequest};
-use crate::routes::public::{find_code, parse_referral, PublicCode, PublicReferral};
+use crate::http::PublicRequest;
 use crate::store::referrals;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

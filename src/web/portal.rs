@@ -13,16 +13,17 @@ use minijinja::context;
 use serde::Deserialize;
 
 use super::{cookie, csrf, field_errors, form_again, page, rate_limit, resource, see_other, CsrfKey, Form, WebError};
+use crate::app::portal::parse_login_token;
+use crate::app::portal::{self as me, MeView, UpdateMe};
 use crate::auth::AmbassadorCaller;
 use crate::config::Settings;
+use crate::db::blocking;
 use crate::db::DbPool;
 use crate::domain::ambassador::{NotificationPreferences, PayoutMethod};
 use crate::domain::calendar::Calendar;
 use crate::domain::contact::Email;
 use crate::error::ApiError;
-use crate::http::{blocking, PublicRequest, RequestId};
-use crate::routes::me::{self, MeView, UpdateMe};
-use crate::routes::portal::parse_login_token;
+use crate::http::{PublicRequest, RequestId};
 use crate::store::{portal, PageRequest};
 
 /// The session cookie (the portal session token itself).
@@ -112,7 +113,7 @@ async fn home(
     let (id, url, cal) = (s.caller.ambassador_id.clone(), settings.public_url(), **calendar);
     let rows = PageRequest { limit: DASHBOARD_ROWS, after_id: None };
     let (me, codes, referrals, payouts) = blocking(&pool, move |c| {
-        Ok((
+        Ok::<_, ApiError>((
             me::load_profile(c, &id)?,
             me::active_codes(c, &id, &url)?,
             me::my_referrals(c, &cal, &id, None, &rows)?,

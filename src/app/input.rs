@@ -1,0 +1,83 @@
+//! Parsing people and clients from what a request or a form carries (shared by the JSON
+//! routes and the pages): every bad field is reported at once.
+
+use crate::config::Settings;
+use crate::domain::ambassador::PayoutMethod;
+use crate::domain::contact::Email;
+use crate::domain::contact::Phone;
+use crate::domain::optional_text;
+use crate::domain::required_text;
+use crate::domain::Validation;
+use crate::store::referrals::NewReferral;
+
+pub const NAME_MAX: usize = 200;
+pub const NOTES_MAX: usize = 4000;
+
+/// The person fields shared by staff enrolment and public applications; `None` where the
+/// field was invalid (its error is in the `Validation`).
+pub struct PersonFields {
+    pub name: Option<String>,
+    pub email: Option<Email>,
+    pub phone: Option<Option<Phone>>,
+    pub display_name: Option<Option<String>>,
+}
+
+pub fn parse_person(
+    v: &mut Validation,
+    settings: &Settings,
+    name: &str,
+    email: &str,
+    phone: Option<&str>,
+    display_name: Option<&str>,
+) -> PersonFields {
+    PersonFields {
+        name: v.check("name", required_text(name, NAME_MAX)),
+        email: v.check("email", Email::parse(email)),
+        phone: v.check("phone", Phone::parse_optional(phone, settings.default_country_code())),
+        display_name: v.check("display_name", optional_text(display_name, 100)),
+    }
+}
+
+pub fn parse_payout(v: &mut Validation, method: Option<PayoutMethod>) -> Option<Option<PayoutMethod>> {
+    match method.map(PayoutMethod::parse) {
+        None => Some(None),
+        Some(Ok(m)) => Some(Some(m)),
+        Some(Err((field, message))) => {
+            v.push(&field, message);
+            None
+        }
+    }
+}
+
+/// Parses the client fields staff entry and the public form share; the other fields start
+/// empty. Check `v` before using the result.
+pub fn parse_client(
+    v: &mut Validation,
+    settings: &Settings,
+    code: &str,
+    first_name: &str,
+    last_name: Option<&str>,
+    email: Option<&str>,
+    phone: Option<&str>,
+) -> NewReferral {
+    let code = v.check("code", required_text(code, 64)).unwrap_or_default();
+    let first_name = v.check("first_name", required_text(first_name, 100)).unwrap_or_default();
+    let last_name = v.check("last_name", optional_text(last_name, 100)).flatten();
+    let email = v.check("email", Email::parse_optional(email));
+    let phone = v.check("phone", Phone::parse_optional(phone, settings.default_country_code()));
+    if matches!((&email, &phone), (Some(None), Some(None))) {
+        v.push("email", "an e-mail address or a phone number is required");
+    }
+    NewReferral {
+        code,
+        first_name,
+        last_name,
+        email: email.flatten(),
+        phone: phone.flatten(),
+        external_ref: None,
+        planned_sessions: None,
+        share_name_with_ambassador: false,
+        notes: None,
+        registered_on: None,
+    }
+}

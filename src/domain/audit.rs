@@ -1,0 +1,84 @@
+//! What the audit trail records: who acted and which action they took.
+
+use super::ambassador::LifecycleEvent;
+super::text_enum! {
+    /// Who is acting, as recorded in audit events.
+    pub enum ActorKind {
+        ApiKey = "api_key",
+        Ambassador = "ambassador",
+        Public = "public",
+        System = "system",
+    }
+}
+
+super::text_enum! {
+    /// Every action an audit event can record.
+    pub enum AuditAction {
+        AmbassadorEnrolled = "ambassador.enrolled",
+        AmbassadorApplied = "ambassador.applied",
+        AmbassadorUpdated = "ambassador.updated",
+        AmbassadorApproved = "ambassador.approve",
+        AmbassadorDeclined = "ambassador.decline",
+        AmbassadorSuspended = "ambassador.suspend",
+        AmbassadorReactivated = "ambassador.reactivate",
+        AmbassadorClosed = "ambassador.close",
+        ApiKeyCreated = "api_key.created",
+        ApiKeyRevoked = "api_key.revoked",
+        CodeCreated = "code.created",
+        CodeDeactivated = "code.deactivated",
+        EmailRetried = "email.retried",
+        PayoutCreated = "payout.created",
+        PayoutLocked = "payout.locked",
+        PayoutPaid = "payout.paid",
+        PayoutCancelled = "payout.cancelled",
+        PayoutLineFailed = "payout_line.failed",
+        PayoutLineReduced = "payout_line.reduced",
+        PayoutLineReleased = "payout_line.released",
+        PortalLoginLinkSent = "portal.login_link_sent",
+        PortalSessionStarted = "portal.session_started",
+        PortalSessionEnded = "portal.session_ended",
+        ProgramUpdated = "program.updated",
+        ReferralRegistered = "referral.registered",
+        ReferralSubmittedRejected = "referral.submitted_rejected",
+        ReferralSessionRecorded = "referral.session_recorded",
+        ReferralCompleted = "referral.completed",
+        ReferralCancelled = "referral.cancelled",
+        ReferralRejected = "referral.rejected",
+        ReferralRefunded = "referral.refunded",
+        ReferralUpdated = "referral.updated",
+        ReferralPersonalDataErased = "referral.personal_data_erased",
+        RewardEarned = "reward.earned",
+        RewardVoided = "reward.voided",
+        RewardClawback = "reward.clawback",
+        RewardAdjusted = "reward.adjusted",
+        RewardInPayout = "reward.in_payout",
+        RewardPaid = "reward.paid",
+        RewardReleased = "reward.released",
+        RewardRefundedInLockedPayout = "reward.refunded_in_locked_payout",
+    }
+}
+
+impl AuditAction {
+    /// The action a staff change of an ambassador's status records.
+    pub fn of_lifecycle(event: LifecycleEvent) -> Self {
+        match event {
+            LifecycleEvent::Approve => Self::AmbassadorApproved,
+            LifecycleEvent::Decline => Self::AmbassadorDeclined,
+            LifecycleEvent::Suspend => Self::AmbassadorSuspended,
+            LifecycleEvent::Reactivate => Self::AmbassadorReactivated,
+            LifecycleEvent::Close => Self::AmbassadorClosed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_actions_keep_their_recorded_names() {
+        for event in LifecycleEvent::ALL {
+            assert_eq!(AuditAction::of_lifecycle(event).as_str(), format!("ambassador.{}", event.as_str()));
+        }
+    }
+}
