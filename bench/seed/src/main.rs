@@ -38,7 +38,7 @@ struct Scale {
 fn scale(name: &str) -> Scale {
     match name {
         "smoke" => Scale { ambassadors: 20, referrals: 200, heavy: 40, completion_pool: 300 },
-        "small" => Scale { ambassadors: 100, referrals: 1_000, heavy: 200, completion_pool: 3_000 },
+        "small" => Scale { ambassadors: 100, referrals: 1_000, heavy: 200, completion_pool: 5_000 },
         "full" => Scale { ambassadors: 2_000, referrals: 200_000, heavy: 3_000, completion_pool: 0 },
         other => panic!("unknown scale {other}"),
     }
