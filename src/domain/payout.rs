@@ -11,29 +11,20 @@ use serde::{Deserialize, Serialize};
 use super::ambassador::{AmbassadorStatus, PayoutMethod};
 use super::DomainError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum PayoutStatus {
-    /// Being prepared: refunds and suspensions still take lines out.
-    Draft,
-    /// Locked for payment (the file is out): lines fixed except a line marked failed.
-    Processing,
-    Paid,
-    Cancelled,
+super::text_enum! {
+    #[derive(Serialize, Deserialize, utoipa::ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum PayoutStatus {
+        /// Being prepared: refunds and suspensions still take lines out.
+        Draft = "draft",
+        /// Locked for payment (the file is out): lines fixed except a line marked failed.
+        Processing = "processing",
+        Paid = "paid",
+        Cancelled = "cancelled",
+    }
 }
 
 impl PayoutStatus {
-    pub const ALL: [Self; 4] = [Self::Draft, Self::Processing, Self::Paid, Self::Cancelled];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Draft => "draft",
-            Self::Processing => "processing",
-            Self::Paid => "paid",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
     /// Whether a refund or a suspension may still take a line out. After the lock the money
     /// is on its way: a refund ends in a clawback once paid, a suspension only holds future
     /// rewards.
@@ -46,10 +37,6 @@ impl PayoutStatus {
     /// pay a second time, or pay what was called off.
     pub fn exportable_for_payment(self) -> bool {
         matches!(self, Self::Draft | Self::Processing)
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s)
     }
 }
 
@@ -99,35 +86,19 @@ pub fn cancel_needs_reason(from: PayoutStatus) -> bool {
     from == PayoutStatus::Processing
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum LineStatus {
-    /// In a draft or locked batch, to be paid.
-    Pending,
-    Paid,
-    /// The payment did not go through (bounced, unclaimed): its rewards are payable again.
-    Failed,
-    /// Refunds voided every reward in it before payment.
-    Released,
-    /// The batch was cancelled.
-    Cancelled,
-}
-
-impl LineStatus {
-    pub const ALL: [Self; 5] = [Self::Pending, Self::Paid, Self::Failed, Self::Released, Self::Cancelled];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Paid => "paid",
-            Self::Failed => "failed",
-            Self::Released => "released",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s)
+super::text_enum! {
+    #[derive(Serialize, Deserialize, utoipa::ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum LineStatus {
+        /// In a draft or locked batch, to be paid.
+        Pending = "pending",
+        Paid = "paid",
+        /// The payment did not go through (bounced, unclaimed): its rewards are payable again.
+        Failed = "failed",
+        /// Refunds voided every reward in it before payment.
+        Released = "released",
+        /// The batch was cancelled.
+        Cancelled = "cancelled",
     }
 }
 

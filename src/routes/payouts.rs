@@ -340,10 +340,10 @@ pub async fn export(
         }
         ExportFormat::Paypal => {
             // A paid batch uploaded again would pay everyone twice; a cancelled one was called off.
-            if !batch.status().exportable_for_payment() {
+            if !batch.status.exportable_for_payment() {
                 return Err(ApiError::InvalidTransition {
                     entity: "payout",
-                    current: batch.status,
+                    current: batch.status.to_string(),
                     event: "export for PayPal".into(),
                     hint: None,
                 });
@@ -397,7 +397,7 @@ fn generic_row(code: &str, currency: &Currency, reference: &str, (line, name, em
         text_cell(line.payout_address.as_deref().unwrap_or("")),
         amount,
         currency.to_string(),
-        line.status,
+        line.status.to_string(),
         line.reward_count.to_string(),
         text_cell(reference),
     ]

@@ -12,7 +12,7 @@ use crate::db::{now, DbConnection};
 use crate::domain::calendar::Calendar;
 use crate::domain::payout::LineStatus;
 use crate::domain::referral::{full_counts, ReferralStatus};
-use crate::domain::reward::{RewardKind, RewardStatus, STATE_OPEN, STATE_VOIDED};
+use crate::domain::reward::{RewardKind, RewardState, RewardStatus};
 use crate::error::ApiError;
 use crate::store::{program, sum_bigint};
 
@@ -103,18 +103,18 @@ pub fn summary(conn: &mut DbConnection, calendar: &Calendar, period: Period) -> 
     let in_period = rewards::earned_on.ge(first_day).and(rewards::earned_on.le(last_day));
     let mut totals: BTreeMap<String, Total> =
         RewardStatus::ALL.iter().map(|s| (s.as_str().to_owned(), Total::default())).collect();
-    let by_state: Vec<(String, i64, Option<i64>)> = rewards::table
+    let by_state: Vec<(RewardState, i64, Option<i64>)> = rewards::table
         .filter(in_period)
-        .filter(rewards::state.ne(STATE_OPEN))
+        .filter(rewards::state.ne(RewardState::Open))
         .group_by(rewards::state)
         .select((rewards::state, diesel::dsl::count_star(), sum_bigint("amount_minor")))
         .load(conn)?;
     for (state, n, sum) in by_state {
-        totals.insert(state, Total { count: n, amount_minor: sum.unwrap_or(0) });
+        totals.insert(state.as_str().to_owned(), Total { count: n, amount_minor: sum.unwrap_or(0) });
     }
     let at = now();
     for (status, held) in [(RewardStatus::Held, true), (RewardStatus::Payable, false)] {
-        let query = rewards::table.filter(in_period).filter(rewards::state.eq(STATE_OPEN)).into_boxed();
+        let query = rewards::table.filter(in_period).filter(rewards::state.eq(RewardState::Open)).into_boxed();
         let query =
             if held { query.filter(rewards::holds_until.gt(at)) } else { query.filter(rewards::holds_until.le(at)) };
         let (n, sum): (i64, Option<i64>) =
@@ -141,7 +141,7 @@ pub fn summary(conn: &mut DbConnection, calendar: &Calendar, period: Period) -> 
         .filter(rewards::ambassador_id.eq_any(&ids))
         .filter(in_period)
         .filter(rewards::kind.eq_any([RewardKind::Earned, RewardKind::Clawback]))
-        .filter(rewards::state.ne(STATE_VOIDED))
+        .filter(rewards::state.ne(RewardState::Voided))
         .group_by(rewards::ambassador_id)
         .select((rewards::ambassador_id, sum_bigint("amount_minor")))
         .load::<(String, Option<i64>)>(conn)?

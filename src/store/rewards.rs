@@ -16,7 +16,7 @@ use crate::domain::money::{Currency, Money};
 use crate::domain::notice::Template;
 use crate::domain::program::{CalculationError, YearToDate};
 use crate::domain::referral::ReferralStatus;
-use crate::domain::reward::{Balance, RewardKind, RewardStatus, STATE_IN_PAYOUT, STATE_OPEN, STATE_PAID, STATE_VOIDED};
+use crate::domain::reward::{Balance, RewardKind, RewardState, RewardStatus};
 use crate::error::{is_unique_violation, ApiError};
 use crate::store::audit::{self, Actor, Change};
 use crate::store::program::{self, Program};
@@ -29,10 +29,10 @@ pub struct RewardRow {
     pub id: String,
     pub ambassador_id: String,
     pub referral_id: Option<String>,
-    pub kind: String,
+    pub kind: RewardKind,
     pub amount_minor: i64,
     pub currency: String,
-    pub state: String,
+    pub state: RewardState,
     pub holds_until: NaiveDateTime,
     pub earned_on: NaiveDate,
     pub program_version_id: Option<String>,
@@ -51,7 +51,7 @@ pub struct RewardRow {
 
 impl RewardRow {
     pub fn status(&self, at: NaiveDateTime) -> RewardStatus {
-        RewardStatus::of(&self.state, self.holds_until, at)
+        RewardStatus::of(self.state, self.holds_until, at)
     }
 
     fn money(&self) -> Money {
@@ -101,7 +101,7 @@ impl RewardView {
     pub fn new(r: RewardRow, at: NaiveDateTime) -> Self {
         Self {
             status: r.status(at),
-            kind: RewardKind::parse(&r.kind).unwrap_or(RewardKind::Adjustment),
+            kind: r.kind,
             basis: r.basis.as_deref().and_then(|b| serde_json::from_str(b).ok()),
             id: r.id,
             ambassador_id: r.ambassador_id,
@@ -158,7 +158,7 @@ fn year_to_date(
     let earned: Option<i64> = rewards::table
         .filter(rewards::ambassador_id.eq(ambassador_id))
         .filter(rewards::kind.eq_any([RewardKind::Earned, RewardKind::Clawback]))
-        .filter(rewards::state.ne(STATE_VOIDED))
+        .filter(rewards::state.ne(RewardState::Voided))
         .filter(rewards::earned_on.between(first, last))
         .select(sum_bigint("amount_minor"))
         .first(conn)?;
@@ -204,10 +204,10 @@ pub fn earn(
             rewards::id.eq(&id),
             rewards::ambassador_id.eq(ambassador_id),
             rewards::referral_id.eq(&referral.id),
-            rewards::kind.eq(RewardKind::Earned.as_str()),
+            rewards::kind.eq(RewardKind::Earned),
             rewards::amount_minor.eq(calc.amount_minor),
             rewards::currency.eq(program.rules.currency.as_str()),
-            rewards::state.eq(STATE_OPEN),
+            rewards::state.eq(RewardState::Open),
             rewards::holds_until.eq(holds_until),
             rewards::earned_on.eq(completed_on),
             rewards::program_version_id.eq(&program.id),
@@ -265,7 +265,7 @@ pub fn earn(
 pub fn on_refund(conn: &mut DbConnection, referral: &ReferralRow, actor: &Actor) -> Result<(), ApiError> {
     let earned: Option<RewardRow> = rewards::table
         .filter(rewards::referral_id.eq(&referral.id))
-        .filter(rewards::kind.eq(RewardKind::Earned.as_str()))
+        .filter(rewards::kind.eq(RewardKind::Earned))
         .select(RewardRow::as_select())
         .first(conn)
         .optional()?;
@@ -276,10 +276,14 @@ pub fn on_refund(conn: &mut DbConnection, referral: &ReferralRow, actor: &Actor)
         payouts::hold_batch_of_line(conn, line_id)?;
         reward = find(conn, &reward.id)?;
     }
-    match reward.state.as_str() {
-        STATE_OPEN => void(conn, &reward, "refunded", actor),
-        STATE_IN_PAYOUT => payouts::refund_in_batch(conn, &reward, actor, |c| void(c, &reward, "refunded", actor)),
-        STATE_PAID if reward.amount_minor > 0 => clawback(conn, &reward, "referral refunded after payment", actor),
+    match reward.state {
+        RewardState::Open => void(conn, &reward, "refunded", actor),
+        RewardState::InPayout => {
+            payouts::refund_in_batch(conn, &reward, actor, |c| void(c, &reward, "refunded", actor))
+        }
+        RewardState::Paid if reward.amount_minor > 0 => {
+            clawback(conn, &reward, "referral refunded after payment", actor)
+        }
         _ => Ok(()),
     }
 }
@@ -287,9 +291,9 @@ pub fn on_refund(conn: &mut DbConnection, referral: &ReferralRow, actor: &Actor)
 /// Voids a reward not yet paid (compare-and-set on the state read).
 pub(crate) fn void(conn: &mut DbConnection, reward: &RewardRow, reason: &str, actor: &Actor) -> Result<(), ApiError> {
     let at = now();
-    let changed = diesel::update(rewards::table.find(&reward.id).filter(rewards::state.eq(&reward.state)))
+    let changed = diesel::update(rewards::table.find(&reward.id).filter(rewards::state.eq(reward.state)))
         .set((
-            rewards::state.eq(STATE_VOIDED),
+            rewards::state.eq(RewardState::Voided),
             rewards::payout_line_id.eq(None::<String>),
             rewards::voided_at.eq(at),
             rewards::void_reason.eq(reason),
@@ -326,10 +330,10 @@ pub(crate) fn clawback(
             rewards::id.eq(&id),
             rewards::ambassador_id.eq(&earned.ambassador_id),
             rewards::referral_id.eq(&earned.referral_id),
-            rewards::kind.eq(RewardKind::Clawback.as_str()),
+            rewards::kind.eq(RewardKind::Clawback),
             rewards::amount_minor.eq(-earned.amount_minor),
             rewards::currency.eq(&earned.currency),
-            rewards::state.eq(STATE_OPEN),
+            rewards::state.eq(RewardState::Open),
             rewards::holds_until.eq(at),
             // Counts against the year the reward was earned in, so the cap room comes back.
             rewards::earned_on.eq(earned.earned_on),
@@ -379,10 +383,10 @@ pub fn adjust(
             .values((
                 rewards::id.eq(&id),
                 rewards::ambassador_id.eq(ambassador_id),
-                rewards::kind.eq(RewardKind::Adjustment.as_str()),
+                rewards::kind.eq(RewardKind::Adjustment),
                 rewards::amount_minor.eq(amount_minor),
                 rewards::currency.eq(currency.as_str()),
-                rewards::state.eq(STATE_OPEN),
+                rewards::state.eq(RewardState::Open),
                 rewards::holds_until.eq(at),
                 rewards::earned_on.eq(calendar.date_of(at)),
                 rewards::reason.eq(reason),
@@ -410,9 +414,9 @@ pub fn adjust(
 /// The ambassador's balance by status.
 pub fn balance(conn: &mut DbConnection, ambassador_id: &str) -> Result<Balance, ApiError> {
     let currency = program::current(conn)?.rules.currency;
-    let entries: Vec<(String, NaiveDateTime, i64)> = rewards::table
+    let entries: Vec<(RewardState, NaiveDateTime, i64)> = rewards::table
         .filter(rewards::ambassador_id.eq(ambassador_id))
-        .filter(rewards::state.ne(STATE_VOIDED))
+        .filter(rewards::state.ne(RewardState::Voided))
         .select((rewards::state, rewards::holds_until, rewards::amount_minor))
         .load(conn)?;
     Ok(Balance::of(currency.as_str(), entries, now()))
@@ -435,7 +439,7 @@ pub fn list(conn: &mut DbConnection, filter: &RewardFilter, page: &PageRequest) 
         query = query.filter(rewards::referral_id.eq(r.clone()));
     }
     if let Some(k) = filter.kind {
-        query = query.filter(rewards::kind.eq(k.as_str()));
+        query = query.filter(rewards::kind.eq(k));
     }
     if let Some(s) = filter.status {
         query = query.filter(rewards::state.eq(s.state()));
