@@ -33,7 +33,7 @@ use crate::domain::reward::{RewardKind, RewardState, RewardStatus};
 use crate::error::{is_unique_violation, ApiError};
 use crate::store::audit::{self, Actor, Change};
 use crate::store::rewards::{self as ledger, RewardRow};
-use crate::store::{ensure_unchanged, new_id, outbox, program, Page, PageRequest};
+use crate::store::{ensure_unchanged, new_id, outbox, program, Page, PageRequest, StoreError};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = payouts)]
@@ -402,7 +402,7 @@ pub fn create(conn: &mut DbConnection, cutoff: Option<NaiveDateTime>, actor: &Ac
                 .execute(conn)?;
                 // A refund voided one of them meanwhile: start over rather than pay a stale sum.
                 if moved != chunk.len() {
-                    return Err(ensure_unchanged(0).unwrap_err());
+                    return Err(StoreError::Stale.into());
                 }
                 let details = serde_json::json!({ "payout_id": id, "payout_line_id": line_id });
                 audit_rewards(
@@ -848,7 +848,7 @@ pub fn refund_in_batch(
         PayoutStatus::Draft => {}
         PayoutStatus::Processing => return refund_in_locked_batch(conn, reward, &payout_id, actor),
         // The reward was read before the batch was paid or cancelled: reload and retry.
-        PayoutStatus::Paid | PayoutStatus::Cancelled => return ensure_unchanged(0),
+        PayoutStatus::Paid | PayoutStatus::Cancelled => return Err(StoreError::Stale.into()),
     }
     let at = now();
     void(conn)?;

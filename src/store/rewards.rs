@@ -17,11 +17,11 @@ use crate::domain::notice::Template;
 use crate::domain::program::{CalculationError, YearToDate};
 use crate::domain::referral::ReferralStatus;
 use crate::domain::reward::{Balance, RewardKind, RewardState, RewardStatus};
-use crate::error::{is_unique_violation, ApiError};
+use crate::error::ApiError;
 use crate::store::audit::{self, Actor, Change};
 use crate::store::program::{self, Program};
 use crate::store::referrals::ReferralRow;
-use crate::store::{ambassadors, ensure_unchanged, new_id, outbox, payouts, sum_bigint, Page, PageRequest};
+use crate::store::{ambassadors, ensure_unchanged, new_id, outbox, payouts, sum_bigint, Page, PageRequest, StoreError};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = rewards)]
@@ -219,7 +219,7 @@ pub fn earn(
             rewards::updated_at.eq(at),
         ))
         .execute(conn)
-        .map_err(|e| if is_unique_violation(&e) { ensure_unchanged(0).unwrap_err() } else { e.into() })?;
+        .map_err(StoreError::unique_race)?;
     let row = find(conn, &id)?;
     audit::record(
         conn,
@@ -343,7 +343,7 @@ pub(crate) fn clawback(
             rewards::updated_at.eq(at),
         ))
         .execute(conn)
-        .map_err(|e| if is_unique_violation(&e) { ensure_unchanged(0).unwrap_err() } else { e.into() })?;
+        .map_err(StoreError::unique_race)?;
     Ok(audit::record(
         conn,
         actor,
