@@ -26,14 +26,14 @@ use crate::domain::ambassador::PayoutMethod;
 use crate::domain::audit::AuditAction;
 use crate::domain::calendar::Calendar;
 use crate::domain::money::{Currency, Money};
-use crate::domain::notice::Template;
 use crate::domain::payout::{self, eligibility, Candidate, LineStatus, PayoutEvent, PayoutStatus};
 use crate::domain::referral::ReferralStatus;
 use crate::domain::reward::{RewardKind, RewardState, RewardStatus};
+use crate::email::notices;
 use crate::error::{is_unique_violation, ApiError};
 use crate::store::audit::{self, Actor, Change};
 use crate::store::rewards::{self as ledger, RewardRow};
-use crate::store::{ensure_unchanged, new_id, outbox, program, Page, PageRequest, StoreError};
+use crate::store::{ensure_unchanged, new_id, program, Page, PageRequest, StoreError};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = payouts)]
@@ -649,22 +649,7 @@ fn notify_paid(
     paid_on: chrono::NaiveDate,
 ) -> Result<(), ApiError> {
     for line in lines {
-        let (name, display, email): (String, Option<String>, String) = ambassadors::table
-            .find(&line.ambassador_id)
-            .select((ambassadors::name, ambassadors::display_name, ambassadors::email))
-            .first(conn)?;
-        outbox::enqueue(
-            conn,
-            &format!("payout-sent:{}:{}", batch.id, line.ambassador_id),
-            Template::PayoutSent,
-            &email,
-            &serde_json::json!({
-                "ambassador_name": display.unwrap_or(name),
-                "amount": line.money().to_string(),
-                "reference": batch.code(),
-                "paid_on": paid_on,
-            }),
-        )?;
+        notices::payout_sent(conn, &batch.id, &batch.code(), &line.ambassador_id, line.money(), paid_on)?;
     }
     Ok(())
 }

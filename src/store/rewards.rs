@@ -13,15 +13,15 @@ use crate::domain::ambassador::AmbassadorStatus;
 use crate::domain::audit::AuditAction;
 use crate::domain::calendar::Calendar;
 use crate::domain::money::{Currency, Money};
-use crate::domain::notice::Template;
 use crate::domain::program::{CalculationError, YearToDate};
 use crate::domain::referral::ReferralStatus;
 use crate::domain::reward::{Balance, RewardKind, RewardState, RewardStatus};
+use crate::email::notices;
 use crate::error::ApiError;
 use crate::store::audit::{self, Actor, Change};
 use crate::store::program::{self, Program};
 use crate::store::referrals::ReferralRow;
-use crate::store::{ambassadors, ensure_unchanged, new_id, outbox, payouts, sum_bigint, Page, PageRequest, StoreError};
+use crate::store::{ambassadors, ensure_unchanged, new_id, payouts, sum_bigint, Page, PageRequest, StoreError};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = rewards)]
@@ -54,7 +54,7 @@ impl RewardRow {
         RewardStatus::of(self.state, self.holds_until, at)
     }
 
-    fn money(&self) -> Money {
+    pub fn money(&self) -> Money {
         Money::new(self.amount_minor, Currency::from_stored(&self.currency))
     }
 }
@@ -240,19 +240,7 @@ pub fn earn(
     )?;
     let ambassador = ambassadors::find(conn, ambassador_id)?;
     if ambassador.notify_reward_updates && row.amount_minor > 0 {
-        let labels = crate::store::referrals::labels_for_ambassador(conn, &[referral.id.as_str()])?;
-        outbox::enqueue(
-            conn,
-            &format!("reward-earned:{id}"),
-            Template::RewardEarned,
-            &ambassador.email,
-            &serde_json::json!({
-                "ambassador_name": ambassador.display_name.as_deref().unwrap_or(&ambassador.name),
-                "client_label": labels.get(&referral.id).cloned().unwrap_or_default(),
-                "amount": row.money().to_string(),
-                "holds_until": payable_on,
-            }),
-        )?;
+        notices::reward_earned(conn, &ambassador, &row, &referral.id, payable_on)?;
     }
     Ok(row)
 }
