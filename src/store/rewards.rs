@@ -13,7 +13,7 @@ use crate::domain::ambassador::AmbassadorStatus;
 use crate::domain::audit::AuditAction;
 use crate::domain::calendar::Calendar;
 use crate::domain::money::{Currency, Money};
-use crate::domain::program::{CalculationError, YearToDate};
+use crate::domain::program::{Calculated, CalculationError, YearToDate};
 use crate::domain::referral::ReferralStatus;
 use crate::domain::reward::{Balance, RewardKind, RewardState, RewardStatus};
 use crate::email::notices;
@@ -165,6 +165,29 @@ fn year_to_date(
     Ok(YearToDate { completed_before, earned_minor: earned.unwrap_or(0) })
 }
 
+/// The reward for this completion under the program, with the ambassador locked first (a
+/// no-op update) before their year is counted: on PostgreSQL two completions for one
+/// ambassador then count one after the other, so tiers and the annual cap see each other.
+fn calculate(
+    conn: &mut DbConnection,
+    ambassador_id: &str,
+    referral: &ReferralRow,
+    completed_on: NaiveDate,
+    program: &Program,
+) -> Result<Calculated, ApiError> {
+    diesel::update(ambassadors_t::table.find(ambassador_id))
+        .set(ambassadors_t::updated_at.eq(ambassadors_t::updated_at))
+        .execute(conn)?;
+    let ytd = year_to_date(conn, ambassador_id, &referral.id, completed_on)?;
+    program.rules.calculate(ytd, referral.treatment_value_minor).map_err(|e| match e {
+        CalculationError::TreatmentValueRequired => ApiError::Unprocessable {
+            kind: "treatment-value-required",
+            detail: "The program pays a percentage of the treatment value: give treatment_value_minor.".into(),
+            field: Some("treatment_value_minor"),
+        },
+    })
+}
+
 /// Writes the earned reward for a referral that has just been completed (call inside the
 /// completion's transaction, after the status update). The amount comes from the program in
 /// force; the version, tier and basis are stored with it. A unique index allows one earned
@@ -179,20 +202,7 @@ pub fn earn(
     let ambassador_id =
         referral.ambassador_id.as_deref().ok_or_else(|| ApiError::internal("completed referral without ambassador"))?;
     let completed_on = referral.completed_on.ok_or_else(|| ApiError::internal("completed referral without date"))?;
-    // Lock the ambassador (a no-op update) before counting their year: on PostgreSQL two
-    // completions for one ambassador then count one after the other, so tiers and the annual
-    // cap see each other.
-    diesel::update(ambassadors_t::table.find(ambassador_id))
-        .set(ambassadors_t::updated_at.eq(ambassadors_t::updated_at))
-        .execute(conn)?;
-    let ytd = year_to_date(conn, ambassador_id, &referral.id, completed_on)?;
-    let calc = program.rules.calculate(ytd, referral.treatment_value_minor).map_err(|e| match e {
-        CalculationError::TreatmentValueRequired => ApiError::Unprocessable {
-            kind: "treatment-value-required",
-            detail: "The program pays a percentage of the treatment value: give treatment_value_minor.".into(),
-            field: Some("treatment_value_minor"),
-        },
-    })?;
+    let calc = calculate(conn, ambassador_id, referral, completed_on, program)?;
     let at = now();
     // Payable from the clinic's midnight that starts day `completed_on + holding_days`, held
     // before: completed on the 1st with 14 holding days, payable from 00:00 on the 15th.
