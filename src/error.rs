@@ -65,6 +65,10 @@ pub enum ApiError {
     /// `hint`, when given, tells the client which step comes first (appended to `detail`).
     #[error("cannot {event} a {entity} that is {current}")]
     InvalidTransition { entity: &'static str, current: String, event: String, hint: Option<String> },
+    /// A concurrent request won (see [`crate::store::StoreError`]): 409 `concurrent-update`
+    /// unless the use case gave it a more precise meaning.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("rate limited")]
     RateLimited { retry_after_secs: u64 },
     #[error("idempotency key reused with a different request")]
@@ -106,6 +110,7 @@ impl ApiError {
             Self::HeadersTooLarge => "headers-too-large",
             Self::Conflict { kind, .. } | Self::Unprocessable { kind, .. } => kind,
             Self::DuplicateReferral { .. } => "duplicate-referral",
+            Self::Store(_) => "concurrent-update",
             Self::InvalidTransition { .. } => "invalid-transition",
             Self::RateLimited { .. } => "rate-limited",
             Self::IdempotencyKeyReused => "idempotency-key-reused",
@@ -128,7 +133,7 @@ impl ApiError {
             Self::MethodNotAllowed => "Method not allowed",
             Self::PayloadTooLarge => "Request body too large",
             Self::HeadersTooLarge => "Request headers too large",
-            Self::Conflict { .. } => "Conflict",
+            Self::Conflict { .. } | Self::Store(_) => "Conflict",
             Self::Unprocessable { .. } => "Request refused by a business rule",
             Self::DuplicateReferral { .. } => "Client already referred",
             Self::InvalidTransition { .. } => "Invalid state transition",
@@ -165,6 +170,7 @@ impl ApiError {
             Self::DuplicateReferral { .. } => {
                 "This client was already referred (same e-mail or phone); the first valid referral wins.".into()
             }
+            Self::Store(_) => "Another request changed this at the same moment; reload it and try again.".into(),
             Self::InvalidTransition { entity, current, event, hint } => match hint {
                 Some(hint) => format!("Cannot {event} this {entity}: it is {current}. {hint}"),
                 None => format!("Cannot {event} this {entity}: it is {current}."),
@@ -201,6 +207,7 @@ impl ApiError {
                 | Self::Unavailable(_)
                 | Self::Internal(_)
                 | Self::Conflict { kind: "concurrent-update", .. }
+                | Self::Store(_)
         )
     }
 
@@ -260,6 +267,7 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::Conflict { .. }
+            | Self::Store(_)
             | Self::DuplicateReferral { .. }
             | Self::InvalidTransition { .. }
             | Self::IdempotencyInProgress

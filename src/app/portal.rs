@@ -8,6 +8,7 @@ use crate::domain::ambassador::NotificationPreferences;
 use crate::domain::ambassador::PayoutMethod;
 use crate::domain::calendar::Calendar;
 use crate::domain::optional_text;
+use crate::domain::payout::LineStatus;
 use crate::domain::referral::full_counts;
 use crate::domain::referral::ReferralStatus;
 use crate::domain::reward::Balance;
@@ -218,10 +219,10 @@ pub fn my_payouts(
 ) -> Result<Page<MyPayout>, ApiError> {
     let page = payouts::lines_for_ambassador(c, ambassador_id, page)?;
     Ok(page.map(|(line, batch)| MyPayout {
-        status: line.status(),
+        status: line.status,
         batch: batch.code(),
-        paid_at: batch.paid_at.filter(|_| line.status == "paid"),
-        paid_on: batch.paid_at.filter(|_| line.status == "paid").map(|at| calendar.date_of(at)),
+        paid_at: batch.paid_at.filter(|_| line.status == LineStatus::Paid),
+        paid_on: batch.paid_at.filter(|_| line.status == LineStatus::Paid).map(|at| calendar.date_of(at)),
         id: line.id,
         amount_minor: line.amount_minor,
         currency: line.currency,

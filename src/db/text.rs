@@ -81,4 +81,8 @@ stored_as_text!(
     crate::domain::api_key::Role,
     crate::domain::referral::ReferralSource,
     crate::domain::reward::RewardKind,
+    crate::domain::reward::RewardState,
+    crate::domain::reward::RewardStatus,
+    crate::domain::payout::PayoutStatus,
+    crate::domain::payout::LineStatus,
 );

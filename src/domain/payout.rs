@@ -11,29 +11,20 @@ use serde::{Deserialize, Serialize};
 use super::ambassador::{AmbassadorStatus, PayoutMethod};
 use super::DomainError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum PayoutStatus {
-    /// Being prepared: refunds and suspensions still take lines out.
-    Draft,
-    /// Locked for payment (the file is out): lines fixed except a line marked failed.
-    Processing,
-    Paid,
-    Cancelled,
+super::text_enum! {
+    #[derive(Serialize, Deserialize, utoipa::ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum PayoutStatus {
+        /// Being prepared: refunds and suspensions still take lines out.
+        Draft = "draft",
+        /// Locked for payment (the file is out): lines fixed except a line marked failed.
+        Processing = "processing",
+        Paid = "paid",
+        Cancelled = "cancelled",
+    }
 }
 
 impl PayoutStatus {
-    pub const ALL: [Self; 4] = [Self::Draft, Self::Processing, Self::Paid, Self::Cancelled];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Draft => "draft",
-            Self::Processing => "processing",
-            Self::Paid => "paid",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
     /// Whether a refund or a suspension may still take a line out. After the lock the money
     /// is on its way: a refund ends in a clawback once paid, a suspension only holds future
     /// rewards.
@@ -46,10 +37,6 @@ impl PayoutStatus {
     /// pay a second time, or pay what was called off.
     pub fn exportable_for_payment(self) -> bool {
         matches!(self, Self::Draft | Self::Processing)
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s)
     }
 }
 
@@ -99,35 +86,19 @@ pub fn cancel_needs_reason(from: PayoutStatus) -> bool {
     from == PayoutStatus::Processing
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum LineStatus {
-    /// In a draft or locked batch, to be paid.
-    Pending,
-    Paid,
-    /// The payment did not go through (bounced, unclaimed): its rewards are payable again.
-    Failed,
-    /// Refunds voided every reward in it before payment.
-    Released,
-    /// The batch was cancelled.
-    Cancelled,
-}
-
-impl LineStatus {
-    pub const ALL: [Self; 5] = [Self::Pending, Self::Paid, Self::Failed, Self::Released, Self::Cancelled];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Paid => "paid",
-            Self::Failed => "failed",
-            Self::Released => "released",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s)
+super::text_enum! {
+    #[derive(Serialize, Deserialize, utoipa::ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum LineStatus {
+        /// In a draft or locked batch, to be paid.
+        Pending = "pending",
+        Paid = "paid",
+        /// The payment did not go through (bounced, unclaimed): its rewards are payable again.
+        Failed = "failed",
+        /// Refunds voided every reward in it before payment.
+        Released = "released",
+        /// The batch was cancelled.
+        Cancelled = "cancelled",
     }
 }
 
@@ -197,6 +168,30 @@ pub fn eligibility(c: &Candidate, min_payout_minor: i64) -> Result<(), SkipReaso
     Ok(())
 }
 
+/// One PayPal upload file of a batch: its PayPal lines by sequence number, at most `per_file`
+/// per file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PaypalPart {
+    /// 1-based.
+    pub part: i64,
+    pub parts: i64,
+    /// Sequence numbers `(after_seq, until_seq]` make this part.
+    pub after_seq: i32,
+    pub until_seq: i32,
+}
+
+/// Part `part` of a batch whose PayPal lines are numbered `1..=last_seq`; `Err(parts)` when
+/// there is no such part.
+pub fn paypal_part(last_seq: i32, per_file: i64, part: i64) -> Result<PaypalPart, i64> {
+    let last = i64::from(last_seq);
+    let parts = (last + per_file - 1) / per_file;
+    if !(1..=parts).contains(&part) {
+        return Err(parts);
+    }
+    let (after, until) = ((part - 1) * per_file, (part * per_file).min(last));
+    Ok(PaypalPart { part, parts, after_seq: after as i32, until_seq: until as i32 })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,5 +247,14 @@ mod tests {
         );
         assert_eq!(eligibility(&c(Suspended, paypal.clone(), 9_000), 5_000), Err(SkipReason::Suspended));
         assert_eq!(eligibility(&c(Applied, paypal, 9_000), 5_000), Err(SkipReason::NotActive));
+    }
+
+    #[test]
+    fn paypal_parts_split_the_sequence_and_refuse_parts_that_do_not_exist() {
+        assert_eq!(paypal_part(5, 5000, 1), Ok(PaypalPart { part: 1, parts: 1, after_seq: 0, until_seq: 5 }));
+        assert_eq!(paypal_part(7, 3, 2), Ok(PaypalPart { part: 2, parts: 3, after_seq: 3, until_seq: 6 }));
+        assert_eq!(paypal_part(7, 3, 3), Ok(PaypalPart { part: 3, parts: 3, after_seq: 6, until_seq: 7 }));
+        assert_eq!(paypal_part(7, 3, 4), Err(3));
+        assert_eq!(paypal_part(7, 3, 0), Err(3));
     }
 }

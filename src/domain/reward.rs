@@ -20,59 +20,50 @@ super::text_enum! {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum RewardStatus {
-    Held,
-    Payable,
-    InPayout,
-    Paid,
-    Voided,
+super::text_enum! {
+    /// How a reward is stored: `open` covers both `held` and `payable`.
+    pub enum RewardState {
+        Open = "open",
+        InPayout = "in_payout",
+        Paid = "paid",
+        Voided = "voided",
+    }
+}
+
+super::text_enum! {
+    #[derive(Serialize, Deserialize, utoipa::ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum RewardStatus {
+        Held = "held",
+        Payable = "payable",
+        InPayout = "in_payout",
+        Paid = "paid",
+        Voided = "voided",
+    }
 }
 
 impl RewardStatus {
-    pub const ALL: [Self; 5] = [Self::Held, Self::Payable, Self::InPayout, Self::Paid, Self::Voided];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Held => "held",
-            Self::Payable => "payable",
-            Self::InPayout => "in_payout",
-            Self::Paid => "paid",
-            Self::Voided => "voided",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s)
-    }
-
     /// The stored state a status is kept as (`held` and `payable` are both `open`).
-    pub fn state(self) -> &'static str {
+    pub fn state(self) -> RewardState {
         match self {
-            Self::Held | Self::Payable => STATE_OPEN,
-            Self::InPayout => STATE_IN_PAYOUT,
-            Self::Paid => STATE_PAID,
-            Self::Voided => STATE_VOIDED,
+            Self::Held | Self::Payable => RewardState::Open,
+            Self::InPayout => RewardState::InPayout,
+            Self::Paid => RewardState::Paid,
+            Self::Voided => RewardState::Voided,
         }
     }
 
     /// The status of a stored reward at `now`.
-    pub fn of(state: &str, holds_until: NaiveDateTime, now: NaiveDateTime) -> Self {
+    pub fn of(state: RewardState, holds_until: NaiveDateTime, now: NaiveDateTime) -> Self {
         match state {
-            STATE_OPEN if holds_until > now => Self::Held,
-            STATE_OPEN => Self::Payable,
-            STATE_IN_PAYOUT => Self::InPayout,
-            STATE_PAID => Self::Paid,
-            _ => Self::Voided,
+            RewardState::Open if holds_until > now => Self::Held,
+            RewardState::Open => Self::Payable,
+            RewardState::InPayout => Self::InPayout,
+            RewardState::Paid => Self::Paid,
+            RewardState::Voided => Self::Voided,
         }
     }
 }
-
-pub const STATE_OPEN: &str = "open";
-pub const STATE_IN_PAYOUT: &str = "in_payout";
-pub const STATE_PAID: &str = "paid";
-pub const STATE_VOIDED: &str = "voided";
 
 /// An ambassador's money at a glance, in minor units of the program currency.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -93,12 +84,12 @@ impl Balance {
     /// Sums `(state, holds_until, amount)` ledger entries.
     pub fn of(
         currency: &str,
-        entries: impl IntoIterator<Item = (String, NaiveDateTime, i64)>,
+        entries: impl IntoIterator<Item = (RewardState, NaiveDateTime, i64)>,
         now: NaiveDateTime,
     ) -> Self {
         let mut b = Balance { currency: currency.to_owned(), ..Self::default() };
         for (state, holds_until, amount) in entries {
-            let slot = match RewardStatus::of(&state, holds_until, now) {
+            let slot = match RewardStatus::of(state, holds_until, now) {
                 RewardStatus::Held => &mut b.held_minor,
                 RewardStatus::Payable => &mut b.payable_minor,
                 RewardStatus::InPayout => &mut b.in_payout_minor,
@@ -123,21 +114,21 @@ mod tests {
 
     #[test]
     fn open_rewards_are_held_until_the_boundary_then_payable() {
-        assert_eq!(RewardStatus::of("open", at(10), at(9)), RewardStatus::Held);
-        assert_eq!(RewardStatus::of("open", at(10), at(10)), RewardStatus::Payable);
-        assert_eq!(RewardStatus::of("in_payout", at(10), at(9)), RewardStatus::InPayout);
-        assert_eq!(RewardStatus::of("voided", at(10), at(9)), RewardStatus::Voided);
+        assert_eq!(RewardStatus::of(RewardState::Open, at(10), at(9)), RewardStatus::Held);
+        assert_eq!(RewardStatus::of(RewardState::Open, at(10), at(10)), RewardStatus::Payable);
+        assert_eq!(RewardStatus::of(RewardState::InPayout, at(10), at(9)), RewardStatus::InPayout);
+        assert_eq!(RewardStatus::of(RewardState::Voided, at(10), at(9)), RewardStatus::Voided);
     }
 
     #[test]
     fn balances_sum_by_status_and_skip_voided() {
         let entries = vec![
-            ("open".to_owned(), at(20), 10_000),
-            ("open".to_owned(), at(1), 5_000),
-            ("open".to_owned(), at(1), -2_000),
-            ("in_payout".to_owned(), at(1), 7_000),
-            ("paid".to_owned(), at(1), 3_000),
-            ("voided".to_owned(), at(1), 9_999),
+            (RewardState::Open, at(20), 10_000),
+            (RewardState::Open, at(1), 5_000),
+            (RewardState::Open, at(1), -2_000),
+            (RewardState::InPayout, at(1), 7_000),
+            (RewardState::Paid, at(1), 3_000),
+            (RewardState::Voided, at(1), 9_999),
         ];
         let b = Balance::of("EUR", entries, at(10));
         assert_eq!(

@@ -5,11 +5,13 @@
 //! with the client's consent (otherwise an opaque label); staff alerts carry ids, never client
 //! contact details. Optional notices follow the ambassador's notification preferences.
 
+use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 use serde_json::json;
 
 use crate::db::schema::{ambassadors, email_outbox, referral_codes};
 use crate::db::DbConnection;
+use crate::domain::money::Money;
 use crate::domain::notice::Template;
 use crate::domain::referral::ReferralStatus;
 use crate::email::MailContext;
@@ -17,6 +19,7 @@ use crate::store::ambassadors::AmbassadorRow;
 use crate::store::codes::CodeRow;
 use crate::store::outbox;
 use crate::store::referrals::ReferralRow;
+use crate::store::rewards::RewardRow;
 
 /// Welcome with the ambassador's code and share link (staff enrolment, or approval of an
 /// application). One per ambassador, ever.
@@ -161,5 +164,74 @@ pub fn staff_application(conn: &mut DbConnection, mail: &MailContext, ambassador
         Template::StaffApplication,
         to,
         &json!({ "applicant_name": ambassador.name, "ambassador_id": ambassador.id }),
+    )
+}
+
+/// The reward a completed referral earned, to its ambassador (who opted in to reward
+/// updates). One per reward.
+pub fn reward_earned(
+    conn: &mut DbConnection,
+    ambassador: &AmbassadorRow,
+    reward: &RewardRow,
+    referral_id: &str,
+    payable_on: NaiveDate,
+) -> Result<bool, crate::error::ApiError> {
+    let labels = crate::store::referrals::labels_for_ambassador(conn, &[referral_id])?;
+    Ok(outbox::enqueue(
+        conn,
+        &format!("reward-earned:{}", reward.id),
+        Template::RewardEarned,
+        &ambassador.email,
+        &json!({
+            "ambassador_name": ambassador.display_name.as_deref().unwrap_or(&ambassador.name),
+            "client_label": labels.get(referral_id).cloned().unwrap_or_default(),
+            "amount": reward.money().to_string(),
+            "holds_until": payable_on,
+        }),
+    )?)
+}
+
+/// A paid payout line, to its ambassador. One per batch and ambassador.
+pub fn payout_sent(
+    conn: &mut DbConnection,
+    batch_id: &str,
+    reference: &str,
+    ambassador_id: &str,
+    amount: Money,
+    paid_on: NaiveDate,
+) -> QueryResult<bool> {
+    let (name, display, email): (String, Option<String>, String) = ambassadors::table
+        .find(ambassador_id)
+        .select((ambassadors::name, ambassadors::display_name, ambassadors::email))
+        .first(conn)?;
+    outbox::enqueue(
+        conn,
+        &format!("payout-sent:{batch_id}:{ambassador_id}"),
+        Template::PayoutSent,
+        &email,
+        &json!({
+            "ambassador_name": display.unwrap_or(name),
+            "amount": amount.to_string(),
+            "reference": reference,
+            "paid_on": paid_on,
+        }),
+    )
+}
+
+/// A portal sign-in link (`token_id`: the login token's row, never the token itself).
+pub fn portal_login(
+    conn: &mut DbConnection,
+    token_id: &str,
+    name: &str,
+    email: &str,
+    link: &str,
+    expires_at: NaiveDateTime,
+) -> QueryResult<bool> {
+    outbox::enqueue(
+        conn,
+        &format!("portal-login:{token_id}"),
+        Template::PortalLogin,
+        email,
+        &json!({ "name": name, "link": link, "expires_at": crate::store::utc::format(&expires_at) }),
     )
 }

@@ -124,26 +124,10 @@ async fn idempotency(
         Ok(b) => b,
         Err(e) => return Ok(reject(req, e)),
     };
-    let mut hasher = Sha256::new();
-    hasher.update(req.path().as_bytes());
-    hasher.update([0]);
-    hasher.update(req.query_string().as_bytes());
-    hasher.update([0]);
-    hasher.update(&body);
-    let request_hash = hex(&hasher.finalize());
+    let claim = claim_for(&req, key, &body);
     req.set_payload(actix_web::dev::Payload::from(body));
 
     let pool = req.app_data::<web::Data<DbPool>>().cloned().expect("pool registered");
-    let claim = Claimed {
-        scope: scope_of(&req),
-        key,
-        hash: request_hash,
-        request_id: req
-            .extensions()
-            .get::<RequestId>()
-            .map(|r| r.0.clone())
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-    };
     let claimed = {
         let claim = claim.clone();
         blocking(&pool, move |c| idempotency::claim(c, &claim.request())).await
@@ -152,15 +136,7 @@ async fn idempotency(
         Err(e) => return Ok(reject(req, e)),
         Ok(Claim::Mismatch) => return Ok(reject(req, ApiError::IdempotencyKeyReused)),
         Ok(Claim::InProgress) => return Ok(reject(req, ApiError::IdempotencyInProgress)),
-        Ok(Claim::Replay { status, body }) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            let content_type = if status.is_success() { "application/json" } else { crate::error::PROBLEM_JSON };
-            let res = HttpResponse::build(status)
-                .content_type(content_type)
-                .insert_header((REPLAYED_HEADER, "true"))
-                .body(body);
-            return Ok(req.into_response(res));
-        }
+        Ok(Claim::Replay { status, body }) => return Ok(req.into_response(replay(status, body))),
         Ok(Claim::Fresh) => {}
     }
 
@@ -187,6 +163,34 @@ async fn idempotency(
     };
     record_or_retry_later(&pool, claim, outcome).await;
     Ok(ServiceResponse::new(http_req, res.set_body(BoxBody::new(bytes))))
+}
+
+/// This request's claim on `key`: its scope (the caller), the hash of what it asks (path,
+/// query and body), and its request id (which the audit rows of its changes carry).
+fn claim_for(req: &ServiceRequest, key: String, body: &[u8]) -> Claimed {
+    let mut hasher = Sha256::new();
+    hasher.update(req.path().as_bytes());
+    hasher.update([0]);
+    hasher.update(req.query_string().as_bytes());
+    hasher.update([0]);
+    hasher.update(body);
+    Claimed {
+        scope: scope_of(req),
+        key,
+        hash: hex(&hasher.finalize()),
+        request_id: req
+            .extensions()
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+    }
+}
+
+/// The stored reply of the first request with this key, marked as a replay.
+fn replay(status: u16, body: String) -> HttpResponse {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    let content_type = if status.is_success() { "application/json" } else { crate::error::PROBLEM_JSON };
+    HttpResponse::build(status).content_type(content_type).insert_header((REPLAYED_HEADER, "true")).body(body)
 }
 
 /// How a claim ends: with a reply to replay, or unstored (a "try again" answer).

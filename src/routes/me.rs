@@ -177,7 +177,7 @@ pub async fn list_rewards(me: Me, pool: web::Data<DbPool>, q: ApiQuery<MyPageQue
     let at = crate::db::now();
     let page = page.map(|r| MyReward {
         status: r.status(at),
-        kind: RewardKind::parse(&r.kind).unwrap_or(RewardKind::Adjustment),
+        kind: r.kind,
         client: r.referral_id.as_ref().and_then(|id| labels.get(id).cloned()),
         id: r.id,
         amount_minor: r.amount_minor,

@@ -11,7 +11,7 @@ use crate::db::blocking;
 use crate::db::{now, DbPool};
 use crate::domain::calendar::Calendar;
 use crate::domain::money::Currency;
-use crate::domain::payout::PayoutStatus;
+use crate::domain::payout::{paypal_part, PayoutStatus, PaypalPart};
 use crate::domain::{required_text, Validation};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery, OptionalJson};
@@ -340,10 +340,10 @@ pub async fn export(
         }
         ExportFormat::Paypal => {
             // A paid batch uploaded again would pay everyone twice; a cancelled one was called off.
-            if !batch.status().exportable_for_payment() {
+            if !batch.status.exportable_for_payment() {
                 return Err(ApiError::InvalidTransition {
                     entity: "payout",
-                    current: batch.status,
+                    current: batch.status.to_string(),
                     event: "export for PayPal".into(),
                     hint: None,
                 });
@@ -354,15 +354,9 @@ pub async fn export(
             let Some(last_seq) = last_seq.filter(|s| *s > 0 && pending_paypal > 0) else {
                 return Err(payouts::nothing_to_export());
             };
-            let per_file = settings.export.paypal_rows_per_file;
-            let parts = (i64::from(last_seq) + per_file - 1) / per_file;
-            let part = q.0.part.unwrap_or(1);
-            if !(1..=parts).contains(&part) {
-                return Err(ApiError::validation("part", format!("must be between 1 and {parts}")));
-            }
-            // Sequence numbers (after_seq, part_end] make this part.
-            let (start, part_end) = ((part - 1) * per_file, (part * per_file).min(i64::from(last_seq)));
-            let (start, part_end) = (start as i32, part_end as i32);
+            let PaypalPart { part, parts, after_seq: start, until_seq: part_end } =
+                paypal_part(last_seq, settings.export.paypal_rows_per_file, q.0.part.unwrap_or(1))
+                    .map_err(|parts| ApiError::validation("part", format!("must be between 1 and {parts}")))?;
             // The file is the payment: from this download on, the lines in it are fixed.
             let (lock_id, actor) = (id.clone(), auth.actor());
             blocking(&pool, move |c| payouts::lock(c, &lock_id, LockedBy::PaypalExport, &actor)).await?;
@@ -397,7 +391,7 @@ fn generic_row(code: &str, currency: &Currency, reference: &str, (line, name, em
         text_cell(line.payout_address.as_deref().unwrap_or("")),
         amount,
         currency.to_string(),
-        line.status,
+        line.status.to_string(),
         line.reward_count.to_string(),
         text_cell(reference),
     ]

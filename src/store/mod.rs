@@ -20,18 +20,40 @@ use base64::Engine;
 
 use crate::error::ApiError;
 
+/// What a write can meet besides a database failure: typed, so the use case that knows what
+/// the row was can give it its meaning (a lost race for a client's contact names the referral
+/// that won); anything not given one answers 409 `concurrent-update` at the edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// A compare-and-set matched no row: another request changed it first.
+    #[error("changed by a concurrent request")]
+    Stale,
+    /// A unique index refused the row: another request took the same value first. On
+    /// PostgreSQL the transaction is aborted by then, so whoever names the winner looks it up
+    /// after rollback.
+    #[error("a concurrent request took the same unique value")]
+    LostRace,
+}
+
+impl StoreError {
+    /// `LostRace` for a unique violation, else the database error as it is.
+    pub fn unique_race(e: diesel::result::Error) -> ApiError {
+        if crate::error::is_unique_violation(&e) {
+            Self::LostRace.into()
+        } else {
+            e.into()
+        }
+    }
+}
+
 /// Transitions update `WHERE status = <the status read>`: if another request changed the
 /// referral in between (possible on PostgreSQL, where writers do not queue as on SQLite), no
 /// row matches and this request is refused rather than overwriting the other's change.
-pub fn ensure_unchanged(rows: usize) -> Result<(), ApiError> {
+pub fn ensure_unchanged(rows: usize) -> Result<(), StoreError> {
     if rows == 1 {
         Ok(())
     } else {
-        Err(ApiError::Conflict {
-            kind: "concurrent-update",
-            detail: "Another request changed this at the same moment; reload it and try again.".into(),
-            field: None,
-        })
+        Err(StoreError::Stale)
     }
 }
 

@@ -31,7 +31,8 @@ pub struct OutboxRow {
 
 /// Queues an e-mail (`template`: a `Template`) unless one with this dedupe key exists;
 /// returns whether it queued one.
-/// Call it inside the transaction of the change that causes the e-mail.
+/// Call it inside the transaction of the change that causes the e-mail; only `email::notices`
+/// does (it decides what goes to whom).
 pub fn enqueue(
     conn: &mut DbConnection,
     dedupe_key: &str,

@@ -26,20 +26,21 @@ use crate::domain::ambassador::PayoutMethod;
 use crate::domain::audit::AuditAction;
 use crate::domain::calendar::Calendar;
 use crate::domain::money::{Currency, Money};
-use crate::domain::notice::Template;
 use crate::domain::payout::{self, eligibility, Candidate, LineStatus, PayoutEvent, PayoutStatus};
-use crate::domain::reward::{RewardKind, STATE_IN_PAYOUT, STATE_OPEN, STATE_PAID};
+use crate::domain::referral::ReferralStatus;
+use crate::domain::reward::{RewardKind, RewardState, RewardStatus};
+use crate::email::notices;
 use crate::error::{is_unique_violation, ApiError};
 use crate::store::audit::{self, Actor, Change};
 use crate::store::rewards::{self as ledger, RewardRow};
-use crate::store::{ensure_unchanged, new_id, outbox, program, Page, PageRequest};
+use crate::store::{ensure_unchanged, new_id, program, Page, PageRequest, StoreError};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = payouts)]
 pub struct PayoutRow {
     pub id: String,
     pub number: i32,
-    pub status: String,
+    pub status: PayoutStatus,
     pub currency: String,
     pub cutoff: NaiveDateTime,
     pub total_minor: i64,
@@ -56,10 +57,6 @@ pub struct PayoutRow {
 }
 
 impl PayoutRow {
-    pub fn status(&self) -> PayoutStatus {
-        PayoutStatus::parse(&self.status).unwrap_or(PayoutStatus::Cancelled)
-    }
-
     /// `P12`: short enough for payment references.
     pub fn code(&self) -> String {
         format!("P{}", self.number)
@@ -78,7 +75,7 @@ pub struct LineRow {
     pub payout_method: String,
     pub payout_address: Option<String>,
     pub method_seq: i32,
-    pub status: String,
+    pub status: LineStatus,
     pub failure_reason: Option<String>,
     pub reward_count: i32,
     pub created_at: NaiveDateTime,
@@ -86,10 +83,6 @@ pub struct LineRow {
 }
 
 impl LineRow {
-    pub fn status(&self) -> LineStatus {
-        LineStatus::parse(&self.status).unwrap_or(LineStatus::Cancelled)
-    }
-
     pub fn money(&self) -> Money {
         Money::new(self.amount_minor, Currency::from_stored(&self.currency))
     }
@@ -125,7 +118,7 @@ pub struct LineView {
 impl LineView {
     pub fn new(l: LineRow, ambassador_name: String) -> Self {
         Self {
-            status: l.status(),
+            status: l.status,
             id: l.id,
             number: l.number,
             ambassador_id: l.ambassador_id,
@@ -182,7 +175,7 @@ pub struct PayoutView {
 impl PayoutView {
     pub fn new(p: PayoutRow, lines: Option<Vec<LineView>>) -> Self {
         Self {
-            status: p.status(),
+            status: p.status,
             code: p.code(),
             skipped: serde_json::from_str(&p.skipped).unwrap_or_default(),
             id: p.id,
@@ -251,7 +244,7 @@ fn hold(conn: &mut DbConnection, payout_id: &str) -> Result<PayoutStatus, ApiErr
     if found == 0 {
         return Err(ApiError::NotFound("payout"));
     }
-    Ok(find(conn, payout_id)?.status())
+    Ok(find(conn, payout_id)?.status)
 }
 
 /// [`hold`] for the batch a line belongs to; returns (batch id, its status).
@@ -265,7 +258,7 @@ pub fn hold_batch_of_line(conn: &mut DbConnection, line_id: &str) -> Result<(Str
 fn refresh_total(conn: &mut DbConnection, payout_id: &str) -> Result<(), ApiError> {
     let total: Option<i64> = payout_lines::table
         .filter(payout_lines::payout_id.eq(payout_id))
-        .filter(payout_lines::status.eq_any([LineStatus::Pending.as_str(), LineStatus::Paid.as_str()]))
+        .filter(payout_lines::status.eq_any([LineStatus::Pending, LineStatus::Paid]))
         .select(crate::store::sum_bigint("amount_minor"))
         .first(conn)?;
     diesel::update(payouts::table.find(payout_id)).set(payouts::total_minor.eq(total.unwrap_or(0))).execute(conn)?;
@@ -291,7 +284,7 @@ fn candidates_locked(
 }
 
 fn current_draft(conn: &mut DbConnection) -> QueryResult<Option<String>> {
-    payouts::table.filter(payouts::status.eq(PayoutStatus::Draft.as_str())).select(payouts::id).first(conn).optional()
+    payouts::table.filter(payouts::status.eq(PayoutStatus::Draft)).select(payouts::id).first(conn).optional()
 }
 
 /// Creates the draft batch: per ambassador (active or closed, with payout details) all rewards
@@ -305,7 +298,7 @@ pub fn create(conn: &mut DbConnection, cutoff: Option<NaiveDateTime>, actor: &Ac
         let at = now();
         let cutoff = cutoff.unwrap_or(at);
         let due: Vec<(String, String, i64)> = rewards::table
-            .filter(rewards::state.eq(STATE_OPEN))
+            .filter(rewards::state.eq(RewardState::Open))
             .filter(rewards::holds_until.le(cutoff))
             .filter(rewards::created_at.le(cutoff))
             .order(rewards::id.asc())
@@ -358,7 +351,7 @@ pub fn create(conn: &mut DbConnection, cutoff: Option<NaiveDateTime>, actor: &Ac
             .values((
                 payouts::id.eq(&id),
                 payouts::number.eq(number.unwrap_or(0) + 1),
-                payouts::status.eq(PayoutStatus::Draft.as_str()),
+                payouts::status.eq(PayoutStatus::Draft),
                 payouts::currency.eq(rules.currency.as_str()),
                 payouts::cutoff.eq(cutoff),
                 payouts::total_minor.eq(total),
@@ -391,7 +384,7 @@ pub fn create(conn: &mut DbConnection, cutoff: Option<NaiveDateTime>, actor: &Ac
                     payout_lines::payout_method.eq(method.kind()),
                     payout_lines::payout_address.eq(address),
                     payout_lines::method_seq.eq(*seq),
-                    payout_lines::status.eq(LineStatus::Pending.as_str()),
+                    payout_lines::status.eq(LineStatus::Pending),
                     payout_lines::reward_count.eq(reward_ids.len() as i32),
                     payout_lines::created_at.eq(at),
                     payout_lines::updated_at.eq(at),
@@ -399,20 +392,28 @@ pub fn create(conn: &mut DbConnection, cutoff: Option<NaiveDateTime>, actor: &Ac
                 .execute(conn)?;
             for chunk in reward_ids.chunks(500) {
                 let moved = diesel::update(
-                    rewards::table.filter(rewards::id.eq_any(chunk)).filter(rewards::state.eq(STATE_OPEN)),
+                    rewards::table.filter(rewards::id.eq_any(chunk)).filter(rewards::state.eq(RewardState::Open)),
                 )
                 .set((
-                    rewards::state.eq(STATE_IN_PAYOUT),
+                    rewards::state.eq(RewardState::InPayout),
                     rewards::payout_line_id.eq(&line_id),
                     rewards::updated_at.eq(at),
                 ))
                 .execute(conn)?;
                 // A refund voided one of them meanwhile: start over rather than pay a stale sum.
                 if moved != chunk.len() {
-                    return Err(ensure_unchanged(0).unwrap_err());
+                    return Err(StoreError::Stale.into());
                 }
                 let details = serde_json::json!({ "payout_id": id, "payout_line_id": line_id });
-                audit_rewards(conn, actor, chunk, AuditAction::RewardInPayout, "payable", "in_payout", &details)?;
+                audit_rewards(
+                    conn,
+                    actor,
+                    chunk,
+                    AuditAction::RewardInPayout,
+                    RewardStatus::Payable.as_str(),
+                    RewardState::InPayout.as_str(),
+                    &details,
+                )?;
             }
         }
         audit::record(
@@ -471,8 +472,8 @@ pub fn lock(conn: &mut DbConnection, id: &str, via: LockedBy, actor: &Actor) -> 
         }
         let to = payout::transition(from, PayoutEvent::Lock)?;
         let at = now();
-        let changed = diesel::update(payouts::table.find(id).filter(payouts::status.eq(from.as_str())))
-            .set((payouts::status.eq(to.as_str()), payouts::locked_at.eq(at), payouts::updated_at.eq(at)))
+        let changed = diesel::update(payouts::table.find(id).filter(payouts::status.eq(from)))
+            .set((payouts::status.eq(to), payouts::locked_at.eq(at), payouts::updated_at.eq(at)))
             .execute(conn)?;
         ensure_unchanged(changed)?;
         let batch = find(conn, id)?;
@@ -513,9 +514,9 @@ pub fn mark_paid(
         })?;
         let before = find(conn, id)?;
         let at = now();
-        let changed = diesel::update(payouts::table.find(id).filter(payouts::status.eq(from.as_str())))
+        let changed = diesel::update(payouts::table.find(id).filter(payouts::status.eq(from)))
             .set((
-                payouts::status.eq(to.as_str()),
+                payouts::status.eq(to),
                 payouts::reference.eq(reference),
                 payouts::paid_at.eq(at),
                 payouts::updated_at.eq(at),
@@ -524,7 +525,7 @@ pub fn mark_paid(
         ensure_unchanged(changed)?;
         let lines: Vec<LineRow> = payout_lines::table
             .filter(payout_lines::payout_id.eq(id))
-            .filter(payout_lines::status.eq(LineStatus::Pending.as_str()))
+            .filter(payout_lines::status.eq(LineStatus::Pending))
             .select(LineRow::as_select())
             .load(conn)?;
         let line_ids: Vec<&str> = lines.iter().map(|l| l.id.as_str()).collect();
@@ -575,19 +576,27 @@ fn pay_lines(
 ) -> Result<(), ApiError> {
     for chunk in line_ids.chunks(500) {
         diesel::update(payout_lines::table.filter(payout_lines::id.eq_any(chunk)))
-            .set((payout_lines::status.eq(LineStatus::Paid.as_str()), payout_lines::updated_at.eq(at)))
+            .set((payout_lines::status.eq(LineStatus::Paid), payout_lines::updated_at.eq(at)))
             .execute(conn)?;
         let reward_ids: Vec<String> = rewards::table
             .filter(rewards::payout_line_id.eq_any(chunk))
-            .filter(rewards::state.eq(STATE_IN_PAYOUT))
+            .filter(rewards::state.eq(RewardState::InPayout))
             .select(rewards::id)
             .load(conn)?;
         for ids in reward_ids.chunks(500) {
             diesel::update(rewards::table.filter(rewards::id.eq_any(ids)))
-                .set((rewards::state.eq(STATE_PAID), rewards::paid_at.eq(at), rewards::updated_at.eq(at)))
+                .set((rewards::state.eq(RewardState::Paid), rewards::paid_at.eq(at), rewards::updated_at.eq(at)))
                 .execute(conn)?;
             let details = serde_json::json!({ "payout_id": payout_id });
-            audit_rewards(conn, actor, ids, AuditAction::RewardPaid, "in_payout", "paid", &details)?;
+            audit_rewards(
+                conn,
+                actor,
+                ids,
+                AuditAction::RewardPaid,
+                RewardState::InPayout.as_str(),
+                RewardState::Paid.as_str(),
+                &details,
+            )?;
         }
     }
     Ok(())
@@ -595,13 +604,17 @@ fn pay_lines(
 
 /// Earned rewards of refunded referrals in these lines, in the given state (`in_payout`: still
 /// to be paid; `paid`: just paid).
-fn refunded_in_lines(conn: &mut DbConnection, line_ids: &[&str], state: &str) -> Result<Vec<RewardRow>, ApiError> {
+fn refunded_in_lines(
+    conn: &mut DbConnection,
+    line_ids: &[&str],
+    state: RewardState,
+) -> Result<Vec<RewardRow>, ApiError> {
     Ok(rewards::table
         .inner_join(referrals::table)
         .filter(rewards::payout_line_id.eq_any(line_ids))
         .filter(rewards::state.eq(state))
-        .filter(rewards::kind.eq(RewardKind::Earned.as_str()))
-        .filter(referrals::status.eq("refunded"))
+        .filter(rewards::kind.eq(RewardKind::Earned))
+        .filter(referrals::status.eq(ReferralStatus::Refunded))
         .order(rewards::id.asc())
         .select(RewardRow::as_select())
         .load(conn)?)
@@ -613,11 +626,11 @@ fn refunded_in_lines(conn: &mut DbConnection, line_ids: &[&str], state: &str) ->
 fn claw_back_refunded(conn: &mut DbConnection, line_ids: &[&str], actor: &Actor) -> Result<usize, ApiError> {
     let mut made = 0;
     for chunk in line_ids.chunks(500) {
-        let paid = refunded_in_lines(conn, chunk, STATE_PAID)?;
+        let paid = refunded_in_lines(conn, chunk, RewardState::Paid)?;
         let referral_ids: Vec<&str> = paid.iter().filter_map(|r| r.referral_id.as_deref()).collect();
         let clawed: Vec<Option<String>> = rewards::table
             .filter(rewards::referral_id.eq_any(&referral_ids))
-            .filter(rewards::kind.eq(RewardKind::Clawback.as_str()))
+            .filter(rewards::kind.eq(RewardKind::Clawback))
             .select(rewards::referral_id)
             .load(conn)?;
         for reward in paid.iter().filter(|r| r.amount_minor > 0 && !clawed.contains(&r.referral_id)) {
@@ -636,22 +649,7 @@ fn notify_paid(
     paid_on: chrono::NaiveDate,
 ) -> Result<(), ApiError> {
     for line in lines {
-        let (name, display, email): (String, Option<String>, String) = ambassadors::table
-            .find(&line.ambassador_id)
-            .select((ambassadors::name, ambassadors::display_name, ambassadors::email))
-            .first(conn)?;
-        outbox::enqueue(
-            conn,
-            &format!("payout-sent:{}:{}", batch.id, line.ambassador_id),
-            Template::PayoutSent,
-            &email,
-            &serde_json::json!({
-                "ambassador_name": display.unwrap_or(name),
-                "amount": line.money().to_string(),
-                "reference": batch.code(),
-                "paid_on": paid_on,
-            }),
-        )?;
+        notices::payout_sent(conn, &batch.id, &batch.code(), &line.ambassador_id, line.money(), paid_on)?;
     }
     Ok(())
 }
@@ -665,18 +663,18 @@ fn release_rewards(
     at: NaiveDateTime,
 ) -> Result<(), ApiError> {
     for chunk in line_ids.chunks(500) {
-        for reward in refunded_in_lines(conn, chunk, STATE_IN_PAYOUT)? {
+        for reward in refunded_in_lines(conn, chunk, RewardState::InPayout)? {
             ledger::void(conn, &reward, "refunded", actor)?;
         }
-        let found: Vec<(String, String)> = rewards::table
+        let found: Vec<(String, RewardState)> = rewards::table
             .filter(rewards::payout_line_id.eq_any(chunk))
-            .filter(rewards::state.eq_any([STATE_IN_PAYOUT, STATE_PAID]))
+            .filter(rewards::state.eq_any([RewardState::InPayout, RewardState::Paid]))
             .select((rewards::id, rewards::state))
             .load(conn)?;
         let ids: Vec<&str> = found.iter().map(|r| r.0.as_str()).collect();
         diesel::update(rewards::table.filter(rewards::id.eq_any(&ids)))
             .set((
-                rewards::state.eq(STATE_OPEN),
+                rewards::state.eq(RewardState::Open),
                 rewards::payout_line_id.eq(None::<String>),
                 rewards::paid_at.eq(None::<NaiveDateTime>),
                 rewards::updated_at.eq(at),
@@ -684,7 +682,15 @@ fn release_rewards(
             .execute(conn)?;
         for (id, state) in &found {
             let details = serde_json::json!({ "payout_line_ids": chunk });
-            audit_rewards(conn, actor, &[id.as_str()], AuditAction::RewardReleased, state, "payable", &details)?;
+            audit_rewards(
+                conn,
+                actor,
+                &[id.as_str()],
+                AuditAction::RewardReleased,
+                state.as_str(),
+                RewardStatus::Payable.as_str(),
+                &details,
+            )?;
         }
     }
     Ok(())
@@ -731,9 +737,9 @@ pub fn cancel(conn: &mut DbConnection, id: &str, reason: Option<&str>, actor: &A
             ));
         }
         let at = now();
-        let changed = diesel::update(payouts::table.find(id).filter(payouts::status.eq(from.as_str())))
+        let changed = diesel::update(payouts::table.find(id).filter(payouts::status.eq(from)))
             .set((
-                payouts::status.eq(to.as_str()),
+                payouts::status.eq(to),
                 payouts::cancelled_at.eq(at),
                 payouts::cancel_reason.eq(reason),
                 payouts::updated_at.eq(at),
@@ -742,14 +748,14 @@ pub fn cancel(conn: &mut DbConnection, id: &str, reason: Option<&str>, actor: &A
         ensure_unchanged(changed)?;
         let line_ids: Vec<String> = payout_lines::table
             .filter(payout_lines::payout_id.eq(id))
-            .filter(payout_lines::status.eq(LineStatus::Pending.as_str()))
+            .filter(payout_lines::status.eq(LineStatus::Pending))
             .select(payout_lines::id)
             .load(conn)?;
         let refs: Vec<&str> = line_ids.iter().map(String::as_str).collect();
         release_rewards(conn, &refs, actor, at)?;
         for chunk in line_ids.chunks(500) {
             diesel::update(payout_lines::table.filter(payout_lines::id.eq_any(chunk)))
-                .set((payout_lines::status.eq(LineStatus::Cancelled.as_str()), payout_lines::updated_at.eq(at)))
+                .set((payout_lines::status.eq(LineStatus::Cancelled), payout_lines::updated_at.eq(at)))
                 .execute(conn)?;
         }
         refresh_total(conn, id)?;
@@ -781,7 +787,7 @@ pub fn fail_line(
     write_tx(conn, |conn| -> Result<(), ApiError> {
         hold(conn, payout_id)?;
         let line = find_line(conn, payout_id, line_id)?;
-        let to = payout::fail_line(line.status())?;
+        let to = payout::fail_line(line.status)?;
         let at = now();
         let changed = diesel::update(payout_lines::table.find(line_id).filter(payout_lines::status.eq(&line.status)))
             .set((
@@ -800,7 +806,7 @@ pub fn fail_line(
                 action: AuditAction::PayoutLineFailed,
                 entity_type: "payout_line",
                 entity_id: line_id,
-                before: Some(&line.status),
+                before: Some(line.status.as_str()),
                 after: Some(to.as_str()),
                 details: Some(serde_json::json!({ "payout_id": payout_id, "reason": reason })),
             },
@@ -827,14 +833,14 @@ pub fn refund_in_batch(
         PayoutStatus::Draft => {}
         PayoutStatus::Processing => return refund_in_locked_batch(conn, reward, &payout_id, actor),
         // The reward was read before the batch was paid or cancelled: reload and retry.
-        PayoutStatus::Paid | PayoutStatus::Cancelled => return ensure_unchanged(0),
+        PayoutStatus::Paid | PayoutStatus::Cancelled => return Err(StoreError::Stale.into()),
     }
     let at = now();
     void(conn)?;
     let line: LineRow = payout_lines::table.find(line_id).select(LineRow::as_select()).first(conn)?;
     let (sum, count): (Option<i64>, i64) = rewards::table
         .filter(rewards::payout_line_id.eq(line_id))
-        .filter(rewards::state.eq(STATE_IN_PAYOUT))
+        .filter(rewards::state.eq(RewardState::InPayout))
         .select((crate::store::sum_bigint("amount_minor"), diesel::dsl::count_star()))
         .first(conn)?;
     let amount = sum.unwrap_or(0);
@@ -861,7 +867,7 @@ pub fn refund_in_batch(
             action: if release { AuditAction::PayoutLineReleased } else { AuditAction::PayoutLineReduced },
             entity_type: "payout_line",
             entity_id: line_id,
-            before: Some(&line.status),
+            before: Some(line.status.as_str()),
             after: Some(status.as_str()),
             details: Some(serde_json::json!({
                 "payout_id": payout_id,
@@ -888,8 +894,8 @@ fn refund_in_locked_batch(
             action: AuditAction::RewardRefundedInLockedPayout,
             entity_type: "reward",
             entity_id: &reward.id,
-            before: Some(STATE_IN_PAYOUT),
-            after: Some(STATE_IN_PAYOUT),
+            before: Some(RewardState::InPayout.as_str()),
+            after: Some(RewardState::InPayout.as_str()),
             details: Some(serde_json::json!({
                 "payout_id": payout_id,
                 "payout_line_id": reward.payout_line_id,
@@ -906,8 +912,8 @@ pub fn release_for_suspended(conn: &mut DbConnection, ambassador_id: &str, actor
     let lines: Vec<(String, String)> = payout_lines::table
         .inner_join(payouts::table)
         .filter(payout_lines::ambassador_id.eq(ambassador_id))
-        .filter(payout_lines::status.eq(LineStatus::Pending.as_str()))
-        .filter(payouts::status.eq(PayoutStatus::Draft.as_str()))
+        .filter(payout_lines::status.eq(LineStatus::Pending))
+        .filter(payouts::status.eq(PayoutStatus::Draft))
         .select((payout_lines::id, payout_lines::payout_id))
         .load(conn)?;
     let at = now();
@@ -916,15 +922,14 @@ pub fn release_for_suspended(conn: &mut DbConnection, ambassador_id: &str, actor
         if !hold(conn, &payout_id)?.lines_may_change() {
             continue;
         }
-        let changed = diesel::update(
-            payout_lines::table.find(&line_id).filter(payout_lines::status.eq(LineStatus::Pending.as_str())),
-        )
-        .set((
-            payout_lines::status.eq(LineStatus::Released.as_str()),
-            payout_lines::failure_reason.eq("ambassador suspended"),
-            payout_lines::updated_at.eq(at),
-        ))
-        .execute(conn)?;
+        let changed =
+            diesel::update(payout_lines::table.find(&line_id).filter(payout_lines::status.eq(LineStatus::Pending)))
+                .set((
+                    payout_lines::status.eq(LineStatus::Released),
+                    payout_lines::failure_reason.eq("ambassador suspended"),
+                    payout_lines::updated_at.eq(at),
+                ))
+                .execute(conn)?;
         ensure_unchanged(changed)?;
         release_rewards(conn, &[line_id.as_str()], actor, at)?;
         refresh_total(conn, &payout_id)?;
@@ -975,7 +980,7 @@ pub fn lines_after(
         .inner_join(ambassadors::table)
         .filter(payout_lines::payout_id.eq(payout_id))
         .filter(payout_lines::number.gt(after_number))
-        .filter(payout_lines::status.eq_any([LineStatus::Pending.as_str(), LineStatus::Paid.as_str()]))
+        .filter(payout_lines::status.eq_any([LineStatus::Pending, LineStatus::Paid]))
         .order(payout_lines::number.asc())
         .select((LineRow::as_select(), ambassadors::name, ambassadors::email))
         .limit(limit)
@@ -988,7 +993,7 @@ pub fn pending_paypal_lines(conn: &mut DbConnection, payout_id: &str) -> Result<
     Ok(payout_lines::table
         .filter(payout_lines::payout_id.eq(payout_id))
         .filter(payout_lines::payout_method.eq("paypal"))
-        .filter(payout_lines::status.eq(LineStatus::Pending.as_str()))
+        .filter(payout_lines::status.eq(LineStatus::Pending))
         .count()
         .get_result(conn)?)
 }
@@ -1028,7 +1033,7 @@ pub fn paypal_lines(
         .filter(payout_lines::payout_id.eq(payout_id))
         .filter(payout_lines::payout_method.eq("paypal"))
         .filter(payout_lines::method_seq.gt(after_seq).and(payout_lines::method_seq.le(last_seq)))
-        .filter(payout_lines::status.eq(LineStatus::Pending.as_str()))
+        .filter(payout_lines::status.eq(LineStatus::Pending))
         .order(payout_lines::method_seq.asc())
         .select((LineRow::as_select(), ambassadors::name, ambassadors::email))
         .limit(limit)

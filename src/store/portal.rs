@@ -11,10 +11,10 @@ use crate::domain::ambassador::AmbassadorStatus;
 use crate::domain::api_key::hash;
 use crate::domain::audit::AuditAction;
 use crate::domain::contact::Email;
-use crate::domain::notice::Template;
+use crate::email::notices;
 use crate::error::ApiError;
 use crate::store::audit::{self, Actor, ActorKind, Change};
-use crate::store::{new_id, outbox};
+use crate::store::new_id;
 
 pub const LOGIN_LINK_TTL: TimeDelta = TimeDelta::minutes(15);
 /// The window of the per-address limit on login e-mails.
@@ -85,13 +85,7 @@ pub fn request_login(conn: &mut DbConnection, email: &Email, req: &LoginRequest<
             ))
             .execute(conn)?;
         let link = format!("{public_url}/portal/login?token={token}");
-        outbox::enqueue(
-            conn,
-            &format!("portal-login:{id}"),
-            Template::PortalLogin,
-            email.as_str(),
-            &serde_json::json!({ "name": name, "link": link, "expires_at": crate::store::utc::format(&expires_at) }),
-        )?;
+        notices::portal_login(conn, &id, &name, email.as_str(), &link, expires_at)?;
         audit::record(
             conn,
             actor,

@@ -9,9 +9,9 @@ use crate::db::{now, write_tx, DbConnection};
 use crate::domain::audit::AuditAction;
 use crate::domain::money::Currency;
 use crate::domain::program::{ProgramRules, RewardRule, Tier};
-use crate::error::{is_unique_violation, ApiError};
+use crate::error::ApiError;
 use crate::store::audit::{self, Actor, Change};
-use crate::store::{ensure_unchanged, new_id, Page, PageRequest};
+use crate::store::{new_id, Page, PageRequest, StoreError};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = pv)]
@@ -189,7 +189,7 @@ pub fn replace(conn: &mut DbConnection, rules: &ProgramRules, actor: &Actor) -> 
             ))
             .execute(conn)
             // Two admins saving at the same moment: the second must not silently win.
-            .map_err(|e| if is_unique_violation(&e) { ensure_unchanged(0).unwrap_err() } else { e.into() })?;
+            .map_err(StoreError::unique_race)?;
         audit::record(
             conn,
             actor,

@@ -13,11 +13,11 @@ use crate::domain::calendar::Calendar;
 use crate::domain::contact::{ContactHasher, Email, Phone};
 use crate::domain::referral::{self, ReferralEvent, ReferralSource, ReferralStatus};
 use crate::email::{notices, MailContext};
-use crate::error::{is_unique_violation, ApiError};
+use crate::error::ApiError;
 use crate::store::ambassadors::AmbassadorRow;
 use crate::store::audit::{self, Actor, Change};
 use crate::store::codes::{self, CodeRow};
-use crate::store::{ensure_unchanged, like_pattern, new_id, program, rewards, Page, PageRequest};
+use crate::store::{ensure_unchanged, like_pattern, new_id, program, rewards, Page, PageRequest, StoreError};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = referrals)]
@@ -215,11 +215,6 @@ impl Placement {
     }
 }
 
-/// The existing-referral id carried by a duplicate found only by the unique index (a lost
-/// race). On PostgreSQL the transaction is aborted by then, so the winner is looked up after
-/// rollback.
-const LOST_RACE: &str = "";
-
 #[allow(clippy::too_many_arguments)]
 fn insert(
     conn: &mut DbConnection,
@@ -259,13 +254,7 @@ fn insert(
             referrals::updated_at.eq(at),
         ))
         .execute(conn)
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                ApiError::DuplicateReferral { existing_referral_id: LOST_RACE.into() }
-            } else {
-                e.into()
-            }
-        })?;
+        .map_err(StoreError::unique_race)?;
     audit::record(
         conn,
         actor,
@@ -291,7 +280,7 @@ fn keys_of(new: &NewReferral, hasher: &ContactHasher) -> (Option<String>, Option
 }
 
 fn lost_race(e: &ApiError) -> bool {
-    matches!(e, ApiError::DuplicateReferral { existing_referral_id } if existing_referral_id == LOST_RACE)
+    matches!(e, ApiError::Store(StoreError::LostRace))
 }
 
 /// Records a referral (staff). Refusals: unknown/inactive code (422 `invalid-code`),
@@ -765,13 +754,7 @@ pub fn update_client(
                 referrals::updated_at.eq(now()),
             ))
             .execute(conn)
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    ApiError::DuplicateReferral { existing_referral_id: LOST_RACE.into() }
-                } else {
-                    e.into()
-                }
-            })?;
+            .map_err(StoreError::unique_race)?;
         let fields: Vec<&str> = [
             ("first_name", changes.first_name.is_some()),
             ("last_name", changes.last_name.is_some()),

@@ -12,7 +12,7 @@ use crate::db::{now, DbConnection};
 use crate::domain::calendar::Calendar;
 use crate::domain::payout::LineStatus;
 use crate::domain::referral::{full_counts, ReferralStatus};
-use crate::domain::reward::{RewardKind, RewardStatus, STATE_OPEN, STATE_VOIDED};
+use crate::domain::reward::{RewardKind, RewardState, RewardStatus};
 use crate::error::ApiError;
 use crate::store::{program, sum_bigint};
 
@@ -86,7 +86,20 @@ pub struct Summary {
 
 pub fn summary(conn: &mut DbConnection, calendar: &Calendar, period: Period) -> Result<Summary, ApiError> {
     let currency = program::current(conn)?.rules.currency.to_string();
-    let (start, end) = (period.start(calendar), period.end(calendar));
+    let referrals = funnel(conn, period.start(calendar), period.end(calendar))?;
+    let days = (period.from.unwrap_or_else(far_past), period.to.unwrap_or_else(far_future));
+    Ok(Summary {
+        from: period.from,
+        to: period.to,
+        currency,
+        referrals,
+        rewards: reward_totals(conn, days)?,
+        top_ambassadors: top_ambassadors(conn, days)?,
+    })
+}
+
+/// Referrals registered in `[start, end)`, by status, and how many of them completed.
+fn funnel(conn: &mut DbConnection, start: NaiveDateTime, end: NaiveDateTime) -> QueryResult<Funnel> {
     let counts: Vec<(String, i64)> = referrals::table
         .filter(referrals::registered_at.ge(start).and(referrals::registered_at.lt(end)))
         .group_by(referrals::status)
@@ -98,30 +111,46 @@ pub fn summary(conn: &mut DbConnection, calendar: &Calendar, period: Period) -> 
     let completed = count(ReferralStatus::Completed.as_str()) + count(ReferralStatus::Refunded.as_str());
     let conversion_rate =
         if registered == 0 { 0.0 } else { (completed as f64 / registered as f64 * 10_000.0).round() / 10_000.0 };
+    Ok(Funnel { by_status, registered, completed, conversion_rate })
+}
 
-    let (first_day, last_day) = (period.from.unwrap_or_else(far_past), period.to.unwrap_or_else(far_future));
+/// Ledger entries earned on the days `(first, last)` (inclusive), by status: the stored
+/// states as they are, `open` split into held and payable at this moment.
+fn reward_totals(
+    conn: &mut DbConnection,
+    (first_day, last_day): (NaiveDate, NaiveDate),
+) -> QueryResult<BTreeMap<String, Total>> {
     let in_period = rewards::earned_on.ge(first_day).and(rewards::earned_on.le(last_day));
     let mut totals: BTreeMap<String, Total> =
         RewardStatus::ALL.iter().map(|s| (s.as_str().to_owned(), Total::default())).collect();
-    let by_state: Vec<(String, i64, Option<i64>)> = rewards::table
+    let by_state: Vec<(RewardState, i64, Option<i64>)> = rewards::table
         .filter(in_period)
-        .filter(rewards::state.ne(STATE_OPEN))
+        .filter(rewards::state.ne(RewardState::Open))
         .group_by(rewards::state)
         .select((rewards::state, diesel::dsl::count_star(), sum_bigint("amount_minor")))
         .load(conn)?;
     for (state, n, sum) in by_state {
-        totals.insert(state, Total { count: n, amount_minor: sum.unwrap_or(0) });
+        totals.insert(state.as_str().to_owned(), Total { count: n, amount_minor: sum.unwrap_or(0) });
     }
     let at = now();
     for (status, held) in [(RewardStatus::Held, true), (RewardStatus::Payable, false)] {
-        let query = rewards::table.filter(in_period).filter(rewards::state.eq(STATE_OPEN)).into_boxed();
+        let query = rewards::table.filter(in_period).filter(rewards::state.eq(RewardState::Open)).into_boxed();
         let query =
             if held { query.filter(rewards::holds_until.gt(at)) } else { query.filter(rewards::holds_until.le(at)) };
         let (n, sum): (i64, Option<i64>) =
             query.select((diesel::dsl::count_star(), sum_bigint("amount_minor"))).first(conn)?;
         totals.insert(status.as_str().to_owned(), Total { count: n, amount_minor: sum.unwrap_or(0) });
     }
+    Ok(totals)
+}
 
+/// Up to 10 ambassadors by referrals completed on the days `(first, last)`, with what they
+/// earned in them (not voided).
+fn top_ambassadors(
+    conn: &mut DbConnection,
+    (first_day, last_day): (NaiveDate, NaiveDate),
+) -> QueryResult<Vec<TopAmbassador>> {
+    let in_period = rewards::earned_on.ge(first_day).and(rewards::earned_on.le(last_day));
     let mut completions: Vec<(Option<String>, i64)> = referrals::table
         .filter(referrals::status.eq_any([ReferralStatus::Completed, ReferralStatus::Refunded]))
         .filter(referrals::completed_on.ge(first_day).and(referrals::completed_on.le(last_day)))
@@ -141,13 +170,13 @@ pub fn summary(conn: &mut DbConnection, calendar: &Calendar, period: Period) -> 
         .filter(rewards::ambassador_id.eq_any(&ids))
         .filter(in_period)
         .filter(rewards::kind.eq_any([RewardKind::Earned, RewardKind::Clawback]))
-        .filter(rewards::state.ne(STATE_VOIDED))
+        .filter(rewards::state.ne(RewardState::Voided))
         .group_by(rewards::ambassador_id)
         .select((rewards::ambassador_id, sum_bigint("amount_minor")))
         .load::<(String, Option<i64>)>(conn)?
         .into_iter()
         .collect();
-    let top_ambassadors = completions
+    Ok(completions
         .into_iter()
         .filter_map(|(id, completed)| {
             let id = id?;
@@ -158,15 +187,7 @@ pub fn summary(conn: &mut DbConnection, calendar: &Calendar, period: Period) -> 
                 completed,
             })
         })
-        .collect();
-    Ok(Summary {
-        from: period.from,
-        to: period.to,
-        currency,
-        referrals: Funnel { by_status, registered, completed, conversion_rate },
-        rewards: totals,
-        top_ambassadors,
-    })
+        .collect())
 }
 
 /// One ambassador's paid total in a year.

@@ -13,15 +13,15 @@ use crate::domain::ambassador::AmbassadorStatus;
 use crate::domain::audit::AuditAction;
 use crate::domain::calendar::Calendar;
 use crate::domain::money::{Currency, Money};
-use crate::domain::notice::Template;
-use crate::domain::program::{CalculationError, YearToDate};
+use crate::domain::program::{Calculated, CalculationError, YearToDate};
 use crate::domain::referral::ReferralStatus;
-use crate::domain::reward::{Balance, RewardKind, RewardStatus, STATE_IN_PAYOUT, STATE_OPEN, STATE_PAID, STATE_VOIDED};
-use crate::error::{is_unique_violation, ApiError};
+use crate::domain::reward::{Balance, RewardKind, RewardState, RewardStatus};
+use crate::email::notices;
+use crate::error::ApiError;
 use crate::store::audit::{self, Actor, Change};
 use crate::store::program::{self, Program};
 use crate::store::referrals::ReferralRow;
-use crate::store::{ambassadors, ensure_unchanged, new_id, outbox, payouts, sum_bigint, Page, PageRequest};
+use crate::store::{ambassadors, ensure_unchanged, new_id, payouts, sum_bigint, Page, PageRequest, StoreError};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = rewards)]
@@ -29,10 +29,10 @@ pub struct RewardRow {
     pub id: String,
     pub ambassador_id: String,
     pub referral_id: Option<String>,
-    pub kind: String,
+    pub kind: RewardKind,
     pub amount_minor: i64,
     pub currency: String,
-    pub state: String,
+    pub state: RewardState,
     pub holds_until: NaiveDateTime,
     pub earned_on: NaiveDate,
     pub program_version_id: Option<String>,
@@ -51,10 +51,10 @@ pub struct RewardRow {
 
 impl RewardRow {
     pub fn status(&self, at: NaiveDateTime) -> RewardStatus {
-        RewardStatus::of(&self.state, self.holds_until, at)
+        RewardStatus::of(self.state, self.holds_until, at)
     }
 
-    fn money(&self) -> Money {
+    pub fn money(&self) -> Money {
         Money::new(self.amount_minor, Currency::from_stored(&self.currency))
     }
 }
@@ -101,7 +101,7 @@ impl RewardView {
     pub fn new(r: RewardRow, at: NaiveDateTime) -> Self {
         Self {
             status: r.status(at),
-            kind: RewardKind::parse(&r.kind).unwrap_or(RewardKind::Adjustment),
+            kind: r.kind,
             basis: r.basis.as_deref().and_then(|b| serde_json::from_str(b).ok()),
             id: r.id,
             ambassador_id: r.ambassador_id,
@@ -158,11 +158,34 @@ fn year_to_date(
     let earned: Option<i64> = rewards::table
         .filter(rewards::ambassador_id.eq(ambassador_id))
         .filter(rewards::kind.eq_any([RewardKind::Earned, RewardKind::Clawback]))
-        .filter(rewards::state.ne(STATE_VOIDED))
+        .filter(rewards::state.ne(RewardState::Voided))
         .filter(rewards::earned_on.between(first, last))
         .select(sum_bigint("amount_minor"))
         .first(conn)?;
     Ok(YearToDate { completed_before, earned_minor: earned.unwrap_or(0) })
+}
+
+/// The reward for this completion under the program, with the ambassador locked first (a
+/// no-op update) before their year is counted: on PostgreSQL two completions for one
+/// ambassador then count one after the other, so tiers and the annual cap see each other.
+fn calculate(
+    conn: &mut DbConnection,
+    ambassador_id: &str,
+    referral: &ReferralRow,
+    completed_on: NaiveDate,
+    program: &Program,
+) -> Result<Calculated, ApiError> {
+    diesel::update(ambassadors_t::table.find(ambassador_id))
+        .set(ambassadors_t::updated_at.eq(ambassadors_t::updated_at))
+        .execute(conn)?;
+    let ytd = year_to_date(conn, ambassador_id, &referral.id, completed_on)?;
+    program.rules.calculate(ytd, referral.treatment_value_minor).map_err(|e| match e {
+        CalculationError::TreatmentValueRequired => ApiError::Unprocessable {
+            kind: "treatment-value-required",
+            detail: "The program pays a percentage of the treatment value: give treatment_value_minor.".into(),
+            field: Some("treatment_value_minor"),
+        },
+    })
 }
 
 /// Writes the earned reward for a referral that has just been completed (call inside the
@@ -179,20 +202,7 @@ pub fn earn(
     let ambassador_id =
         referral.ambassador_id.as_deref().ok_or_else(|| ApiError::internal("completed referral without ambassador"))?;
     let completed_on = referral.completed_on.ok_or_else(|| ApiError::internal("completed referral without date"))?;
-    // Lock the ambassador (a no-op update) before counting their year: on PostgreSQL two
-    // completions for one ambassador then count one after the other, so tiers and the annual
-    // cap see each other.
-    diesel::update(ambassadors_t::table.find(ambassador_id))
-        .set(ambassadors_t::updated_at.eq(ambassadors_t::updated_at))
-        .execute(conn)?;
-    let ytd = year_to_date(conn, ambassador_id, &referral.id, completed_on)?;
-    let calc = program.rules.calculate(ytd, referral.treatment_value_minor).map_err(|e| match e {
-        CalculationError::TreatmentValueRequired => ApiError::Unprocessable {
-            kind: "treatment-value-required",
-            detail: "The program pays a percentage of the treatment value: give treatment_value_minor.".into(),
-            field: Some("treatment_value_minor"),
-        },
-    })?;
+    let calc = calculate(conn, ambassador_id, referral, completed_on, program)?;
     let at = now();
     // Payable from the clinic's midnight that starts day `completed_on + holding_days`, held
     // before: completed on the 1st with 14 holding days, payable from 00:00 on the 15th.
@@ -204,10 +214,10 @@ pub fn earn(
             rewards::id.eq(&id),
             rewards::ambassador_id.eq(ambassador_id),
             rewards::referral_id.eq(&referral.id),
-            rewards::kind.eq(RewardKind::Earned.as_str()),
+            rewards::kind.eq(RewardKind::Earned),
             rewards::amount_minor.eq(calc.amount_minor),
             rewards::currency.eq(program.rules.currency.as_str()),
-            rewards::state.eq(STATE_OPEN),
+            rewards::state.eq(RewardState::Open),
             rewards::holds_until.eq(holds_until),
             rewards::earned_on.eq(completed_on),
             rewards::program_version_id.eq(&program.id),
@@ -219,7 +229,7 @@ pub fn earn(
             rewards::updated_at.eq(at),
         ))
         .execute(conn)
-        .map_err(|e| if is_unique_violation(&e) { ensure_unchanged(0).unwrap_err() } else { e.into() })?;
+        .map_err(StoreError::unique_race)?;
     let row = find(conn, &id)?;
     audit::record(
         conn,
@@ -240,19 +250,7 @@ pub fn earn(
     )?;
     let ambassador = ambassadors::find(conn, ambassador_id)?;
     if ambassador.notify_reward_updates && row.amount_minor > 0 {
-        let labels = crate::store::referrals::labels_for_ambassador(conn, &[referral.id.as_str()])?;
-        outbox::enqueue(
-            conn,
-            &format!("reward-earned:{id}"),
-            Template::RewardEarned,
-            &ambassador.email,
-            &serde_json::json!({
-                "ambassador_name": ambassador.display_name.as_deref().unwrap_or(&ambassador.name),
-                "client_label": labels.get(&referral.id).cloned().unwrap_or_default(),
-                "amount": row.money().to_string(),
-                "holds_until": payable_on,
-            }),
-        )?;
+        notices::reward_earned(conn, &ambassador, &row, &referral.id, payable_on)?;
     }
     Ok(row)
 }
@@ -265,7 +263,7 @@ pub fn earn(
 pub fn on_refund(conn: &mut DbConnection, referral: &ReferralRow, actor: &Actor) -> Result<(), ApiError> {
     let earned: Option<RewardRow> = rewards::table
         .filter(rewards::referral_id.eq(&referral.id))
-        .filter(rewards::kind.eq(RewardKind::Earned.as_str()))
+        .filter(rewards::kind.eq(RewardKind::Earned))
         .select(RewardRow::as_select())
         .first(conn)
         .optional()?;
@@ -276,10 +274,14 @@ pub fn on_refund(conn: &mut DbConnection, referral: &ReferralRow, actor: &Actor)
         payouts::hold_batch_of_line(conn, line_id)?;
         reward = find(conn, &reward.id)?;
     }
-    match reward.state.as_str() {
-        STATE_OPEN => void(conn, &reward, "refunded", actor),
-        STATE_IN_PAYOUT => payouts::refund_in_batch(conn, &reward, actor, |c| void(c, &reward, "refunded", actor)),
-        STATE_PAID if reward.amount_minor > 0 => clawback(conn, &reward, "referral refunded after payment", actor),
+    match reward.state {
+        RewardState::Open => void(conn, &reward, "refunded", actor),
+        RewardState::InPayout => {
+            payouts::refund_in_batch(conn, &reward, actor, |c| void(c, &reward, "refunded", actor))
+        }
+        RewardState::Paid if reward.amount_minor > 0 => {
+            clawback(conn, &reward, "referral refunded after payment", actor)
+        }
         _ => Ok(()),
     }
 }
@@ -287,9 +289,9 @@ pub fn on_refund(conn: &mut DbConnection, referral: &ReferralRow, actor: &Actor)
 /// Voids a reward not yet paid (compare-and-set on the state read).
 pub(crate) fn void(conn: &mut DbConnection, reward: &RewardRow, reason: &str, actor: &Actor) -> Result<(), ApiError> {
     let at = now();
-    let changed = diesel::update(rewards::table.find(&reward.id).filter(rewards::state.eq(&reward.state)))
+    let changed = diesel::update(rewards::table.find(&reward.id).filter(rewards::state.eq(reward.state)))
         .set((
-            rewards::state.eq(STATE_VOIDED),
+            rewards::state.eq(RewardState::Voided),
             rewards::payout_line_id.eq(None::<String>),
             rewards::voided_at.eq(at),
             rewards::void_reason.eq(reason),
@@ -326,10 +328,10 @@ pub(crate) fn clawback(
             rewards::id.eq(&id),
             rewards::ambassador_id.eq(&earned.ambassador_id),
             rewards::referral_id.eq(&earned.referral_id),
-            rewards::kind.eq(RewardKind::Clawback.as_str()),
+            rewards::kind.eq(RewardKind::Clawback),
             rewards::amount_minor.eq(-earned.amount_minor),
             rewards::currency.eq(&earned.currency),
-            rewards::state.eq(STATE_OPEN),
+            rewards::state.eq(RewardState::Open),
             rewards::holds_until.eq(at),
             // Counts against the year the reward was earned in, so the cap room comes back.
             rewards::earned_on.eq(earned.earned_on),
@@ -339,7 +341,7 @@ pub(crate) fn clawback(
             rewards::updated_at.eq(at),
         ))
         .execute(conn)
-        .map_err(|e| if is_unique_violation(&e) { ensure_unchanged(0).unwrap_err() } else { e.into() })?;
+        .map_err(StoreError::unique_race)?;
     Ok(audit::record(
         conn,
         actor,
@@ -379,10 +381,10 @@ pub fn adjust(
             .values((
                 rewards::id.eq(&id),
                 rewards::ambassador_id.eq(ambassador_id),
-                rewards::kind.eq(RewardKind::Adjustment.as_str()),
+                rewards::kind.eq(RewardKind::Adjustment),
                 rewards::amount_minor.eq(amount_minor),
                 rewards::currency.eq(currency.as_str()),
-                rewards::state.eq(STATE_OPEN),
+                rewards::state.eq(RewardState::Open),
                 rewards::holds_until.eq(at),
                 rewards::earned_on.eq(calendar.date_of(at)),
                 rewards::reason.eq(reason),
@@ -410,9 +412,9 @@ pub fn adjust(
 /// The ambassador's balance by status.
 pub fn balance(conn: &mut DbConnection, ambassador_id: &str) -> Result<Balance, ApiError> {
     let currency = program::current(conn)?.rules.currency;
-    let entries: Vec<(String, NaiveDateTime, i64)> = rewards::table
+    let entries: Vec<(RewardState, NaiveDateTime, i64)> = rewards::table
         .filter(rewards::ambassador_id.eq(ambassador_id))
-        .filter(rewards::state.ne(STATE_VOIDED))
+        .filter(rewards::state.ne(RewardState::Voided))
         .select((rewards::state, rewards::holds_until, rewards::amount_minor))
         .load(conn)?;
     Ok(Balance::of(currency.as_str(), entries, now()))
@@ -435,7 +437,7 @@ pub fn list(conn: &mut DbConnection, filter: &RewardFilter, page: &PageRequest) 
         query = query.filter(rewards::referral_id.eq(r.clone()));
     }
     if let Some(k) = filter.kind {
-        query = query.filter(rewards::kind.eq(k.as_str()));
+        query = query.filter(rewards::kind.eq(k));
     }
     if let Some(s) = filter.status {
         query = query.filter(rewards::state.eq(s.state()));
