@@ -307,73 +307,38 @@ impl ResponseError for ApiError {
     }
 }
 
-impl From<DomainError> for ApiError {
-    fn from(e: DomainError) -> Self {
+impl From<crate::app::Error> for ApiError {
+    fn from(e: crate::app::Error) -> Self {
+        use crate::app::Error;
         match e {
-            DomainError::Validation(errors) => Self::Validation(errors),
-            DomainError::InvalidTransition { entity, current, event } => {
-                Self::InvalidTransition { entity, current, event, hint: None }
+            Error::Validation(errors) => Self::Validation(errors),
+            Error::NotFound(what) => Self::NotFound(what),
+            Error::Forbidden => Self::Forbidden,
+            Error::Conflict { kind, detail, field } => Self::Conflict { kind, detail, field },
+            Error::Unprocessable { kind, detail, field } => Self::Unprocessable { kind, detail, field },
+            Error::DuplicateReferral { existing_referral_id } => Self::DuplicateReferral { existing_referral_id },
+            Error::InvalidTransition { entity, current, event, hint } => {
+                Self::InvalidTransition { entity, current, event, hint }
+            }
+            Error::Store(e) => Self::Store(e),
+            Error::Unavailable(cause) => Self::Unavailable(cause),
+            Error::Internal(cause) => Self::Internal(cause),
+        }
+    }
+}
+
+/// The edge's own database work (authentication, idempotency, health) maps its failures the
+/// way the use cases do.
+macro_rules! through_app_error {
+    ($($from:ty),*) => {$(
+        impl From<$from> for ApiError {
+            fn from(e: $from) -> Self {
+                crate::app::Error::from(e).into()
             }
         }
-    }
+    )*};
 }
-
-impl From<diesel::result::Error> for ApiError {
-    fn from(e: diesel::result::Error) -> Self {
-        use diesel::result::{DatabaseErrorKind, Error};
-        match e {
-            Error::NotFound => Self::NotFound("resource"),
-            // Lost a serialisation race or hit a lock timeout: the client may simply retry.
-            Error::DatabaseError(DatabaseErrorKind::SerializationFailure, info) => {
-                Self::Unavailable(info.message().to_owned())
-            }
-            Error::DatabaseError(_, ref info) if is_busy(info.message()) => Self::Unavailable(e.to_string()),
-            // The database went away under the connection (restart, failover, a terminated
-            // backend): the connection is thrown away when it returns to the pool, and a
-            // retry gets a fresh one.
-            Error::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, _)
-            | Error::BrokenTransactionManager => Self::Unavailable(e.to_string()),
-            Error::DatabaseError(_, ref info) if is_connection_lost(info.message()) => Self::Unavailable(e.to_string()),
-            other => Self::Internal(other.to_string()),
-        }
-    }
-}
-
-fn is_busy(message: &str) -> bool {
-    message.contains("database is locked") || message.contains("database is busy")
-}
-
-/// libpq's and the server's words for a connection that is gone (not every path sets
-/// diesel's `ClosedConnection` kind).
-fn is_connection_lost(message: &str) -> bool {
-    [
-        "server closed the connection",
-        "terminating connection",
-        "no connection to the server",
-        "connection to server",
-        "could not receive data from server",
-        "could not send data to server",
-    ]
-    .iter()
-    .any(|m| message.contains(m))
-}
-
-impl From<crate::db::TaskError> for ApiError {
-    fn from(e: crate::db::TaskError) -> Self {
-        use crate::db::TaskError;
-        match e {
-            TaskError::Pool(e) => e.into(),
-            TaskError::Query(e) => e.into(),
-            TaskError::Task(cause) => Self::Internal(cause),
-        }
-    }
-}
-
-impl From<diesel::r2d2::PoolError> for ApiError {
-    fn from(e: diesel::r2d2::PoolError) -> Self {
-        Self::Unavailable(format!("database pool: {e}"))
-    }
-}
+through_app_error!(DomainError, diesel::result::Error, crate::db::TaskError, diesel::r2d2::PoolError);
 
 /// True for a unique-constraint violation (used by stores to turn races into 409s).
 pub fn is_unique_violation(e: &diesel::result::Error) -> bool {

@@ -2,6 +2,9 @@
 //! pages (neither imports the other). Each opens its transaction, loads through the store,
 //! applies the domain rule, writes, audits and queues its notices.
 
+pub mod error;
 pub mod input;
 pub mod portal;
 pub mod public;
+
+pub use error::Error;
