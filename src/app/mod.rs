@@ -2,9 +2,10 @@
 //! pages (neither imports the other). Each opens its transaction, loads through the store,
 //! applies the domain rule, writes, audits and queues its notices.
 
+pub mod audit;
 pub mod error;
 pub mod input;
 pub mod portal;
 pub mod public;
 
-pub use error::Error;
+pub use error::{Error, Result};
