@@ -3,9 +3,11 @@
 //! applies the domain rule, writes, audits and queues its notices.
 
 pub mod audit;
+pub(crate) mod bridge;
 pub mod error;
 pub mod input;
 pub mod portal;
 pub mod public;
+pub mod reports;
 
 pub use error::{Error, Result};
