@@ -1,11 +1,13 @@
 //! TRANSITIONAL (issue #12, part 3): the store functions of the payouts, ambassadors, codes and
 //! program side still answer `ApiError` on this branch (they move to `app` on their own
-//! branch). The use cases reach them through [`api`]. The lead deletes this module at the merge: once those functions return
+//! branch). The use cases reach them through [`api`], and lost unique races through
+//! [`unique_race`]. The lead deletes this module at the merge: once those functions return
 //! `QueryResult`, `StoreError` or `app::Result`, `?` converts them as it is, and every call
 //! site reads `.map_err(bridge::…)`.
 
 use super::Error;
 use crate::error::ApiError;
+use crate::store::StoreError;
 
 /// An `ApiError` from a store function not yet moved, as the use case's error.
 pub(crate) fn api(e: ApiError) -> Error {
@@ -23,4 +25,10 @@ pub(crate) fn api(e: ApiError) -> Error {
         ApiError::Unavailable(cause) => Error::Unavailable(cause),
         other => Error::Internal(other.to_string()),
     }
+}
+
+/// [`StoreError::unique_race`] for a use case: a unique index refused the row → `LostRace`,
+/// any other database error as it is.
+pub(crate) fn unique_race(e: diesel::result::Error) -> Error {
+    api(StoreError::unique_race(e))
 }

@@ -6,8 +6,12 @@ pub mod audit;
 pub(crate) mod bridge;
 pub mod error;
 pub mod input;
+pub mod ledger;
+pub mod notices;
 pub mod portal;
 pub mod public;
+pub mod referrals;
 pub mod reports;
+pub mod rewards;
 
 pub use error::{Error, Result};
