@@ -2,9 +2,16 @@
 //! pages (neither imports the other). Each opens its transaction, loads through the store,
 //! applies the domain rule, writes, audits and queues its notices.
 
+pub mod audit;
+pub(crate) mod bridge;
 pub mod error;
 pub mod input;
+pub mod ledger;
+pub mod notices;
 pub mod portal;
 pub mod public;
+pub mod referrals;
+pub mod reports;
+pub mod rewards;
 
-pub use error::Error;
+pub use error::{Error, Result};

@@ -1,36 +1,32 @@
-//! An ambassador's own view and changes (the `/v1/me` API and the portal pages): profile,
-//! codes, referrals with clients masked, payouts; and the portal's login token.
+//! The ambassador portal's use cases (the `/v1/portal` and `/v1/me` API and the portal
+//! pages): signing in by e-mailed link, and the ambassador's own view and changes — profile,
+//! codes, referrals with clients masked, rewards, payouts.
 
-use crate::app::input::parse_payout;
-use crate::db::DbConnection;
-use crate::domain::ambassador::AmbassadorStatus;
-use crate::domain::ambassador::NotificationPreferences;
-use crate::domain::ambassador::PayoutMethod;
-use crate::domain::calendar::Calendar;
-use crate::domain::optional_text;
-use crate::domain::payout::LineStatus;
-use crate::domain::referral::full_counts;
-use crate::domain::referral::ReferralStatus;
-use crate::domain::reward::Balance;
-use crate::domain::Validation;
-use crate::error::ApiError;
-use crate::extract::nullable;
-use crate::store::ambassadors;
-use crate::store::ambassadors::AmbassadorChanges;
-use crate::store::ambassadors::AmbassadorRow;
-use crate::store::codes;
-use crate::store::codes::CodeView;
-use crate::store::payouts;
-use crate::store::referrals;
-use crate::store::referrals::ReferralFilter;
-use crate::store::referrals::ReferralRow;
-use crate::store::rewards;
-use crate::store::Page;
-use crate::store::PageRequest;
-use chrono::NaiveDate;
-use serde::Deserialize;
-use serde::Serialize;
 use std::collections::BTreeMap;
+
+use chrono::{NaiveDate, NaiveDateTime};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use super::{bridge, notices, referrals as referral_use_cases, rewards as reward_use_cases, Error, Result};
+use crate::app::input::parse_payout;
+use crate::db::{now, write_tx, DbConnection};
+use crate::domain::ambassador::{AmbassadorStatus, NotificationPreferences, PayoutMethod};
+use crate::domain::api_key::hash;
+use crate::domain::calendar::Calendar;
+use crate::domain::contact::Email;
+use crate::domain::payout::LineStatus;
+use crate::domain::referral::{full_counts, ReferralStatus};
+use crate::domain::reward::{Balance, RewardKind, RewardStatus};
+use crate::domain::{optional_text, Validation};
+use crate::extract::nullable;
+use crate::store::ambassadors::{self, AmbassadorChanges, AmbassadorRow};
+use crate::store::audit::{self, Actor, ActorKind, AuditAction, Change, EntityType};
+use crate::store::codes::{self, CodeView};
+use crate::store::portal::{self, LOGIN_LINK_TTL, LOGIN_MAIL_WINDOW, SESSION_PREFIX, SESSION_TTL};
+use crate::store::referrals::{self, ReferralFilter, ReferralRow};
+use crate::store::rewards::RewardFilter;
+use crate::store::{new_id, payouts, Page, PageRequest};
 
 /// The ambassador's own profile.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -121,20 +117,20 @@ pub struct UpdateMe {
 /// The ambassador, their referral counts by status, and their balance.
 type Profile = (AmbassadorRow, Vec<(String, i64)>, Balance);
 
-fn profile_parts(c: &mut crate::db::DbConnection, row: AmbassadorRow) -> Result<Profile, ApiError> {
+fn profile_parts(c: &mut DbConnection, row: AmbassadorRow) -> Result<Profile> {
     let counts = referrals::status_counts(c, &row.id)?;
-    let balance = rewards::balance(c, &row.id)?;
+    let balance = reward_use_cases::balance(c, &row.id)?;
     Ok((row, counts, balance))
 }
 
 /// The ambassador's profile with counts and balance (the API's `/v1/me` and the portal page).
-pub fn load_profile(c: &mut crate::db::DbConnection, id: &str) -> Result<MeView, ApiError> {
-    let row = ambassadors::find(c, id)?;
+pub fn load_profile(c: &mut DbConnection, id: &str) -> Result<MeView> {
+    let row = ambassadors::find(c, id).map_err(bridge::api)?;
     Ok(MeView::new(profile_parts(c, row)?))
 }
 
 /// Validates what an ambassador asked to change (every bad field reported at once).
-pub fn parse_update(b: UpdateMe) -> Result<AmbassadorChanges, ApiError> {
+pub fn parse_update(b: UpdateMe) -> Result<AmbassadorChanges> {
     let mut v = Validation::new();
     let display_name = b.display_name.map(|d| v.check("display_name", optional_text(d.as_deref(), 100)));
     let payout_method = b.payout_method.map(|m| parse_payout(&mut v, m));
@@ -149,46 +145,83 @@ pub fn parse_update(b: UpdateMe) -> Result<AmbassadorChanges, ApiError> {
 }
 
 /// Applies an ambassador's own changes (audited in the store's transaction).
-pub fn apply_update(
-    c: &mut crate::db::DbConnection,
-    id: &str,
-    changes: &AmbassadorChanges,
-    actor: &crate::store::audit::Actor,
-) -> Result<MeView, ApiError> {
-    let row = ambassadors::update(c, id, changes, actor)?;
+pub fn apply_update(c: &mut DbConnection, id: &str, changes: &AmbassadorChanges, actor: &Actor) -> Result<MeView> {
+    let row = ambassadors::update(c, id, changes, actor).map_err(bridge::api)?;
     Ok(MeView::new(profile_parts(c, row)?))
 }
 
 /// The ambassador's active codes with their share links.
-pub fn active_codes(
-    c: &mut crate::db::DbConnection,
-    ambassador_id: &str,
-    public_url: &str,
-) -> Result<Vec<CodeView>, ApiError> {
-    let rows = codes::list_for(c, ambassador_id)?;
+pub fn active_codes(c: &mut DbConnection, ambassador_id: &str, public_url: &str) -> Result<Vec<CodeView>> {
+    let rows = codes::list_for(c, ambassador_id).map_err(bridge::api)?;
     Ok(rows.into_iter().filter(|c| c.active).map(|c| CodeView::new(c, public_url)).collect())
 }
 
 /// A page of the ambassador's referrals, clients masked exactly as `/v1/me/referrals` shows them.
 pub fn my_referrals(
-    c: &mut crate::db::DbConnection,
+    c: &mut DbConnection,
     calendar: &Calendar,
     ambassador_id: &str,
     status: Option<ReferralStatus>,
     page: &PageRequest,
-) -> Result<Page<MyReferral>, ApiError> {
+) -> Result<Page<MyReferral>> {
     let filter = ReferralFilter {
         status,
         ambassador_id: Some(ambassador_id.to_owned()),
         ambassador_view: true,
         ..Default::default()
     };
-    let page = referrals::list(c, calendar, &filter, page)?;
-    let ids: Vec<&str> = page.items.iter().filter_map(|r| r.code_id.as_deref()).collect();
-    let codes = codes::display_codes(c, &ids)?;
-    Ok(page.map(|r| {
-        let code = r.code_id.as_ref().and_then(|id| codes.get(id).cloned());
-        MyReferral::new(r, code, calendar)
+    let page = referral_use_cases::search(c, calendar, &filter, page)?;
+    Ok(page.map(|(r, code)| MyReferral::new(r, code, calendar)))
+}
+
+/// One of the ambassador's own referrals (404 for anyone else's, or one they may not see yet).
+pub fn my_referral(c: &mut DbConnection, calendar: &Calendar, ambassador_id: &str, id: &str) -> Result<MyReferral> {
+    let row = referrals::find_for_ambassador(c, ambassador_id, id)?.ok_or(Error::NotFound("referral"))?;
+    let (row, code) = referral_use_cases::with_code(c, row)?;
+    Ok(MyReferral::new(row, code, calendar))
+}
+
+/// A ledger entry as its ambassador sees it: no treatment value, no computation basis.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MyReward {
+    pub id: String,
+    pub kind: RewardKind,
+    pub status: RewardStatus,
+    pub amount_minor: i64,
+    pub currency: String,
+    /// Payable from this moment (after the refund window).
+    #[serde(serialize_with = "crate::store::utc::ser")]
+    pub holds_until: NaiveDateTime,
+    pub earned_on: NaiveDate,
+    pub referral_id: Option<String>,
+    /// The referred client as you see them ("First L." with consent, else "Referral 7Q4K…").
+    pub client: Option<String>,
+    /// Why finance adjusted your balance, or why a reward was taken back.
+    pub reason: Option<String>,
+    #[serde(serialize_with = "crate::store::utc::ser_opt")]
+    pub paid_at: Option<NaiveDateTime>,
+}
+
+/// A page of the ambassador's rewards, newest first, each client named as the ambassador sees
+/// them.
+pub fn my_rewards(c: &mut DbConnection, ambassador_id: &str, page: &PageRequest) -> Result<Page<MyReward>> {
+    let filter = RewardFilter { ambassador_id: Some(ambassador_id.to_owned()), ..Default::default() };
+    let page = reward_use_cases::list(c, &filter, page)?;
+    let ids: Vec<&str> = page.items.iter().filter_map(|r| r.referral_id.as_deref()).collect();
+    let labels = referrals::labels_for_ambassador(c, &ids)?;
+    let at = now();
+    Ok(page.map(|r| MyReward {
+        status: r.status(at),
+        kind: r.kind,
+        client: r.referral_id.as_ref().and_then(|id| labels.get(id).cloned()),
+        id: r.id,
+        amount_minor: r.amount_minor,
+        currency: r.currency,
+        holds_until: r.holds_until,
+        earned_on: r.earned_on,
+        referral_id: r.referral_id,
+        reason: r.reason,
+        paid_at: r.paid_at,
     }))
 }
 
@@ -205,19 +238,19 @@ pub struct MyPayout {
     pub currency: String,
     pub payout_method: String,
     #[serde(serialize_with = "crate::store::utc::ser_opt")]
-    pub paid_at: Option<chrono::NaiveDateTime>,
+    pub paid_at: Option<NaiveDateTime>,
     /// The day it was paid, in the clinic's calendar.
     pub paid_on: Option<NaiveDate>,
 }
 
 /// A page of the ambassador's payouts, newest first.
 pub fn my_payouts(
-    c: &mut crate::db::DbConnection,
+    c: &mut DbConnection,
     calendar: &Calendar,
     ambassador_id: &str,
     page: &PageRequest,
-) -> Result<Page<MyPayout>, ApiError> {
-    let page = payouts::lines_for_ambassador(c, ambassador_id, page)?;
+) -> Result<Page<MyPayout>> {
+    let page = payouts::lines_for_ambassador(c, ambassador_id, page).map_err(bridge::api)?;
     Ok(page.map(|(line, batch)| MyPayout {
         status: line.status,
         batch: batch.code(),
@@ -231,18 +264,137 @@ pub fn my_payouts(
 }
 
 /// A login link's token as sent (the API's and the portal page's).
-pub fn parse_login_token(raw: &str) -> Result<String, ApiError> {
+pub fn parse_login_token(raw: &str) -> Result<String> {
     let token = raw.trim();
     if token.is_empty() || token.len() > 200 {
-        return Err(ApiError::validation("token", "must be the token from the login link"));
+        return Err(Error::validation("token", "must be the token from the login link"));
     }
     Ok(token.to_owned())
 }
 
-/// The display code of a referral's code, if it has one.
-pub fn code_of(c: &mut DbConnection, row: &ReferralRow) -> Result<Option<String>, ApiError> {
-    match &row.code_id {
-        Some(id) => Ok(codes::display_codes(c, &[id.as_str()])?.remove(id)),
-        None => Ok(None),
+fn random_token() -> String {
+    use base64::Engine;
+    let mut raw = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+/// What a login-link request needs besides the address.
+pub struct LoginRequest<'a> {
+    pub public_url: &'a str,
+    /// Login e-mails sent to one address per [`LOGIN_MAIL_WINDOW`] at most.
+    pub per_hour: u32,
+    pub actor: &'a Actor,
+}
+
+/// Queues a login link for an active ambassador with this e-mail; does nothing (silently)
+/// for anyone else, and nothing once the address had `per_hour` links within the hour (so
+/// the form cannot be used to flood someone's inbox). The answer never reveals which.
+pub fn request_login(conn: &mut DbConnection, email: &Email, req: &LoginRequest<'_>) -> Result<()> {
+    let (public_url, actor) = (req.public_url, req.actor);
+    write_tx(conn, |conn| {
+        let Some((ambassador_id, name)) = portal::active_by_email(conn, email)? else {
+            return Ok(());
+        };
+        // Links go only to the ambassador's current address, so counting their links is
+        // counting that address's. Writers queue (SQLite) or may overshoot by a racing few
+        // (PostgreSQL): a bound on abuse, not an exact quota.
+        let recent = portal::links_since(conn, &ambassador_id, now() - LOGIN_MAIL_WINDOW)?;
+        if recent >= i64::from(req.per_hour) {
+            tracing::info!(%ambassador_id, "login e-mail limit reached for this address; nothing sent");
+            return Ok(());
+        }
+        let token = random_token();
+        let id = new_id();
+        let at = now();
+        let expires_at = at + LOGIN_LINK_TTL;
+        portal::insert_login_link(conn, &id, &ambassador_id, &hash(&token), expires_at, at)?;
+        let link = format!("{public_url}/portal/login?token={token}");
+        notices::portal_login(conn, &id, &name, email.as_str(), &link, expires_at)?;
+        audit::record(
+            conn,
+            actor,
+            Change {
+                action: AuditAction::PortalLoginLinkSent,
+                entity_type: EntityType::Ambassador,
+                entity_id: &ambassador_id,
+                before: None,
+                after: None,
+                details: None,
+            },
+        )?;
+        Ok(())
+    })
+}
+
+fn invalid_link() -> Error {
+    Error::Unprocessable {
+        kind: "invalid-login-link",
+        detail: "This login link is invalid, expired or already used. Ask for a new one.".into(),
+        field: Some("token"),
     }
+}
+
+/// Exchanges a login link's token (once) for a session token; returns (token, expiry).
+pub fn start_session(
+    conn: &mut DbConnection,
+    token: &str,
+    request_id: Option<String>,
+) -> Result<(String, NaiveDateTime)> {
+    write_tx(conn, |conn| {
+        let at = now();
+        let Some(ambassador_id) = portal::use_login_link(conn, &hash(token), at)? else {
+            return Err(invalid_link());
+        };
+        if portal::ambassador_status(conn, &ambassador_id)? != AmbassadorStatus::Active {
+            return Err(invalid_link());
+        }
+        let secret = format!("{SESSION_PREFIX}{}", random_token());
+        let session_id = new_id();
+        let expires_at = at + SESSION_TTL;
+        portal::insert_session(conn, &session_id, &ambassador_id, &hash(&secret), expires_at, at)?;
+        let actor = Actor { kind: ActorKind::Ambassador, id: Some(ambassador_id.clone()), role: None, request_id };
+        audit::record(
+            conn,
+            &actor,
+            Change {
+                action: AuditAction::PortalSessionStarted,
+                entity_type: EntityType::Ambassador,
+                entity_id: &ambassador_id,
+                before: None,
+                after: None,
+                details: Some(serde_json::json!({ "session_id": session_id })),
+            },
+        )?;
+        Ok((secret, expires_at))
+    })
+}
+
+/// The (session id, ambassador id) of a live session token whose ambassador is active now.
+pub fn signed_in(conn: &mut DbConnection, secret: &str) -> Result<Option<(String, String)>> {
+    Ok(portal::authenticate(conn, secret)?)
+}
+
+/// Signs out: ends the session, audited like every state change (so an idempotent retry of
+/// the sign-out is answered from the audit trail, never run twice).
+pub fn end_session(conn: &mut DbConnection, session_id: &str, actor: &Actor) -> Result<()> {
+    write_tx(conn, |conn| {
+        if portal::end_session(conn, session_id, now())? == 0 {
+            return Ok(());
+        }
+        let ambassador_id = actor.id.as_deref().unwrap_or_default();
+        audit::record(
+            conn,
+            actor,
+            Change {
+                action: AuditAction::PortalSessionEnded,
+                entity_type: EntityType::Ambassador,
+                entity_id: ambassador_id,
+                before: None,
+                after: None,
+                details: Some(serde_json::json!({ "session_id": session_id })),
+            },
+        )?;
+        Ok(())
+    })
 }

@@ -108,8 +108,9 @@ pub struct PublicReferral {
     pub share_name_with_ambassador: bool,
 }
 
-/// Validates a friend's intake form (the API's and the share-link page's).
-pub fn parse_referral(settings: &Settings, b: PublicReferral) -> Result<NewReferral, ApiError> {
+/// Validates a friend's intake form (the API's and the share-link page's); the submission
+/// itself is `app::referrals::submit_public`.
+pub fn parse_referral(settings: &Settings, b: PublicReferral) -> crate::app::Result<NewReferral> {
     let mut v = Validation::new();
     let client = parse_client(
         &mut v,

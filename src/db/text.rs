@@ -75,6 +75,7 @@ stored_as_text!(
     crate::domain::ambassador::Enrolment,
     crate::domain::audit::ActorKind,
     crate::domain::audit::AuditAction,
+    crate::domain::audit::EntityType,
     crate::domain::notice::Template,
     crate::domain::notice::EmailStatus,
     crate::domain::code::CodeKind,

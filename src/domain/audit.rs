@@ -1,4 +1,4 @@
-//! What the audit trail records: who acted and which action they took.
+//! What the audit trail records: who acted, which action they took, and on what kind of record.
 
 use super::ambassador::LifecycleEvent;
 super::text_enum! {
@@ -58,6 +58,23 @@ super::text_enum! {
     }
 }
 
+super::text_enum! {
+    /// What kind of record an audit event is about.
+    #[derive(serde::Serialize, utoipa::ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum EntityType {
+        Ambassador = "ambassador",
+        ApiKey = "api_key",
+        Email = "email",
+        Payout = "payout",
+        PayoutLine = "payout_line",
+        Program = "program",
+        Referral = "referral",
+        ReferralCode = "referral_code",
+        Reward = "reward",
+    }
+}
+
 impl AuditAction {
     /// The action a staff change of an ambassador's status records.
     pub fn of_lifecycle(event: LifecycleEvent) -> Self {
@@ -79,6 +96,13 @@ mod tests {
     fn lifecycle_actions_keep_their_recorded_names() {
         for event in LifecycleEvent::ALL {
             assert_eq!(AuditAction::of_lifecycle(event).as_str(), format!("ambassador.{}", event.as_str()));
+        }
+    }
+
+    #[test]
+    fn entity_types_serialise_as_their_stored_names() {
+        for entity in EntityType::ALL {
+            assert_eq!(serde_json::to_value(entity).unwrap(), entity.as_str());
         }
     }
 }

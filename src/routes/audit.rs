@@ -3,13 +3,14 @@
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
+use crate::app::audit;
 use crate::auth::{Admin, Auth};
 use crate::db::blocking;
 use crate::db::DbPool;
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiQuery;
 use crate::http::resource;
-use crate::store::audit::{self, AuditEvent};
+use crate::store::audit::AuditEvent;
 use crate::store::PageRequest;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -43,6 +44,6 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let q = q.0;
     let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
-    let result = blocking(&pool, move |c| audit::list(c, q.entity_id.as_deref(), &page)).await?;
+    let result = blocking(&pool, move |c| audit::trail(c, q.entity_id.as_deref(), &page)).await?;
     Ok(HttpResponse::Ok().json(AuditList { items: result.items, next_cursor: result.next_cursor }))
 }

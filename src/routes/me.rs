@@ -3,12 +3,11 @@
 //! never with contact details, notes, treatment value or the clinic's reference.
 
 use actix_web::{web, HttpResponse};
-use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::app::portal::{
-    active_codes, apply_update, code_of, load_profile, my_payouts, my_referrals, parse_update, MeView, MyPayout,
-    MyReferral, UpdateMe,
+    active_codes, apply_update, load_profile, my_payouts, my_referral, my_referrals, my_rewards, parse_update, MeView,
+    MyPayout, MyReferral, MyReward, UpdateMe,
 };
 use crate::auth::Me;
 use crate::config::Settings;
@@ -16,13 +15,11 @@ use crate::db::blocking;
 use crate::db::DbPool;
 use crate::domain::calendar::Calendar;
 use crate::domain::referral::ReferralStatus;
-use crate::domain::reward::{RewardKind, RewardStatus};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::http::resource;
 use crate::store::codes::CodeView;
-use crate::store::referrals::{self};
-use crate::store::{rewards, PageRequest};
+use crate::store::PageRequest;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/me").route(web::get().to(get)).route(web::patch().to(update)))
@@ -115,35 +112,9 @@ pub async fn get_referral(
     calendar: web::Data<Calendar>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let amb = me.0.ambassador_id;
-    let (row, code) = blocking(&pool, move |c| {
-        let row = referrals::find_for_ambassador(c, &amb, &id)?;
-        let code = code_of(c, &row)?;
-        Ok::<_, ApiError>((row, code))
-    })
-    .await?;
-    Ok(HttpResponse::Ok().json(MyReferral::new(row, code, &calendar)))
-}
-
-/// A ledger entry as its ambassador sees it: no treatment value, no computation basis.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct MyReward {
-    pub id: String,
-    pub kind: RewardKind,
-    pub status: RewardStatus,
-    pub amount_minor: i64,
-    pub currency: String,
-    /// Payable from this moment (after the refund window).
-    #[serde(serialize_with = "crate::store::utc::ser")]
-    pub holds_until: chrono::NaiveDateTime,
-    pub earned_on: NaiveDate,
-    pub referral_id: Option<String>,
-    /// The referred client as you see them ("First L." with consent, else "Referral 7Q4K…").
-    pub client: Option<String>,
-    /// Why finance adjusted your balance, or why a reward was taken back.
-    pub reason: Option<String>,
-    #[serde(serialize_with = "crate::store::utc::ser_opt")]
-    pub paid_at: Option<chrono::NaiveDateTime>,
+    let (amb, cal) = (me.0.ambassador_id, **calendar);
+    let referral = blocking(&pool, move |c| my_referral(c, &cal, &amb, &id)).await?;
+    Ok(HttpResponse::Ok().json(referral))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -166,28 +137,8 @@ pub struct MyPageQuery {
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_rewards(me: Me, pool: web::Data<DbPool>, q: ApiQuery<MyPageQuery>) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::parse(q.0.limit, q.0.cursor.as_deref())?;
-    let filter = rewards::RewardFilter { ambassador_id: Some(me.0.ambassador_id), ..Default::default() };
-    let (page, labels) = blocking(&pool, move |c| {
-        let page = rewards::list(c, &filter, &page)?;
-        let ids: Vec<&str> = page.items.iter().filter_map(|r| r.referral_id.as_deref()).collect();
-        let labels = referrals::labels_for_ambassador(c, &ids)?;
-        Ok::<_, ApiError>((page, labels))
-    })
-    .await?;
-    let at = crate::db::now();
-    let page = page.map(|r| MyReward {
-        status: r.status(at),
-        kind: r.kind,
-        client: r.referral_id.as_ref().and_then(|id| labels.get(id).cloned()),
-        id: r.id,
-        amount_minor: r.amount_minor,
-        currency: r.currency,
-        holds_until: r.holds_until,
-        earned_on: r.earned_on,
-        referral_id: r.referral_id,
-        reason: r.reason,
-        paid_at: r.paid_at,
-    });
+    let id = me.0.ambassador_id;
+    let page = blocking(&pool, move |c| my_rewards(c, &id, &page)).await?;
     Ok(HttpResponse::Ok().json(MyRewardList { items: page.items, next_cursor: page.next_cursor }))
 }
 

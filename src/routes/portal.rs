@@ -4,7 +4,7 @@
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use crate::app::portal::parse_login_token;
+use crate::app::portal::{self, parse_login_token};
 use crate::auth::Me;
 use crate::config::Settings;
 use crate::db::blocking;
@@ -16,7 +16,6 @@ use crate::extract::ApiJson;
 use crate::http::{idempotency, resource, PublicRequest};
 use crate::routes::api_keys::SECRET_WITHHELD;
 use crate::routes::public::Accepted;
-use crate::store::portal;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/login").route(web::post().to(login)))

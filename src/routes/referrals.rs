@@ -6,11 +6,10 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::app::input::parse_client;
-use crate::app::portal::code_of;
+use crate::app::referrals::{self, Detail};
 use crate::auth::{Admin, Auth, Staff, StaffOrFinance};
 use crate::config::Settings;
-use crate::db::blocking;
-use crate::db::DbPool;
+use crate::db::{blocking, DbConnection, DbPool};
 use crate::domain::api_key::Role;
 use crate::domain::calendar::Calendar;
 use crate::domain::contact::{ContactHasher, Email, Phone};
@@ -20,9 +19,9 @@ use crate::error::{ApiError, Problem};
 use crate::extract::nullable;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::http::{idempotency, resource};
-use crate::store::audit::{self, AuditEvent};
-use crate::store::referrals::{self, ClientChanges, NewReferral, ReferralFilter, ReferralRow, SessionRow};
-use crate::store::{codes, PageRequest};
+use crate::store::audit::AuditEvent;
+use crate::store::referrals::{ClientChanges, NewReferral, ReferralFilter, ReferralRow, SessionRow};
+use crate::store::PageRequest;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/referrals").route(web::post().to(create)).route(web::get().to(list)))
@@ -331,13 +330,20 @@ pub async fn create(
     let new = body.0.parse(&settings)?;
     let actor = auth.actor();
     let cal = **calendar;
-    let (row, code) = blocking(&pool, move |c| {
-        let row = referrals::create(c, &cal, &new, &hasher, &actor)?;
-        let code = code_of(c, &row)?;
-        Ok::<_, ApiError>((row, code))
-    })
-    .await?;
+    let (row, code) = change(&pool, move |c| referrals::create(c, &cal, &new, &hasher, &actor)).await?;
     Ok(about_client(HttpResponse::Created(), ReferralView::new(row, code, true, &calendar)))
+}
+
+/// Runs a change of a referral and loads the code it was made with, for the reply.
+async fn change(
+    pool: &DbPool,
+    f: impl FnOnce(&mut DbConnection) -> crate::app::Result<ReferralRow> + Send + 'static,
+) -> Result<(ReferralRow, Option<String>), ApiError> {
+    Ok(blocking(pool, move |c| {
+        let row = f(c)?;
+        referrals::with_code(c, row)
+    })
+    .await?)
 }
 
 /// A reply naming a referred client: a stored idempotent copy is scrubbed with their data.
@@ -377,18 +383,9 @@ pub async fn list(
         ambassador_view: false,
     };
     let cal = **calendar;
-    let (page, codes) = blocking(&pool, move |c| {
-        let page = referrals::list(c, &cal, &filter, &page)?;
-        let ids: Vec<&str> = page.items.iter().filter_map(|r| r.code_id.as_deref()).collect();
-        let codes = codes::display_codes(c, &ids)?;
-        Ok::<_, ApiError>((page, codes))
-    })
-    .await?;
+    let page = blocking(&pool, move |c| referrals::search(c, &cal, &filter, &page)).await?;
     let with_contact = sees_contact(auth.caller.role);
-    let page = page.map(|r| {
-        let code = r.code_id.as_ref().and_then(|id| codes.get(id).cloned());
-        ReferralView::new(r, code, with_contact, &calendar)
-    });
+    let page = page.map(|(r, code)| ReferralView::new(r, code, with_contact, &calendar));
     Ok(HttpResponse::Ok().json(ReferralList { items: page.items, next_cursor: page.next_cursor }))
 }
 
@@ -403,14 +400,7 @@ pub async fn get(
     calendar: web::Data<Calendar>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (row, code, sessions, history) = blocking(&pool, move |c| {
-        let row = referrals::find(c, &id)?;
-        let code = code_of(c, &row)?;
-        let sessions = referrals::sessions(c, &id)?;
-        let history = audit::list(c, Some(&id), &PageRequest { limit: 200, after_id: None })?;
-        Ok::<_, ApiError>((row, code, sessions, history.items))
-    })
-    .await?;
+    let Detail { referral: row, code, sessions, history } = blocking(&pool, move |c| referrals::detail(c, &id)).await?;
     let with_contact = sees_contact(auth.caller.role);
     Ok(HttpResponse::Ok().json(ReferralDetail {
         referral: ReferralView::new(row, code, with_contact, &calendar),
@@ -457,11 +447,7 @@ pub async fn list_sessions(
     pool: web::Data<DbPool>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let rows = blocking(&pool, move |c| {
-        referrals::find(c, &id)?;
-        referrals::sessions(c, &id)
-    })
-    .await?;
+    let rows = blocking(&pool, move |c| referrals::sessions(c, &id)).await?;
     let with_notes = sees_contact(auth.caller.role);
     let items = rows.into_iter().map(|s| SessionView::new(s, with_notes)).collect();
     Ok(HttpResponse::Ok().json(SessionList { items, next_cursor: None }))
@@ -487,12 +473,8 @@ pub async fn complete(
     }
     let actor = auth.actor();
     let cal = **calendar;
-    let (row, code) = blocking(&pool, move |c| {
-        let row = referrals::complete(c, &cal, &id, completed_on, treatment_value_minor, &actor)?;
-        let code = code_of(c, &row)?;
-        Ok::<_, ApiError>((row, code))
-    })
-    .await?;
+    let (row, code) =
+        change(&pool, move |c| referrals::complete(c, &cal, &id, completed_on, treatment_value_minor, &actor)).await?;
     Ok(about_client(HttpResponse::Ok(), ReferralView::new(row, code, true, &calendar)))
 }
 
@@ -524,12 +506,8 @@ pub async fn close_out(
     }
     v.finish()?;
     let actor = auth.actor();
-    let (row, code) = blocking(&pool, move |c| {
-        let row = referrals::close_out(c, &id, event, &reason_code, note.as_deref(), &actor)?;
-        let code = code_of(c, &row)?;
-        Ok::<_, ApiError>((row, code))
-    })
-    .await?;
+    let (row, code) =
+        change(&pool, move |c| referrals::close_out(c, &id, event, &reason_code, note.as_deref(), &actor)).await?;
     Ok(about_client(HttpResponse::Ok(), ReferralView::new(row, code, true, &calendar)))
 }
 
@@ -604,12 +582,7 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let changes = body.0.parse(&settings)?;
     let actor = auth.actor();
-    let (row, code) = blocking(&pool, move |c| {
-        let row = referrals::update_client(c, &id, &changes, &hasher, &actor)?;
-        let code = code_of(c, &row)?;
-        Ok::<_, ApiError>((row, code))
-    })
-    .await?;
+    let (row, code) = change(&pool, move |c| referrals::update_client(c, &id, &changes, &hasher, &actor)).await?;
     Ok(HttpResponse::Ok().json(ReferralView::new(row, code, true, &calendar)))
 }
 
@@ -626,11 +599,6 @@ pub async fn erase(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let actor = auth.actor();
-    let (row, code) = blocking(&pool, move |c| {
-        let row = referrals::erase(c, &id, &actor)?;
-        let code = code_of(c, &row)?;
-        Ok::<_, ApiError>((row, code))
-    })
-    .await?;
+    let (row, code) = change(&pool, move |c| referrals::erase(c, &id, &actor)).await?;
     Ok(HttpResponse::Ok().json(ReferralView::new(row, code, true, &calendar)))
 }

@@ -2,9 +2,10 @@
 //! ambassador against the tax threshold (JSON, or CSV streamed).
 
 use actix_web::{web, HttpResponse};
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use crate::app::reports;
 use crate::auth::{Auth, Finance};
 use crate::db::blocking;
 use crate::db::DbPool;
@@ -14,7 +15,7 @@ use crate::error::{ApiError, Problem};
 use crate::extract::ApiQuery;
 use crate::http::csv_export::{self, text_cell, PAGE_ROWS};
 use crate::http::resource;
-use crate::store::reports::{self, AnnualRow, Period, Summary};
+use crate::store::reports::{AnnualRow, Period, Summary};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/reports/summary").route(web::get().to(summary)))
@@ -50,14 +51,6 @@ pub struct AnnualReport {
     pub items: Vec<AnnualRow>,
 }
 
-fn check_year(calendar: &Calendar, year: i32) -> Result<(), ApiError> {
-    let this_year = calendar.date_of(crate::db::now()).year();
-    if !(2000..=this_year + 1).contains(&year) {
-        return Err(ApiError::validation("year", format!("must be between 2000 and {}", this_year + 1)));
-    }
-    Ok(())
-}
-
 /// Referrals by status and conversion, rewards by status, top ambassadors.
 #[utoipa::path(get, path = "/v1/reports/summary", tag = "reports", security(("bearer" = [])), params(SummaryQuery),
     responses((status = 200, body = Summary),
@@ -69,11 +62,6 @@ pub async fn summary(
     q: ApiQuery<SummaryQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let period = Period { from: q.0.from, to: q.0.to };
-    if let (Some(f), Some(t)) = (period.from, period.to) {
-        if f > t {
-            return Err(ApiError::validation("to", "must not be before from"));
-        }
-    }
     Ok(HttpResponse::Ok().json(blocking(&pool, move |c| reports::summary(c, &calendar, period)).await?))
 }
 
@@ -88,20 +76,8 @@ pub async fn annual(
     q: ApiQuery<AnnualQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let year = q.0.year;
-    check_year(&calendar, year)?;
-    let (items, tax_threshold_minor, currency) = blocking(&pool, move |c| {
-        let (mut items, threshold, currency) = reports::annual_page(c, &calendar, year, None, PAGE_ROWS)?;
-        // A full page may have more after it; a short one is the last.
-        let mut last_page = items.len() as i64;
-        while last_page == PAGE_ROWS {
-            let after = items.last().map(|r| r.ambassador_id.clone());
-            let (more, _, _) = reports::annual_page(c, &calendar, year, after.as_deref(), PAGE_ROWS)?;
-            last_page = more.len() as i64;
-            items.extend(more);
-        }
-        Ok::<_, ApiError>((items, threshold, currency))
-    })
-    .await?;
+    let (items, tax_threshold_minor, currency) =
+        blocking(&pool, move |c| reports::annual(c, &calendar, year, PAGE_ROWS)).await?;
     let total_paid_minor = items.iter().map(|r| r.paid_minor).sum();
     Ok(HttpResponse::Ok().json(AnnualReport { year, currency, tax_threshold_minor, total_paid_minor, items }))
 }
@@ -120,7 +96,7 @@ pub async fn annual_csv(
     q: ApiQuery<AnnualQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let year = q.0.year;
-    check_year(&calendar, year)?;
+    reports::check_year(&calendar, year)?;
     let calendar = **calendar;
     let fetch = move |c: &mut crate::db::DbConnection, after: Option<String>| {
         let (rows, _, currency) = reports::annual_page(c, &calendar, year, after.as_deref(), PAGE_ROWS)?;

@@ -3,6 +3,7 @@
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
+use crate::app::rewards;
 use crate::auth::{Auth, Finance};
 use crate::db::blocking;
 use crate::db::{now, DbPool};
@@ -12,7 +13,7 @@ use crate::domain::{required_text, Validation};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::http::resource;
-use crate::store::rewards::{self, RewardFilter, RewardView};
+use crate::store::rewards::{RewardFilter, RewardView};
 use crate::store::PageRequest;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -5,8 +5,7 @@ use serde::Serialize;
 
 use crate::db::schema::audit_events;
 use crate::db::{now, DbConnection};
-pub use crate::domain::audit::{ActorKind, AuditAction};
-use crate::error::ApiError;
+pub use crate::domain::audit::{ActorKind, AuditAction, EntityType};
 use crate::store::{new_id, Page, PageRequest};
 
 /// Who is acting, as recorded in audit events.
@@ -37,9 +36,10 @@ impl Actor {
 }
 
 /// One audit row to write; `record` fills in time, actor and id.
-pub struct Change<'a> {
+pub struct Change<'a, E = EntityType> {
     pub action: AuditAction,
-    pub entity_type: &'a str,
+    /// What the event is about: an [`EntityType`] (see [`Entity`]).
+    pub entity_type: E,
     pub entity_id: &'a str,
     pub before: Option<&'a str>,
     pub after: Option<&'a str>,
@@ -56,7 +56,7 @@ pub struct AuditEvent {
     pub actor_id: Option<String>,
     pub actor_role: Option<String>,
     pub action: String,
-    pub entity_type: String,
+    pub entity_type: EntityType,
     pub entity_id: String,
     pub before_status: Option<String>,
     pub after_status: Option<String>,
@@ -65,8 +65,32 @@ pub struct AuditEvent {
     pub details: Option<String>,
 }
 
+/// What may name the entity of a [`Change`]: an [`EntityType`], or — transitional, until the
+/// flows still in `store::{payouts, ambassadors, codes, program, api_keys, outbox}` name theirs
+/// with the enum (issue #12, moving on their own branch) — its stored name, checked against the
+/// enum when the row is written: a name the enum does not know fails the write.
+pub trait Entity {
+    fn entity_type(&self) -> Option<EntityType>;
+}
+
+impl Entity for EntityType {
+    fn entity_type(&self) -> Option<EntityType> {
+        Some(*self)
+    }
+}
+
+impl Entity for &str {
+    fn entity_type(&self) -> Option<EntityType> {
+        EntityType::parse(self)
+    }
+}
+
 /// Writes one audit event; call it inside the state change's transaction.
-pub fn record(conn: &mut DbConnection, actor: &Actor, change: Change<'_>) -> QueryResult<()> {
+pub fn record<E: Entity>(conn: &mut DbConnection, actor: &Actor, change: Change<'_, E>) -> QueryResult<()> {
+    let entity_type = change
+        .entity_type
+        .entity_type()
+        .ok_or_else(|| diesel::result::Error::QueryBuilderError("audit event for an unknown entity type".into()))?;
     diesel::insert_into(audit_events::table)
         .values((
             audit_events::id.eq(new_id()),
@@ -75,7 +99,7 @@ pub fn record(conn: &mut DbConnection, actor: &Actor, change: Change<'_>) -> Que
             audit_events::actor_id.eq(actor.id.as_deref()),
             audit_events::actor_role.eq(actor.role.as_deref()),
             audit_events::action.eq(change.action),
-            audit_events::entity_type.eq(change.entity_type),
+            audit_events::entity_type.eq(entity_type),
             audit_events::entity_id.eq(change.entity_id),
             audit_events::before_status.eq(change.before),
             audit_events::after_status.eq(change.after),
@@ -86,11 +110,7 @@ pub fn record(conn: &mut DbConnection, actor: &Actor, change: Change<'_>) -> Que
     Ok(())
 }
 
-pub fn list(
-    conn: &mut DbConnection,
-    entity_id: Option<&str>,
-    page: &PageRequest,
-) -> Result<Page<AuditEvent>, ApiError> {
+pub fn list(conn: &mut DbConnection, entity_id: Option<&str>, page: &PageRequest) -> QueryResult<Page<AuditEvent>> {
     let mut query = audit_events::table.select(AuditEvent::as_select()).into_boxed();
     if let Some(entity_id) = entity_id {
         query = query.filter(audit_events::entity_id.eq(entity_id.to_owned()));

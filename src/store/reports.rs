@@ -1,5 +1,5 @@
-//! Finance reports: the referral funnel and ledger totals, and each ambassador's paid total
-//! per calendar year (for tax reporting).
+//! Finance reports' queries: the referral funnel and ledger totals, and each ambassador's paid
+//! total per calendar year (for tax reporting). `app::reports` puts them together.
 
 use std::collections::BTreeMap;
 
@@ -13,8 +13,7 @@ use crate::domain::calendar::Calendar;
 use crate::domain::payout::LineStatus;
 use crate::domain::referral::{full_counts, ReferralStatus};
 use crate::domain::reward::{RewardKind, RewardState, RewardStatus};
-use crate::error::ApiError;
-use crate::store::{program, sum_bigint};
+use crate::store::sum_bigint;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Period {
@@ -33,13 +32,18 @@ fn far_future() -> NaiveDate {
 
 impl Period {
     /// When the first day begins in the clinic's calendar.
-    fn start(&self, calendar: &Calendar) -> NaiveDateTime {
+    pub fn start(&self, calendar: &Calendar) -> NaiveDateTime {
         calendar.start_of(self.from.unwrap_or_else(far_past))
     }
 
     /// Exclusive end: when the day after `to` begins in the clinic's calendar.
-    fn end(&self, calendar: &Calendar) -> NaiveDateTime {
+    pub fn end(&self, calendar: &Calendar) -> NaiveDateTime {
         calendar.start_of(self.to.and_then(|d| d.succ_opt()).unwrap_or_else(far_future))
+    }
+
+    /// The first and last day (inclusive), open ends as far as both databases store dates.
+    pub fn days(&self) -> (NaiveDate, NaiveDate) {
+        (self.from.unwrap_or_else(far_past), self.to.unwrap_or_else(far_future))
     }
 }
 
@@ -84,22 +88,8 @@ pub struct Summary {
     pub top_ambassadors: Vec<TopAmbassador>,
 }
 
-pub fn summary(conn: &mut DbConnection, calendar: &Calendar, period: Period) -> Result<Summary, ApiError> {
-    let currency = program::current(conn)?.rules.currency.to_string();
-    let referrals = funnel(conn, period.start(calendar), period.end(calendar))?;
-    let days = (period.from.unwrap_or_else(far_past), period.to.unwrap_or_else(far_future));
-    Ok(Summary {
-        from: period.from,
-        to: period.to,
-        currency,
-        referrals,
-        rewards: reward_totals(conn, days)?,
-        top_ambassadors: top_ambassadors(conn, days)?,
-    })
-}
-
 /// Referrals registered in `[start, end)`, by status, and how many of them completed.
-fn funnel(conn: &mut DbConnection, start: NaiveDateTime, end: NaiveDateTime) -> QueryResult<Funnel> {
+pub fn funnel(conn: &mut DbConnection, start: NaiveDateTime, end: NaiveDateTime) -> QueryResult<Funnel> {
     let counts: Vec<(String, i64)> = referrals::table
         .filter(referrals::registered_at.ge(start).and(referrals::registered_at.lt(end)))
         .group_by(referrals::status)
@@ -116,7 +106,7 @@ fn funnel(conn: &mut DbConnection, start: NaiveDateTime, end: NaiveDateTime) -> 
 
 /// Ledger entries earned on the days `(first, last)` (inclusive), by status: the stored
 /// states as they are, `open` split into held and payable at this moment.
-fn reward_totals(
+pub fn reward_totals(
     conn: &mut DbConnection,
     (first_day, last_day): (NaiveDate, NaiveDate),
 ) -> QueryResult<BTreeMap<String, Total>> {
@@ -146,7 +136,7 @@ fn reward_totals(
 
 /// Up to 10 ambassadors by referrals completed on the days `(first, last)`, with what they
 /// earned in them (not voided).
-fn top_ambassadors(
+pub fn top_ambassadors(
     conn: &mut DbConnection,
     (first_day, last_day): (NaiveDate, NaiveDate),
 ) -> QueryResult<Vec<TopAmbassador>> {
@@ -203,19 +193,16 @@ pub struct AnnualRow {
     pub over_tax_threshold: bool,
 }
 
-/// Paid totals per ambassador for payouts marked paid in `year` of the clinic's calendar, in
-/// ambassador-id order,
-/// `limit` at a time after `after_id` (exports page through this). Returns the rows and the
-/// program's tax threshold and currency.
+/// Paid totals per ambassador for payouts marked paid in `[start, end)`, in ambassador-id
+/// order, `limit` at a time after `after_id` (exports page through this), flagged at
+/// `tax_threshold_minor`.
 pub fn annual_page(
     conn: &mut DbConnection,
-    calendar: &Calendar,
-    year: i32,
+    (start, end): (NaiveDateTime, NaiveDateTime),
     after_id: Option<&str>,
     limit: i64,
-) -> Result<(Vec<AnnualRow>, i64, String), ApiError> {
-    let rules = program::current(conn)?.rules;
-    let (start, end) = calendar.year_range(year).ok_or_else(|| ApiError::validation("year", "is out of range"))?;
+    tax_threshold_minor: i64,
+) -> QueryResult<Vec<AnnualRow>> {
     let sums: Vec<(String, Option<i64>, i64)> = payout_lines::table
         .inner_join(payouts::table)
         .filter(payout_lines::status.eq(LineStatus::Paid.as_str()))
@@ -234,20 +221,19 @@ pub fn annual_page(
         .into_iter()
         .map(|(id, name, email)| (id, (name, email)))
         .collect();
-    let rows: Vec<(String, String, String, Option<i64>, i64)> = sums
+    Ok(sums
         .into_iter()
-        .map(|(id, paid, n)| {
-            let (name, email) = people.get(&id).cloned().unwrap_or_default();
-            (id, name, email, paid, n)
-        })
-        .collect();
-    let threshold = rules.tax_threshold_minor;
-    let rows = rows
-        .into_iter()
-        .map(|(ambassador_id, name, email, paid, payouts)| {
+        .map(|(ambassador_id, paid, payouts)| {
+            let (name, email) = people.get(&ambassador_id).cloned().unwrap_or_default();
             let paid_minor = paid.unwrap_or(0);
-            AnnualRow { ambassador_id, name, email, paid_minor, payouts, over_tax_threshold: paid_minor >= threshold }
+            AnnualRow {
+                ambassador_id,
+                name,
+                email,
+                paid_minor,
+                payouts,
+                over_tax_threshold: paid_minor >= tax_threshold_minor,
+            }
         })
-        .collect();
-    Ok((rows, threshold, rules.currency.to_string()))
+        .collect())
 }

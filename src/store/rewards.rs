@@ -1,27 +1,21 @@
-//! The rewards ledger: the earned reward written in the completion's transaction, voids and
-//! clawbacks on refund, finance adjustments, balances and listings. Entries are never edited
-//! in amount; every state change is a compare-and-set on the state read, so two requests can
-//! never both move the same reward.
+//! The rewards ledger's queries: entries written (never edited in amount), compare-and-set
+//! state changes on the state read (so two requests can never both move the same reward),
+//! the year to date a reward is computed against, balances and listings. When an entry is
+//! written and what it says is `app::rewards` (earned, refunds, adjustments) and `app::ledger`
+//! (voids and clawbacks, shared with the payouts).
 
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::db::schema::{ambassadors as ambassadors_t, referrals, rewards};
-use crate::db::{now, write_tx, DbConnection};
-use crate::domain::ambassador::AmbassadorStatus;
-use crate::domain::audit::AuditAction;
+use crate::db::{now, DbConnection};
 use crate::domain::calendar::Calendar;
 use crate::domain::money::{Currency, Money};
-use crate::domain::program::{Calculated, CalculationError, YearToDate};
+use crate::domain::program::YearToDate;
 use crate::domain::referral::ReferralStatus;
-use crate::domain::reward::{Balance, RewardKind, RewardState, RewardStatus};
-use crate::email::notices;
-use crate::error::ApiError;
-use crate::store::audit::{self, Actor, Change};
-use crate::store::program::{self, Program};
-use crate::store::referrals::ReferralRow;
-use crate::store::{ambassadors, ensure_unchanged, new_id, payouts, sum_bigint, Page, PageRequest, StoreError};
+use crate::domain::reward::{RewardKind, RewardState, RewardStatus};
+use crate::store::{sum_bigint, Page, PageRequest};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = rewards)]
@@ -124,8 +118,23 @@ impl RewardView {
     }
 }
 
-pub fn find(conn: &mut DbConnection, id: &str) -> Result<RewardRow, ApiError> {
-    rewards::table.find(id).select(RewardRow::as_select()).first(conn).optional()?.ok_or(ApiError::NotFound("reward"))
+pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<RewardRow> {
+    rewards::table.find(id).select(RewardRow::as_select()).first(conn)
+}
+
+/// The earned reward of a referral, if it has one.
+pub fn earned_for(conn: &mut DbConnection, referral_id: &str) -> QueryResult<Option<RewardRow>> {
+    rewards::table
+        .filter(rewards::referral_id.eq(referral_id))
+        .filter(rewards::kind.eq(RewardKind::Earned))
+        .select(RewardRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Every ledger entry about a referral (its earned reward and any clawback).
+pub fn ids_for_referral(conn: &mut DbConnection, referral_id: &str) -> QueryResult<Vec<String>> {
+    rewards::table.filter(rewards::referral_id.eq(referral_id)).select(rewards::id).load(conn)
 }
 
 /// Where the referral completed on `day` stands in the ambassador's calendar year, and what
@@ -140,12 +149,12 @@ pub fn find(conn: &mut DbConnection, id: &str) -> Result<RewardRow, ApiError> {
 ///
 /// The annual cap counts what was earned that year net of clawbacks, whatever the dates: it
 /// limits the money, in the order it was earned.
-fn year_to_date(
+pub fn year_to_date(
     conn: &mut DbConnection,
     ambassador_id: &str,
     referral_id: &str,
     day: NaiveDate,
-) -> Result<YearToDate, ApiError> {
+) -> QueryResult<YearToDate> {
     let (first, last) = Calendar::year_of(day);
     let completed_before: i64 = referrals::table
         .filter(referrals::ambassador_id.eq(ambassador_id))
@@ -165,131 +174,76 @@ fn year_to_date(
     Ok(YearToDate { completed_before, earned_minor: earned.unwrap_or(0) })
 }
 
-/// The reward for this completion under the program, with the ambassador locked first (a
-/// no-op update) before their year is counted: on PostgreSQL two completions for one
-/// ambassador then count one after the other, so tiers and the annual cap see each other.
-fn calculate(
-    conn: &mut DbConnection,
-    ambassador_id: &str,
-    referral: &ReferralRow,
-    completed_on: NaiveDate,
-    program: &Program,
-) -> Result<Calculated, ApiError> {
+/// Locks the ambassador's row until the transaction ends (a no-op update): on PostgreSQL two
+/// completions for one ambassador then count their year one after the other, so tiers and the
+/// annual cap see each other.
+pub fn lock_ambassador(conn: &mut DbConnection, ambassador_id: &str) -> QueryResult<()> {
     diesel::update(ambassadors_t::table.find(ambassador_id))
         .set(ambassadors_t::updated_at.eq(ambassadors_t::updated_at))
         .execute(conn)?;
-    let ytd = year_to_date(conn, ambassador_id, &referral.id, completed_on)?;
-    program.rules.calculate(ytd, referral.treatment_value_minor).map_err(|e| match e {
-        CalculationError::TreatmentValueRequired => ApiError::Unprocessable {
-            kind: "treatment-value-required",
-            detail: "The program pays a percentage of the treatment value: give treatment_value_minor.".into(),
-            field: Some("treatment_value_minor"),
-        },
-    })
+    Ok(())
 }
 
-/// Writes the earned reward for a referral that has just been completed (call inside the
-/// completion's transaction, after the status update). The amount comes from the program in
-/// force; the version, tier and basis are stored with it. A unique index allows one earned
-/// reward per referral, whatever retries or races happen.
-pub fn earn(
-    conn: &mut DbConnection,
-    calendar: &Calendar,
-    referral: &ReferralRow,
-    program: &Program,
-    actor: &Actor,
-) -> Result<RewardRow, ApiError> {
-    let ambassador_id =
-        referral.ambassador_id.as_deref().ok_or_else(|| ApiError::internal("completed referral without ambassador"))?;
-    let completed_on = referral.completed_on.ok_or_else(|| ApiError::internal("completed referral without date"))?;
-    let calc = calculate(conn, ambassador_id, referral, completed_on, program)?;
-    let at = now();
-    // Payable from the clinic's midnight that starts day `completed_on + holding_days`, held
-    // before: completed on the 1st with 14 holding days, payable from 00:00 on the 15th.
-    let payable_on = completed_on + chrono::Duration::days(program.rules.holding_days);
-    let holds_until = calendar.start_of(payable_on);
-    let id = new_id();
+/// A new ledger entry: open (held until `holds_until`, payable after).
+pub struct NewReward<'a> {
+    pub id: &'a str,
+    pub ambassador_id: &'a str,
+    pub referral_id: Option<&'a str>,
+    pub kind: RewardKind,
+    pub amount_minor: i64,
+    pub currency: &'a str,
+    pub holds_until: NaiveDateTime,
+    /// The day it counts for (its calendar year: tiers and the annual cap).
+    pub earned_on: NaiveDate,
+    /// An earned reward: how its amount was computed.
+    pub computed: Option<Computed<'a>>,
+    /// Clawbacks and adjustments: why.
+    pub reason: Option<&'a str>,
+    pub created_by: String,
+    pub at: NaiveDateTime,
+}
+
+/// How an earned reward's amount was computed, kept with it.
+pub struct Computed<'a> {
+    pub program_version_id: &'a str,
+    /// The calculation's basis, as JSON.
+    pub basis: String,
+    /// Before the annual cap.
+    pub uncapped_minor: i64,
+    pub capped_reason: Option<&'a str>,
+}
+
+/// Writes a ledger entry. The unique indexes allow one earned reward and one clawback per
+/// referral: a second one fails with a unique violation.
+pub fn insert(conn: &mut DbConnection, r: &NewReward<'_>) -> QueryResult<()> {
     diesel::insert_into(rewards::table)
         .values((
-            rewards::id.eq(&id),
-            rewards::ambassador_id.eq(ambassador_id),
-            rewards::referral_id.eq(&referral.id),
-            rewards::kind.eq(RewardKind::Earned),
-            rewards::amount_minor.eq(calc.amount_minor),
-            rewards::currency.eq(program.rules.currency.as_str()),
+            rewards::id.eq(r.id),
+            rewards::ambassador_id.eq(r.ambassador_id),
+            rewards::referral_id.eq(r.referral_id),
+            rewards::kind.eq(r.kind),
+            rewards::amount_minor.eq(r.amount_minor),
+            rewards::currency.eq(r.currency),
             rewards::state.eq(RewardState::Open),
-            rewards::holds_until.eq(holds_until),
-            rewards::earned_on.eq(completed_on),
-            rewards::program_version_id.eq(&program.id),
-            rewards::basis.eq(serde_json::to_string(&calc.basis).map_err(ApiError::internal)?),
-            rewards::uncapped_minor.eq(calc.uncapped_minor),
-            rewards::capped_reason.eq(calc.capped_reason),
-            rewards::created_by.eq(actor.label()),
-            rewards::created_at.eq(at),
-            rewards::updated_at.eq(at),
+            rewards::holds_until.eq(r.holds_until),
+            rewards::earned_on.eq(r.earned_on),
+            rewards::program_version_id.eq(r.computed.as_ref().map(|c| c.program_version_id)),
+            rewards::basis.eq(r.computed.as_ref().map(|c| c.basis.as_str())),
+            rewards::uncapped_minor.eq(r.computed.as_ref().map(|c| c.uncapped_minor)),
+            rewards::capped_reason.eq(r.computed.as_ref().and_then(|c| c.capped_reason)),
+            rewards::reason.eq(r.reason),
+            rewards::created_by.eq(&r.created_by),
+            rewards::created_at.eq(r.at),
+            rewards::updated_at.eq(r.at),
         ))
-        .execute(conn)
-        .map_err(StoreError::unique_race)?;
-    let row = find(conn, &id)?;
-    audit::record(
-        conn,
-        actor,
-        Change {
-            action: AuditAction::RewardEarned,
-            entity_type: "reward",
-            entity_id: &id,
-            before: None,
-            after: Some(row.status(at).as_str()),
-            details: Some(serde_json::json!({
-                "referral_id": referral.id,
-                "amount_minor": row.amount_minor,
-                "program_version_id": program.id,
-                "capped_reason": calc.capped_reason,
-            })),
-        },
-    )?;
-    let ambassador = ambassadors::find(conn, ambassador_id)?;
-    if ambassador.notify_reward_updates && row.amount_minor > 0 {
-        notices::reward_earned(conn, &ambassador, &row, &referral.id, payable_on)?;
-    }
-    Ok(row)
+        .execute(conn)?;
+    Ok(())
 }
 
-/// What a refund does to the referral's earned reward (call inside the refund's
-/// transaction): not yet paid → voided (and taken out of a draft payout); in a batch locked
-/// for payment → left in its line, clawed back once the batch is paid (voided if the batch is
-/// cancelled instead); already paid → one negative clawback, payable at once, netted against
-/// the next payout.
-pub fn on_refund(conn: &mut DbConnection, referral: &ReferralRow, actor: &Actor) -> Result<(), ApiError> {
-    let earned: Option<RewardRow> = rewards::table
-        .filter(rewards::referral_id.eq(&referral.id))
-        .filter(rewards::kind.eq(RewardKind::Earned))
-        .select(RewardRow::as_select())
-        .first(conn)
-        .optional()?;
-    let Some(mut reward) = earned else { return Ok(()) };
-    if let Some(line_id) = reward.payout_line_id.as_deref() {
-        // Its batch first, then the reward again: a lock, payment or cancellation of the batch
-        // at the same moment is then seen in full rather than raced.
-        payouts::hold_batch_of_line(conn, line_id)?;
-        reward = find(conn, &reward.id)?;
-    }
-    match reward.state {
-        RewardState::Open => void(conn, &reward, "refunded", actor),
-        RewardState::InPayout => {
-            payouts::refund_in_batch(conn, &reward, actor, |c| void(c, &reward, "refunded", actor))
-        }
-        RewardState::Paid if reward.amount_minor > 0 => {
-            clawback(conn, &reward, "referral refunded after payment", actor)
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Voids a reward not yet paid (compare-and-set on the state read).
-pub(crate) fn void(conn: &mut DbConnection, reward: &RewardRow, reason: &str, actor: &Actor) -> Result<(), ApiError> {
-    let at = now();
-    let changed = diesel::update(rewards::table.find(&reward.id).filter(rewards::state.eq(reward.state)))
+/// Voids a reward if it is still in the state read (compare-and-set); returns the rows changed
+/// (0: a concurrent request moved it first).
+pub fn void_row(conn: &mut DbConnection, reward: &RewardRow, reason: &str, at: NaiveDateTime) -> QueryResult<usize> {
+    diesel::update(rewards::table.find(&reward.id).filter(rewards::state.eq(reward.state)))
         .set((
             rewards::state.eq(RewardState::Voided),
             rewards::payout_line_id.eq(None::<String>),
@@ -297,127 +251,19 @@ pub(crate) fn void(conn: &mut DbConnection, reward: &RewardRow, reason: &str, ac
             rewards::void_reason.eq(reason),
             rewards::updated_at.eq(at),
         ))
-        .execute(conn)?;
-    ensure_unchanged(changed)?;
-    Ok(audit::record(
-        conn,
-        actor,
-        Change {
-            action: AuditAction::RewardVoided,
-            entity_type: "reward",
-            entity_id: &reward.id,
-            before: Some(reward.status(at).as_str()),
-            after: Some(RewardStatus::Voided.as_str()),
-            details: Some(serde_json::json!({ "reason": reason, "amount_minor": reward.amount_minor })),
-        },
-    )?)
-}
-
-/// One negative entry offsetting a paid earned reward, payable at once (netted against the
-/// next payout). A unique index allows one per referral.
-pub(crate) fn clawback(
-    conn: &mut DbConnection,
-    earned: &RewardRow,
-    reason: &str,
-    actor: &Actor,
-) -> Result<(), ApiError> {
-    let at = now();
-    let id = new_id();
-    diesel::insert_into(rewards::table)
-        .values((
-            rewards::id.eq(&id),
-            rewards::ambassador_id.eq(&earned.ambassador_id),
-            rewards::referral_id.eq(&earned.referral_id),
-            rewards::kind.eq(RewardKind::Clawback),
-            rewards::amount_minor.eq(-earned.amount_minor),
-            rewards::currency.eq(&earned.currency),
-            rewards::state.eq(RewardState::Open),
-            rewards::holds_until.eq(at),
-            // Counts against the year the reward was earned in, so the cap room comes back.
-            rewards::earned_on.eq(earned.earned_on),
-            rewards::reason.eq(reason),
-            rewards::created_by.eq(actor.label()),
-            rewards::created_at.eq(at),
-            rewards::updated_at.eq(at),
-        ))
         .execute(conn)
-        .map_err(StoreError::unique_race)?;
-    Ok(audit::record(
-        conn,
-        actor,
-        Change {
-            action: AuditAction::RewardClawback,
-            entity_type: "reward",
-            entity_id: &id,
-            before: None,
-            after: Some(RewardStatus::Payable.as_str()),
-            details: Some(serde_json::json!({ "earned_reward_id": earned.id, "amount_minor": -earned.amount_minor })),
-        },
-    )?)
 }
 
-/// A manual ± entry by finance, payable at once.
-pub fn adjust(
+/// The ambassador's ledger entries that count towards a balance: (state, holds until, amount).
+pub fn balance_entries(
     conn: &mut DbConnection,
-    calendar: &Calendar,
     ambassador_id: &str,
-    amount_minor: i64,
-    reason: &str,
-    actor: &Actor,
-) -> Result<RewardRow, ApiError> {
-    write_tx(conn, |conn| {
-        let ambassador = ambassadors::find(conn, ambassador_id)?;
-        if matches!(ambassador.status(), AmbassadorStatus::Applied | AmbassadorStatus::Declined) {
-            return Err(ApiError::Unprocessable {
-                kind: "ambassador-inactive",
-                detail: format!("The ambassador is {}: only enrolled ambassadors have a balance.", ambassador.status),
-                field: Some("ambassador_id"),
-            });
-        }
-        let currency = program::current(conn)?.rules.currency;
-        let at = now();
-        let id = new_id();
-        diesel::insert_into(rewards::table)
-            .values((
-                rewards::id.eq(&id),
-                rewards::ambassador_id.eq(ambassador_id),
-                rewards::kind.eq(RewardKind::Adjustment),
-                rewards::amount_minor.eq(amount_minor),
-                rewards::currency.eq(currency.as_str()),
-                rewards::state.eq(RewardState::Open),
-                rewards::holds_until.eq(at),
-                rewards::earned_on.eq(calendar.date_of(at)),
-                rewards::reason.eq(reason),
-                rewards::created_by.eq(actor.label()),
-                rewards::created_at.eq(at),
-                rewards::updated_at.eq(at),
-            ))
-            .execute(conn)?;
-        audit::record(
-            conn,
-            actor,
-            Change {
-                action: AuditAction::RewardAdjusted,
-                entity_type: "reward",
-                entity_id: &id,
-                before: None,
-                after: Some(RewardStatus::Payable.as_str()),
-                details: Some(serde_json::json!({ "ambassador_id": ambassador_id, "amount_minor": amount_minor })),
-            },
-        )?;
-        find(conn, &id)
-    })
-}
-
-/// The ambassador's balance by status.
-pub fn balance(conn: &mut DbConnection, ambassador_id: &str) -> Result<Balance, ApiError> {
-    let currency = program::current(conn)?.rules.currency;
-    let entries: Vec<(RewardState, NaiveDateTime, i64)> = rewards::table
+) -> QueryResult<Vec<(RewardState, NaiveDateTime, i64)>> {
+    rewards::table
         .filter(rewards::ambassador_id.eq(ambassador_id))
         .filter(rewards::state.ne(RewardState::Voided))
         .select((rewards::state, rewards::holds_until, rewards::amount_minor))
-        .load(conn)?;
-    Ok(Balance::of(currency.as_str(), entries, now()))
+        .load(conn)
 }
 
 #[derive(Debug, Clone, Default)]
@@ -428,7 +274,7 @@ pub struct RewardFilter {
     pub kind: Option<RewardKind>,
 }
 
-pub fn list(conn: &mut DbConnection, filter: &RewardFilter, page: &PageRequest) -> Result<Page<RewardRow>, ApiError> {
+pub fn list(conn: &mut DbConnection, filter: &RewardFilter, page: &PageRequest) -> QueryResult<Page<RewardRow>> {
     let mut query = rewards::table.select(RewardRow::as_select()).order(rewards::id.desc()).into_boxed();
     if let Some(a) = &filter.ambassador_id {
         query = query.filter(rewards::ambassador_id.eq(a.clone()));
@@ -454,3 +300,9 @@ pub fn list(conn: &mut DbConnection, filter: &RewardFilter, page: &PageRequest) 
     let rows = query.limit(page.limit + 1).load(conn)?;
     Ok(page.finish(rows, |r| &r.id))
 }
+
+/// Transitional (issue #12, part 3): the payout flows still in `store::payouts` and the
+/// ambassador routes reach these use cases by their old paths until the merge; the lead
+/// removes these re-exports then.
+pub use crate::app::ledger::{clawback, void};
+pub use crate::app::rewards::balance;

@@ -8,13 +8,14 @@ use minijinja::context;
 
 use super::{csrf, form_again, page, rate_limit, resource, see_other, CsrfKey, Form, WebError};
 use crate::app::public::{find_code, parse_referral, PublicCode, PublicReferral};
+use crate::app::referrals::submit_public;
 use crate::config::Settings;
 use crate::db::blocking;
 use crate::db::DbPool;
 use crate::domain::contact::ContactHasher;
 use crate::email::MailContext;
+use crate::error::ApiError;
 use crate::http::PublicRequest;
-use crate::store::referrals;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/r/{code}").route(web::get().to(show)).route(web::post().to(submit)))
@@ -78,10 +79,10 @@ async fn submit(
     };
     let new = match parse_referral(&settings, input) {
         Ok(new) => new,
-        Err(e) => return form_again("landing.html", &settings, &form, e, context! { code => found }),
+        Err(e) => return form_again("landing.html", &settings, &form, e.into(), context! { code => found }),
     };
     let (actor, mail) = (ctx.actor(), MailContext::new(&settings));
-    blocking(&pool, move |c| referrals::submit_public(c, &new, &hasher, &mail, &actor)).await?;
+    blocking(&pool, move |c| submit_public(c, &new, &hasher, &mail, &actor)).await.map_err(ApiError::from)?;
     Ok(see_other(&format!("/r/{}/thanks", found.code)).finish())
 }
 

@@ -13,8 +13,8 @@ use minijinja::context;
 use serde::Deserialize;
 
 use super::{cookie, csrf, field_errors, form_again, page, rate_limit, resource, see_other, CsrfKey, Form, WebError};
-use crate::app::portal::parse_login_token;
-use crate::app::portal::{self as me, MeView, UpdateMe};
+use crate::app::portal::{self as me, parse_login_token, LoginRequest, MeView, UpdateMe};
+use crate::app::Error;
 use crate::auth::AmbassadorCaller;
 use crate::config::Settings;
 use crate::db::blocking;
@@ -68,7 +68,7 @@ async fn session(req: &HttpRequest, pool: &DbPool) -> Result<Option<Session>, We
         req.extensions().get::<RequestId>().map(|r| r.0.clone())
     };
     let lookup = secret.clone();
-    let found = blocking(pool, move |c| portal::authenticate(c, &lookup)).await?;
+    let found = blocking(pool, move |c| me::signed_in(c, &lookup)).await.map_err(ApiError::from)?;
     Ok(found.map(|(session_id, ambassador_id)| Session {
         secret,
         caller: AmbassadorCaller { ambassador_id, session_id, request_id },
@@ -113,14 +113,15 @@ async fn home(
     let (id, url, cal) = (s.caller.ambassador_id.clone(), settings.public_url(), **calendar);
     let rows = PageRequest { limit: DASHBOARD_ROWS, after_id: None };
     let (me, codes, referrals, payouts) = blocking(&pool, move |c| {
-        Ok::<_, ApiError>((
+        Ok::<_, Error>((
             me::load_profile(c, &id)?,
             me::active_codes(c, &id, &url)?,
             me::my_referrals(c, &cal, &id, None, &rows)?,
             me::my_payouts(c, &cal, &id, &rows)?,
         ))
     })
-    .await?;
+    .await
+    .map_err(ApiError::from)?;
     let ctx = context! {
         brand => settings.email.brand_name,
         csrf => key.token(&s.binding()),
@@ -153,10 +154,9 @@ async fn request_link(
     };
     let (actor, url) = (ctx.actor(), settings.public_url());
     let per_hour = settings.rate_limit.login_emails_per_hour;
-    blocking(&pool, move |c| {
-        portal::request_login(c, &email, &portal::LoginRequest { public_url: &url, per_hour, actor: &actor })
-    })
-    .await?;
+    blocking(&pool, move |c| me::request_login(c, &email, &LoginRequest { public_url: &url, per_hour, actor: &actor }))
+        .await
+        .map_err(ApiError::from)?;
     Ok(see_other("/portal/check-email").finish())
 }
 
@@ -197,12 +197,12 @@ async fn sign_in(
     key.check(csrf::visitor(&req).as_ref(), &form)?;
     let request_id = ctx.request_id.clone();
     let started = match parse_login_token(&form.text("token")) {
-        Ok(token) => blocking(&pool, move |c| portal::start_session(c, &token, request_id)).await,
+        Ok(token) => blocking(&pool, move |c| me::start_session(c, &token, request_id)).await,
         Err(e) => Err(e),
     };
     match started {
         Ok((secret, _)) => Ok(see_other("/portal").cookie(session_cookie(&settings, secret)).finish()),
-        Err(ApiError::Unprocessable { kind: "invalid-login-link", .. } | ApiError::Validation(_)) => {
+        Err(Error::Unprocessable { kind: "invalid-login-link", .. } | Error::Validation(_)) => {
             let ctx = context! {
                 brand => settings.email.brand_name,
                 csrf => form.text(csrf::FIELD),
@@ -210,7 +210,7 @@ async fn sign_in(
             };
             page(StatusCode::UNPROCESSABLE_ENTITY, "login.html", ctx, None)
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(ApiError::from(e).into()),
     }
 }
 
@@ -247,7 +247,7 @@ async fn profile(
         return Ok(see_other("/portal").finish());
     };
     let id = s.caller.ambassador_id.clone();
-    let me = blocking(&pool, move |c| me::load_profile(c, &id)).await?;
+    let me = blocking(&pool, move |c| me::load_profile(c, &id)).await.map_err(ApiError::from)?;
     let ctx = context! {
         brand => settings.email.brand_name,
         csrf => key.token(&s.binding()),
@@ -293,9 +293,9 @@ async fn update_profile(
     let changes = match me::parse_update(update_from_form(&form)) {
         Ok(changes) => changes,
         Err(e) => {
-            let errors = field_errors(e)?;
+            let errors = field_errors(e.into())?;
             let id = s.caller.ambassador_id.clone();
-            let me = blocking(&pool, move |c| me::load_profile(c, &id)).await?;
+            let me = blocking(&pool, move |c| me::load_profile(c, &id)).await.map_err(ApiError::from)?;
             let mut values = serde_json::to_value(form.values()).unwrap_or_default();
             for flag in ["show_name_to_referrals", "notify_referral_updates", "notify_reward_updates"] {
                 values[flag] = form.checked(flag).into();
@@ -312,7 +312,7 @@ async fn update_profile(
         }
     };
     let (id, actor) = (s.caller.ambassador_id.clone(), s.caller.actor());
-    blocking(&pool, move |c| me::apply_update(c, &id, &changes, &actor)).await?;
+    blocking(&pool, move |c| me::apply_update(c, &id, &changes, &actor)).await.map_err(ApiError::from)?;
     Ok(see_other("/portal/profile?saved=1").finish())
 }
 
@@ -328,6 +328,6 @@ async fn sign_out(
     };
     key.check(Some(&s.binding()), &form)?;
     let (session_id, actor) = (s.caller.session_id.clone(), s.caller.actor());
-    blocking(&pool, move |c| portal::end_session(c, &session_id, &actor)).await?;
+    blocking(&pool, move |c| me::end_session(c, &session_id, &actor)).await.map_err(ApiError::from)?;
     Ok(see_other("/portal?signed_out=1").cookie(expired_session_cookie(&settings)).finish())
 }

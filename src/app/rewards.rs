@@ -1,0 +1,192 @@
+//! The reward use cases: the reward a completion earns, what a refund does to it, finance's
+//! adjustments, balances and the ledger. Each runs inside its caller's transaction or opens
+//! its own.
+
+use chrono::NaiveDate;
+
+use super::{bridge, ledger, notices, Error, Result};
+use crate::db::{now, write_tx, DbConnection};
+use crate::domain::ambassador::AmbassadorStatus;
+use crate::domain::calendar::Calendar;
+use crate::domain::program::{Calculated, CalculationError};
+use crate::domain::reward::{Balance, RewardKind, RewardState, RewardStatus};
+use crate::store::audit::{self, Actor, AuditAction, Change, EntityType};
+use crate::store::program::{self, Program};
+use crate::store::referrals::ReferralRow;
+use crate::store::rewards::{self, Computed, NewReward, RewardFilter, RewardRow};
+use crate::store::{ambassadors, new_id, payouts, Page, PageRequest};
+
+/// The reward for this completion under the program, with the ambassador locked first
+/// (see [`rewards::lock_ambassador`]) before their year is counted.
+fn calculate(
+    conn: &mut DbConnection,
+    ambassador_id: &str,
+    referral: &ReferralRow,
+    completed_on: NaiveDate,
+    program: &Program,
+) -> Result<Calculated> {
+    rewards::lock_ambassador(conn, ambassador_id)?;
+    let ytd = rewards::year_to_date(conn, ambassador_id, &referral.id, completed_on)?;
+    program.rules.calculate(ytd, referral.treatment_value_minor).map_err(|e| match e {
+        CalculationError::TreatmentValueRequired => Error::Unprocessable {
+            kind: "treatment-value-required",
+            detail: "The program pays a percentage of the treatment value: give treatment_value_minor.".into(),
+            field: Some("treatment_value_minor"),
+        },
+    })
+}
+
+/// Writes the earned reward for a referral that has just been completed (call inside the
+/// completion's transaction, after the status update). The amount comes from the program in
+/// force; the version, tier and basis are stored with it. A unique index allows one earned
+/// reward per referral, whatever retries or races happen.
+pub fn earn(
+    conn: &mut DbConnection,
+    calendar: &Calendar,
+    referral: &ReferralRow,
+    program: &Program,
+    actor: &Actor,
+) -> Result<RewardRow> {
+    let ambassador_id =
+        referral.ambassador_id.as_deref().ok_or_else(|| Error::internal("completed referral without ambassador"))?;
+    let completed_on = referral.completed_on.ok_or_else(|| Error::internal("completed referral without date"))?;
+    let calc = calculate(conn, ambassador_id, referral, completed_on, program)?;
+    let at = now();
+    // Payable from the clinic's midnight that starts day `completed_on + holding_days`, held
+    // before: completed on the 1st with 14 holding days, payable from 00:00 on the 15th.
+    let payable_on = completed_on + chrono::Duration::days(program.rules.holding_days);
+    let id = new_id();
+    let entry = NewReward {
+        id: &id,
+        ambassador_id,
+        referral_id: Some(&referral.id),
+        kind: RewardKind::Earned,
+        amount_minor: calc.amount_minor,
+        currency: program.rules.currency.as_str(),
+        holds_until: calendar.start_of(payable_on),
+        earned_on: completed_on,
+        computed: Some(Computed {
+            program_version_id: &program.id,
+            basis: serde_json::to_string(&calc.basis).map_err(Error::internal)?,
+            uncapped_minor: calc.uncapped_minor,
+            capped_reason: calc.capped_reason,
+        }),
+        reason: None,
+        created_by: actor.label(),
+        at,
+    };
+    rewards::insert(conn, &entry).map_err(bridge::unique_race)?;
+    let row = rewards::find(conn, &id)?;
+    audit::record(
+        conn,
+        actor,
+        Change {
+            action: AuditAction::RewardEarned,
+            entity_type: EntityType::Reward,
+            entity_id: &id,
+            before: None,
+            after: Some(row.status(at).as_str()),
+            details: Some(serde_json::json!({
+                "referral_id": referral.id,
+                "amount_minor": row.amount_minor,
+                "program_version_id": program.id,
+                "capped_reason": calc.capped_reason,
+            })),
+        },
+    )?;
+    let ambassador = ambassadors::find(conn, ambassador_id).map_err(bridge::api)?;
+    if ambassador.notify_reward_updates && row.amount_minor > 0 {
+        notices::reward_earned(conn, &ambassador, &row, &referral.id, payable_on)?;
+    }
+    Ok(row)
+}
+
+/// What a refund does to the referral's earned reward (call inside the refund's
+/// transaction): not yet paid → voided (and taken out of a draft payout); in a batch locked
+/// for payment → left in its line, clawed back once the batch is paid (voided if the batch is
+/// cancelled instead); already paid → one negative clawback, payable at once, netted against
+/// the next payout.
+pub fn on_refund(conn: &mut DbConnection, referral: &ReferralRow, actor: &Actor) -> Result<()> {
+    let Some(mut reward) = rewards::earned_for(conn, &referral.id)? else { return Ok(()) };
+    if let Some(line_id) = reward.payout_line_id.as_deref() {
+        // Its batch first, then the reward again: a lock, payment or cancellation of the batch
+        // at the same moment is then seen in full rather than raced.
+        payouts::hold_batch_of_line(conn, line_id).map_err(bridge::api)?;
+        reward = rewards::find(conn, &reward.id)?;
+    }
+    match reward.state {
+        RewardState::Open => ledger::void(conn, &reward, "refunded", actor),
+        RewardState::InPayout => payouts::refund_in_batch(conn, &reward, actor, |c| {
+            ledger::void(c, &reward, "refunded", actor).map_err(Into::into)
+        })
+        .map_err(bridge::api),
+        RewardState::Paid if reward.amount_minor > 0 => {
+            ledger::clawback(conn, &reward, "referral refunded after payment", actor)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A manual ± entry by finance, payable at once.
+pub fn adjust(
+    conn: &mut DbConnection,
+    calendar: &Calendar,
+    ambassador_id: &str,
+    amount_minor: i64,
+    reason: &str,
+    actor: &Actor,
+) -> Result<RewardRow> {
+    write_tx(conn, |conn| {
+        let ambassador = ambassadors::find(conn, ambassador_id).map_err(bridge::api)?;
+        if matches!(ambassador.status(), AmbassadorStatus::Applied | AmbassadorStatus::Declined) {
+            return Err(Error::Unprocessable {
+                kind: "ambassador-inactive",
+                detail: format!("The ambassador is {}: only enrolled ambassadors have a balance.", ambassador.status),
+                field: Some("ambassador_id"),
+            });
+        }
+        let currency = program::current(conn).map_err(bridge::api)?.rules.currency;
+        let at = now();
+        let id = new_id();
+        let entry = NewReward {
+            id: &id,
+            ambassador_id,
+            referral_id: None,
+            kind: RewardKind::Adjustment,
+            amount_minor,
+            currency: currency.as_str(),
+            holds_until: at,
+            earned_on: calendar.date_of(at),
+            computed: None,
+            reason: Some(reason),
+            created_by: actor.label(),
+            at,
+        };
+        rewards::insert(conn, &entry)?;
+        audit::record(
+            conn,
+            actor,
+            Change {
+                action: AuditAction::RewardAdjusted,
+                entity_type: EntityType::Reward,
+                entity_id: &id,
+                before: None,
+                after: Some(RewardStatus::Payable.as_str()),
+                details: Some(serde_json::json!({ "ambassador_id": ambassador_id, "amount_minor": amount_minor })),
+            },
+        )?;
+        Ok(rewards::find(conn, &id)?)
+    })
+}
+
+/// The ambassador's balance by status, in the program's currency.
+pub fn balance(conn: &mut DbConnection, ambassador_id: &str) -> Result<Balance> {
+    let currency = program::current(conn).map_err(bridge::api)?.rules.currency;
+    let entries = rewards::balance_entries(conn, ambassador_id)?;
+    Ok(Balance::of(currency.as_str(), entries, now()))
+}
+
+/// A page of the ledger, newest first.
+pub fn list(conn: &mut DbConnection, filter: &RewardFilter, page: &PageRequest) -> Result<Page<RewardRow>> {
+    Ok(rewards::list(conn, filter, page)?)
+}
