@@ -338,11 +338,17 @@ macro_rules! through_app_error {
         }
     )*};
 }
-through_app_error!(DomainError, diesel::result::Error, crate::db::TaskError, diesel::r2d2::PoolError);
+through_app_error!(
+    DomainError,
+    diesel::result::Error,
+    crate::db::TaskError,
+    diesel::r2d2::PoolError,
+    crate::store::WriteError
+);
 
 /// True for a unique-constraint violation (used by stores to turn races into 409s).
 pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
-    matches!(e, diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))
+    crate::store::is_unique_violation(e)
 }
 
 #[cfg(test)]
