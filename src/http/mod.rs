@@ -21,6 +21,19 @@ use crate::error::ApiError;
 use crate::store::audit::Actor;
 use metrics::Metrics;
 
+/// The body of a `202 Accepted` answer to the public (an application, a referral, a login
+/// request): it never says more, so nobody learns who is known.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    pub status: String,
+}
+
+impl Accepted {
+    pub fn received() -> Self {
+        Self { status: "received".into() }
+    }
+}
+
 /// The id of the current request (also sent back as `X-Request-Id` and written to audit).
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
