@@ -2,6 +2,7 @@
 //! pages (neither imports the other). Each opens its transaction, loads through the store,
 //! applies the domain rule, writes, audits and queues its notices.
 
+pub mod api_keys;
 pub mod error;
 pub mod input;
 pub mod portal;
