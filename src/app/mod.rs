@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod error;
 pub mod input;
 pub mod portal;
+pub mod program;
 pub mod public;
 
 pub use error::Error;
