@@ -5,6 +5,7 @@
 pub mod api_keys;
 pub mod error;
 pub mod input;
+pub mod outbox;
 pub mod portal;
 pub mod program;
 pub mod public;
