@@ -2,12 +2,16 @@
 //! pages (neither imports the other). Each opens its transaction, loads through the store,
 //! applies the domain rule, writes, audits and queues its notices.
 
+pub mod ambassadors;
 pub mod api_keys;
+pub mod codes;
 pub mod error;
 pub mod input;
 pub mod outbox;
+pub mod payouts;
 pub mod portal;
 pub mod program;
 pub mod public;
+mod unmoved;
 
 pub use error::Error;
