@@ -346,11 +346,6 @@ through_app_error!(
     crate::store::WriteError
 );
 
-/// True for a unique-constraint violation (used by stores to turn races into 409s).
-pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
-    crate::store::is_unique_violation(e)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
