@@ -50,8 +50,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("payload too large")]
     PayloadTooLarge,
+    /// The request line and headers together exceeded `limit_bytes`.
     #[error("request headers too large")]
-    HeadersTooLarge,
+    HeadersTooLarge { limit_bytes: usize },
     /// A uniqueness or state rule: `kind` is the problem type (`email-taken`, `code-taken`, …).
     #[error("{detail}")]
     Conflict { kind: &'static str, detail: String, field: Option<&'static str> },
@@ -107,7 +108,7 @@ impl ApiError {
             Self::NotFound(_) => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::PayloadTooLarge => "payload-too-large",
-            Self::HeadersTooLarge => "headers-too-large",
+            Self::HeadersTooLarge { .. } => "headers-too-large",
             Self::Conflict { kind, .. } | Self::Unprocessable { kind, .. } => kind,
             Self::DuplicateReferral { .. } => "duplicate-referral",
             Self::Store(_) => "concurrent-update",
@@ -132,7 +133,7 @@ impl ApiError {
             Self::NotFound(_) => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
             Self::PayloadTooLarge => "Request body too large",
-            Self::HeadersTooLarge => "Request headers too large",
+            Self::HeadersTooLarge { .. } => "Request headers too large",
             Self::Conflict { .. } | Self::Store(_) => "Conflict",
             Self::Unprocessable { .. } => "Request refused by a business rule",
             Self::DuplicateReferral { .. } => "Client already referred",
@@ -162,10 +163,9 @@ impl ApiError {
             Self::NotFound(what) => format!("No such {what}."),
             Self::MethodNotAllowed => "This resource does not support that HTTP method.".into(),
             Self::PayloadTooLarge => "Request bodies are limited to 64 KiB.".into(),
-            Self::HeadersTooLarge => format!(
-                "The request line and headers are limited to {} KiB together.",
-                crate::http::MAX_HEAD_BYTES / 1024
-            ),
+            Self::HeadersTooLarge { limit_bytes } => {
+                format!("The request line and headers are limited to {} KiB together.", limit_bytes / 1024)
+            }
             Self::Conflict { detail, .. } | Self::Unprocessable { detail, .. } => detail.clone(),
             Self::DuplicateReferral { .. } => {
                 "This client was already referred (same e-mail or phone); the first valid referral wins.".into()
@@ -265,7 +265,7 @@ impl ResponseError for ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::Conflict { .. }
             | Self::Store(_)
             | Self::DuplicateReferral { .. }
@@ -338,12 +338,13 @@ macro_rules! through_app_error {
         }
     )*};
 }
-through_app_error!(DomainError, diesel::result::Error, crate::db::TaskError, diesel::r2d2::PoolError);
-
-/// True for a unique-constraint violation (used by stores to turn races into 409s).
-pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
-    matches!(e, diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))
-}
+through_app_error!(
+    DomainError,
+    diesel::result::Error,
+    crate::db::TaskError,
+    diesel::r2d2::PoolError,
+    crate::store::WriteError
+);
 
 #[cfg(test)]
 mod tests {

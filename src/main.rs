@@ -2,11 +2,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
+use vouch::app::api_keys;
 use vouch::cli::{Cli, Command, KeysCommand};
 use vouch::config::{LogFormat, Settings};
 use vouch::domain::api_key::Role;
 use vouch::startup::{open_database, Application};
-use vouch::store::{api_keys, audit::Actor};
+use vouch::store::audit::Actor;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -11,11 +11,10 @@ use utoipa::OpenApi;
 
 use crate::config::Settings;
 use crate::db::{self, DatabaseUrl, DbPool};
-use crate::domain::api_key::Role;
 use crate::domain::contact::ContactHasher;
 use crate::email::worker::Worker as MailWorker;
 use crate::http::{self, metrics::Metrics, rate_limit::RateLimiter};
-use crate::store::{api_keys, audit::Actor, idempotency, portal, secrets};
+use crate::store::{idempotency, portal, secrets};
 use crate::web::CsrfKey;
 
 pub const INITIAL_ADMIN_KEY_FILE: &str = "initial-admin-key";
@@ -46,11 +45,9 @@ pub fn open_database(settings: &Settings) -> Result<(DbPool, DatabaseUrl), Strin
 /// `<data dir>/initial-admin-key` (mode 0600). Only the path is logged, never the key.
 pub fn ensure_initial_admin_key(pool: &DbPool, data_dir: &Path) -> Result<Option<PathBuf>, String> {
     let mut conn = pool.get().map_err(|e| e.to_string())?;
-    if api_keys::count(&mut conn).map_err(|e| e.to_string())? > 0 {
+    let Some(secret) = crate::app::api_keys::create_first_admin(&mut conn).map_err(|e| e.to_string())? else {
         return Ok(None);
-    }
-    let (_, secret) =
-        api_keys::create(&mut conn, "initial admin", Role::Admin, &Actor::system()).map_err(|e| e.to_string())?;
+    };
     std::fs::create_dir_all(data_dir).map_err(|e| format!("creating {}: {e}", data_dir.display()))?;
     let path = data_dir.join(INITIAL_ADMIN_KEY_FILE);
     write_private(&path, &format!("{secret}\n")).map_err(|e| format!("writing {}: {e}", path.display()))?;

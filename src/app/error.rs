@@ -1,8 +1,10 @@
 //! What a use case can answer besides success, in the domain's words. Nothing here knows HTTP:
 //! `crate::error` maps every variant to a problem+json response once, at the edge.
 
+use diesel::{OptionalExtension, QueryResult};
+
 use crate::domain::{DomainError, FieldError};
-use crate::store::StoreError;
+use crate::store::{StoreError, WriteError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -109,6 +111,26 @@ impl From<crate::db::TaskError> for Error {
             TaskError::Query(e) => e.into(),
             TaskError::Task(cause) => Self::Internal(cause),
         }
+    }
+}
+
+impl From<WriteError> for Error {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Race(e) => e.into(),
+            WriteError::Query(e) => e.into(),
+        }
+    }
+}
+
+/// A store lookup's row, or [`Error::NotFound`] naming what was looked for.
+pub trait Found<T> {
+    fn or_not_found(self, what: &'static str) -> Result<T>;
+}
+
+impl<T> Found<T> for QueryResult<T> {
+    fn or_not_found(self, what: &'static str) -> Result<T> {
+        self.optional()?.ok_or(Error::NotFound(what))
     }
 }
 

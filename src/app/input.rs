@@ -9,6 +9,7 @@ use crate::domain::optional_text;
 use crate::domain::required_text;
 use crate::domain::Validation;
 use crate::store::referrals::NewReferral;
+use crate::store::{decode_cursor, PageRequest};
 
 pub const NAME_MAX: usize = 200;
 pub const NOTES_MAX: usize = 4000;
@@ -79,5 +80,37 @@ pub fn parse_client(
         share_name_with_ambassador: false,
         notes: None,
         registered_on: None,
+    }
+}
+
+impl PageRequest {
+    /// A list request's `limit` (1–200, default 50) and `cursor` (from the previous page's
+    /// `next_cursor`; empty means the first page).
+    pub fn parse(limit: Option<i64>, cursor: Option<&str>) -> super::error::Result<Self> {
+        let limit = limit.unwrap_or(50);
+        if !(1..=200).contains(&limit) {
+            return Err(super::Error::validation("limit", "must be between 1 and 200"));
+        }
+        let after_id = match cursor.filter(|c| !c.is_empty()) {
+            None => None,
+            Some(c) => Some(
+                decode_cursor(c).ok_or_else(|| super::Error::validation("cursor", "is not a cursor from this API"))?,
+            ),
+        };
+        Ok(Self { limit, after_id })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_requests_are_bounded_and_take_only_our_cursors() {
+        assert!(PageRequest::parse(Some(0), None).is_err());
+        assert!(PageRequest::parse(Some(201), None).is_err());
+        assert!(PageRequest::parse(None, Some("abc")).is_err());
+        let first = PageRequest::parse(None, Some("")).unwrap();
+        assert_eq!((first.limit, first.after_id), (50, None));
     }
 }

@@ -2,12 +2,12 @@
 //! not yet paid is cancelled) and a clawback (a paid one is offset). Each writes its entry and
 //! its audit row inside the caller's transaction. Neither knows why: the callers do.
 
-use super::bridge;
 use super::Result;
 use crate::db::{now, DbConnection};
 use crate::domain::reward::{RewardKind, RewardStatus};
 use crate::store::audit::{self, Actor, AuditAction, Change, EntityType};
 use crate::store::rewards::{self, NewReward, RewardRow};
+use crate::store::StoreError;
 use crate::store::{ensure_unchanged, new_id};
 
 /// Voids a reward not yet paid (compare-and-set on the state read: a concurrent change of the
@@ -49,7 +49,7 @@ pub fn clawback(conn: &mut DbConnection, earned: &RewardRow, reason: &str, actor
         created_by: actor.label(),
         at,
     };
-    rewards::insert(conn, &entry).map_err(bridge::unique_race)?;
+    rewards::insert(conn, &entry).map_err(StoreError::unique_race)?;
     Ok(audit::record(
         conn,
         actor,

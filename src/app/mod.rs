@@ -2,13 +2,18 @@
 //! pages (neither imports the other). Each opens its transaction, loads through the store,
 //! applies the domain rule, writes, audits and queues its notices.
 
+pub mod ambassadors;
+pub mod api_keys;
 pub mod audit;
-pub(crate) mod bridge;
+pub mod codes;
 pub mod error;
 pub mod input;
 pub mod ledger;
 pub mod notices;
+pub mod outbox;
+pub mod payouts;
 pub mod portal;
+pub mod program;
 pub mod public;
 pub mod referrals;
 pub mod reports;

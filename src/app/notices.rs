@@ -11,7 +11,7 @@ use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 use serde_json::json;
 
-use super::{bridge, Result};
+use super::Result;
 use crate::db::schema::{ambassadors, email_outbox};
 use crate::db::DbConnection;
 use crate::domain::money::Money;
@@ -32,7 +32,7 @@ pub fn ambassador_welcome(
     ambassador: &AmbassadorRow,
     code: &CodeRow,
 ) -> Result<bool> {
-    let rules = program::current(conn).map_err(bridge::api)?.rules;
+    let rules = program::current(conn)?.rules;
     let min_payout = crate::domain::money::Money::new(rules.min_payout_minor, rules.currency.clone());
     Ok(outbox::enqueue(
         conn,

@@ -8,7 +8,8 @@ use chrono::{NaiveDate, NaiveDateTime};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-use super::{bridge, notices, referrals as referral_use_cases, rewards as reward_use_cases, Error, Result};
+use super::error::Found;
+use super::{notices, referrals as referral_use_cases, rewards as reward_use_cases, Error, Result};
 use crate::app::input::parse_payout;
 use crate::db::{now, write_tx, DbConnection};
 use crate::domain::ambassador::{AmbassadorStatus, NotificationPreferences, PayoutMethod};
@@ -125,7 +126,7 @@ fn profile_parts(c: &mut DbConnection, row: AmbassadorRow) -> Result<Profile> {
 
 /// The ambassador's profile with counts and balance (the API's `/v1/me` and the portal page).
 pub fn load_profile(c: &mut DbConnection, id: &str) -> Result<MeView> {
-    let row = ambassadors::find(c, id).map_err(bridge::api)?;
+    let row = ambassadors::find(c, id).or_not_found("ambassador")?;
     Ok(MeView::new(profile_parts(c, row)?))
 }
 
@@ -146,13 +147,13 @@ pub fn parse_update(b: UpdateMe) -> Result<AmbassadorChanges> {
 
 /// Applies an ambassador's own changes (audited in the store's transaction).
 pub fn apply_update(c: &mut DbConnection, id: &str, changes: &AmbassadorChanges, actor: &Actor) -> Result<MeView> {
-    let row = ambassadors::update(c, id, changes, actor).map_err(bridge::api)?;
+    let row = crate::app::ambassadors::update(c, id, changes, actor)?;
     Ok(MeView::new(profile_parts(c, row)?))
 }
 
 /// The ambassador's active codes with their share links.
 pub fn active_codes(c: &mut DbConnection, ambassador_id: &str, public_url: &str) -> Result<Vec<CodeView>> {
-    let rows = codes::list_for(c, ambassador_id).map_err(bridge::api)?;
+    let rows = codes::list_for(c, ambassador_id)?;
     Ok(rows.into_iter().filter(|c| c.active).map(|c| CodeView::new(c, public_url)).collect())
 }
 
@@ -250,7 +251,7 @@ pub fn my_payouts(
     ambassador_id: &str,
     page: &PageRequest,
 ) -> Result<Page<MyPayout>> {
-    let page = payouts::lines_for_ambassador(c, ambassador_id, page).map_err(bridge::api)?;
+    let page = payouts::lines_for_ambassador(c, ambassador_id, page)?;
     Ok(page.map(|(line, batch)| MyPayout {
         status: line.status,
         batch: batch.code(),

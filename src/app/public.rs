@@ -2,12 +2,11 @@
 //! code up, apply to be an ambassador, refer themselves with a code.
 
 use crate::app::input::{parse_client, parse_person, PersonFields};
+use crate::app::{ambassadors, Error, Result};
 use crate::config::Settings;
 use crate::domain::optional_text;
 use crate::domain::Validation;
 use crate::email::MailContext;
-use crate::error::ApiError;
-use crate::store::ambassadors;
 use crate::store::ambassadors::Enrolment;
 use crate::store::ambassadors::NewAmbassador;
 use crate::store::codes;
@@ -28,7 +27,7 @@ pub struct PublicCode {
 
 /// What a friend sees of a usable code (the API's lookup and the share-link page); `None` for
 /// unknown or inactive codes, and codes of an ambassador who cannot refer now.
-pub fn find_code(c: &mut crate::db::DbConnection, code: &str) -> Result<Option<PublicCode>, ApiError> {
+pub fn find_code(c: &mut crate::db::DbConnection, code: &str) -> Result<Option<PublicCode>> {
     if code.len() > 64 {
         return Ok(None);
     }
@@ -57,7 +56,7 @@ pub struct AmbassadorApplication {
 }
 
 /// Validates an application (the API's and the `/apply` page's).
-pub fn parse_application(settings: &Settings, a: AmbassadorApplication) -> Result<NewAmbassador, ApiError> {
+pub fn parse_application(settings: &Settings, a: AmbassadorApplication) -> Result<NewAmbassador> {
     let mut v = Validation::new();
     let PersonFields { name, email, phone, display_name } =
         parse_person(&mut v, settings, &a.name, &a.email, a.phone.as_deref(), a.display_name.as_deref());
@@ -84,9 +83,9 @@ pub fn store_application(
     new: &NewAmbassador,
     mail: &MailContext,
     actor: &crate::store::audit::Actor,
-) -> Result<(), ApiError> {
+) -> Result<()> {
     match ambassadors::enrol(c, new, Enrolment::Application, mail, actor) {
-        Ok(_) | Err(ApiError::Conflict { kind: "email-taken", .. }) => Ok(()),
+        Ok(_) | Err(Error::Conflict { kind: "email-taken", .. }) => Ok(()),
         Err(e) => Err(e),
     }
 }
@@ -110,7 +109,7 @@ pub struct PublicReferral {
 
 /// Validates a friend's intake form (the API's and the share-link page's); the submission
 /// itself is `app::referrals::submit_public`.
-pub fn parse_referral(settings: &Settings, b: PublicReferral) -> crate::app::Result<NewReferral> {
+pub fn parse_referral(settings: &Settings, b: PublicReferral) -> Result<NewReferral> {
     let mut v = Validation::new();
     let client = parse_client(
         &mut v,

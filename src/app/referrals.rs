@@ -5,7 +5,8 @@
 
 use chrono::{NaiveDate, NaiveDateTime};
 
-use super::{bridge, notices, rewards, Error, Result};
+use super::error::Found;
+use super::{notices, rewards, Error, Result};
 use crate::db::{now, write_tx, DbConnection};
 use crate::domain::ambassador::AmbassadorStatus;
 use crate::domain::calendar::Calendar;
@@ -86,9 +87,8 @@ fn lost_race(e: &Error) -> bool {
 /// Why a referral may not be recorded for this code and client; else the code it is made
 /// with. Staff get the refusal back; the public form stores the referral as rejected instead.
 fn check_rules(conn: &mut DbConnection, new: &NewReferral, contact: &Contact) -> Result<CodeRow> {
-    let code =
-        codes::find_typed(conn, &new.code).map_err(bridge::api)?.filter(|c| c.active).ok_or_else(invalid_code)?;
-    let amb = ambassadors::find(conn, &code.ambassador_id).map_err(bridge::api)?;
+    let code = codes::find_typed(conn, &new.code)?.filter(|c| c.active).ok_or_else(invalid_code)?;
+    let amb = ambassadors::find(conn, &code.ambassador_id).or_not_found("ambassador")?;
     if amb.status() != AmbassadorStatus::Active {
         return Err(Error::Unprocessable {
             kind: "ambassador-inactive",
@@ -115,7 +115,7 @@ fn register(
 ) -> Result<()> {
     let at = now();
     let registered_at = recorded_late_for.unwrap_or(at);
-    referrals::insert(conn, id, new, contact, source, placement, registered_at, at).map_err(bridge::unique_race)?;
+    referrals::insert(conn, id, new, contact, source, placement, registered_at, at).map_err(StoreError::unique_race)?;
     let rejected = placement.status == ReferralStatus::Rejected;
     audit::record(
         conn,
@@ -182,7 +182,7 @@ fn recorded_late_for(
             Err(Error::validation("registered_on", format!("must not be in the future (today is {today})")))
         }
         Some(day) => {
-            let window = program::current(conn).map_err(bridge::api)?.rules.attribution_days;
+            let window = program::current(conn)?.rules.attribution_days;
             if day < today - chrono::TimeDelta::days(window) {
                 return Err(Error::validation(
                     "registered_on",
@@ -242,7 +242,7 @@ fn refused(conn: &mut DbConnection, new: &NewReferral, e: Error) -> Result<Place
         }
         other => return Err(other),
     };
-    let typed = codes::find_typed(conn, &new.code).map_err(bridge::api)?;
+    let typed = codes::find_typed(conn, &new.code)?;
     Ok(Placement {
         ambassador_id: typed.as_ref().map(|c| c.ambassador_id.clone()),
         code_id: typed.map(|c| c.id),
@@ -327,7 +327,7 @@ pub fn complete(
     write_tx(conn, |conn| {
         let before = load(conn, id)?;
         let to = referral::transition(before.status(), ReferralEvent::Complete)?;
-        let program = program::current_locked(conn).map_err(bridge::api)?;
+        let program = program::current_locked(conn)?;
         check_treatment_day(calendar, &before, "completed_on", completed_on)?;
         let registered_on = before.registered_on(calendar);
         let attribution = referral::attribution(registered_on, completed_on, program.rules.attribution_days);
@@ -450,7 +450,7 @@ pub fn update_client(
         }
         let contact = contact_after(&before, changes, hasher)?;
         if let Some(amb_id) = &before.ambassador_id {
-            let amb = ambassadors::find(conn, amb_id).map_err(bridge::api)?;
+            let amb = ambassadors::find(conn, amb_id).or_not_found("ambassador")?;
             // Only a detail this edit sets is checked: a stored one was checked when it was set.
             let email = contact.email.as_ref().filter(|_| changes.email.is_some());
             let phone = contact.phone.as_ref().filter(|_| changes.phone.is_some());
@@ -459,7 +459,7 @@ pub fn update_client(
         if !matches!(before.status(), ReferralStatus::Cancelled | ReferralStatus::Rejected) {
             refuse_duplicate(conn, &contact, Some(id))?;
         }
-        referrals::update_client(conn, &before, changes, &contact, now()).map_err(bridge::unique_race)?;
+        referrals::update_client(conn, &before, changes, &contact, now()).map_err(StoreError::unique_race)?;
         audit::record(
             conn,
             actor,
@@ -539,7 +539,7 @@ pub fn search(
 ) -> Result<Page<(ReferralRow, Option<String>)>> {
     let page = referrals::list(conn, calendar, filter, page)?;
     let ids: Vec<&str> = page.items.iter().filter_map(|r| r.code_id.as_deref()).collect();
-    let codes = codes::display_codes(conn, &ids).map_err(bridge::api)?;
+    let codes = codes::display_codes(conn, &ids)?;
     Ok(page.map(|r| {
         let code = r.code_id.as_ref().and_then(|id| codes.get(id).cloned());
         (r, code)

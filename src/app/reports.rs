@@ -3,7 +3,7 @@
 
 use chrono::Datelike;
 
-use super::{bridge, Error, Result};
+use super::{Error, Result};
 use crate::db::{now, DbConnection};
 use crate::domain::calendar::Calendar;
 use crate::store::program;
@@ -17,7 +17,7 @@ pub fn summary(conn: &mut DbConnection, calendar: &Calendar, period: Period) -> 
             return Err(Error::validation("to", "must not be before from"));
         }
     }
-    let currency = program::current(conn).map_err(bridge::api)?.rules.currency.to_string();
+    let currency = program::current(conn)?.rules.currency.to_string();
     let referrals = reports::funnel(conn, period.start(calendar), period.end(calendar))?;
     let days = period.days();
     Ok(Summary {
@@ -48,7 +48,7 @@ pub fn annual_page(
     after_id: Option<&str>,
     limit: i64,
 ) -> Result<(Vec<AnnualRow>, i64, String)> {
-    let rules = program::current(conn).map_err(bridge::api)?.rules;
+    let rules = program::current(conn)?.rules;
     let range = calendar.year_range(year).ok_or_else(|| Error::validation("year", "is out of range"))?;
     let rows = reports::annual_page(conn, range, after_id, limit, rules.tax_threshold_minor)?;
     Ok((rows, rules.tax_threshold_minor, rules.currency.to_string()))

@@ -4,7 +4,8 @@
 
 use chrono::NaiveDate;
 
-use super::{bridge, ledger, notices, Error, Result};
+use super::error::Found;
+use super::{ledger, notices, Error, Result};
 use crate::db::{now, write_tx, DbConnection};
 use crate::domain::ambassador::AmbassadorStatus;
 use crate::domain::calendar::Calendar;
@@ -14,6 +15,7 @@ use crate::store::audit::{self, Actor, AuditAction, Change, EntityType};
 use crate::store::program::{self, Program};
 use crate::store::referrals::ReferralRow;
 use crate::store::rewards::{self, Computed, NewReward, RewardFilter, RewardRow};
+use crate::store::StoreError;
 use crate::store::{ambassadors, new_id, payouts, Page, PageRequest};
 
 /// The reward for this completion under the program, with the ambassador locked first
@@ -75,7 +77,7 @@ pub fn earn(
         created_by: actor.label(),
         at,
     };
-    rewards::insert(conn, &entry).map_err(bridge::unique_race)?;
+    rewards::insert(conn, &entry).map_err(StoreError::unique_race)?;
     let row = rewards::find(conn, &id)?;
     audit::record(
         conn,
@@ -94,7 +96,7 @@ pub fn earn(
             })),
         },
     )?;
-    let ambassador = ambassadors::find(conn, ambassador_id).map_err(bridge::api)?;
+    let ambassador = ambassadors::find(conn, ambassador_id).or_not_found("ambassador")?;
     if ambassador.notify_reward_updates && row.amount_minor > 0 {
         notices::reward_earned(conn, &ambassador, &row, &referral.id, payable_on)?;
     }
@@ -111,15 +113,12 @@ pub fn on_refund(conn: &mut DbConnection, referral: &ReferralRow, actor: &Actor)
     if let Some(line_id) = reward.payout_line_id.as_deref() {
         // Its batch first, then the reward again: a lock, payment or cancellation of the batch
         // at the same moment is then seen in full rather than raced.
-        payouts::hold_batch_of_line(conn, line_id).map_err(bridge::api)?;
+        payouts::hold_batch_of_line(conn, line_id)?;
         reward = rewards::find(conn, &reward.id)?;
     }
     match reward.state {
         RewardState::Open => ledger::void(conn, &reward, "refunded", actor),
-        RewardState::InPayout => payouts::refund_in_batch(conn, &reward, actor, |c| {
-            ledger::void(c, &reward, "refunded", actor).map_err(Into::into)
-        })
-        .map_err(bridge::api),
+        RewardState::InPayout => super::payouts::refund_in_batch(conn, &reward, actor),
         RewardState::Paid if reward.amount_minor > 0 => {
             ledger::clawback(conn, &reward, "referral refunded after payment", actor)
         }
@@ -137,7 +136,7 @@ pub fn adjust(
     actor: &Actor,
 ) -> Result<RewardRow> {
     write_tx(conn, |conn| {
-        let ambassador = ambassadors::find(conn, ambassador_id).map_err(bridge::api)?;
+        let ambassador = ambassadors::find(conn, ambassador_id).or_not_found("ambassador")?;
         if matches!(ambassador.status(), AmbassadorStatus::Applied | AmbassadorStatus::Declined) {
             return Err(Error::Unprocessable {
                 kind: "ambassador-inactive",
@@ -145,7 +144,7 @@ pub fn adjust(
                 field: Some("ambassador_id"),
             });
         }
-        let currency = program::current(conn).map_err(bridge::api)?.rules.currency;
+        let currency = program::current(conn)?.rules.currency;
         let at = now();
         let id = new_id();
         let entry = NewReward {
@@ -181,7 +180,7 @@ pub fn adjust(
 
 /// The ambassador's balance by status, in the program's currency.
 pub fn balance(conn: &mut DbConnection, ambassador_id: &str) -> Result<Balance> {
-    let currency = program::current(conn).map_err(bridge::api)?.rules.currency;
+    let currency = program::current(conn)?.rules.currency;
     let entries = rewards::balance_entries(conn, ambassador_id)?;
     Ok(Balance::of(currency.as_str(), entries, now()))
 }

@@ -1,8 +1,7 @@
-//! E-mail: the notices state changes queue in the outbox ([`notices`]), their templates
-//! ([`templates`]), the lettre transports ([`transport`]) and the background worker that
-//! delivers due outbox rows with retries ([`worker`]).
+//! E-mail: the templates of the notices that state changes queue in the outbox (which ones,
+//! to whom, is `crate::app::notices`) ([`templates`]), the lettre transports ([`transport`])
+//! and the background worker that delivers due outbox rows with retries ([`worker`]).
 
-pub mod notices;
 pub mod templates;
 pub mod transport;
 pub mod worker;

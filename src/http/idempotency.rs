@@ -4,7 +4,8 @@
 //! the caller (API key or ambassador, else client address), so callers never see each other's
 //! responses.
 //!
-//! What is stored is chosen with care (see `store::idempotency` for the never-twice rule):
+//! What is stored is chosen with care (see `store::idempotency` for the never-twice rule; this
+//! module words what the store finds as replies):
 //! - answers that say "try again" (429, 409 `concurrent-update`, any 5xx) are not stored;
 //! - a handler whose reply holds a secret hands over a redacted copy to store instead
 //!   ([`store_instead`]): a replay never shows a secret again and never mints a second one;
@@ -25,7 +26,7 @@ use sha2::{Digest, Sha256};
 use super::RequestId;
 use crate::auth::{AmbassadorCaller, Caller};
 use crate::db::blocking;
-use crate::db::DbPool;
+use crate::db::{DbConnection, DbPool};
 use crate::domain::api_key::hex;
 use crate::error::{ApiError, TryAgain};
 use crate::extract::{read_body, MAX_BODY_BYTES};
@@ -33,6 +34,10 @@ use crate::store::idempotency::{self, Claim, Reply, Request};
 
 pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+
+/// What a replay of a created key or session says in place of its secret.
+pub const SECRET_WITHHELD: &str =
+    "The secret was shown once, in the first response, and is not stored; if it was lost, revoke this and create another.";
 
 fn scope_of(req: &ServiceRequest) -> String {
     if let Some(caller) = req.extensions().get::<Caller>() {
@@ -130,16 +135,28 @@ async fn idempotency(
     let pool = req.app_data::<web::Data<DbPool>>().cloned().expect("pool registered");
     let claimed = {
         let claim = claim.clone();
-        blocking(&pool, move |c| idempotency::claim(c, &claim.request())).await
+        blocking(&pool, move |c| claim_key(c, &claim.request())).await
     };
     match claimed {
         Err(e) => return Ok(reject(req, e)),
         Ok(Claim::Mismatch) => return Ok(reject(req, ApiError::IdempotencyKeyReused)),
         Ok(Claim::InProgress) => return Ok(reject(req, ApiError::IdempotencyInProgress)),
         Ok(Claim::Replay { status, body }) => return Ok(req.into_response(replay(status, body))),
+        Ok(Claim::Erased) => return Ok(req.into_response(replay_problem(&ApiError::ReplyErased))),
+        Ok(Claim::Lost { request_id, .. }) => return Ok(req.into_response(replay_problem(&lost(request_id)))),
         Ok(Claim::Fresh) => {}
     }
+    run_and_record(req, next, &pool, claim).await
+}
 
+/// Runs the request that holds a fresh claim and records how the claim ends (its reply, or
+/// unstored for a "try again" answer).
+async fn run_and_record(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+    pool: &DbPool,
+    claim: Claimed,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let res = next.call(req).await?;
     let status = res.status();
     let try_again = status.is_server_error()
@@ -156,13 +173,29 @@ async fn idempotency(
             (bytes, Outcome::Reply { status: status.as_u16(), body, subject })
         }
         Err(_) => {
-            record_or_retry_later(&pool, claim, Outcome::Unstored).await;
+            record_or_retry_later(pool, claim, Outcome::Unstored).await;
             let res = ApiError::internal("could not buffer response for idempotency").error_response();
             return Ok(ServiceResponse::new(http_req, res));
         }
     };
-    record_or_retry_later(&pool, claim, outcome).await;
+    record_or_retry_later(pool, claim, outcome).await;
     Ok(ServiceResponse::new(http_req, res.set_body(BoxBody::new(bytes))))
+}
+
+/// Claims the key for this request. A claim lost with its request carried out is answered
+/// from now on by the problem that says so: stored here as its reply.
+fn claim_key(c: &mut DbConnection, req: &Request<'_>) -> Result<Claim, ApiError> {
+    let claim = idempotency::claim(c, req)?;
+    if let Claim::Lost { request_id, created_at } = &claim {
+        let lost = lost(request_id.clone());
+        idempotency::settle(c, req, *created_at, (lost.status(), &lost.problem_json()))?;
+    }
+    Ok(claim)
+}
+
+/// The answer for a request carried out whose reply was never stored.
+fn lost(request_id: String) -> ApiError {
+    ApiError::IdempotencyReplyLost { request_id }
 }
 
 /// This request's claim on `key`: its scope (the caller), the hash of what it asks (path,
@@ -186,6 +219,11 @@ fn claim_for(req: &ServiceRequest, key: String, body: &[u8]) -> Claimed {
     }
 }
 
+/// A problem in place of the stored reply, marked as a replay.
+fn replay_problem(e: &ApiError) -> HttpResponse {
+    replay(e.status(), e.problem_json())
+}
+
 /// The stored reply of the first request with this key, marked as a replay.
 fn replay(status: u16, body: String) -> HttpResponse {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
@@ -202,10 +240,13 @@ enum Outcome {
 
 async fn record(pool: &DbPool, claim: Claimed, outcome: Outcome) -> Result<(), ApiError> {
     blocking(pool, move |c| match &outcome {
-        Outcome::Unstored => idempotency::finish_unstored(c, &claim.request()),
+        Outcome::Unstored => {
+            let lost = lost(claim.request_id.clone());
+            Ok(idempotency::finish_unstored(c, &claim.request(), (lost.status(), &lost.problem_json()))?)
+        }
         Outcome::Reply { status, body, subject } => {
             let reply = Reply { status: *status, body, subject_id: subject.as_deref() };
-            idempotency::complete(c, &claim.request(), &reply)
+            Ok(idempotency::complete(c, &claim.request(), &reply)?)
         }
     })
     .await

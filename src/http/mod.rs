@@ -21,6 +21,19 @@ use crate::error::ApiError;
 use crate::store::audit::Actor;
 use metrics::Metrics;
 
+/// The body of a `202 Accepted` answer to the public (an application, a referral, a login
+/// request): it never says more, so nobody learns who is known.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    pub status: String,
+}
+
+impl Accepted {
+    pub fn received() -> Self {
+        Self { status: "received".into() }
+    }
+}
+
 /// The id of the current request (also sent back as `X-Request-Id` and written to audit).
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
@@ -76,7 +89,7 @@ pub async fn check_head(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let problem = if head_size(&req) > MAX_HEAD_BYTES {
-        Some(ApiError::HeadersTooLarge)
+        Some(ApiError::HeadersTooLarge { limit_bytes: MAX_HEAD_BYTES })
     } else {
         crate::extract::check_path_and_query(req.path(), req.query_string()).err()
     };

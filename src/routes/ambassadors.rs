@@ -3,21 +3,21 @@
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
+use crate::app::ambassadors::{self, AmbassadorView};
 use crate::app::input::{parse_payout, parse_person, PersonFields, NAME_MAX, NOTES_MAX};
 use crate::auth::{Auth, Staff};
 use crate::config::Settings;
 use crate::db::blocking;
-use crate::db::{DbConnection, DbPool};
+use crate::db::DbPool;
 use crate::domain::ambassador::{AmbassadorStatus, LifecycleEvent, NotificationPreferences, PayoutMethod};
 use crate::domain::code::ReferralCode;
 use crate::domain::contact::{Email, Phone};
-use crate::domain::reward::Balance;
 use crate::domain::{optional_text, required_text, Validation};
 use crate::email::MailContext;
 use crate::error::{ApiError, Problem};
 use crate::extract::{nullable, ApiJson, ApiQuery, OptionalJson};
 use crate::http::resource;
-use crate::store::ambassadors::{self, AmbassadorChanges, AmbassadorFilter, AmbassadorView, Enrolment, NewAmbassador};
+use crate::store::ambassadors::{AmbassadorChanges, AmbassadorFilter, Enrolment, NewAmbassador};
 use crate::store::PageRequest;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -175,8 +175,8 @@ pub async fn enrol(
     let mail = MailContext::new(&settings);
     let ((row, codes), balance) = blocking(&pool, move |c| {
         let enrolled = ambassadors::enrol(c, &new, Enrolment::ByStaff, &mail, &actor)?;
-        let balance = crate::store::rewards::balance(c, &enrolled.0.id)?;
-        Ok::<_, ApiError>((enrolled, balance))
+        let balance = ambassadors::balance(c, &enrolled.0.id)?;
+        Ok::<_, crate::app::Error>((enrolled, balance))
     })
     .await?;
     let view = AmbassadorView::new(row, codes, Vec::new(), &settings.public_url()).with_balance(balance);
@@ -216,7 +216,7 @@ pub async fn get(
     settings: web::Data<Settings>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let ((row, codes, counts), balance) = blocking(&pool, move |c| detail(c, &id)).await?;
+    let ((row, codes, counts), balance) = blocking(&pool, move |c| ambassadors::detail(c, &id)).await?;
     Ok(HttpResponse::Ok().json(AmbassadorView::new(row, codes, counts, &settings.public_url()).with_balance(balance)))
 }
 
@@ -236,7 +236,7 @@ pub async fn update(
     let actor = auth.actor();
     let ((row, codes, counts), balance) = blocking(&pool, move |c| {
         ambassadors::update(c, &id, &changes, &actor)?;
-        detail(c, &id)
+        ambassadors::detail(c, &id)
     })
     .await?;
     Ok(HttpResponse::Ok().json(AmbassadorView::new(row, codes, counts, &settings.public_url()).with_balance(balance)))
@@ -268,13 +268,8 @@ pub async fn lifecycle(
     let mail = MailContext::new(&settings);
     let ((row, codes, counts), balance) = blocking(&pool, move |c| {
         ambassadors::transition(c, &id, event, reason.as_deref(), &mail, &actor)?;
-        detail(c, &id)
+        ambassadors::detail(c, &id)
     })
     .await?;
     Ok(HttpResponse::Ok().json(AmbassadorView::new(row, codes, counts, &settings.public_url()).with_balance(balance)))
-}
-
-/// The staff detail: the ambassador, codes, referral counts and balance.
-fn detail(c: &mut DbConnection, id: &str) -> Result<(ambassadors::Full, Balance), ApiError> {
-    Ok((ambassadors::find_full(c, id)?, crate::store::rewards::balance(c, id)?))
 }

@@ -3,6 +3,7 @@
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
+use crate::app::api_keys;
 use crate::auth::{Admin, Auth};
 use crate::db::blocking;
 use crate::db::DbPool;
@@ -10,8 +11,9 @@ use crate::domain::api_key::Role;
 use crate::domain::{required_text, Validation};
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiJson;
-use crate::http::{idempotency, resource};
-use crate::store::api_keys::{self, ApiKeyView};
+use crate::http::idempotency::{self, SECRET_WITHHELD};
+use crate::http::resource;
+use crate::store::api_keys::ApiKeyView;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/api-keys").route(web::post().to(create)).route(web::get().to(list)))
@@ -37,10 +39,6 @@ pub struct CreatedApiKey {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret_withheld: Option<String>,
 }
-
-/// What a replay of a created key or session says in place of its secret.
-pub const SECRET_WITHHELD: &str =
-    "The secret was shown once, in the first response, and is not stored; if it was lost, revoke this and create another.";
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ApiKeyList {

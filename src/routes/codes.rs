@@ -3,6 +3,7 @@
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
+use crate::app::codes;
 use crate::auth::{Auth, Staff};
 use crate::config::Settings;
 use crate::db::blocking;
@@ -12,8 +13,7 @@ use crate::domain::Validation;
 use crate::error::{ApiError, Problem};
 use crate::extract::OptionalJson;
 use crate::http::resource;
-use crate::store::ambassadors;
-use crate::store::codes::{self, CodeView};
+use crate::store::codes::CodeView;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/ambassadors/{id}/codes").route(web::post().to(create)).route(web::get().to(list)))
@@ -66,7 +66,7 @@ pub async fn list(
     settings: web::Data<Settings>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, rows) = blocking(&pool, move |c| ambassadors::find_with_codes(c, &id)).await?;
+    let rows = blocking(&pool, move |c| codes::list(c, &id)).await?;
     let url = settings.public_url();
     let items = rows.into_iter().map(|r| CodeView::new(r, &url)).collect();
     Ok(HttpResponse::Ok().json(CodeList { items, next_cursor: None }))

@@ -4,6 +4,7 @@
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
+use crate::app::outbox;
 use crate::auth::{Admin, Auth};
 use crate::db::blocking;
 use crate::db::DbPool;
@@ -11,7 +12,7 @@ pub use crate::domain::notice::EmailStatus;
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiQuery;
 use crate::http::resource;
-use crate::store::outbox::{self, EmailView};
+use crate::store::outbox::EmailView;
 use crate::store::PageRequest;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -3,11 +3,11 @@
 use actix_web::{web, HttpResponse};
 use diesel::connection::SimpleConnection;
 
+use crate::app::outbox;
 use crate::db::blocking;
 use crate::db::{self, DbPool};
 use crate::error::ApiError;
 use crate::http::{metrics::Metrics, resource};
-use crate::store::outbox;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/healthz").route(web::get().to(healthz)))
@@ -42,7 +42,7 @@ pub async fn readyz(pool: web::Data<DbPool>) -> Result<HttpResponse, ApiError> {
 pub async fn metrics(metrics: web::Data<Metrics>, pool: web::Data<DbPool>) -> HttpResponse {
     // The outbox depth is the database's (shared by every instance); without a database the
     // in-process metrics are still served.
-    let outbox = blocking(&pool, |conn| Ok::<_, ApiError>(outbox::counts_by_status(conn)?)).await.ok();
+    let outbox = blocking(&pool, outbox::counts_by_status).await.ok();
     let mut text = metrics.render();
     text.push_str(&metrics.render_email(outbox.as_deref()));
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text)

@@ -5,19 +5,20 @@ use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::app::payouts::{self, LockedBy};
 use crate::auth::{Auth, Finance};
 use crate::config::Settings;
 use crate::db::blocking;
 use crate::db::{now, DbPool};
 use crate::domain::calendar::Calendar;
 use crate::domain::money::Currency;
-use crate::domain::payout::{paypal_part, PayoutStatus, PaypalPart};
+use crate::domain::payout::{PayoutStatus, PaypalPart};
 use crate::domain::{required_text, Validation};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery, OptionalJson};
 use crate::http::csv_export::{self, text_cell, PAGE_ROWS};
 use crate::http::resource;
-use crate::store::payouts::{self, ExportLine, LockedBy, PayoutView};
+use crate::store::payouts::{ExportLine, PayoutView};
 use crate::store::PageRequest;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -309,28 +310,19 @@ pub async fn export(
     id: web::Path<String>,
     q: ApiQuery<ExportQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let format = q.0.format.unwrap_or(ExportFormat::Generic);
+    let (format, part) = (q.0.format.unwrap_or(ExportFormat::Generic), q.0.part);
     let id = id.into_inner();
-    let lookup_id = id.clone();
-    let (batch, last_seq, pending_paypal) = blocking(&pool, move |c| {
-        let batch = payouts::find(c, &lookup_id)?;
-        Ok::<_, ApiError>((
-            batch,
-            payouts::last_paypal_seq(c, &lookup_id)?,
-            payouts::pending_paypal_lines(c, &lookup_id)?,
-        ))
-    })
-    .await?;
-    let code = batch.code();
-    let currency = Currency::from_stored(&batch.currency);
     match format {
         ExportFormat::Generic => {
-            if q.0.part.is_some() {
+            let lookup_id = id.clone();
+            let batch = blocking(&pool, move |c| payouts::for_report(c, &lookup_id)).await?;
+            if part.is_some() {
                 return Err(ApiError::validation("part", "only PayPal exports come in parts"));
             }
+            let (code, currency) = (batch.code(), Currency::from_stored(&batch.currency));
             let reference = batch.reference.clone().unwrap_or_default();
             let fetch = move |c: &mut crate::db::DbConnection, after: i32| {
-                let lines = payouts::lines_after(c, &id, after, PAGE_ROWS)?;
+                let lines = payouts::report_lines(c, &id, after, PAGE_ROWS)?;
                 let next = (lines.len() as i64 == PAGE_ROWS).then(|| lines.last().map(|l| l.0.number)).flatten();
                 let rows = lines.into_iter().map(|l| generic_row(&code, &currency, &reference, l)).collect();
                 Ok((rows, next))
@@ -339,29 +331,13 @@ pub async fn export(
             csv_export::response(HttpResponse::Ok(), &pool, &filename, Some(GENERIC_HEADER), 0, fetch)
         }
         ExportFormat::Paypal => {
-            // A paid batch uploaded again would pay everyone twice; a cancelled one was called off.
-            if !batch.status.exportable_for_payment() {
-                return Err(ApiError::InvalidTransition {
-                    entity: "payout",
-                    current: batch.status.to_string(),
-                    event: "export for PayPal".into(),
-                    hint: None,
-                });
-            }
-            // Decided on the lines the file would hold (pending PayPal lines), not on every
-            // PayPal line ever made: a draft whose PayPal lines were all released has no file,
-            // and downloading nothing must not lock it. The lock re-checks under the batch lock.
-            let Some(last_seq) = last_seq.filter(|s| *s > 0 && pending_paypal > 0) else {
-                return Err(payouts::nothing_to_export());
-            };
-            let PaypalPart { part, parts, after_seq: start, until_seq: part_end } =
-                paypal_part(last_seq, settings.export.paypal_rows_per_file, q.0.part.unwrap_or(1))
-                    .map_err(|parts| ApiError::validation("part", format!("must be between 1 and {parts}")))?;
-            // The file is the payment: from this download on, the lines in it are fixed.
-            let (lock_id, actor) = (id.clone(), auth.actor());
-            blocking(&pool, move |c| payouts::lock(c, &lock_id, LockedBy::PaypalExport, &actor)).await?;
+            let (lock_id, actor, per_file) = (id.clone(), auth.actor(), settings.export.paypal_rows_per_file);
+            let (batch, PaypalPart { part, parts, after_seq: start, until_seq: part_end }) =
+                blocking(&pool, move |c| payouts::for_paypal(c, &lock_id, (part.unwrap_or(1), per_file), &actor))
+                    .await?;
+            let (code, currency) = (batch.code(), Currency::from_stored(&batch.currency));
             let fetch = move |c: &mut crate::db::DbConnection, after: i32| {
-                let lines = payouts::paypal_lines(c, &id, after, part_end, PAGE_ROWS)?;
+                let lines = payouts::paypal_lines(c, &id, (after, part_end), PAGE_ROWS)?;
                 let next = (lines.len() as i64 == PAGE_ROWS).then(|| lines.last().map(|l| l.0.method_seq)).flatten();
                 let rows = lines.into_iter().map(|l| paypal_row(&code, &currency, l)).collect();
                 Ok((rows, next))

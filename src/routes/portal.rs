@@ -13,9 +13,8 @@ use crate::domain::contact::Email;
 use crate::domain::Validation;
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiJson;
-use crate::http::{idempotency, resource, PublicRequest};
-use crate::routes::api_keys::SECRET_WITHHELD;
-use crate::routes::public::Accepted;
+use crate::http::idempotency::SECRET_WITHHELD;
+use crate::http::{idempotency, resource, Accepted, PublicRequest};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/login").route(web::post().to(login)))

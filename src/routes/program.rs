@@ -4,6 +4,7 @@
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
+use crate::app::program;
 use crate::auth::{Admin, Auth, StaffOrFinance};
 use crate::db::blocking;
 use crate::db::DbPool;
@@ -11,7 +12,7 @@ use crate::domain::program::ProgramInput;
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::http::resource;
-use crate::store::program::{self, ProgramView};
+use crate::store::program::ProgramView;
 use crate::store::PageRequest;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -38,7 +39,7 @@ pub struct PageQuery {
     responses((status = 200, body = ProgramView),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn get(_auth: Auth<StaffOrFinance>, pool: web::Data<DbPool>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(blocking(&pool, program::current_view).await?))
+    Ok(HttpResponse::Ok().json(blocking(&pool, program::current).await?))
 }
 
 /// Replace the rules: a new version, in force for completions from now on. Rewards already

@@ -2,11 +2,11 @@
 //! applications.
 
 use actix_web::{web, HttpResponse};
-use serde::Serialize;
 
 use crate::app::public::{
     find_code, parse_application, parse_referral, store_application, AmbassadorApplication, PublicCode, PublicReferral,
 };
+use crate::app::referrals;
 use crate::config::Settings;
 use crate::db::blocking;
 use crate::db::DbPool;
@@ -14,8 +14,7 @@ use crate::domain::contact::ContactHasher;
 use crate::email::MailContext;
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiJson;
-use crate::http::{resource, PublicRequest};
-use crate::store::referrals::{self};
+use crate::http::{resource, Accepted, PublicRequest};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/codes/{code}").route(web::get().to(lookup_code)))
@@ -35,11 +34,6 @@ pub async fn lookup_code(pool: web::Data<DbPool>, code: web::Path<String>) -> Re
     Ok(HttpResponse::Ok().json(found.ok_or(ApiError::NotFound("referral code"))?))
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Accepted {
-    pub status: String,
-}
-
 /// Apply to become an ambassador. Always 202 for valid input: whether the e-mail is already
 /// known is never revealed.
 #[utoipa::path(post, path = "/v1/public/ambassador-applications", tag = "public",
@@ -56,7 +50,7 @@ pub async fn apply(
     let new = parse_application(&settings, body.0)?;
     let (actor, mail) = (ctx.actor(), MailContext::new(&settings));
     blocking(&pool, move |c| store_application(c, &new, &mail, &actor)).await?;
-    Ok(HttpResponse::Accepted().json(Accepted { status: "received".into() }))
+    Ok(HttpResponse::Accepted().json(Accepted::received()))
 }
 
 /// A referred friend leaves their details (from the share link). Always 202 for well-formed
@@ -77,5 +71,5 @@ pub async fn refer(
     let new = parse_referral(&settings, body.0)?;
     let (actor, mail) = (ctx.actor(), MailContext::new(&settings));
     blocking(&pool, move |c| referrals::submit_public(c, &new, &hasher, &mail, &actor)).await?;
-    Ok(HttpResponse::Accepted().json(Accepted { status: "received".into() }))
+    Ok(HttpResponse::Accepted().json(Accepted::received()))
 }

@@ -1,15 +1,12 @@
-//! API keys: create (secret shown once), list, revoke, and the per-request lookup.
+//! API keys: the rows, the queries behind `crate::app::api_keys` (create, list, revoke), and
+//! the per-request lookup.
 
 use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::db::schema::api_keys;
-use crate::db::{now, write_tx, DbConnection};
+use crate::db::{now, DbConnection};
 use crate::domain::api_key::{self, Role};
-use crate::domain::audit::AuditAction;
-use crate::error::ApiError;
-use crate::store::audit::{self, Actor, Change};
-use crate::store::new_id;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = api_keys)]
@@ -56,44 +53,32 @@ impl From<ApiKeyRow> for ApiKeyView {
     }
 }
 
-/// Creates a key; returns its view and the secret, which is never retrievable again.
-pub fn create(
-    conn: &mut DbConnection,
-    name: &str,
-    role: Role,
-    actor: &Actor,
-) -> Result<(ApiKeyView, String), ApiError> {
-    let secret = api_key::generate();
-    let id = new_id();
-    write_tx(conn, |conn| {
-        diesel::insert_into(api_keys::table)
-            .values((
-                api_keys::id.eq(&id),
-                api_keys::name.eq(name),
-                api_keys::role.eq(role.as_str()),
-                api_keys::prefix.eq(&secret.prefix),
-                api_keys::secret_hash.eq(&secret.hash),
-                api_keys::created_at.eq(now()),
-            ))
-            .execute(conn)?;
-        audit::record(
-            conn,
-            actor,
-            Change {
-                action: AuditAction::ApiKeyCreated,
-                entity_type: "api_key",
-                entity_id: &id,
-                before: None,
-                after: Some("active"),
-                details: Some(serde_json::json!({ "name": name, "role": role.as_str() })),
-            },
-        )?;
-        let row = api_keys::table.find(&id).select(ApiKeyRow::as_select()).first(conn)?;
-        Ok((row.into(), secret.secret))
-    })
+pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<ApiKeyRow> {
+    api_keys::table.find(id).select(ApiKeyRow::as_select()).first(conn)
 }
 
-pub fn list(conn: &mut DbConnection) -> Result<Vec<ApiKeyView>, ApiError> {
+/// Writes a new key: only the secret's hash and display prefix are kept.
+pub fn insert(
+    conn: &mut DbConnection,
+    id: &str,
+    (name, role): (&str, Role),
+    secret: &api_key::NewSecret,
+    at: chrono::NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::insert_into(api_keys::table)
+        .values((
+            api_keys::id.eq(id),
+            api_keys::name.eq(name),
+            api_keys::role.eq(role.as_str()),
+            api_keys::prefix.eq(&secret.prefix),
+            api_keys::secret_hash.eq(&secret.hash),
+            api_keys::created_at.eq(at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn list(conn: &mut DbConnection) -> QueryResult<Vec<ApiKeyView>> {
     let rows = api_keys::table.select(ApiKeyRow::as_select()).order(api_keys::id.desc()).load(conn)?;
     Ok(rows.into_iter().map(Into::into).collect())
 }
@@ -102,43 +87,14 @@ pub fn count(conn: &mut DbConnection) -> QueryResult<i64> {
     api_keys::table.count().get_result(conn)
 }
 
-/// Revokes a key. Revoking a revoked key is a 409; an unknown id a 404.
-pub fn revoke(conn: &mut DbConnection, id: &str, actor: &Actor) -> Result<ApiKeyView, ApiError> {
-    write_tx(conn, |conn| {
-        let row = api_keys::table
-            .find(id)
-            .select(ApiKeyRow::as_select())
-            .first(conn)
-            .optional()?
-            .ok_or(ApiError::NotFound("API key"))?;
-        if row.revoked_at.is_some() {
-            return Err(ApiError::InvalidTransition {
-                entity: "API key",
-                current: "revoked".into(),
-                event: "revoke".into(),
-                hint: None,
-            });
-        }
-        diesel::update(api_keys::table.find(id)).set(api_keys::revoked_at.eq(now())).execute(conn)?;
-        audit::record(
-            conn,
-            actor,
-            Change {
-                action: AuditAction::ApiKeyRevoked,
-                entity_type: "api_key",
-                entity_id: id,
-                before: Some("active"),
-                after: Some("revoked"),
-                details: None,
-            },
-        )?;
-        Ok(api_keys::table.find(id).select(ApiKeyRow::as_select()).first(conn)?.into())
-    })
+pub fn set_revoked(conn: &mut DbConnection, id: &str, at: chrono::NaiveDateTime) -> QueryResult<()> {
+    diesel::update(api_keys::table.find(id)).set(api_keys::revoked_at.eq(at)).execute(conn)?;
+    Ok(())
 }
 
 /// Finds the unrevoked key with this secret and notes its use (at most once a minute, so
 /// authentication does not turn every read into a write).
-pub fn authenticate(conn: &mut DbConnection, secret: &str) -> Result<Option<ApiKeyRow>, ApiError> {
+pub fn authenticate(conn: &mut DbConnection, secret: &str) -> QueryResult<Option<ApiKeyRow>> {
     let hash = api_key::hash(secret);
     let row = api_keys::table
         .filter(api_keys::secret_hash.eq(&hash))

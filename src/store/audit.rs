@@ -36,10 +36,10 @@ impl Actor {
 }
 
 /// One audit row to write; `record` fills in time, actor and id.
-pub struct Change<'a, E = EntityType> {
+pub struct Change<'a> {
     pub action: AuditAction,
-    /// What the event is about: an [`EntityType`] (see [`Entity`]).
-    pub entity_type: E,
+    /// What the event is about.
+    pub entity_type: EntityType,
     pub entity_id: &'a str,
     pub before: Option<&'a str>,
     pub after: Option<&'a str>,
@@ -65,32 +65,8 @@ pub struct AuditEvent {
     pub details: Option<String>,
 }
 
-/// What may name the entity of a [`Change`]: an [`EntityType`], or — transitional, until the
-/// flows still in `store::{payouts, ambassadors, codes, program, api_keys, outbox}` name theirs
-/// with the enum (issue #12, moving on their own branch) — its stored name, checked against the
-/// enum when the row is written: a name the enum does not know fails the write.
-pub trait Entity {
-    fn entity_type(&self) -> Option<EntityType>;
-}
-
-impl Entity for EntityType {
-    fn entity_type(&self) -> Option<EntityType> {
-        Some(*self)
-    }
-}
-
-impl Entity for &str {
-    fn entity_type(&self) -> Option<EntityType> {
-        EntityType::parse(self)
-    }
-}
-
 /// Writes one audit event; call it inside the state change's transaction.
-pub fn record<E: Entity>(conn: &mut DbConnection, actor: &Actor, change: Change<'_, E>) -> QueryResult<()> {
-    let entity_type = change
-        .entity_type
-        .entity_type()
-        .ok_or_else(|| diesel::result::Error::QueryBuilderError("audit event for an unknown entity type".into()))?;
+pub fn record(conn: &mut DbConnection, actor: &Actor, change: Change<'_>) -> QueryResult<()> {
     diesel::insert_into(audit_events::table)
         .values((
             audit_events::id.eq(new_id()),
@@ -99,7 +75,7 @@ pub fn record<E: Entity>(conn: &mut DbConnection, actor: &Actor, change: Change<
             audit_events::actor_id.eq(actor.id.as_deref()),
             audit_events::actor_role.eq(actor.role.as_deref()),
             audit_events::action.eq(change.action),
-            audit_events::entity_type.eq(entity_type),
+            audit_events::entity_type.eq(change.entity_type),
             audit_events::entity_id.eq(change.entity_id),
             audit_events::before_status.eq(change.before),
             audit_events::after_status.eq(change.after),

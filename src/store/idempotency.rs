@@ -9,13 +9,17 @@
 //! completed (the response could not be stored, or the process died) tells by the audit trail
 //! whether its request changed anything: if it did, a retry gets `idempotency-reply-lost`
 //! instead of a second run; if not, the retry runs it.
+//!
+//! A reply whose client's personal data was erased since keeps its status and loses its body
+//! (`response_body` NULL): it is replayed as `personal-data-erased`. What a reply says is the
+//! HTTP edge's to word (`crate::http::idempotency`); this module keeps and finds it.
 
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 
 use crate::db::schema::{audit_events, idempotency_keys as ik, referrals};
 use crate::db::{now, write_tx, DbConnection};
-use crate::error::{is_unique_violation, ApiError};
+use crate::store::is_unique_violation;
 
 /// How long a stored response is replayed.
 pub const TTL: TimeDelta = TimeDelta::hours(24);
@@ -30,6 +34,15 @@ pub enum Claim {
     Replay {
         status: u16,
         body: String,
+    },
+    /// The stored reply named a client whose personal data was erased since.
+    Erased,
+    /// The first request with this key changed data but its reply was never stored, and its
+    /// claim is abandoned: answer for it ([`settle`]), never run it again.
+    Lost {
+        request_id: String,
+        /// The claim's, for [`settle`].
+        created_at: NaiveDateTime,
     },
     /// Same key, different request.
     Mismatch,
@@ -47,7 +60,7 @@ pub struct Request<'a> {
 
 type Existing = (String, Option<i32>, Option<String>, NaiveDateTime, Option<String>);
 
-pub fn claim(conn: &mut DbConnection, req: &Request<'_>) -> Result<Claim, ApiError> {
+pub fn claim(conn: &mut DbConnection, req: &Request<'_>) -> QueryResult<Claim> {
     let at = now();
     let inserted = diesel::insert_into(ik::table)
         .values((
@@ -61,7 +74,7 @@ pub fn claim(conn: &mut DbConnection, req: &Request<'_>) -> Result<Claim, ApiErr
     match inserted {
         Ok(_) => return Ok(Claim::Fresh),
         Err(e) if is_unique_violation(&e) => {}
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     }
     let existing: Option<Existing> = ik::table
         .find((req.scope, req.key))
@@ -79,18 +92,17 @@ pub fn claim(conn: &mut DbConnection, req: &Request<'_>) -> Result<Claim, ApiErr
         return Ok(Claim::Mismatch);
     }
     if let Some(status) = status {
-        return Ok(Claim::Replay { status: status as u16, body: body.unwrap_or_default() });
+        return Ok(match body {
+            Some(body) => Claim::Replay { status: status as u16, body },
+            None => Claim::Erased,
+        });
     }
     if created_at >= at - ABANDONED_AFTER {
         return Ok(Claim::InProgress);
     }
     match claimed_by {
         // The abandoned request changed data: answer for it, never run it again.
-        Some(request_id) if carried_out(conn, &request_id)? => {
-            let lost = ApiError::IdempotencyReplyLost { request_id };
-            settle(conn, req.scope, req.key, created_at, &lost)?;
-            Ok(Claim::Replay { status: lost.status(), body: lost.problem_json() })
-        }
+        Some(request_id) if carried_out(conn, &request_id)? => Ok(Claim::Lost { request_id, created_at }),
         _ => take_over(conn, req, created_at, at),
     }
 }
@@ -102,7 +114,7 @@ fn take_over(
     req: &Request<'_>,
     seen_created_at: NaiveDateTime,
     at: NaiveDateTime,
-) -> Result<Claim, ApiError> {
+) -> QueryResult<Claim> {
     let taken = diesel::update(ik::table.find((req.scope, req.key)))
         .filter(ik::created_at.eq(seen_created_at))
         .set((
@@ -117,18 +129,18 @@ fn take_over(
     Ok(if taken == 1 { Claim::Fresh } else { Claim::InProgress })
 }
 
-/// Stores `answer` as the reply of a claim that is still open.
-fn settle(
+/// Stores `(status, body)` as the reply of a [`Claim::Lost`] claim (created at `created_at`)
+/// that is still open.
+pub fn settle(
     conn: &mut DbConnection,
-    scope: &str,
-    key: &str,
+    req: &Request<'_>,
     created_at: NaiveDateTime,
-    answer: &ApiError,
-) -> Result<(), ApiError> {
-    diesel::update(ik::table.find((scope, key)))
+    (status, body): (u16, &str),
+) -> QueryResult<()> {
+    diesel::update(ik::table.find((req.scope, req.key)))
         .filter(ik::created_at.eq(created_at))
         .filter(ik::status_code.is_null())
-        .set((ik::status_code.eq(Some(i32::from(answer.status()))), ik::response_body.eq(Some(answer.problem_json()))))
+        .set((ik::status_code.eq(Some(i32::from(status))), ik::response_body.eq(Some(body))))
         .execute(conn)?;
     Ok(())
 }
@@ -148,7 +160,7 @@ pub struct Reply<'a> {
 }
 
 /// Stores the reply of this request's claim (not of a claim another retry took over since).
-pub fn complete(conn: &mut DbConnection, req: &Request<'_>, reply: &Reply<'_>) -> Result<(), ApiError> {
+pub fn complete(conn: &mut DbConnection, req: &Request<'_>, reply: &Reply<'_>) -> QueryResult<()> {
     write_tx(conn, |conn| {
         // The client's data may have been erased while this request ran: keep nothing of it.
         // Checked and written in one transaction with the referral row share-locked
@@ -158,16 +170,12 @@ pub fn complete(conn: &mut DbConnection, req: &Request<'_>, reply: &Reply<'_>) -
             Some(id) => erased_locked(conn, id)?,
             None => false,
         };
-        let (status, body) = if erased {
-            (ApiError::ReplyErased.status(), ApiError::ReplyErased.problem_json())
-        } else {
-            (reply.status, reply.body.to_owned())
-        };
+        let body = (!erased).then_some(reply.body);
         diesel::update(ik::table.find((req.scope, req.key)))
             .filter(ik::request_id.eq(req.id))
             .set((
-                ik::status_code.eq(Some(i32::from(status))),
-                ik::response_body.eq(Some(body)),
+                ik::status_code.eq(Some(i32::from(reply.status))),
+                ik::response_body.eq(body),
                 ik::subject_id.eq(reply.subject_id),
             ))
             .execute(conn)?;
@@ -185,14 +193,13 @@ fn erased_locked(conn: &mut DbConnection, referral_id: &str) -> QueryResult<bool
 }
 
 /// Ends the claim of a request whose answer was "try again" (not stored): forgotten if the
-/// request changed nothing, so the retry runs it; otherwise it answers `idempotency-reply-lost`
-/// from now on (the change is done; running it again would repeat it).
-pub fn finish_unstored(conn: &mut DbConnection, req: &Request<'_>) -> Result<(), ApiError> {
+/// request changed nothing, so the retry runs it; otherwise `lost` (`idempotency-reply-lost`)
+/// is its reply from now on (the change is done; running it again would repeat it).
+pub fn finish_unstored(conn: &mut DbConnection, req: &Request<'_>, (status, body): (u16, &str)) -> QueryResult<()> {
     if carried_out(conn, req.id)? {
-        let lost = ApiError::IdempotencyReplyLost { request_id: req.id.to_owned() };
         diesel::update(ik::table.find((req.scope, req.key)))
             .filter(ik::request_id.eq(req.id))
-            .set((ik::status_code.eq(Some(i32::from(lost.status()))), ik::response_body.eq(Some(lost.problem_json()))))
+            .set((ik::status_code.eq(Some(i32::from(status))), ik::response_body.eq(Some(body))))
             .execute(conn)?;
     } else {
         diesel::delete(ik::table.find((req.scope, req.key))).filter(ik::request_id.eq(req.id)).execute(conn)?;
@@ -200,14 +207,12 @@ pub fn finish_unstored(conn: &mut DbConnection, req: &Request<'_>) -> Result<(),
     Ok(())
 }
 
-/// Erasure of a client's personal data: stored replies about their referral are replaced by
-/// a `personal-data-erased` problem (the key stays claimed, so a retry is still not run again).
+/// Erasure of a client's personal data: stored replies about their referral lose their body
+/// and are replayed as `personal-data-erased` (the key stays claimed, so a retry is still not
+/// run again).
 pub fn scrub_subject(conn: &mut DbConnection, referral_id: &str) -> QueryResult<usize> {
     diesel::update(ik::table.filter(ik::subject_id.eq(referral_id)))
-        .set((
-            ik::status_code.eq(Some(i32::from(ApiError::ReplyErased.status()))),
-            ik::response_body.eq(Some(ApiError::ReplyErased.problem_json())),
-        ))
+        .set(ik::response_body.eq(None::<String>))
         .execute(conn)
 }
 

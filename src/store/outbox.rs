@@ -1,16 +1,14 @@
 //! The e-mail outbox: rows written inside the transaction of the change that causes them,
 //! each with a dedupe key unique in the table, so nothing is queued (or sent) twice; and the
-//! worker's side: claiming due rows, recording each outcome, and the admin list and retry.
+//! worker's side: claiming due rows, recording each outcome; and the queries behind the
+//! admin list and retry (`crate::app::outbox`).
 
 use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::db::schema::email_outbox;
 use crate::db::{now, write_tx, DbConnection};
-use crate::domain::audit::AuditAction;
 use crate::domain::notice::EmailStatus;
-use crate::error::ApiError;
-use crate::store::audit::{self, Actor, Change};
 use crate::store::{new_id, Page, PageRequest};
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
@@ -31,7 +29,7 @@ pub struct OutboxRow {
 
 /// Queues an e-mail (`template`: a `Template`) unless one with this dedupe key exists;
 /// returns whether it queued one.
-/// Call it inside the transaction of the change that causes the e-mail; only `email::notices`
+/// Call it inside the transaction of the change that causes the e-mail; only `app::notices`
 /// does (it decides what goes to whom).
 pub fn enqueue(
     conn: &mut DbConnection,
@@ -228,11 +226,7 @@ pub struct EmailView {
     pub created_at: chrono::NaiveDateTime,
 }
 
-pub fn list(
-    conn: &mut DbConnection,
-    status: Option<EmailStatus>,
-    page: &PageRequest,
-) -> Result<Page<EmailView>, ApiError> {
+pub fn list(conn: &mut DbConnection, status: Option<EmailStatus>, page: &PageRequest) -> QueryResult<Page<EmailView>> {
     let mut query = email_outbox::table.select(EmailView::as_select()).into_boxed();
     if let Some(status) = status {
         query = query.filter(email_outbox::status.eq(status));
@@ -244,49 +238,16 @@ pub fn list(
     Ok(page.finish(rows, |r| &r.id))
 }
 
-fn find_view(conn: &mut DbConnection, id: &str) -> Result<EmailView, ApiError> {
-    email_outbox::table
-        .find(id)
-        .select(EmailView::as_select())
-        .first(conn)
-        .optional()?
-        .ok_or(ApiError::NotFound("e-mail"))
+pub fn find_view(conn: &mut DbConnection, id: &str) -> QueryResult<EmailView> {
+    email_outbox::table.find(id).select(EmailView::as_select()).first(conn)
 }
 
-/// Queues a `failed` e-mail again with a fresh set of tries (admin), audited. Any other
-/// status is a 409 `invalid-transition`.
-pub fn retry(conn: &mut DbConnection, id: &str, actor: &Actor) -> Result<EmailView, ApiError> {
-    write_tx(conn, |conn| {
-        let before = find_view(conn, id)?;
-        let changed = diesel::update(email_outbox::table.find(id).filter(email_outbox::status.eq(FAILED)))
-            .set((
-                email_outbox::status.eq(QUEUED),
-                email_outbox::attempts.eq(0),
-                email_outbox::next_attempt_at.eq(now()),
-            ))
-            .execute(conn)?;
-        if changed != 1 {
-            return Err(ApiError::InvalidTransition {
-                entity: "e-mail",
-                current: before.status.as_str().to_owned(),
-                event: "retry".into(),
-                hint: None,
-            });
-        }
-        audit::record(
-            conn,
-            actor,
-            Change {
-                action: AuditAction::EmailRetried,
-                entity_type: "email",
-                entity_id: id,
-                before: Some(FAILED.as_str()),
-                after: Some(QUEUED.as_str()),
-                details: Some(serde_json::json!({ "template": before.template, "attempts": before.attempts })),
-            },
-        )?;
-        find_view(conn, id)
-    })
+/// A `failed` e-mail → queued again with a fresh set of tries, due now; returns the rows
+/// changed (none when it was not failed).
+pub fn requeue_failed(conn: &mut DbConnection, id: &str) -> QueryResult<usize> {
+    diesel::update(email_outbox::table.find(id).filter(email_outbox::status.eq(FAILED)))
+        .set((email_outbox::status.eq(QUEUED), email_outbox::attempts.eq(0), email_outbox::next_attempt_at.eq(now())))
+        .execute(conn)
 }
 
 /// Rows per status, for the outbox depth gauge.

@@ -5,13 +5,10 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::db::schema::{program_versions as pv, rewards};
-use crate::db::{now, write_tx, DbConnection};
-use crate::domain::audit::AuditAction;
+use crate::db::DbConnection;
 use crate::domain::money::Currency;
 use crate::domain::program::{ProgramRules, RewardRule, Tier};
-use crate::error::ApiError;
-use crate::store::audit::{self, Actor, Change};
-use crate::store::{new_id, Page, PageRequest, StoreError};
+use crate::store::{Page, PageRequest, StoreError, WriteError};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = pv)]
@@ -60,8 +57,8 @@ pub struct Program {
 
 impl ProgramVersionRow {
     /// Rows are only ever written from validated rules, so they parse back; a row edited by
-    /// hand into something unreadable is an internal error, not a client one.
-    pub fn rules(&self) -> Result<ProgramRules, ApiError> {
+    /// hand into something unreadable fails the read (an internal error, not a client one).
+    pub fn rules(&self) -> QueryResult<ProgramRules> {
         let parse = || -> Result<ProgramRules, serde_json::Error> {
             Ok(ProgramRules {
                 currency: Currency::from_stored(&self.currency),
@@ -75,10 +72,10 @@ impl ProgramVersionRow {
                 tax_threshold_minor: self.tax_threshold_minor,
             })
         };
-        parse().map_err(ApiError::internal)
+        parse().map_err(|e| unreadable(e.to_string()))
     }
 
-    pub fn view(self) -> Result<ProgramView, ApiError> {
+    pub fn view(self) -> QueryResult<ProgramView> {
         let rules = self.rules()?;
         Ok(ProgramView {
             id: self.id,
@@ -98,46 +95,51 @@ impl ProgramVersionRow {
     }
 }
 
-fn current_row(conn: &mut DbConnection) -> Result<ProgramVersionRow, ApiError> {
+/// Stored rules that cannot be read back (never written so by Vouch).
+fn unreadable(why: String) -> diesel::result::Error {
+    diesel::result::Error::DeserializationError(why.into())
+}
+
+pub fn current_row(conn: &mut DbConnection) -> QueryResult<ProgramVersionRow> {
     pv::table
         .order(pv::version.desc())
         .select(ProgramVersionRow::as_select())
         .first(conn)
         .optional()?
-        .ok_or_else(|| ApiError::internal("no program version: migrations not run"))
+        .ok_or_else(|| unreadable("no program version: migrations not run".into()))
 }
 
 /// The rules in force, with the row locked until the transaction ends (a no-op update: on
 /// PostgreSQL it queues a completion and a rule change behind each other, so a currency
 /// change can never slip in between a completion reading the rules and writing its reward).
-pub fn current_locked(conn: &mut DbConnection) -> Result<Program, ApiError> {
+pub fn current_locked(conn: &mut DbConnection) -> QueryResult<Program> {
     let newest = pv::table.select(diesel::dsl::max(pv::version)).first::<Option<i32>>(conn)?.unwrap_or(0);
     diesel::update(pv::table.filter(pv::version.eq(newest))).set(pv::version.eq(pv::version)).execute(conn)?;
     current(conn)
 }
 
 /// The rules in force now.
-pub fn current(conn: &mut DbConnection) -> Result<Program, ApiError> {
+pub fn current(conn: &mut DbConnection) -> QueryResult<Program> {
     let row = current_row(conn)?;
     Ok(Program { rules: row.rules()?, id: row.id })
 }
 
 /// One version of the rules by id (what a payout batch or a reward was built with).
-pub fn version(conn: &mut DbConnection, id: &str) -> Result<Program, ApiError> {
+pub fn version(conn: &mut DbConnection, id: &str) -> QueryResult<Program> {
     let row = pv::table
         .find(id)
         .select(ProgramVersionRow::as_select())
         .first(conn)
         .optional()?
-        .ok_or_else(|| ApiError::internal(format!("program version {id} is missing")))?;
+        .ok_or_else(|| unreadable(format!("program version {id} is missing")))?;
     Ok(Program { rules: row.rules()?, id: row.id })
 }
 
-pub fn current_view(conn: &mut DbConnection) -> Result<ProgramView, ApiError> {
+pub fn current_view(conn: &mut DbConnection) -> QueryResult<ProgramView> {
     current_row(conn)?.view()
 }
 
-pub fn versions(conn: &mut DbConnection, page: &PageRequest) -> Result<Page<ProgramView>, ApiError> {
+pub fn versions(conn: &mut DbConnection, page: &PageRequest) -> QueryResult<Page<ProgramView>> {
     let mut query = pv::table.select(ProgramVersionRow::as_select()).order(pv::id.desc()).into_boxed();
     if let Some(after) = &page.after_id {
         query = query.filter(pv::id.lt(after.clone()));
@@ -148,60 +150,41 @@ pub fn versions(conn: &mut DbConnection, page: &PageRequest) -> Result<Page<Prog
     Ok(Page { items, next_cursor: page.next_cursor })
 }
 
-/// Makes `rules` the version in force from now on. Rewards already earned keep the version
-/// they were computed under. The currency is fixed once any reward exists: amounts in two
-/// currencies could not be summed into one balance or payout.
-pub fn replace(conn: &mut DbConnection, rules: &ProgramRules, actor: &Actor) -> Result<ProgramView, ApiError> {
-    write_tx(conn, |conn| {
-        current_locked(conn)?;
-        let before = current_row(conn)?;
-        if before.currency != rules.currency.as_str() {
-            let has_rewards: bool =
-                diesel::select(diesel::dsl::exists(rewards::table.select(rewards::id))).get_result(conn)?;
-            if has_rewards {
-                return Err(ApiError::Unprocessable {
-                    kind: "currency-locked",
-                    detail: format!(
-                        "Rewards already exist in {}; the program currency can no longer change.",
-                        before.currency
-                    ),
-                    field: Some("currency"),
-                });
-            }
-        }
-        let id = new_id();
-        let version = before.version + 1;
-        diesel::insert_into(pv::table)
-            .values((
-                pv::id.eq(&id),
-                pv::version.eq(version),
-                pv::currency.eq(rules.currency.as_str()),
-                pv::reward.eq(serde_json::to_string(&rules.reward).map_err(ApiError::internal)?),
-                pv::tiers.eq(serde_json::to_string(&rules.tiers).map_err(ApiError::internal)?),
-                pv::holding_days.eq(rules.holding_days as i32),
-                pv::min_payout_minor.eq(rules.min_payout_minor),
-                pv::annual_cap_minor.eq(rules.annual_cap_minor),
-                pv::attribution_days.eq(rules.attribution_days as i32),
-                pv::client_offer.eq(&rules.client_offer),
-                pv::tax_threshold_minor.eq(rules.tax_threshold_minor),
-                pv::created_by.eq(actor.label()),
-                pv::effective_from.eq(now()),
-            ))
-            .execute(conn)
-            // Two admins saving at the same moment: the second must not silently win.
-            .map_err(StoreError::unique_race)?;
-        audit::record(
-            conn,
-            actor,
-            Change {
-                action: AuditAction::ProgramUpdated,
-                entity_type: "program",
-                entity_id: &id,
-                before: Some(&before.version.to_string()),
-                after: Some(&version.to_string()),
-                details: None,
-            },
-        )?;
-        current_view(conn)
-    })
+fn to_json(value: &impl Serialize) -> QueryResult<String> {
+    serde_json::to_string(value).map_err(|e| diesel::result::Error::SerializationError(e.into()))
+}
+
+/// Whether any reward exists (then the currency is fixed).
+pub fn any_rewards(conn: &mut DbConnection) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(rewards::table.select(rewards::id))).get_result(conn)
+}
+
+/// Writes version `version` of the rules; `LostRace` when another was written with the same
+/// number at the same moment.
+pub fn insert_version(
+    conn: &mut DbConnection,
+    (id, version): (&str, i32),
+    rules: &ProgramRules,
+    created_by: &str,
+    at: chrono::NaiveDateTime,
+) -> Result<(), WriteError> {
+    diesel::insert_into(pv::table)
+        .values((
+            pv::id.eq(id),
+            pv::version.eq(version),
+            pv::currency.eq(rules.currency.as_str()),
+            pv::reward.eq(to_json(&rules.reward)?),
+            pv::tiers.eq(to_json(&rules.tiers)?),
+            pv::holding_days.eq(rules.holding_days as i32),
+            pv::min_payout_minor.eq(rules.min_payout_minor),
+            pv::annual_cap_minor.eq(rules.annual_cap_minor),
+            pv::attribution_days.eq(rules.attribution_days as i32),
+            pv::client_offer.eq(&rules.client_offer),
+            pv::tax_threshold_minor.eq(rules.tax_threshold_minor),
+            pv::created_by.eq(created_by),
+            pv::effective_from.eq(at),
+        ))
+        .execute(conn)
+        .map_err(StoreError::unique_race)?;
+    Ok(())
 }

@@ -527,7 +527,3 @@ pub fn labels_for_ambassador(conn: &mut DbConnection, ids: &[&str]) -> QueryResu
         .load(conn)?;
     Ok(rows.iter().map(|(r, code)| (r.id.clone(), r.label_for_ambassador(code.as_deref()))).collect())
 }
-
-/// Transitional (issue #12, part 3): `POST /v1/public/referrals` (its route moves on another
-/// branch) reaches the use case by this old path until the merge; the lead removes it then.
-pub use crate::app::referrals::submit_public;

@@ -300,9 +300,3 @@ pub fn list(conn: &mut DbConnection, filter: &RewardFilter, page: &PageRequest) 
     let rows = query.limit(page.limit + 1).load(conn)?;
     Ok(page.finish(rows, |r| &r.id))
 }
-
-/// Transitional (issue #12, part 3): the payout flows still in `store::payouts` and the
-/// ambassador routes reach these use cases by their old paths until the merge; the lead
-/// removes these re-exports then.
-pub use crate::app::ledger::{clawback, void};
-pub use crate::app::rewards::balance;

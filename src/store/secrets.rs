@@ -6,14 +6,14 @@ use rand::RngCore;
 use crate::db::schema::app_secrets;
 use crate::db::{now, DbConnection};
 use crate::domain::api_key::hex;
-use crate::error::{is_unique_violation, ApiError};
+use crate::store::is_unique_violation;
 
 const CONTACT_HASH_KEY: &str = "contact_hash_key";
 const WEB_SIGNING_KEY: &str = "web_signing_key";
 
 /// The key for contact hashes: the configured one, else one generated on first use and kept
 /// in the database so every instance (and every restart) hashes alike.
-pub fn contact_hash_key(conn: &mut DbConnection, configured: &str) -> Result<Vec<u8>, ApiError> {
+pub fn contact_hash_key(conn: &mut DbConnection, configured: &str) -> QueryResult<Vec<u8>> {
     if !configured.trim().is_empty() {
         return Ok(configured.trim().as_bytes().to_vec());
     }
@@ -22,12 +22,12 @@ pub fn contact_hash_key(conn: &mut DbConnection, configured: &str) -> Result<Vec
 
 /// The key that signs the web pages' CSRF tokens: generated on first use and kept in the
 /// database, so a form served by one instance is accepted by another (and after a restart).
-pub fn web_signing_key(conn: &mut DbConnection) -> Result<Vec<u8>, ApiError> {
+pub fn web_signing_key(conn: &mut DbConnection) -> QueryResult<Vec<u8>> {
     shared_secret(conn, WEB_SIGNING_KEY)
 }
 
 /// A named random secret, created once by whichever instance gets there first.
-fn shared_secret(conn: &mut DbConnection, name: &str) -> Result<Vec<u8>, ApiError> {
+fn shared_secret(conn: &mut DbConnection, name: &str) -> QueryResult<Vec<u8>> {
     let find = |conn: &mut DbConnection| {
         app_secrets::table.find(name).select(app_secrets::value).first::<String>(conn).optional()
     };
@@ -43,7 +43,8 @@ fn shared_secret(conn: &mut DbConnection, name: &str) -> Result<Vec<u8>, ApiErro
         Ok(_) => {}
         // Another instance created it first: use theirs.
         Err(e) if is_unique_violation(&e) => {}
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     }
-    find(conn)?.map(String::into_bytes).ok_or_else(|| ApiError::internal(format!("secret {name} vanished")))
+    // Inserted or found taken, it is there now.
+    find(conn)?.map(String::into_bytes).ok_or(diesel::result::Error::NotFound)
 }

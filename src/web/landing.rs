@@ -79,7 +79,7 @@ async fn submit(
     };
     let new = match parse_referral(&settings, input) {
         Ok(new) => new,
-        Err(e) => return form_again("landing.html", &settings, &form, e.into(), context! { code => found }),
+        Err(e) => return form_again("landing.html", &settings, &form, e, context! { code => found }),
     };
     let (actor, mail) = (ctx.actor(), MailContext::new(&settings));
     blocking(&pool, move |c| submit_public(c, &new, &hasher, &mail, &actor)).await.map_err(ApiError::from)?;

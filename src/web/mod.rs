@@ -189,13 +189,13 @@ pub(crate) fn form_again(
     template: &str,
     settings: &Settings,
     form: &Form,
-    e: ApiError,
+    e: impl Into<ApiError>,
     extra: Value,
 ) -> Result<HttpResponse, WebError> {
     let ctx = context! {
         brand => settings.email.brand_name,
         csrf => form.text(csrf::FIELD),
-        errors => field_errors(e)?,
+        errors => field_errors(e.into())?,
         values => form.values(),
         ..extra
     };
@@ -248,6 +248,12 @@ pub enum WebError {
     /// A form post without a valid CSRF token: nothing was done.
     #[error("form token missing or invalid")]
     Csrf,
+}
+
+impl From<crate::app::Error> for WebError {
+    fn from(e: crate::app::Error) -> Self {
+        Self::Api(e.into())
+    }
 }
 
 impl ResponseError for WebError {
