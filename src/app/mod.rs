@@ -5,3 +5,4 @@
 pub mod input;
 pub mod portal;
 pub mod public;
+pub mod team;

@@ -3,12 +3,11 @@
 
 use chrono::TimeDelta;
 use diesel::prelude::*;
-use rand::RngCore;
 
 use crate::db::schema::{ambassadors, portal_login_tokens as plt, portal_sessions as ps};
 use crate::db::{now, write_tx, DbConnection};
 use crate::domain::ambassador::AmbassadorStatus;
-use crate::domain::api_key::hash;
+use crate::domain::api_key::{hash, random_token};
 use crate::domain::audit::AuditAction;
 use crate::domain::contact::Email;
 use crate::email::notices;
@@ -22,13 +21,6 @@ pub const LOGIN_MAIL_WINDOW: TimeDelta = TimeDelta::hours(1);
 pub const SESSION_TTL: TimeDelta = TimeDelta::days(30);
 /// Portal session tokens start with this, so they are never mistaken for API keys.
 pub const SESSION_PREFIX: &str = "vp_";
-
-fn random_token() -> String {
-    use base64::Engine;
-    let mut raw = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut raw);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
-}
 
 /// What a login-link request needs besides the address.
 pub struct LoginRequest<'a> {
