@@ -133,7 +133,9 @@ async fn housekeeping(pool: DbPool, every: Duration) {
     loop {
         tick.tick().await;
         let purged = crate::db::blocking(&pool, |conn| -> Result<usize, crate::db::TaskError> {
-            Ok(idempotency::purge_expired(conn)? + portal::purge_expired(conn)? + crate::app::team::purge_expired(conn)?)
+            Ok(idempotency::purge_expired(conn)?
+                + portal::purge_expired(conn)?
+                + crate::app::team::purge_expired(conn)?)
         })
         .await;
         match purged {

@@ -138,8 +138,13 @@ pub fn invite(
             return Err(email_taken());
         }
         let id = new_id();
-        store::insert_member(conn, &id, new, now())
-            .map_err(|e| if is_unique_violation(&e) { email_taken() } else { e.into() })?;
+        store::insert_member(conn, &id, new, now()).map_err(|e| {
+            if is_unique_violation(&e) {
+                email_taken()
+            } else {
+                e.into()
+            }
+        })?;
         let (public_url, print) = match how {
             Invitation::Email { public_url } => (public_url, false),
             Invitation::Print { public_url } => (public_url, true),
@@ -147,7 +152,8 @@ pub fn invite(
         let (link_id, link, expires_at) = issue_link(conn, &id, team::INVITE_LINK_TTL, public_url)?;
         if !print {
             let invited_by = inviter(conn, actor)?;
-            let mail = TeamLink { link_id: &link_id, name: &new.name, email: new.email.as_str(), link: &link, expires_at };
+            let mail =
+                TeamLink { link_id: &link_id, name: &new.name, email: new.email.as_str(), link: &link, expires_at };
             notices::team_invite(conn, &mail, new.role, &invited_by)?;
         }
         audit::record(
@@ -264,7 +270,10 @@ pub fn request_sign_in(conn: &mut DbConnection, email: &Email, req: &SignInReque
             return Ok(());
         }
         let (link_id, link, expires_at) = issue_link(conn, &m.id, team::SIGN_IN_LINK_TTL, req.public_url)?;
-        notices::team_sign_in(conn, &TeamLink { link_id: &link_id, name: &m.name, email: &m.email, link: &link, expires_at })?;
+        notices::team_sign_in(
+            conn,
+            &TeamLink { link_id: &link_id, name: &m.name, email: &m.email, link: &link, expires_at },
+        )?;
         audit::record(
             conn,
             req.actor,
@@ -314,13 +323,8 @@ pub fn sign_in(
         let member_id = store::use_link(conn, &hash(token), at)?.ok_or_else(invalid_link)?;
         let m = store::find(conn, &member_id)?.filter(|m| m.status == MemberStatus::Active).ok_or_else(invalid_link)?;
         let secret = format!("{}{}", team::SESSION_PREFIX, random_token());
-        let session = SessionRow {
-            id: new_id(),
-            member_id,
-            created_at: at,
-            last_seen_at: at,
-            expires_at: policy.expires_at(at),
-        };
+        let session =
+            SessionRow { id: new_id(), member_id, created_at: at, last_seen_at: at, expires_at: policy.expires_at(at) };
         store::insert_session(conn, &session, &hash(&secret))?;
         audit::record(
             conn,

@@ -72,7 +72,11 @@ pub async fn invite(
 #[utoipa::path(get, path = "/v1/team", tag = "team", security(("bearer" = [])), params(TeamQuery),
     responses((status = 200, body = TeamList),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
-pub async fn list(_auth: Auth<Admin>, pool: web::Data<DbPool>, q: ApiQuery<TeamQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    _auth: Auth<Admin>,
+    pool: web::Data<DbPool>,
+    q: ApiQuery<TeamQuery>,
+) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::parse(q.0.limit, q.0.cursor.as_deref())?;
     let page = blocking(&pool, move |c| team::list(c, &page)).await?;
     Ok(HttpResponse::Ok().json(TeamList { items: page.items, next_cursor: page.next_cursor }))

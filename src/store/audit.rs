@@ -94,11 +94,17 @@ pub struct Visible<'a> {
 }
 
 /// A page of the events `visible` lets a reader see, newest first.
-pub fn recent_visible(conn: &mut DbConnection, visible: &Visible<'_>, page: &PageRequest) -> QueryResult<Page<AuditEvent>> {
+pub fn recent_visible(
+    conn: &mut DbConnection,
+    visible: &Visible<'_>,
+    page: &PageRequest,
+) -> QueryResult<Page<AuditEvent>> {
     let mut query = audit_events::table.select(AuditEvent::as_select()).into_boxed();
     if let Some(types) = visible.entity_types {
         query = query.filter(
-            audit_events::entity_type.eq_any(types.to_vec()).or(audit_events::entity_id.eq(visible.own_entity.to_owned())),
+            audit_events::entity_type
+                .eq_any(types.to_vec())
+                .or(audit_events::entity_id.eq(visible.own_entity.to_owned())),
         );
     }
     if let Some(after) = &page.after_id {

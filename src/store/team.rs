@@ -56,7 +56,9 @@ pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<MemberRow>>
 /// behind `BEGIN IMMEDIATE` already).
 pub fn lock(conn: &mut DbConnection, id: &str) -> QueryResult<Option<MemberRow>> {
     match conn {
-        DbConnection::Postgres(pg) => tm::table.find(id).select(MemberRow::as_select()).for_update().first(pg).optional(),
+        DbConnection::Postgres(pg) => {
+            tm::table.find(id).select(MemberRow::as_select()).for_update().first(pg).optional()
+        }
         DbConnection::Sqlite(lite) => tm::table.find(id).select(MemberRow::as_select()).first(lite).optional(),
     }
 }
@@ -200,7 +202,12 @@ pub fn end_session(conn: &mut DbConnection, id: &str, why: SessionEnd, at: Naive
 }
 
 /// Ends every open session of a member; returns how many.
-pub fn end_sessions_of(conn: &mut DbConnection, member_id: &str, why: SessionEnd, at: NaiveDateTime) -> QueryResult<usize> {
+pub fn end_sessions_of(
+    conn: &mut DbConnection,
+    member_id: &str,
+    why: SessionEnd,
+    at: NaiveDateTime,
+) -> QueryResult<usize> {
     diesel::update(ts::table.filter(ts::member_id.eq(member_id)).filter(ts::ended_at.is_null()))
         .set((ts::ended_at.eq(at), ts::end_reason.eq(why.as_str())))
         .execute(conn)

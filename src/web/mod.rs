@@ -1,11 +1,13 @@
 //! Server-rendered pages for people without curl: the share-link landing page (`/r/{code}`),
-//! the ambassador application (`/apply`) and the ambassador portal (`/portal`). Pages call the
+//! the ambassador application (`/apply`), the ambassador portal (`/portal`) and the clinic's
+//! console (`/console`). Pages call the
 //! same parsing and store functions as the JSON API; their errors are HTML pages (the API
 //! under `/v1` keeps problem+json). Templates (`templates/web/`), the stylesheet and the one
 //! small script are embedded in the binary: the pages load nothing from the network.
 
 mod apply;
 mod assets;
+mod console;
 pub mod csrf;
 mod landing;
 mod portal;
@@ -32,6 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     landing::configure(cfg);
     apply::configure(cfg);
     portal::configure(cfg);
+    console::configure(cfg);
 }
 
 macro_rules! pages {
@@ -54,6 +57,16 @@ const SOURCES: &[(&str, &str)] = pages!(
     "dashboard.html",
     "profile.html",
     "error.html",
+    "console/layout.html",
+    "console/pagination.html",
+    "console/sign_in.html",
+    "console/check_email.html",
+    "console/confirm.html",
+    "console/home.html",
+    "console/team.html",
+    "console/member.html",
+    "console/deactivate.html",
+    "console/forbidden.html",
 );
 
 /// The page templates: compiled once, HTML auto-escaping on (every template is `.html`).
@@ -248,6 +261,12 @@ pub enum WebError {
     /// A form post without a valid CSRF token: nothing was done.
     #[error("form token missing or invalid")]
     Csrf,
+    /// A console page without a live console session: to the sign-in page (nothing done).
+    #[error("console sign-in required")]
+    SignInRequired,
+    /// A page already rendered for this refusal (the console's 403 for a wrong role).
+    #[error("refused with status {status}")]
+    Page { status: StatusCode, body: String },
 }
 
 impl ResponseError for WebError {
@@ -255,11 +274,23 @@ impl ResponseError for WebError {
         match self {
             Self::Api(e) => e.status_code(),
             Self::Csrf => StatusCode::FORBIDDEN,
+            Self::SignInRequired => StatusCode::SEE_OTHER,
+            Self::Page { status, .. } => *status,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
+        match self {
+            Self::SignInRequired => return see_other("/console/sign-in").finish(),
+            Self::Page { status, body } => {
+                let mut res = HttpResponse::build(*status);
+                html_headers(&mut res);
+                return res.body(body.clone());
+            }
+            _ => {}
+        }
         let (heading, message) = match self {
+            Self::SignInRequired | Self::Page { .. } => unreachable!("answered above"),
             Self::Csrf => (
                 "This form has expired",
                 "For your security the form could not be accepted, and nothing was saved. Go back, \
