@@ -449,7 +449,7 @@ fn actor_label(kind: &str, id: Option<&str>, role: Option<&str>, names: &[(Strin
         }
         Some(ActorKind::ApiKey) => format!("API key{role}"),
         Some(ActorKind::Ambassador) => "An ambassador".into(),
-        Some(ActorKind::Public) => "Public form".into(),
+        Some(ActorKind::Public) => "A visitor (not signed in)".into(),
         Some(ActorKind::System) | None => "System".into(),
     }
 }

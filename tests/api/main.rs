@@ -13,6 +13,7 @@ mod calendar;
 mod cli;
 mod codes;
 mod console;
+mod console_browser;
 mod crash;
 mod edge;
 mod emails;
