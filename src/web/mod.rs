@@ -23,9 +23,12 @@ use futures_util::future::LocalBoxFuture;
 use minijinja::{context, Environment, UndefinedBehavior, Value};
 
 use crate::config::Settings;
+use crate::db::DbPool;
+use crate::domain::contact::Email;
 use crate::domain::money::{Currency, Money};
 use crate::error::ApiError;
 use crate::http::rate_limit::RateLimiter;
+use crate::http::PublicRequest;
 
 pub use csrf::CsrfKey;
 
@@ -213,6 +216,96 @@ pub(crate) fn form_again(
         ..extra
     };
     page(StatusCode::UNPROCESSABLE_ENTITY, template, ctx, None)
+}
+
+/// The query of the page an e-mailed sign-in link opens (portal and console).
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct LinkQuery {
+    token: Option<String>,
+}
+
+/// The page an e-mailed sign-in link opens (`template`): one button that posts the token, so
+/// the link is used only when a person presses it, never by a mail scanner that opens every
+/// link. Without a token: to `start`.
+pub(crate) fn link_page(
+    req: &HttpRequest,
+    settings: &Settings,
+    key: &CsrfKey,
+    (template, start): (&str, &str),
+    q: LinkQuery,
+) -> Result<HttpResponse, WebError> {
+    let Some(token) = q.token.filter(|t| !t.trim().is_empty()) else {
+        return Ok(see_other(start).finish());
+    };
+    let (binding, new_cookie) = csrf::visitor_or_new(req, settings);
+    let ctx = context! { brand => settings.email.brand_name, csrf => key.token(&binding), token };
+    page(StatusCode::OK, template, ctx, new_cookie)
+}
+
+/// A form post of the sign-in pages (portal and console), before anyone is signed in: counted
+/// against the client address's rate limit and checked against the visitor's CSRF cookie
+/// before the handler runs.
+pub(crate) struct PublicPost {
+    pub public: PublicRequest,
+    pub pool: web::Data<DbPool>,
+    pub settings: web::Data<Settings>,
+    pub form: Form,
+}
+
+impl FromRequest for PublicPost {
+    type Error = WebError;
+    type Future = LocalBoxFuture<'static, Result<Self, WebError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let form = Form::from_request(&req, payload);
+        Box::pin(async move {
+            let form = form.await?;
+            rate_limit(&req)?;
+            let key = req.app_data::<web::Data<CsrfKey>>().cloned().expect("CSRF key registered");
+            key.check(csrf::visitor(&req).as_ref(), &form)?;
+            let public = PublicRequest::from_request(&req, &mut Payload::None).await?;
+            let pool = req.app_data::<web::Data<DbPool>>().cloned().expect("pool registered");
+            let settings = req.app_data::<web::Data<Settings>>().cloned().expect("settings registered");
+            Ok(Self { public, pool, settings, form })
+        })
+    }
+}
+
+impl PublicPost {
+    /// The posted e-mail address; or the answer: the form page (`template`) again with why.
+    pub fn email(&self, template: &str) -> Result<Result<Email, HttpResponse>, WebError> {
+        match Email::parse(&self.form.text("email")) {
+            Ok(email) => Ok(Ok(email)),
+            Err(why) => {
+                form_again(template, &self.settings, &self.form, ApiError::validation("email", why), context! {})
+                    .map(Err)
+            }
+        }
+    }
+
+    /// The posted sign-in link's token (a malformed one is refused like an unknown one).
+    pub fn token(&self) -> Result<String, ApiError> {
+        crate::app::portal::parse_login_token(&self.form.text("token"))
+    }
+
+    /// A sign-in's answer: to `home` with the session cookie; or, for a link that is invalid,
+    /// expired or used, the sign-in page (`template`) again with the reason (422).
+    pub fn session_started(
+        &self,
+        started: Result<Cookie<'static>, ApiError>,
+        (template, home): (&str, &str),
+    ) -> Result<HttpResponse, WebError> {
+        match started {
+            Ok(session) => Ok(see_other(home).cookie(session).finish()),
+            Err(ApiError::Unprocessable { kind: "invalid-login-link", .. } | ApiError::Validation(_)) => {
+                let csrf = self.form.text(csrf::FIELD);
+                let ctx = context! { brand => self.settings.email.brand_name, csrf, link_invalid => true };
+                page(StatusCode::UNPROCESSABLE_ENTITY, template, ctx, None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
 /// The fields a refused form gets its messages next to; any other error is passed on.

@@ -155,8 +155,7 @@ impl Screen {
 
     /// The layout viewport, `height` px tall.
     async fn viewport(&self, height: u32) {
-        let params =
-            json!({ "width": self.width, "height": height, "deviceScaleFactor": 1, "mobile": self.mobile() });
+        let params = json!({ "width": self.width, "height": height, "deviceScaleFactor": 1, "mobile": self.mobile() });
         self.client
             .issue_cmd(Cdp(json!({ "cmd": "Emulation.setDeviceMetricsOverride", "params": params })))
             .await
@@ -253,7 +252,8 @@ impl Screen {
     /// Runs axe-core on the page as it is: no serious or critical violation (the others are
     /// printed). The script is injected over WebDriver, not served by Vouch.
     pub async fn assert_accessible(&self, name: &str) {
-        let loaded = self.client.execute(&format!("{}\nreturn typeof window.axe;", axe_source()), vec![]).await.unwrap();
+        let loaded =
+            self.client.execute(&format!("{}\nreturn typeof window.axe;", axe_source()), vec![]).await.unwrap();
         assert_eq!(loaded, json!("object"), "{name}: axe-core did not load");
         let run = r#"const done = arguments[arguments.length - 1];
             axe.run(document, { resultTypes: ["violations"] })

@@ -488,14 +488,7 @@ async fn the_home_shows_what_waits_and_the_activity_each_role_may_see() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::ACCEPTED);
-    let res = app
-        .client
-        .post(app.url("/v1/public/ambassador-applications"))
-        .json(&json!({ "name": "Pat Doe", "email": "pat@example.com" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    app.public_application("Pat Doe", "pat@example.com").await;
     app.set_program(json!({ "currency": "EUR" })).await;
 
     let home = staff.get("/console").await;

@@ -4,8 +4,6 @@
 //! console page is checked with axe-core (no serious or critical violation) and captured at
 //! 1280 px and 375 px into `<target dir>/screenshots/console-*.png`.
 
-use serde_json::json;
-
 use crate::browser::{app_with_real_links, Driver, Screen, DESKTOP_WIDTH, PHONE_WIDTH};
 
 /// Checks the page at both widths (nothing sideways, axe-core) and keeps a screenshot of each.
@@ -23,14 +21,7 @@ async fn capture(screen: &mut Screen, name: &str) {
 async fn an_admin_signs_in_by_e_mail_invites_a_staff_member_who_then_signs_in() {
     let app = app_with_real_links().await;
     app.invite_member("Boss Admin", "boss@clinic.test", "admin").await;
-    let res = app
-        .client
-        .post(app.url("/v1/public/ambassador-applications"))
-        .json(&json!({ "name": "Pat Doe", "email": "pat@example.com" }))
-        .send()
-        .await
-        .unwrap();
-    assert!(res.status().is_success());
+    app.public_application("Pat Doe", "pat@example.com").await;
 
     let driver = Driver::start();
     let mut screen = Screen::with_width(&driver, &app.address, DESKTOP_WIDTH).await;

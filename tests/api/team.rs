@@ -6,6 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use vouch::db::schema::{audit_events, email_outbox, team_members, team_sessions, team_sign_in_links};
 
+use crate::cli::vouch;
 use crate::helpers::{assert_problem, problem_fields, spawn_app, TestApp};
 use crate::web::{link_path, Visitor};
 
@@ -32,6 +33,18 @@ impl TestApp {
         let body: Value = res.json().await.unwrap();
         assert_eq!(status, StatusCode::CREATED, "invite failed: {body}");
         body
+    }
+
+    /// A public ambassador application (what waits for staff on the console's home).
+    pub async fn public_application(&self, name: &str, email: &str) {
+        let res = self
+            .client
+            .post(self.url("/v1/public/ambassador-applications"))
+            .json(&json!({ "name": name, "email": email }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
     }
 
     /// Console sign-in links e-mailed to this address (invitations too), newest first.
@@ -218,22 +231,6 @@ async fn a_role_change_and_a_deactivation_end_the_members_console_sessions_at_on
     let res = phone.submit("/console/sign-in", "/console/sign-in", &[("email", "jo@clinic.test")]).await;
     assert_eq!(res.location(), "/console/check-email");
     assert_eq!(app.mail_to("jo@clinic.test").await.len(), mails);
-}
-
-fn vouch(app: &TestApp, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vouch"))
-        .args(args)
-        .env("VOUCH__DATABASE__URL", &app.settings.database.url)
-        .env("VOUCH__DATA_DIR", &app.data_dir)
-        .env("VOUCH__SERVER__PUBLIC_URL", &app.address)
-        .env("VOUCH__LOG__LEVEL", "warn")
-        .output()
-        .expect("vouch runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[tokio::test]

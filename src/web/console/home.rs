@@ -2,16 +2,15 @@
 //! member's role may see.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use minijinja::context;
 use serde::Deserialize;
 
-use super::{render, AnyMember, Console, PAGE_ROWS};
+use super::{AnyMember, ConsolePage, PAGE_ROWS};
 use crate::app::team;
-use crate::config::Settings;
-use crate::db::{blocking, DbPool};
+use crate::db::blocking;
 use crate::store::PageRequest;
-use crate::web::{resource, CsrfKey, WebError};
+use crate::web::{resource, WebError};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/console").route(web::get().to(home)));
@@ -29,17 +28,9 @@ impl PageQuery {
     }
 }
 
-async fn home(
-    req: HttpRequest,
-    console: Console<AnyMember>,
-    pool: web::Data<DbPool>,
-    settings: web::Data<Settings>,
-    key: web::Data<CsrfKey>,
-    q: web::Query<PageQuery>,
-) -> Result<HttpResponse, WebError> {
-    let page = q.page()?;
-    let who = console.who.clone();
-    let home = blocking(&pool, move |c| team::home(c, &who, &page)).await?;
-    let ctx = context! { home, paged => q.cursor.is_some() };
-    render(&req, &key, &settings, &console, (StatusCode::OK, "console/home.html", "/console"), ctx)
+async fn home(page: ConsolePage<AnyMember>, q: web::Query<PageQuery>) -> Result<HttpResponse, WebError> {
+    let rows = q.page()?;
+    let who = page.console.who.clone();
+    let home = blocking(&page.pool, move |c| team::home(c, &who, &rows)).await?;
+    page.render(StatusCode::OK, "console/home.html", "/console", context! { home, paged => q.cursor.is_some() })
 }

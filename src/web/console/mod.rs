@@ -100,6 +100,55 @@ impl<P: Policy> FromRequest for Console<P> {
     }
 }
 
+/// What a console page's handler works with: the member whom `P` lets open it, the request,
+/// and the app's pool, settings and CSRF key.
+pub(crate) struct ConsolePage<P> {
+    pub console: Console<P>,
+    pub req: HttpRequest,
+    pub pool: web::Data<DbPool>,
+    pub settings: web::Data<Settings>,
+    pub key: web::Data<CsrfKey>,
+}
+
+impl<P: Policy + 'static> FromRequest for ConsolePage<P> {
+    type Error = WebError;
+    type Future = LocalBoxFuture<'static, Result<Self, WebError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let console = Console::<P>::from_request(&req, &mut Payload::None).await?;
+            let pool = req.app_data::<web::Data<DbPool>>().cloned().expect("pool registered");
+            let settings = req.app_data::<web::Data<Settings>>().cloned().expect("settings registered");
+            let key = req.app_data::<web::Data<CsrfKey>>().cloned().expect("CSRF key registered");
+            Ok(Self { console, req, pool, settings, key })
+        })
+    }
+}
+
+impl<P> ConsolePage<P> {
+    /// The page `template` (the navigation marks `current`), with the last action's flash.
+    pub fn render(
+        &self,
+        status: StatusCode,
+        template: &str,
+        current: &str,
+        ctx: Value,
+    ) -> Result<HttpResponse, WebError> {
+        render(&self.req, &self.key, &self.settings, &self.console, (status, template, current), ctx)
+    }
+
+    /// Refuses a form whose CSRF token is not bound to this member's session.
+    pub fn check(&self, form: &super::Form) -> Result<(), WebError> {
+        self.key.check(Some(&self.console.binding()), form)
+    }
+
+    /// After an action: to `location`, with `message` to show there once.
+    pub fn done(&self, location: &str, message: &str) -> HttpResponse {
+        super::see_other(location).cookie(flash(&self.settings, &self.key, message)).finish()
+    }
+}
+
 /// One entry of the console's navigation.
 #[derive(Serialize)]
 struct NavItem {

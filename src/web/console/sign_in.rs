@@ -5,17 +5,14 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use minijinja::context;
-use serde::Deserialize;
 
-use super::{expired_session_cookie, flash, session_cookie, signed_in, take_flash, AnyMember, Console, Refused};
-use crate::app::portal::parse_login_token;
+use super::{expired_session_cookie, session_cookie, signed_in, take_flash, AnyMember, ConsolePage};
 use crate::app::team::{self, SignInRequest};
 use crate::config::Settings;
-use crate::db::{blocking, DbPool};
-use crate::domain::contact::Email;
-use crate::error::ApiError;
-use crate::http::PublicRequest;
-use crate::web::{csrf, page, rate_limit, resource, see_other, CsrfKey, Form, WebError};
+use crate::db::blocking;
+use crate::web::{csrf, link_page, page, resource, see_other, CsrfKey, Form, LinkQuery, PublicPost, WebError};
+
+const SIGN_IN_PAGE: &str = "console/sign_in.html";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/console/sign-in").route(web::get().to(form)).route(web::post().to(request_link)))
@@ -38,36 +35,18 @@ async fn form(
     let (binding, nonce) = csrf::visitor_or_new(&req, &settings);
     let (flash, removal) = take_flash(&req, &key, &settings);
     let ctx = context! { brand => settings.email.brand_name, csrf => key.token(&binding), flash };
-    page(StatusCode::OK, "console/sign_in.html", ctx, nonce.into_iter().chain(removal))
+    page(StatusCode::OK, SIGN_IN_PAGE, ctx, nonce.into_iter().chain(removal))
 }
 
 /// E-mails a sign-in link to an active member (the same answer for any address).
-async fn request_link(
-    req: HttpRequest,
-    ctx: PublicRequest,
-    pool: web::Data<DbPool>,
-    settings: web::Data<Settings>,
-    key: web::Data<CsrfKey>,
-    form: Form,
-) -> Result<HttpResponse, WebError> {
-    rate_limit(&req)?;
-    key.check(csrf::visitor(&req).as_ref(), &form)?;
-    let email = match Email::parse(&form.text("email")) {
+async fn request_link(post: PublicPost) -> Result<HttpResponse, WebError> {
+    let email = match post.email(SIGN_IN_PAGE)? {
         Ok(email) => email,
-        Err(message) => {
-            let refused = Refused::of(ApiError::validation("email", message))?;
-            let ctx = context! {
-                brand => settings.email.brand_name,
-                csrf => form.text(csrf::FIELD),
-                errors => refused.errors,
-                values => form.values(),
-            };
-            return page(refused.status, "console/sign_in.html", ctx, None);
-        }
+        Err(again) => return Ok(again),
     };
-    let (actor, url) = (ctx.actor(), settings.public_url());
-    let per_hour = settings.rate_limit.login_emails_per_hour;
-    blocking(&pool, move |c| {
+    let (actor, url) = (post.public.actor(), post.settings.public_url());
+    let per_hour = post.settings.rate_limit.login_emails_per_hour;
+    blocking(&post.pool, move |c| {
         team::request_sign_in(c, &email, &SignInRequest { public_url: &url, per_hour, actor: &actor })
     })
     .await?;
@@ -78,11 +57,6 @@ async fn check_email(settings: web::Data<Settings>) -> Result<HttpResponse, WebE
     page(StatusCode::OK, "console/check_email.html", context! { brand => settings.email.brand_name }, None)
 }
 
-#[derive(Debug, Deserialize)]
-struct LinkQuery {
-    token: Option<String>,
-}
-
 /// The page the e-mailed link opens: one button, which uses the link.
 async fn confirm(
     req: HttpRequest,
@@ -90,69 +64,36 @@ async fn confirm(
     key: web::Data<CsrfKey>,
     q: web::Query<LinkQuery>,
 ) -> Result<HttpResponse, WebError> {
-    let Some(token) = q.into_inner().token.filter(|t| !t.trim().is_empty()) else {
-        return Ok(see_other("/console/sign-in").finish());
-    };
-    let (binding, nonce) = csrf::visitor_or_new(&req, &settings);
-    let ctx = context! { brand => settings.email.brand_name, csrf => key.token(&binding), token };
-    page(StatusCode::OK, "console/confirm.html", ctx, nonce)
+    link_page(&req, &settings, &key, ("console/confirm.html", "/console/sign-in"), q.into_inner())
 }
 
 /// Uses the link (once), starts the session and sets its cookie.
-async fn start(
-    req: HttpRequest,
-    ctx: PublicRequest,
-    pool: web::Data<DbPool>,
-    settings: web::Data<Settings>,
-    key: web::Data<CsrfKey>,
-    form: Form,
-) -> Result<HttpResponse, WebError> {
-    rate_limit(&req)?;
-    key.check(csrf::visitor(&req).as_ref(), &form)?;
-    let (request_id, policy) = (ctx.request_id.clone(), settings.console.session_policy());
-    let started = match parse_login_token(&form.text("token")) {
-        Ok(token) => blocking(&pool, move |c| team::sign_in(c, &token, &policy, request_id)).await,
+async fn start(post: PublicPost) -> Result<HttpResponse, WebError> {
+    let (request_id, policy) = (post.public.request_id.clone(), post.settings.console.session_policy());
+    let started = match post.token() {
+        Ok(token) => blocking(&post.pool, move |c| team::sign_in(c, &token, &policy, request_id)).await,
         Err(e) => Err(e),
     };
-    match started {
-        Ok((secret, _)) => Ok(see_other("/console").cookie(session_cookie(&settings, secret)).finish()),
-        Err(ApiError::Unprocessable { kind: "invalid-login-link", .. } | ApiError::Validation(_)) => {
-            let ctx =
-                context! { brand => settings.email.brand_name, csrf => form.text(csrf::FIELD), link_invalid => true };
-            page(StatusCode::UNPROCESSABLE_ENTITY, "console/sign_in.html", ctx, None)
-        }
-        Err(e) => Err(e.into()),
-    }
+    post.session_started(started.map(|(secret, _)| session_cookie(&post.settings, secret)), (SIGN_IN_PAGE, "/console"))
 }
 
-async fn sign_out(
-    console: Console<AnyMember>,
-    pool: web::Data<DbPool>,
-    settings: web::Data<Settings>,
-    key: web::Data<CsrfKey>,
-    form: Form,
-) -> Result<HttpResponse, WebError> {
-    key.check(Some(&console.binding()), &form)?;
-    let who = console.who;
-    blocking(&pool, move |c| team::sign_out(c, &who)).await?;
-    Ok(see_other("/console/sign-in")
-        .cookie(expired_session_cookie(&settings))
-        .cookie(flash(&settings, &key, "You are signed out."))
-        .finish())
+/// Back to the sign-in page, the session cookie cleared, with `message`.
+fn signed_out(page: &ConsolePage<AnyMember>, message: &str) -> HttpResponse {
+    let mut res = page.done("/console/sign-in", message);
+    let _ = res.add_cookie(&expired_session_cookie(&page.settings));
+    res
 }
 
-async fn sign_out_everywhere(
-    console: Console<AnyMember>,
-    pool: web::Data<DbPool>,
-    settings: web::Data<Settings>,
-    key: web::Data<CsrfKey>,
-    form: Form,
-) -> Result<HttpResponse, WebError> {
-    key.check(Some(&console.binding()), &form)?;
-    let who = console.who;
-    blocking(&pool, move |c| team::sign_out_everywhere(c, &who)).await?;
-    Ok(see_other("/console/sign-in")
-        .cookie(expired_session_cookie(&settings))
-        .cookie(flash(&settings, &key, "You are signed out everywhere."))
-        .finish())
+async fn sign_out(page: ConsolePage<AnyMember>, form: Form) -> Result<HttpResponse, WebError> {
+    page.check(&form)?;
+    let who = page.console.who.clone();
+    blocking(&page.pool, move |c| team::sign_out(c, &who)).await?;
+    Ok(signed_out(&page, "You are signed out."))
+}
+
+async fn sign_out_everywhere(page: ConsolePage<AnyMember>, form: Form) -> Result<HttpResponse, WebError> {
+    page.check(&form)?;
+    let who = page.console.who.clone();
+    blocking(&page.pool, move |c| team::sign_out_everywhere(c, &who)).await?;
+    Ok(signed_out(&page, "You are signed out everywhere."))
 }
