@@ -264,3 +264,25 @@ async fn the_first_admin_is_invited_from_the_command_line_and_signs_in_with_the_
     assert!(!ok && stderr.contains("owner"), "{stderr}");
     assert_eq!(app.team_counts().0, 1);
 }
+
+#[tokio::test]
+async fn two_admins_demoted_at_the_same_moment_leave_one_admin() {
+    for round in 0..3 {
+        let app = spawn_app().await;
+        let a = app.invite_member("A", "a@clinic.test", "admin").await;
+        let b = app.invite_member("B", "b@clinic.test", "admin").await;
+        let body = json!({ "role": "staff" });
+        let (pa, pb) = (format!("/v1/team/{}", id_of(&a)), format!("/v1/team/{}", id_of(&b)));
+        let (ra, rb) = tokio::join!(app.patch(&pa, &app.admin_key, &body), app.patch(&pb, &app.admin_key, &body));
+        let mut statuses = [ra.status(), rb.status()];
+        statuses.sort();
+        assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT], "round {round}: one wins, one is the last admin");
+        let list: Value = app.get("/v1/team", &app.admin_key).await.json().await.unwrap();
+        let admins = list["items"].as_array().unwrap().iter().filter(|m| m["role"] == "admin").count();
+        assert_eq!(admins, 1, "round {round}");
+    }
+}
+
+fn id_of(member: &Value) -> String {
+    member["id"].as_str().unwrap().to_owned()
+}
