@@ -1,4 +1,5 @@
-//! Command line: `vouch [serve]`, `vouch migrate`, `vouch keys create|list|revoke`.
+//! Command line: `vouch [serve]`, `vouch migrate`, `vouch keys create|list|revoke`,
+//! `vouch team invite`.
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -21,6 +22,26 @@ pub enum Command {
     Keys {
         #[command(subcommand)]
         action: KeysCommand,
+    },
+    /// Manage the team members who sign in to the console.
+    Team {
+        #[command(subcommand)]
+        action: TeamCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TeamCommand {
+    /// Add a team member and print their one-time sign-in link (valid 24 hours) once; no
+    /// e-mail is sent (the way in for the first admin).
+    Invite {
+        #[arg(long)]
+        role: RoleArg,
+        #[arg(long)]
+        email: String,
+        /// Defaults to the part of the e-mail address before `@`.
+        #[arg(long)]
+        name: Option<String>,
     },
 }
 

@@ -25,6 +25,7 @@ pub struct Settings {
     pub privacy: PrivacySettings,
     pub export: ExportSettings,
     pub email: EmailSettings,
+    pub console: ConsoleSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -73,6 +74,35 @@ pub enum LogFormat {
 pub struct RateLimitSettings {
     pub public_per_minute: u32,
     pub login_emails_per_hour: u32,
+}
+
+/// The clinic's console (team members' sessions).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSettings {
+    /// A session ends after this many minutes without a request.
+    pub session_idle_minutes: u32,
+    /// A session ends this many hours after sign-in, however busy.
+    pub session_max_hours: u32,
+}
+
+impl ConsoleSettings {
+    pub fn session_policy(&self) -> crate::domain::team::SessionPolicy {
+        crate::domain::team::SessionPolicy {
+            idle: chrono::TimeDelta::minutes(i64::from(self.session_idle_minutes)),
+            max: chrono::TimeDelta::hours(i64::from(self.session_max_hours)),
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !(1..=24 * 60).contains(&self.session_idle_minutes) {
+            return Err("console.session_idle_minutes must be between 1 and 1440".into());
+        }
+        if !(1..=24 * 31).contains(&self.session_max_hours) {
+            return Err("console.session_max_hours must be between 1 and 744".into());
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -241,6 +271,7 @@ impl Settings {
         }
         self.calendar()?;
         self.email.validate()?;
+        self.console.validate()?;
         Ok(self)
     }
 

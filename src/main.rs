@@ -3,9 +3,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use vouch::app::api_keys;
-use vouch::cli::{Cli, Command, KeysCommand};
+use vouch::app::team::{self, Invitation};
+use vouch::cli::{Cli, Command, KeysCommand, TeamCommand};
 use vouch::config::{LogFormat, Settings};
 use vouch::domain::api_key::Role;
+use vouch::domain::team::NewMember;
+use vouch::error::ApiError;
 use vouch::startup::{open_database, Application};
 use vouch::store::audit::Actor;
 
@@ -25,6 +28,7 @@ fn main() -> ExitCode {
             open_database(&settings).map(|(_, url)| println!("database {} is up to date", url.redacted()))
         }
         Command::Keys { action } => keys(&settings, action),
+        Command::Team { action } => team_command(&settings, action),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -87,6 +91,37 @@ fn keys(settings: &Settings, action: KeysCommand) -> Result<(), String> {
         KeysCommand::Revoke { id } => {
             let k = api_keys::revoke(&mut conn, &id, &Actor::system()).map_err(|e| e.to_string())?;
             println!("revoked {} ({})", k.id, k.name);
+        }
+    }
+    Ok(())
+}
+
+/// A refusal as the API would explain it (`detail`, and each bad field).
+fn explain(e: impl Into<ApiError>) -> String {
+    let problem = e.into().problem();
+    let fields: Vec<String> = problem.errors.iter().map(|f| format!("--{} {}", f.field, f.message)).collect();
+    if fields.is_empty() {
+        problem.detail
+    } else {
+        fields.join("; ")
+    }
+}
+
+fn team_command(settings: &Settings, action: TeamCommand) -> Result<(), String> {
+    let (pool, _) = open_database(settings)?;
+    let mut conn = pool.get().map_err(|e| e.to_string())?;
+    match action {
+        TeamCommand::Invite { role, email, name } => {
+            let new = NewMember::parse(name.as_deref(), &email, Ok(role.into()))
+                .map_err(|e| explain(vouch::app::Error::from(e)))?;
+            let url = settings.public_url();
+            let how = Invitation::Print { public_url: &url };
+            let (member, link) = team::invite(&mut conn, &new, how, &Actor::system()).map_err(explain)?;
+            eprintln!(
+                "invited {} <{}> as {}; their sign-in link works once, for 24 hours, and is shown only now:",
+                member.name, member.email, member.role
+            );
+            println!("{}", link.unwrap_or_default());
         }
     }
     Ok(())

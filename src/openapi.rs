@@ -15,6 +15,7 @@ use crate::routes;
     paths(
         routes::health::healthz, routes::health::readyz, routes::health::metrics,
         routes::api_keys::create, routes::api_keys::list, routes::api_keys::revoke,
+        routes::team::invite, routes::team::list, routes::team::get, routes::team::update, routes::team::deactivate,
         routes::ambassadors::enrol, routes::ambassadors::list, routes::ambassadors::get,
         routes::ambassadors::update, routes::ambassadors::lifecycle,
         routes::codes::create, routes::codes::list, routes::codes::deactivate,
@@ -43,6 +44,7 @@ use crate::routes;
     tags(
         (name = "ops", description = "Health, readiness, metrics"),
         (name = "api-keys", description = "API keys (admin)"),
+        (name = "team", description = "Team members who sign in to the console (admin)"),
         (name = "ambassadors", description = "Ambassadors (staff)"),
         (name = "codes", description = "Referral codes (staff)"),
         (name = "referrals", description = "Referred clients through treatment (staff; finance reads masked)"),

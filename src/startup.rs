@@ -124,13 +124,15 @@ impl Application {
 }
 
 /// Deletes what has expired and must not be kept (`server.housekeeping_interval_secs`):
-/// idempotency records past 24 hours, used-up login links and ended portal sessions.
+/// idempotency records past 24 hours, used-up login links and ended portal and console sessions.
 async fn housekeeping(pool: DbPool, every: Duration) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
         let purged = crate::db::blocking(&pool, |conn| -> Result<usize, crate::db::TaskError> {
-            Ok(idempotency::purge_expired(conn)? + portal::purge_expired(conn)?)
+            Ok(idempotency::purge_expired(conn)?
+                + portal::purge_expired(conn)?
+                + crate::app::team::purge_expired(conn)?)
         })
         .await;
         match purged {

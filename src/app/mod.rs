@@ -18,5 +18,6 @@ pub mod public;
 pub mod referrals;
 pub mod reports;
 pub mod rewards;
+pub mod team;
 
 pub use error::{Error, Result};

@@ -236,3 +236,36 @@ pub fn portal_login(
         &json!({ "name": name, "link": link, "expires_at": crate::store::utc::format(&expires_at) }),
     )
 }
+
+/// A console sign-in link as e-mailed (`link_id`: the link's row, never its token).
+pub struct TeamLink<'a> {
+    pub link_id: &'a str,
+    pub name: &'a str,
+    pub email: &'a str,
+    pub link: &'a str,
+    pub expires_at: NaiveDateTime,
+}
+
+impl TeamLink<'_> {
+    fn payload(&self) -> serde_json::Value {
+        json!({ "name": self.name, "link": self.link, "expires_at": crate::store::utc::format(&self.expires_at) })
+    }
+}
+
+/// A new team member's invitation to the console, with their first sign-in link.
+pub fn team_invite(
+    conn: &mut DbConnection,
+    link: &TeamLink<'_>,
+    role: crate::domain::team::Role,
+    invited_by: &str,
+) -> QueryResult<bool> {
+    let mut payload = link.payload();
+    payload["role"] = json!(role.as_str());
+    payload["invited_by"] = json!(invited_by);
+    outbox::enqueue(conn, &format!("team-invite:{}", link.link_id), Template::TeamInvite, link.email, &payload)
+}
+
+/// A console sign-in link a team member asked for.
+pub fn team_sign_in(conn: &mut DbConnection, link: &TeamLink<'_>) -> QueryResult<bool> {
+    outbox::enqueue(conn, &format!("team-sign-in:{}", link.link_id), Template::TeamSignIn, link.email, &link.payload())
+}

@@ -260,6 +260,46 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    team_members (id) {
+        id -> Text,
+        name -> Text,
+        email -> Text,
+        role -> Text,
+        status -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        deactivated_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    team_sign_in_links (id) {
+        id -> Text,
+        member_id -> Text,
+        token_hash -> Text,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    team_sessions (id) {
+        id -> Text,
+        member_id -> Text,
+        token_hash -> Text,
+        created_at -> Timestamp,
+        last_seen_at -> Timestamp,
+        expires_at -> Timestamp,
+        ended_at -> Nullable<Timestamp>,
+        end_reason -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(team_sign_in_links -> team_members (member_id));
+diesel::joinable!(team_sessions -> team_members (member_id));
+
 diesel::joinable!(payout_lines -> payouts (payout_id));
 diesel::joinable!(payout_lines -> ambassadors (ambassador_id));
 diesel::joinable!(rewards -> ambassadors (ambassador_id));
@@ -281,4 +321,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     payouts,
     payout_lines,
     rewards,
+    team_members,
+    team_sign_in_links,
+    team_sessions,
 );

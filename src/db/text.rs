@@ -86,4 +86,6 @@ stored_as_text!(
     crate::domain::reward::RewardStatus,
     crate::domain::payout::PayoutStatus,
     crate::domain::payout::LineStatus,
+    crate::domain::team::MemberStatus,
+    crate::domain::team::SessionEnd,
 );

@@ -32,6 +32,15 @@ pub fn generate() -> NewSecret {
     NewSecret { hash: hash(&secret), prefix: secret[..KEY_PREFIX.len() + 6].to_owned(), secret }
 }
 
+/// 32 random bytes, base64url: the secret of a login link or a session.
+pub fn random_token() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut raw = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
 /// SHA-256 hex of a presented secret. Keys are high-entropy random strings, so a fast hash
 /// is enough (no password-stretching needed) and lookups stay cheap on every request.
 pub fn hash(secret: &str) -> String {

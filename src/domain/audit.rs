@@ -8,6 +8,8 @@ super::text_enum! {
         Ambassador = "ambassador",
         Public = "public",
         System = "system",
+        /// A team member signed in to the console (id and role recorded).
+        TeamMember = "team_member",
     }
 }
 
@@ -55,6 +57,13 @@ super::text_enum! {
         RewardPaid = "reward.paid",
         RewardReleased = "reward.released",
         RewardRefundedInLockedPayout = "reward.refunded_in_locked_payout",
+        TeamMemberInvited = "team_member.invited",
+        TeamMemberRoleChanged = "team_member.role_changed",
+        TeamMemberDeactivated = "team_member.deactivated",
+        TeamSignInLinkSent = "team_member.sign_in_link_sent",
+        TeamSessionStarted = "team_member.session_started",
+        TeamSessionEnded = "team_member.session_ended",
+        TeamSignedOutEverywhere = "team_member.signed_out_everywhere",
     }
 }
 
@@ -72,6 +81,7 @@ super::text_enum! {
         Referral = "referral",
         ReferralCode = "referral_code",
         Reward = "reward",
+        TeamMember = "team_member",
     }
 }
 

@@ -51,6 +51,7 @@ pub mod payout;
 pub mod program;
 pub mod referral;
 pub mod reward;
+pub mod team;
 
 use serde::Serialize;
 

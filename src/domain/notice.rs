@@ -12,6 +12,8 @@ super::text_enum! {
         PortalLogin = "portal_login",
         StaffPublicReferral = "staff_public_referral",
         StaffApplication = "staff_application",
+        TeamInvite = "team_invite",
+        TeamSignIn = "team_sign_in",
     }
 }
 

@@ -34,6 +34,8 @@ templates!(
     "portal_login",
     "staff_public_referral",
     "staff_application",
+    "team_invite",
+    "team_sign_in",
 );
 
 /// A rendered e-mail, ready to be put into a MIME message.
@@ -201,6 +203,10 @@ mod tests {
             "staff_public_referral" => json!({ "referral_id": "r-1", "status": "registered",
                 "reason_code": null, "code": "7Q4K-9MZD" }),
             "staff_application" => json!({ "applicant_name": evil, "ambassador_id": "a-1" }),
+            "team_invite" => json!({ "name": evil, "role": "staff", "invited_by": evil,
+                "link": "https://vouch.example/console/sign-in/link?token=abc", "expires_at": "2026-11-26T10:00:00Z" }),
+            "team_sign_in" => json!({ "name": evil, "link": "https://vouch.example/console/sign-in/link?token=abc",
+                "expires_at": "2026-11-25T10:15:00Z" }),
             other => panic!("no sample for {other}"),
         }
     }

@@ -14,6 +14,7 @@ pub mod public;
 pub mod referrals;
 pub mod reports;
 pub mod rewards;
+pub mod team;
 
 use actix_web::{middleware::from_fn, web};
 
@@ -41,6 +42,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .wrap(from_fn(crate::auth::authenticate))
             .configure(me::configure)
             .configure(api_keys::configure)
+            .configure(team::configure)
             .configure(ambassadors::configure)
             .configure(codes::configure)
             .configure(referrals::configure)

@@ -86,6 +86,34 @@ pub fn record(conn: &mut DbConnection, actor: &Actor, change: Change<'_>) -> Que
     Ok(())
 }
 
+/// Which events a reader may see: `None` every event; else those about these entity types,
+/// and those about `own_entity` (the reader's own sign-ins and role changes).
+pub struct Visible<'a> {
+    pub entity_types: Option<&'a [EntityType]>,
+    pub own_entity: &'a str,
+}
+
+/// A page of the events `visible` lets a reader see, newest first.
+pub fn recent_visible(
+    conn: &mut DbConnection,
+    visible: &Visible<'_>,
+    page: &PageRequest,
+) -> QueryResult<Page<AuditEvent>> {
+    let mut query = audit_events::table.select(AuditEvent::as_select()).into_boxed();
+    if let Some(types) = visible.entity_types {
+        query = query.filter(
+            audit_events::entity_type
+                .eq_any(types.to_vec())
+                .or(audit_events::entity_id.eq(visible.own_entity.to_owned())),
+        );
+    }
+    if let Some(after) = &page.after_id {
+        query = query.filter(audit_events::id.lt(after.clone()));
+    }
+    let rows = query.order(audit_events::id.desc()).limit(page.limit + 1).load(conn)?;
+    Ok(page.finish(rows, |r| &r.id))
+}
+
 pub fn list(conn: &mut DbConnection, entity_id: Option<&str>, page: &PageRequest) -> QueryResult<Page<AuditEvent>> {
     let mut query = audit_events::table.select(AuditEvent::as_select()).into_boxed();
     if let Some(entity_id) = entity_id {

@@ -11,10 +11,12 @@ pub mod outbox;
 pub mod payouts;
 pub mod portal;
 pub mod program;
+pub mod queues;
 pub mod referrals;
 pub mod reports;
 pub mod rewards;
 pub mod secrets;
+pub mod team;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

@@ -1,5 +1,6 @@
 //! CSRF protection for every form post. The token in a form is an HMAC of what binds it to
-//! the browser: the portal session for a signed-in ambassador, otherwise a random nonce kept
+//! the browser: the portal session for a signed-in ambassador, the console session for a
+//! signed-in team member, otherwise a random nonce kept
 //! in an HttpOnly cookie (a signed double-submit cookie). Another site can neither read the
 //! token nor compute it, since the key lives only in the database (shared by all instances).
 //! Verification is constant-time; a failure is a 403 page and nothing is stored.
@@ -28,6 +29,8 @@ pub enum Binding {
     Visitor(String),
     /// A signed-in ambassador's session token.
     Session(String),
+    /// A signed-in team member's console session token.
+    Member(String),
 }
 
 impl Binding {
@@ -35,6 +38,7 @@ impl Binding {
         match self {
             Self::Visitor(nonce) => [b"visitor:".as_slice(), nonce.as_bytes()].concat(),
             Self::Session(secret) => [b"session:".as_slice(), secret.as_bytes()].concat(),
+            Self::Member(secret) => [b"console:".as_slice(), secret.as_bytes()].concat(),
         }
     }
 }
@@ -65,6 +69,26 @@ impl CsrfKey {
             Ok(raw) => self.mac(binding).verify_slice(&raw).is_ok(),
             Err(_) => false,
         }
+    }
+
+    /// `value` with a signature, for a cookie only this service may have written (the
+    /// console's flash messages); [`CsrfKey::open`] gives the value back.
+    pub fn seal(&self, value: &str) -> String {
+        let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(b"vouch-sealed-v1\0");
+        mac.update(value.as_bytes());
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(value), URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+    }
+
+    /// The value of a [`CsrfKey::seal`]ed string, if its signature holds.
+    pub fn open(&self, sealed: &str) -> Option<String> {
+        let (value, tag) = sealed.split_once('.')?;
+        let value = String::from_utf8(URL_SAFE_NO_PAD.decode(value).ok()?).ok()?;
+        let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(b"vouch-sealed-v1\0");
+        mac.update(value.as_bytes());
+        mac.verify_slice(&URL_SAFE_NO_PAD.decode(tag).ok()?).ok()?;
+        Some(value)
     }
 
     /// Rejects a post whose token does not match its binding (`None`: no binding at all, as
@@ -110,5 +134,18 @@ mod tests {
         assert!(!key.verify(&a, ""));
         assert!(!key.verify(&a, "not base64 !"));
         assert!(!key.verify(&a, &token[..token.len() - 2]));
+        let member = Binding::Member("nonce-aaaaaaaaaaaaaaaa".into());
+        assert!(!key.verify(&member, &key.token(&Binding::Session("nonce-aaaaaaaaaaaaaaaa".into()))));
+    }
+
+    #[test]
+    fn sealed_values_open_only_unchanged_and_with_their_key() {
+        let key = CsrfKey::new(b"k1");
+        let sealed = key.seal("Invitation sent to Jo <jo@example.com>.");
+        assert_eq!(key.open(&sealed).as_deref(), Some("Invitation sent to Jo <jo@example.com>."));
+        assert_eq!(CsrfKey::new(b"k2").open(&sealed), None);
+        let (_, tag) = sealed.split_once('.').unwrap();
+        assert_eq!(key.open(&format!("{}.{tag}", URL_SAFE_NO_PAD.encode("Something else"))), None);
+        assert_eq!(key.open("no-dot"), None);
     }
 }

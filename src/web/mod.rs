@@ -1,11 +1,13 @@
 //! Server-rendered pages for people without curl: the share-link landing page (`/r/{code}`),
-//! the ambassador application (`/apply`) and the ambassador portal (`/portal`). Pages call the
+//! the ambassador application (`/apply`), the ambassador portal (`/portal`) and the clinic's
+//! console (`/console`). Pages call the
 //! same parsing and store functions as the JSON API; their errors are HTML pages (the API
 //! under `/v1` keeps problem+json). Templates (`templates/web/`), the stylesheet and the one
 //! small script are embedded in the binary: the pages load nothing from the network.
 
 mod apply;
 mod assets;
+mod console;
 pub mod csrf;
 mod landing;
 mod portal;
@@ -21,9 +23,12 @@ use futures_util::future::LocalBoxFuture;
 use minijinja::{context, Environment, UndefinedBehavior, Value};
 
 use crate::config::Settings;
+use crate::db::DbPool;
+use crate::domain::contact::Email;
 use crate::domain::money::{Currency, Money};
 use crate::error::ApiError;
 use crate::http::rate_limit::RateLimiter;
+use crate::http::PublicRequest;
 
 pub use csrf::CsrfKey;
 
@@ -32,6 +37,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     landing::configure(cfg);
     apply::configure(cfg);
     portal::configure(cfg);
+    console::configure(cfg);
 }
 
 macro_rules! pages {
@@ -54,6 +60,16 @@ const SOURCES: &[(&str, &str)] = pages!(
     "dashboard.html",
     "profile.html",
     "error.html",
+    "console/layout.html",
+    "console/pagination.html",
+    "console/sign_in.html",
+    "console/check_email.html",
+    "console/confirm.html",
+    "console/home.html",
+    "console/team.html",
+    "console/member.html",
+    "console/deactivate.html",
+    "console/forbidden.html",
 );
 
 /// The page templates: compiled once, HTML auto-escaping on (every template is `.html`).
@@ -202,6 +218,98 @@ pub(crate) fn form_again(
     page(StatusCode::UNPROCESSABLE_ENTITY, template, ctx, None)
 }
 
+/// The query of the page an e-mailed sign-in link opens (portal and console).
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct LinkQuery {
+    token: Option<String>,
+}
+
+/// The page an e-mailed sign-in link opens (`template`): one button that posts the token, so
+/// the link is used only when a person presses it, never by a mail scanner that opens every
+/// link. Without a token: to `start`.
+pub(crate) fn link_page(
+    req: &HttpRequest,
+    settings: &Settings,
+    key: &CsrfKey,
+    (template, start): (&str, &str),
+    q: LinkQuery,
+) -> Result<HttpResponse, WebError> {
+    let Some(token) = q.token.filter(|t| !t.trim().is_empty()) else {
+        return Ok(see_other(start).finish());
+    };
+    let (binding, new_cookie) = csrf::visitor_or_new(req, settings);
+    let ctx = context! { brand => settings.email.brand_name, csrf => key.token(&binding), token };
+    page(StatusCode::OK, template, ctx, new_cookie)
+}
+
+/// A form post of the sign-in pages (portal and console), before anyone is signed in: counted
+/// against the client address's rate limit and checked against the visitor's CSRF cookie
+/// before the handler runs.
+pub(crate) struct PublicPost {
+    pub public: PublicRequest,
+    pub pool: web::Data<DbPool>,
+    pub settings: web::Data<Settings>,
+    pub form: Form,
+}
+
+impl FromRequest for PublicPost {
+    type Error = WebError;
+    type Future = LocalBoxFuture<'static, Result<Self, WebError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let form = Form::from_request(&req, payload);
+        Box::pin(async move {
+            let form = form.await?;
+            rate_limit(&req)?;
+            let key = req.app_data::<web::Data<CsrfKey>>().cloned().expect("CSRF key registered");
+            key.check(csrf::visitor(&req).as_ref(), &form)?;
+            let public = PublicRequest::from_request(&req, &mut Payload::None).await?;
+            let pool = req.app_data::<web::Data<DbPool>>().cloned().expect("pool registered");
+            let settings = req.app_data::<web::Data<Settings>>().cloned().expect("settings registered");
+            Ok(Self { public, pool, settings, form })
+        })
+    }
+}
+
+impl PublicPost {
+    /// The posted e-mail address; or the answer: the form page (`template`) again with why.
+    pub fn email(&self, template: &str) -> Result<Result<Email, HttpResponse>, WebError> {
+        match Email::parse(&self.form.text("email")) {
+            Ok(email) => Ok(Ok(email)),
+            Err(why) => {
+                form_again(template, &self.settings, &self.form, ApiError::validation("email", why), context! {})
+                    .map(Err)
+            }
+        }
+    }
+
+    /// The posted sign-in link's token (a malformed one is refused like an unknown one).
+    pub fn token(&self) -> crate::app::Result<String> {
+        crate::app::portal::parse_login_token(&self.form.text("token"))
+    }
+
+    /// A sign-in's answer: to `home` with the session cookie; or, for a link that is invalid,
+    /// expired or used, the sign-in page (`template`) again with the reason (422).
+    pub fn session_started(
+        &self,
+        started: crate::app::Result<Cookie<'static>>,
+        (template, home): (&str, &str),
+    ) -> Result<HttpResponse, WebError> {
+        match started {
+            Ok(session) => Ok(see_other(home).cookie(session).finish()),
+            Err(
+                crate::app::Error::Unprocessable { kind: "invalid-login-link", .. } | crate::app::Error::Validation(_),
+            ) => {
+                let csrf = self.form.text(csrf::FIELD);
+                let ctx = context! { brand => self.settings.email.brand_name, csrf, link_invalid => true };
+                page(StatusCode::UNPROCESSABLE_ENTITY, template, ctx, None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 /// The fields a refused form gets its messages next to; any other error is passed on.
 pub(crate) fn field_errors(e: ApiError) -> Result<HashMap<String, String>, WebError> {
     let errors = match e {
@@ -248,6 +356,12 @@ pub enum WebError {
     /// A form post without a valid CSRF token: nothing was done.
     #[error("form token missing or invalid")]
     Csrf,
+    /// A console page without a live console session: to the sign-in page (nothing done).
+    #[error("console sign-in required")]
+    SignInRequired,
+    /// A page already rendered for this refusal (the console's 403 for a wrong role).
+    #[error("refused with status {status}")]
+    Page { status: StatusCode, body: String },
 }
 
 impl From<crate::app::Error> for WebError {
@@ -261,11 +375,23 @@ impl ResponseError for WebError {
         match self {
             Self::Api(e) => e.status_code(),
             Self::Csrf => StatusCode::FORBIDDEN,
+            Self::SignInRequired => StatusCode::SEE_OTHER,
+            Self::Page { status, .. } => *status,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
+        match self {
+            Self::SignInRequired => return see_other("/console/sign-in").finish(),
+            Self::Page { status, body } => {
+                let mut res = HttpResponse::build(*status);
+                html_headers(&mut res);
+                return res.body(body.clone());
+            }
+            _ => {}
+        }
         let (heading, message) = match self {
+            Self::SignInRequired | Self::Page { .. } => unreachable!("answered above"),
             Self::Csrf => (
                 "This form has expired",
                 "For your security the form could not be accepted, and nothing was saved. Go back, \

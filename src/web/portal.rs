@@ -12,18 +12,18 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use minijinja::context;
 use serde::Deserialize;
 
-use super::{cookie, csrf, field_errors, form_again, page, rate_limit, resource, see_other, CsrfKey, Form, WebError};
-use crate::app::portal::{self as me, parse_login_token, LoginRequest, MeView, UpdateMe};
-use crate::app::Error;
+use super::{
+    cookie, csrf, field_errors, link_page, page, resource, see_other, CsrfKey, Form, LinkQuery, PublicPost, WebError,
+};
+use crate::app::portal::{self as me, LoginRequest, MeView, UpdateMe};
 use crate::auth::AmbassadorCaller;
 use crate::config::Settings;
 use crate::db::blocking;
 use crate::db::DbPool;
 use crate::domain::ambassador::{NotificationPreferences, PayoutMethod};
 use crate::domain::calendar::Calendar;
-use crate::domain::contact::Email;
 use crate::error::ApiError;
-use crate::http::{PublicRequest, RequestId};
+use crate::http::RequestId;
 use crate::store::{portal, PageRequest};
 
 /// The session cookie (the portal session token itself).
@@ -113,7 +113,7 @@ async fn home(
     let (id, url, cal) = (s.caller.ambassador_id.clone(), settings.public_url(), **calendar);
     let rows = PageRequest { limit: DASHBOARD_ROWS, after_id: None };
     let (me, codes, referrals, payouts) = blocking(&pool, move |c| {
-        Ok::<_, Error>((
+        Ok::<_, crate::app::Error>((
             me::load_profile(c, &id)?,
             me::active_codes(c, &id, &url)?,
             me::my_referrals(c, &cal, &id, None, &rows)?,
@@ -136,27 +136,17 @@ async fn home(
 }
 
 /// Asks for a login link (same answer whether or not the address is an ambassador's).
-async fn request_link(
-    req: HttpRequest,
-    ctx: PublicRequest,
-    pool: web::Data<DbPool>,
-    settings: web::Data<Settings>,
-    key: web::Data<CsrfKey>,
-    form: Form,
-) -> Result<HttpResponse, WebError> {
-    rate_limit(&req)?;
-    key.check(csrf::visitor(&req).as_ref(), &form)?;
-    let email = match Email::parse(&form.text("email")) {
+async fn request_link(post: PublicPost) -> Result<HttpResponse, WebError> {
+    let email = match post.email("login.html")? {
         Ok(email) => email,
-        Err(message) => {
-            return form_again("login.html", &settings, &form, ApiError::validation("email", message), context! {})
-        }
+        Err(again) => return Ok(again),
     };
-    let (actor, url) = (ctx.actor(), settings.public_url());
-    let per_hour = settings.rate_limit.login_emails_per_hour;
-    blocking(&pool, move |c| me::request_login(c, &email, &LoginRequest { public_url: &url, per_hour, actor: &actor }))
-        .await
-        .map_err(ApiError::from)?;
+    let (actor, url) = (post.public.actor(), post.settings.public_url());
+    let per_hour = post.settings.rate_limit.login_emails_per_hour;
+    blocking(&post.pool, move |c| {
+        me::request_login(c, &email, &LoginRequest { public_url: &url, per_hour, actor: &actor })
+    })
+    .await?;
     Ok(see_other("/portal/check-email").finish())
 }
 
@@ -164,54 +154,24 @@ async fn check_email(settings: web::Data<Settings>) -> Result<HttpResponse, WebE
     page(StatusCode::OK, "check_email.html", context! { brand => settings.email.brand_name }, None)
 }
 
-#[derive(Debug, Deserialize)]
-struct LoginLink {
-    token: Option<String>,
-}
-
 /// The page the e-mailed link opens: one button that signs in (the token is used on the post).
 async fn confirm_login(
     req: HttpRequest,
     settings: web::Data<Settings>,
     key: web::Data<CsrfKey>,
-    q: web::Query<LoginLink>,
+    q: web::Query<LinkQuery>,
 ) -> Result<HttpResponse, WebError> {
-    let Some(token) = q.into_inner().token.filter(|t| !t.trim().is_empty()) else {
-        return Ok(see_other("/portal").finish());
-    };
-    let (binding, new_cookie) = csrf::visitor_or_new(&req, &settings);
-    let ctx = context! { brand => settings.email.brand_name, csrf => key.token(&binding), token => token };
-    page(StatusCode::OK, "confirm_login.html", ctx, new_cookie)
+    link_page(&req, &settings, &key, ("confirm_login.html", "/portal"), q.into_inner())
 }
 
 /// Exchanges the link's token (once) for a session and sets the session cookie.
-async fn sign_in(
-    req: HttpRequest,
-    ctx: PublicRequest,
-    pool: web::Data<DbPool>,
-    settings: web::Data<Settings>,
-    key: web::Data<CsrfKey>,
-    form: Form,
-) -> Result<HttpResponse, WebError> {
-    rate_limit(&req)?;
-    key.check(csrf::visitor(&req).as_ref(), &form)?;
-    let request_id = ctx.request_id.clone();
-    let started = match parse_login_token(&form.text("token")) {
-        Ok(token) => blocking(&pool, move |c| me::start_session(c, &token, request_id)).await,
+async fn sign_in(post: PublicPost) -> Result<HttpResponse, WebError> {
+    let request_id = post.public.request_id.clone();
+    let started = match post.token() {
+        Ok(token) => blocking(&post.pool, move |c| me::start_session(c, &token, request_id)).await,
         Err(e) => Err(e),
     };
-    match started {
-        Ok((secret, _)) => Ok(see_other("/portal").cookie(session_cookie(&settings, secret)).finish()),
-        Err(Error::Unprocessable { kind: "invalid-login-link", .. } | Error::Validation(_)) => {
-            let ctx = context! {
-                brand => settings.email.brand_name,
-                csrf => form.text(csrf::FIELD),
-                link_invalid => true,
-            };
-            page(StatusCode::UNPROCESSABLE_ENTITY, "login.html", ctx, None)
-        }
-        Err(e) => Err(ApiError::from(e).into()),
-    }
+    post.session_started(started.map(|(secret, _)| session_cookie(&post.settings, secret)), ("login.html", "/portal"))
 }
 
 fn profile_values(me: &MeView) -> serde_json::Value {

@@ -1,8 +1,9 @@
 //! The pages in a real browser: headless Chromium driven over WebDriver (fantoccini →
-//! chromedriver) in a phone-sized window, against the real server. Each test starts its own
-//! chromedriver on a free port and kills it (and the browser it started) when done. Without
-//! chromedriver these tests fail: install Debian's `chromium` and `chromium-driver` (`.ci/run`
-//! does). Screenshots of every page, 375 px wide, go to `<target dir>/screenshots/`.
+//! chromedriver) in a phone-sized (or desktop-sized) viewport, against the real server. Each
+//! test starts its own chromedriver on a free port and kills it (and the browser it started)
+//! when done. Without chromedriver these tests fail: install Debian's `chromium` and
+//! `chromium-driver` (`.ci/run` does). Screenshots of every page, 375 px wide (and 1280 px for
+//! the console), go to `<target dir>/screenshots/`.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -18,8 +19,10 @@ use crate::money_support::today;
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
-const PHONE_WIDTH: u32 = 375;
+pub const PHONE_WIDTH: u32 = 375;
 const PHONE_HEIGHT: u32 = 812;
+pub const DESKTOP_WIDTH: u32 = 1280;
+const DESKTOP_HEIGHT: u32 = 800;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -27,13 +30,13 @@ fn free_port() -> u16 {
 
 /// A chromedriver process in its own process group; dropping it kills the group, so no
 /// browser outlives the test even when an assertion fails half-way.
-struct Driver {
+pub struct Driver {
     child: Child,
     port: u16,
 }
 
 impl Driver {
-    fn start() -> Self {
+    pub fn start() -> Self {
         let driver = std::env::var("VOUCH_CHROMEDRIVER").unwrap_or_else(|_| CHROMEDRIVER.into());
         assert!(
             std::path::Path::new(&driver).exists(),
@@ -86,11 +89,14 @@ impl Drop for Driver {
     }
 }
 
-pub fn screenshot_dir() -> PathBuf {
-    let target = std::env::var("CARGO_TARGET_DIR")
+pub fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let dir = target.join("screenshots");
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
+
+pub fn screenshot_dir() -> PathBuf {
+    let dir = target_dir().join("screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -110,38 +116,62 @@ impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
     }
 }
 
-/// One browser on a phone-sized window.
-struct Phone {
-    client: Client,
+/// One browser with a phone-sized (or desktop-sized) layout viewport.
+pub struct Screen {
+    pub client: Client,
     base: String,
+    width: u32,
 }
 
-impl Phone {
-    async fn new(driver: &Driver, base: &str) -> Self {
-        let phone = Self { client: driver.browser().await, base: base.to_owned() };
-        phone.viewport(PHONE_HEIGHT).await;
-        phone
+impl Screen {
+    /// A phone: 375 px wide.
+    pub async fn new(driver: &Driver, base: &str) -> Self {
+        Self::with_width(driver, base, PHONE_WIDTH).await
     }
 
-    /// A phone's layout viewport, `height` px tall.
+    pub async fn with_width(driver: &Driver, base: &str, width: u32) -> Self {
+        let screen = Self { client: driver.browser().await, base: base.to_owned(), width };
+        screen.viewport(screen.height()).await;
+        screen
+    }
+
+    fn mobile(&self) -> bool {
+        self.width < DESKTOP_WIDTH
+    }
+
+    fn height(&self) -> u32 {
+        if self.mobile() {
+            PHONE_HEIGHT
+        } else {
+            DESKTOP_HEIGHT
+        }
+    }
+
+    /// Another width from now on (the same browser, cookies and page).
+    pub async fn resize(&mut self, width: u32) {
+        self.width = width;
+        self.viewport(self.height()).await;
+    }
+
+    /// The layout viewport, `height` px tall.
     async fn viewport(&self, height: u32) {
-        let params = json!({ "width": PHONE_WIDTH, "height": height, "deviceScaleFactor": 1, "mobile": true });
+        let params = json!({ "width": self.width, "height": height, "deviceScaleFactor": 1, "mobile": self.mobile() });
         self.client
             .issue_cmd(Cdp(json!({ "cmd": "Emulation.setDeviceMetricsOverride", "params": params })))
             .await
             .expect("phone emulation");
     }
 
-    async fn open(&self, path: &str) {
+    pub async fn open(&self, path: &str) {
         self.client.goto(&format!("{}{path}", self.base)).await.unwrap();
     }
 
-    async fn heading(&self) -> String {
+    pub async fn heading(&self) -> String {
         self.client.find(Locator::Css("h1")).await.unwrap().text().await.unwrap()
     }
 
     /// Waits for a page whose `<h1>` is `heading`.
-    async fn wait_for_heading(&self, heading: &str) {
+    pub async fn wait_for_heading(&self, heading: &str) {
         let started = Instant::now();
         loop {
             if let Ok(h1) = self.client.find(Locator::Css("h1")).await {
@@ -154,51 +184,95 @@ impl Phone {
         }
     }
 
-    async fn fill(&self, id: &str, text: &str) {
+    pub async fn fill(&self, id: &str, text: &str) {
         let input = self.client.find(Locator::Id(id)).await.unwrap();
         input.clear().await.unwrap();
         input.send_keys(text).await.unwrap();
     }
 
-    async fn click(&self, css: &str) {
+    pub async fn click(&self, css: &str) {
         self.client.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
     }
 
-    async fn text(&self) -> String {
+    pub async fn text(&self) -> String {
         self.client.find(Locator::Css("body")).await.unwrap().text().await.unwrap()
     }
 
-    /// A PNG of the whole page at phone width (the window grows to the page's height).
-    async fn screenshot(&self, name: &str) {
+    /// A PNG of the whole page at this width (the viewport grows to the page's height).
+    pub async fn screenshot(&self, name: &str) {
         let height = self
             .client
             .execute("return Math.ceil(document.documentElement.scrollHeight);", vec![])
             .await
             .unwrap()
             .as_u64()
-            .unwrap_or(PHONE_HEIGHT.into()) as u32;
-        self.viewport(height.max(PHONE_HEIGHT)).await;
+            .unwrap_or(self.height().into()) as u32;
+        self.viewport(height.max(self.height())).await;
         let png = self.client.screenshot().await.unwrap();
-        self.viewport(PHONE_HEIGHT).await;
+        self.viewport(self.height()).await;
         assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
         let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
-        assert_eq!(width, PHONE_WIDTH, "{name}: screenshot width");
+        assert_eq!(width, self.width, "{name}: screenshot width");
         std::fs::write(screenshot_dir().join(format!("{name}.png")), png).unwrap();
     }
 
-    /// Nothing overflows sideways at phone width.
-    async fn assert_fits_the_phone(&self) {
+    /// Nothing overflows sideways at this width.
+    pub async fn assert_fits_the_phone(&self) {
         let widths = self
             .client
             .execute("return [window.innerWidth, document.documentElement.scrollWidth];", vec![])
             .await
             .unwrap();
-        assert_eq!(widths, json!([PHONE_WIDTH, PHONE_WIDTH]), "page wider than the phone: {}", self.heading().await);
+        assert_eq!(widths, json!([self.width, self.width]), "page wider than the screen: {}", self.heading().await);
+    }
+}
+
+/// axe-core (the accessibility engine), from the npm registry: installed once into
+/// `<target dir>/axe` by the test set-up (never by the service's build or at its run time),
+/// then read from there. Needs `npm` (on the machine; `.ci/run` checks it).
+fn axe_source() -> &'static str {
+    static AXE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    AXE.get_or_init(|| {
+        let dir = target_dir().join("axe");
+        let script = dir.join("node_modules/axe-core/axe.min.js");
+        if !script.exists() {
+            let out = Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--prefix"])
+                .arg(&dir)
+                .arg("axe-core@4")
+                .output()
+                .unwrap_or_else(|e| panic!("running npm to install axe-core (the console's accessibility check): {e}"));
+            assert!(out.status.success(), "npm install axe-core@4 failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::fs::read_to_string(&script).unwrap_or_else(|e| panic!("reading {}: {e}", script.display()))
+    })
+}
+
+impl Screen {
+    /// Runs axe-core on the page as it is: no serious or critical violation (the others are
+    /// printed). The script is injected over WebDriver, not served by Vouch.
+    pub async fn assert_accessible(&self, name: &str) {
+        let loaded =
+            self.client.execute(&format!("{}\nreturn typeof window.axe;", axe_source()), vec![]).await.unwrap();
+        assert_eq!(loaded, json!("object"), "{name}: axe-core did not load");
+        let run = r#"const done = arguments[arguments.length - 1];
+            axe.run(document, { resultTypes: ["violations"] })
+              .then(r => done(r.violations.map(v => ({ id: v.id, impact: v.impact, help: v.help,
+                                                       nodes: v.nodes.map(n => n.target.join(" ")) }))))
+              .catch(e => done({ error: String(e) }));"#;
+        let violations = self.client.execute_async(run, vec![]).await.unwrap();
+        let all = violations.as_array().unwrap_or_else(|| panic!("{name}: axe failed: {violations}"));
+        let (bad, minor): (Vec<&Value>, Vec<&Value>) =
+            all.iter().partition(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")));
+        if !minor.is_empty() {
+            eprintln!("{name} ({} px): minor accessibility findings: {minor:?}", self.width);
+        }
+        assert!(bad.is_empty(), "{name} ({} px): serious or critical accessibility violations: {bad:#?}", self.width);
     }
 }
 
 /// The app on a port known before it starts, so the links in its e-mails open as they are.
-async fn app_with_real_links() -> TestApp {
+pub async fn app_with_real_links() -> TestApp {
     let port = free_port();
     spawn_app_with(move |s| {
         s.server.port = port;
@@ -228,7 +302,7 @@ async fn a_friend_refers_through_the_share_link_and_the_ambassador_follows_it_on
     app.complete(&app.admin_key, &earlier, today(), None).await;
 
     let driver = Driver::start();
-    let phone = Phone::new(&driver, &app.address).await;
+    let phone = Screen::new(&driver, &app.address).await;
 
     // The friend opens the share link and leaves their details.
     phone.client.goto(&share_url).await.unwrap();

@@ -6,11 +6,13 @@ use reqwest::StatusCode;
 
 use crate::helpers::spawn_app;
 
-fn vouch(app: &crate::helpers::TestApp, args: &[&str]) -> (bool, String, String) {
+/// Runs the `vouch` binary against the app's database; (succeeded, stdout, stderr).
+pub fn vouch(app: &crate::helpers::TestApp, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_vouch"))
         .args(args)
         .env("VOUCH__DATABASE__URL", &app.settings.database.url)
         .env("VOUCH__DATA_DIR", &app.data_dir)
+        .env("VOUCH__SERVER__PUBLIC_URL", &app.address)
         .env("VOUCH__LOG__LEVEL", "warn")
         .output()
         .expect("vouch runs");

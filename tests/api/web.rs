@@ -11,8 +11,8 @@ const ALERTS: &str = "alerts@clinic.test";
 
 /// One browser: keeps its cookies, shows redirects instead of following them.
 pub struct Visitor<'a> {
-    app: &'a TestApp,
-    client: reqwest::Client,
+    pub app: &'a TestApp,
+    pub client: reqwest::Client,
 }
 
 pub struct Page {
@@ -22,7 +22,7 @@ pub struct Page {
 }
 
 impl Page {
-    async fn of(res: Response) -> Self {
+    pub async fn of(res: Response) -> Self {
         let (status, headers) = (res.status(), res.headers().clone());
         Self { status, headers, html: res.text().await.unwrap() }
     }

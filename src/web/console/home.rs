@@ -1,0 +1,36 @@
+//! `/console`: every member's home — what waits for a decision, and the latest activity the
+//! member's role may see.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use minijinja::context;
+use serde::Deserialize;
+
+use super::{AnyMember, ConsolePage, PAGE_ROWS};
+use crate::app::team;
+use crate::db::blocking;
+use crate::store::PageRequest;
+use crate::web::{resource, WebError};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/console").route(web::get().to(home)));
+}
+
+/// A list page's position (`cursor` from the pagination links).
+#[derive(Debug, Deserialize)]
+pub(crate) struct PageQuery {
+    pub cursor: Option<String>,
+}
+
+impl PageQuery {
+    pub fn page(&self) -> Result<PageRequest, WebError> {
+        Ok(PageRequest::parse(Some(PAGE_ROWS), self.cursor.as_deref())?)
+    }
+}
+
+async fn home(page: ConsolePage<AnyMember>, q: web::Query<PageQuery>) -> Result<HttpResponse, WebError> {
+    let rows = q.page()?;
+    let who = page.console.who.clone();
+    let home = blocking(&page.pool, move |c| team::home(c, &who, &rows)).await?;
+    page.render(StatusCode::OK, "console/home.html", "/console", context! { home, paged => q.cursor.is_some() })
+}

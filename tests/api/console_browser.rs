@@ -1,0 +1,97 @@
+//! The console in headless Chromium: an admin signs in through the e-mailed link, invites a
+//! staff member (after a refused first try), looks at the member and the deactivation step,
+//! signs out; the staff member signs in through the invitation and meets the 403 page. Every
+//! console page is checked with axe-core (no serious or critical violation) and captured at
+//! 1280 px and 375 px into `<target dir>/screenshots/console-*.png`.
+
+use crate::browser::{app_with_real_links, Driver, Screen, DESKTOP_WIDTH, PHONE_WIDTH};
+
+/// Checks the page at both widths (nothing sideways, axe-core) and keeps a screenshot of each.
+async fn capture(screen: &mut Screen, name: &str) {
+    for width in [DESKTOP_WIDTH, PHONE_WIDTH] {
+        screen.resize(width).await;
+        screen.assert_fits_the_phone().await;
+        screen.assert_accessible(name).await;
+        screen.screenshot(&format!("console-{name}-{width}")).await;
+    }
+    screen.resize(DESKTOP_WIDTH).await;
+}
+
+#[tokio::test]
+async fn an_admin_signs_in_by_e_mail_invites_a_staff_member_who_then_signs_in() {
+    let app = app_with_real_links().await;
+    app.invite_member("Boss Admin", "boss@clinic.test", "admin").await;
+    app.public_application("Pat Doe", "pat@example.com").await;
+
+    let driver = Driver::start();
+    let mut screen = Screen::with_width(&driver, &app.address, DESKTOP_WIDTH).await;
+
+    // Not signed in: the console sends the admin to its sign-in page; Enter sends the form.
+    screen.open("/console").await;
+    screen.wait_for_heading("Console sign-in").await;
+    capture(&mut screen, "01-sign-in").await;
+    screen.fill("f-email", "boss@clinic.test\u{E007}").await;
+    screen.wait_for_heading("Check your e-mail").await;
+    capture(&mut screen, "02-check-email").await;
+    let link = app.console_links("boss@clinic.test").await.remove(0);
+    screen.client.goto(&link).await.unwrap();
+    screen.wait_for_heading("Sign in to the console").await;
+    capture(&mut screen, "03-confirm-sign-in").await;
+    screen.click("main button[type=submit]").await;
+    screen.wait_for_heading("Hello, Boss Admin").await;
+    let text = screen.text().await;
+    assert!(text.contains("Ambassador applications") && text.contains("Team member invited"), "{text}");
+    capture(&mut screen, "04-home-admin").await;
+
+    // Admin → Team: a refused invitation shows the message on the form, then the real one.
+    screen.click("nav a[href='/console/team']").await;
+    screen.wait_for_heading("Team").await;
+    capture(&mut screen, "05-team").await;
+    screen.fill("f-email", "sam at clinic").await;
+    screen.click("form.grid-form button[type=submit]").await;
+    screen.wait_for_heading("Team").await;
+    assert!(screen.text().await.contains("Must be an e-mail address like name@example.com."));
+    capture(&mut screen, "06-team-invite-refused").await;
+    assert_eq!(app.team_counts().0, 1, "nothing stored");
+    screen.fill("f-name", "Sam Staff").await;
+    screen.fill("f-email", "sam@clinic.test").await;
+    screen.click("#f-role option[value=staff]").await;
+    screen.click("form.grid-form button[type=submit]").await;
+    screen.wait_for_heading("Team").await;
+    assert!(screen.text().await.contains("Invitation sent to Sam Staff <sam@clinic.test>."));
+    capture(&mut screen, "07-team-invited").await;
+
+    // Sam's page, and the deactivation step, cancelled.
+    let list: serde_json::Value = app.get("/v1/team", &app.admin_key).await.json().await.unwrap();
+    let sam = list["items"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(list["items"][0]["role"], "staff");
+    screen.open(&format!("/console/team/{sam}")).await;
+    screen.wait_for_heading("Sam Staff").await;
+    capture(&mut screen, "08-member").await;
+    screen.click("a.button.danger").await;
+    screen.wait_for_heading("Deactivate Sam Staff?").await;
+    capture(&mut screen, "09-deactivate-confirm").await;
+    screen.click("form.confirm a").await;
+    screen.wait_for_heading("Sam Staff").await;
+    assert_eq!(list["items"][0]["status"], "active");
+
+    // Sign out: back at the sign-in page with the message.
+    screen.click("header button[type=submit]").await;
+    screen.wait_for_heading("Console sign-in").await;
+    assert!(screen.text().await.contains("You are signed out."));
+
+    // Sam signs in through the invitation: a staff home, and no Team page.
+    let link = app.console_links("sam@clinic.test").await.remove(0);
+    screen.client.goto(&link).await.unwrap();
+    screen.wait_for_heading("Sign in to the console").await;
+    screen.click("main button[type=submit]").await;
+    screen.wait_for_heading("Hello, Sam Staff").await;
+    let nav = screen.client.find(fantoccini::Locator::Css("header nav")).await.unwrap().text().await.unwrap();
+    assert!(!nav.contains("Team"), "{nav}");
+    capture(&mut screen, "10-home-staff").await;
+    screen.open("/console/team").await;
+    screen.wait_for_heading("Not for your role").await;
+    capture(&mut screen, "11-forbidden").await;
+
+    screen.client.close().await.unwrap();
+}
