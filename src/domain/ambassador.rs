@@ -175,18 +175,7 @@ mod tests {
             (Suspended, Reactivate, Active),
             (Suspended, Close, Closed),
         ];
-        for from in AmbassadorStatus::ALL {
-            for event in LifecycleEvent::ALL {
-                let expected = allowed.iter().find(|(f, e, _)| *f == from && *e == event).map(|(_, _, to)| *to);
-                match (transition(from, event), expected) {
-                    (Ok(to), Some(exp)) => assert_eq!(to, exp, "{from:?} + {event:?}"),
-                    (Err(DomainError::InvalidTransition { current, .. }), None) => {
-                        assert_eq!(current, from.as_str())
-                    }
-                    (got, exp) => panic!("{from:?} + {event:?}: got {got:?}, expected {exp:?}"),
-                }
-            }
-        }
+        crate::domain::assert_transition_table(&AmbassadorStatus::ALL, &LifecycleEvent::ALL, &allowed, transition);
     }
 
     #[test]

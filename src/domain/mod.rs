@@ -39,6 +39,30 @@ macro_rules! text_enum {
 }
 pub(crate) use text_enum;
 
+/// Checks a state machine against its table: each (state, event) pair in `allowed` moves to
+/// its state, every other pair is refused as an invalid transition naming the current state.
+#[cfg(test)]
+pub(crate) fn assert_transition_table<S, E>(
+    states: &[S],
+    events: &[E],
+    allowed: &[(S, E, S)],
+    transition: impl Fn(S, E) -> Result<S, DomainError>,
+) where
+    S: Copy + PartialEq + std::fmt::Debug + AsRef<str>,
+    E: Copy + PartialEq + std::fmt::Debug,
+{
+    for &from in states {
+        for &event in events {
+            let expected = allowed.iter().find(|(f, e, _)| *f == from && *e == event).map(|(_, _, to)| *to);
+            match (transition(from, event), expected) {
+                (Ok(to), Some(exp)) => assert_eq!(to, exp, "{from:?} + {event:?}"),
+                (Err(DomainError::InvalidTransition { current, .. }), None) => assert_eq!(current, from.as_ref()),
+                (got, exp) => panic!("{from:?} + {event:?}: got {got:?}, expected {exp:?}"),
+            }
+        }
+    }
+}
+
 pub mod ambassador;
 pub mod api_key;
 pub mod audit;

@@ -142,18 +142,7 @@ mod tests {
             (InTreatment, Reject, Rejected),
             (Completed, Refund, Refunded),
         ];
-        for from in ReferralStatus::ALL {
-            for event in ReferralEvent::ALL {
-                let expected = allowed.iter().find(|(f, e, _)| *f == from && *e == event).map(|(_, _, to)| *to);
-                match (transition(from, event), expected) {
-                    (Ok(to), Some(exp)) => assert_eq!(to, exp, "{from:?} + {event:?}"),
-                    (Err(DomainError::InvalidTransition { current, .. }), None) => {
-                        assert_eq!(current, from.as_str())
-                    }
-                    (got, exp) => panic!("{from:?} + {event:?}: got {got:?}, expected {exp:?}"),
-                }
-            }
-        }
+        crate::domain::assert_transition_table(&ReferralStatus::ALL, &ReferralEvent::ALL, &allowed, transition);
     }
 
     #[test]

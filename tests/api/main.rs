@@ -19,6 +19,7 @@ mod edge;
 mod emails;
 mod errors;
 mod idempotency;
+mod layout;
 mod migrations;
 mod money_support;
 mod openapi;
