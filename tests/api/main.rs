@@ -15,6 +15,7 @@ mod codes;
 mod console;
 mod console_browser;
 mod console_staff;
+mod console_staff_browser;
 mod crash;
 mod edge;
 mod emails;
