@@ -84,6 +84,13 @@ pub struct ConsoleSettings {
     pub session_idle_minutes: u32,
     /// A session ends this many hours after sign-in, however busy.
     pub session_max_hours: u32,
+    /// The staff home lists clients in treatment with no session for this many days.
+    #[serde(default = "default_stale_after_days")]
+    pub stale_after_days: u32,
+}
+
+fn default_stale_after_days() -> u32 {
+    21
 }
 
 impl ConsoleSettings {
@@ -100,6 +107,9 @@ impl ConsoleSettings {
         }
         if !(1..=24 * 31).contains(&self.session_max_hours) {
             return Err("console.session_max_hours must be between 1 and 744".into());
+        }
+        if !(1..=365).contains(&self.stale_after_days) {
+            return Err("console.stale_after_days must be between 1 and 365".into());
         }
         Ok(())
     }

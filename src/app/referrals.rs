@@ -530,6 +530,11 @@ pub fn detail(conn: &mut DbConnection, id: &str) -> Result<Detail> {
     Ok(Detail { referral, code, sessions, history })
 }
 
+/// The ambassador a referral counts for (none when a share-link submission named no code).
+pub fn ambassador_of(conn: &mut DbConnection, row: &ReferralRow) -> Result<Option<AmbassadorRow>> {
+    row.ambassador_id.as_deref().map(|id| ambassadors::find(conn, id).or_not_found("ambassador")).transpose()
+}
+
 /// A page of referrals, newest first, each with the code it was made with.
 pub fn search(
     conn: &mut DbConnection,

@@ -3,7 +3,7 @@
 //! the signed-in member behind a session cookie; and what the console's home shows.
 //! Each state change is one transaction with its audit row and any e-mail.
 
-use chrono::{NaiveDateTime, TimeDelta};
+use chrono::{NaiveDate, NaiveDateTime, TimeDelta};
 use diesel::QueryResult;
 use serde::Serialize;
 use serde_json::json;
@@ -433,6 +433,11 @@ pub struct RecentEvent {
 pub struct Home {
     pub share_link_referrals_waiting: i64,
     pub applications_waiting: i64,
+    /// Staff's lists (empty for finance, who see no client names): the newest share-link
+    /// referrals and applications waiting, and clients in treatment gone quiet.
+    pub waiting_referrals: Vec<queues::QueuedReferral>,
+    pub waiting_applications: Vec<(String, String)>,
+    pub stale_referrals: Vec<queues::QueuedReferral>,
     pub events: Vec<RecentEvent>,
     pub next_cursor: Option<String>,
 }
@@ -451,7 +456,17 @@ fn actor_label(kind: &str, id: Option<&str>, role: Option<&str>, names: &[(Strin
     }
 }
 
-pub fn home(conn: &mut DbConnection, who: &SignedIn, page: &PageRequest) -> Result<Home, Error> {
+/// Rows in each of the home page's lists.
+const HOME_LIST_ROWS: i64 = 10;
+
+/// The home page of `who`; `stale_since`: clients in treatment with no session since this
+/// day are listed as gone quiet.
+pub fn home(
+    conn: &mut DbConnection,
+    who: &SignedIn,
+    page: &PageRequest,
+    stale_since: NaiveDate,
+) -> Result<Home, Error> {
     let visible =
         audit::Visible { entity_types: team::audit_entity_types(who.member.role), own_entity: &who.member.id };
     let events = audit::recent_visible(conn, &visible, page)?;
@@ -476,9 +491,22 @@ pub fn home(conn: &mut DbConnection, who: &SignedIn, page: &PageRequest) -> Resu
             after_status: e.after_status.clone(),
         })
         .collect();
+    let sees_clients = who.member.role != Role::Finance;
+    let (waiting_referrals, waiting_applications, stale_referrals) = if sees_clients {
+        (
+            queues::share_link_referrals(conn, HOME_LIST_ROWS)?,
+            queues::applications(conn, HOME_LIST_ROWS)?,
+            queues::stale_in_treatment(conn, stale_since, HOME_LIST_ROWS)?,
+        )
+    } else {
+        Default::default()
+    };
     Ok(Home {
         share_link_referrals_waiting: queues::share_link_referrals_waiting(conn)?,
         applications_waiting: queues::applications_waiting(conn)?,
+        waiting_referrals,
+        waiting_applications,
+        stale_referrals,
         events: items,
         next_cursor: events.next_cursor,
     })

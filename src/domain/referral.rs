@@ -70,6 +70,27 @@ impl ReferralEvent {
     }
 }
 
+/// A cancellation's, rejection's or refund's reason: a code `event` accepts, and the note
+/// (trimmed, at most 2000 characters; required with `other`). The API and the console both
+/// read their input with it.
+pub fn close_out_reason(
+    event: ReferralEvent,
+    reason_code: &str,
+    note: Option<&str>,
+) -> Result<Option<String>, DomainError> {
+    let mut v = super::Validation::new();
+    let allowed = event.reason_codes();
+    if !allowed.contains(&reason_code) {
+        v.push("reason_code", format!("must be one of: {}", allowed.join(", ")));
+    }
+    let note = v.check("note", super::optional_text(note, 2000)).flatten();
+    if reason_code == "other" && note.is_none() {
+        v.push("note", "is required when reason_code is other");
+    }
+    v.finish()?;
+    Ok(note)
+}
+
 /// The one place the referral state machine lives. Sessions may still be recorded after
 /// completion (touch-ups) without changing the status; `completed` can only be refunded;
 /// cancelled, rejected and refunded are final.

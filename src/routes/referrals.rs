@@ -13,7 +13,7 @@ use crate::db::{blocking, DbConnection, DbPool};
 use crate::domain::api_key::Role;
 use crate::domain::calendar::Calendar;
 use crate::domain::contact::{ContactHasher, Email, Phone};
-use crate::domain::referral::{ReferralEvent, ReferralStatus};
+use crate::domain::referral::{close_out_reason, ReferralEvent, ReferralStatus};
 use crate::domain::{optional_text, required_text, Validation};
 use crate::error::{ApiError, Problem};
 use crate::extract::nullable;
@@ -495,16 +495,7 @@ pub async fn close_out(
 ) -> Result<HttpResponse, ApiError> {
     let event = **event;
     let CloseOutReferral { reason_code, note } = body.0;
-    let mut v = Validation::new();
-    let allowed = event.reason_codes();
-    if !allowed.contains(&reason_code.as_str()) {
-        v.push("reason_code", format!("must be one of: {}", allowed.join(", ")));
-    }
-    let note = v.check("note", optional_text(note.as_deref(), 2000)).flatten();
-    if reason_code == "other" && note.is_none() {
-        v.push("note", "is required when reason_code is other");
-    }
-    v.finish()?;
+    let note = close_out_reason(event, &reason_code, note.as_deref())?;
     let actor = auth.actor();
     let (row, code) =
         change(&pool, move |c| referrals::close_out(c, &id, event, &reason_code, note.as_deref(), &actor)).await?;

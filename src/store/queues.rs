@@ -1,8 +1,11 @@
-//! What waits for someone's decision, counted for the console's home page.
+//! What waits for someone's decision (and clients gone quiet), for the console's home page.
 
+use chrono::{NaiveDate, NaiveDateTime};
+use diesel::dsl::{exists, not};
 use diesel::prelude::*;
+use serde::Serialize;
 
-use crate::db::schema::{ambassadors, referrals};
+use crate::db::schema::{ambassadors, referral_sessions, referrals};
 use crate::db::DbConnection;
 use crate::domain::ambassador::AmbassadorStatus;
 use crate::domain::referral::{ReferralSource, ReferralStatus};
@@ -21,3 +24,67 @@ pub fn share_link_referrals_waiting(conn: &mut DbConnection) -> QueryResult<i64>
 pub fn applications_waiting(conn: &mut DbConnection) -> QueryResult<i64> {
     ambassadors::table.filter(ambassadors::status.eq(AmbassadorStatus::Applied)).count().get_result(conn)
 }
+
+/// A referral on the home page's lists: who, and where it stands.
+#[derive(Debug, Queryable, Serialize)]
+pub struct QueuedReferral {
+    pub id: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub session_count: i32,
+    #[serde(serialize_with = "crate::store::utc::ser")]
+    pub registered_at: NaiveDateTime,
+}
+
+/// The newest `limit` share-link referrals waiting for staff (as counted above). Served by
+/// `referrals_status_idx (status, id)`: the status prefix, walked backwards by id.
+pub fn share_link_referrals(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec<QueuedReferral>> {
+    referrals::table
+        .filter(referrals::status.eq(ReferralStatus::Registered))
+        .filter(referrals::source.eq(ReferralSource::PublicForm))
+        .order(referrals::id.desc())
+        .limit(limit)
+        .select(QUEUED)
+        .load(conn)
+}
+
+/// Clients in treatment with no session on or after `since` (oldest referrals first, at most
+/// `limit`). Served by `referrals_status_idx (status, id)` for the clients in treatment and
+/// `referral_sessions_referral_idx (referral_id, id)` for each one's sessions.
+pub fn stale_in_treatment(conn: &mut DbConnection, since: NaiveDate, limit: i64) -> QueryResult<Vec<QueuedReferral>> {
+    let recent = referral_sessions::table
+        .filter(referral_sessions::referral_id.eq(referrals::id))
+        .filter(referral_sessions::session_on.ge(since));
+    referrals::table
+        .filter(referrals::status.eq(ReferralStatus::InTreatment))
+        .filter(not(exists(recent)))
+        .order(referrals::id.asc())
+        .limit(limit)
+        .select(QUEUED)
+        .load(conn)
+}
+
+/// The newest `limit` ambassador applications, as `(id, name)`. Served by
+/// `ambassadors_status_idx (status, id)`.
+pub fn applications(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec<(String, String)>> {
+    ambassadors::table
+        .filter(ambassadors::status.eq(AmbassadorStatus::Applied))
+        .order(ambassadors::id.desc())
+        .limit(limit)
+        .select((ambassadors::id, ambassadors::name))
+        .load(conn)
+}
+
+const QUEUED: (
+    referrals::id,
+    referrals::client_first_name,
+    referrals::client_last_name,
+    referrals::session_count,
+    referrals::registered_at,
+) = (
+    referrals::id,
+    referrals::client_first_name,
+    referrals::client_last_name,
+    referrals::session_count,
+    referrals::registered_at,
+);

@@ -69,6 +69,8 @@ const SOURCES: &[(&str, &str)] = pages!(
     "console/team.html",
     "console/member.html",
     "console/deactivate.html",
+    "console/referral.html",
+    "console/close_out.html",
     "console/forbidden.html",
 );
 

@@ -7,7 +7,7 @@
 use crate::browser::{app_with_real_links, Driver, Screen, DESKTOP_WIDTH, PHONE_WIDTH};
 
 /// Checks the page at both widths (nothing sideways, axe-core) and keeps a screenshot of each.
-async fn capture(screen: &mut Screen, name: &str) {
+pub(crate) async fn capture(screen: &mut Screen, name: &str) {
     for width in [DESKTOP_WIDTH, PHONE_WIDTH] {
         screen.resize(width).await;
         screen.assert_fits_the_phone().await;

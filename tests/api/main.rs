@@ -14,6 +14,8 @@ mod cli;
 mod codes;
 mod console;
 mod console_browser;
+mod console_staff;
+mod console_staff_browser;
 mod crash;
 mod edge;
 mod emails;

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::{AnyMember, ConsolePage, PAGE_ROWS};
 use crate::app::team;
 use crate::db::blocking;
+use crate::domain::calendar::Calendar;
 use crate::store::PageRequest;
 use crate::web::{resource, WebError};
 
@@ -31,6 +32,10 @@ impl PageQuery {
 async fn home(page: ConsolePage<AnyMember>, q: web::Query<PageQuery>) -> Result<HttpResponse, WebError> {
     let rows = q.page()?;
     let who = page.console.who.clone();
-    let home = blocking(&page.pool, move |c| team::home(c, &who, &rows)).await?;
-    page.render(StatusCode::OK, "console/home.html", "/console", context! { home, paged => q.cursor.is_some() })
+    let calendar = page.req.app_data::<web::Data<Calendar>>().expect("calendar registered");
+    let days = i64::from(page.settings.console.stale_after_days);
+    let stale_since = calendar.date_of(crate::db::now()) - chrono::TimeDelta::days(days);
+    let home = blocking(&page.pool, move |c| team::home(c, &who, &rows, stale_since)).await?;
+    let ctx = context! { home, paged => q.cursor.is_some(), stale_after_days => days };
+    page.render(StatusCode::OK, "console/home.html", "/console", ctx)
 }

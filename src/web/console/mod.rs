@@ -6,6 +6,7 @@
 //! redirect and a one-read flash message. Pages call `app::team` only.
 
 mod home;
+mod referrals;
 mod sign_in;
 mod team;
 
@@ -40,6 +41,7 @@ const PAGE_ROWS: i64 = 25;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     sign_in::configure(cfg);
     home::configure(cfg);
+    referrals::configure(cfg);
     team::configure(cfg);
 }
 
