@@ -114,3 +114,19 @@ mod tests {
         assert_eq!((first.limit, first.after_id), (50, None));
     }
 }
+
+/// A required single line of text (a payment reference, a reason) of at most `max` characters.
+pub fn one_line_text(v: &mut Validation, field: &str, value: &str, max: usize) -> Option<String> {
+    v.check(
+        field,
+        required_text(value, max).and_then(
+            |t| {
+                if t.contains('\n') {
+                    Err("must be a single line".into())
+                } else {
+                    Ok(t)
+                }
+            },
+        ),
+    )
+}

@@ -70,6 +70,10 @@ const SOURCES: &[(&str, &str)] = pages!(
     "console/member.html",
     "console/deactivate.html",
     "console/forbidden.html",
+    "console/payouts.html",
+    "console/payout_preview.html",
+    "console/payout.html",
+    "console/payout_confirm.html",
 );
 
 /// The page templates: compiled once, HTML auto-escaping on (every template is `.html`).

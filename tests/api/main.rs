@@ -14,6 +14,7 @@ mod cli;
 mod codes;
 mod console;
 mod console_browser;
+mod console_payouts;
 mod crash;
 mod edge;
 mod emails;

@@ -6,6 +6,7 @@
 //! redirect and a one-read flash message. Pages call `app::team` only.
 
 mod home;
+mod payouts;
 mod sign_in;
 mod team;
 
@@ -41,6 +42,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     sign_in::configure(cfg);
     home::configure(cfg);
     team::configure(cfg);
+    payouts::configure(cfg);
 }
 
 /// Every role: what any signed-in member may open.
@@ -162,6 +164,9 @@ fn nav(role: Role, current: &str) -> Vec<NavItem> {
     let mut items = vec![("/console", "Home")];
     if role == Role::Admin {
         items.push(("/console/team", "Team"));
+    }
+    if matches!(role, Role::Admin | Role::Finance) {
+        items.push(("/console/payouts", "Payouts"));
     }
     items.into_iter().map(|(href, label)| NavItem { href, label, current: href == current }).collect()
 }
