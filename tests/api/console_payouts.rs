@@ -14,7 +14,7 @@ use crate::payouts::{earner, no_hold};
 use crate::web::Visitor;
 
 /// Ann (two rewards) and Bob (one) are payable; Nod has no payout details and is skipped.
-async fn payable(app: &TestApp) -> (Team, String, String) {
+pub(crate) async fn payable(app: &TestApp) -> (Team, String, String) {
     let team = app.team().await;
     no_hold(app).await;
     let (ann, _, _) = earner(app, &team, "Ann", 2).await;
