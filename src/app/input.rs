@@ -101,20 +101,6 @@ impl PageRequest {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn page_requests_are_bounded_and_take_only_our_cursors() {
-        assert!(PageRequest::parse(Some(0), None).is_err());
-        assert!(PageRequest::parse(Some(201), None).is_err());
-        assert!(PageRequest::parse(None, Some("abc")).is_err());
-        let first = PageRequest::parse(None, Some("")).unwrap();
-        assert_eq!((first.limit, first.after_id), (50, None));
-    }
-}
-
 /// A required single line of text (a payment reference, a reason) of at most `max` characters.
 pub fn one_line_text(v: &mut Validation, field: &str, value: &str, max: usize) -> Option<String> {
     v.check(
@@ -129,4 +115,18 @@ pub fn one_line_text(v: &mut Validation, field: &str, value: &str, max: usize) -
             },
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_requests_are_bounded_and_take_only_our_cursors() {
+        assert!(PageRequest::parse(Some(0), None).is_err());
+        assert!(PageRequest::parse(Some(201), None).is_err());
+        assert!(PageRequest::parse(None, Some("abc")).is_err());
+        let first = PageRequest::parse(None, Some("")).unwrap();
+        assert_eq!((first.limit, first.after_id), (50, None));
+    }
 }
