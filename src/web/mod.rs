@@ -74,6 +74,7 @@ const SOURCES: &[(&str, &str)] = pages!(
     "console/payout_preview.html",
     "console/payout.html",
     "console/payout_confirm.html",
+    "console/ledger.html",
 );
 
 /// The page templates: compiled once, HTML auto-escaping on (every template is `.html`).

@@ -1,6 +1,8 @@
 //! The console in headless Chromium: an admin signs in through the e-mailed link, invites a
 //! staff member (after a refused first try), looks at the member and the deactivation step,
-//! signs out; the staff member signs in through the invitation and meets the 403 page. Every
+//! signs out; the staff member signs in through the invitation and meets the 403 page. A
+//! finance member previews, creates, downloads the PayPal file of and pays a batch, then adjusts
+//! the ledger. Every
 //! console page is checked with axe-core (no serious or critical violation) and captured at
 //! 1280 px and 375 px into `<target dir>/screenshots/console-*.png`.
 
@@ -97,7 +99,7 @@ async fn an_admin_signs_in_by_e_mail_invites_a_staff_member_who_then_signs_in() 
 }
 
 #[tokio::test]
-async fn a_finance_member_previews_creates_downloads_the_paypal_file_and_marks_a_batch_paid() {
+async fn a_finance_member_pays_a_batch_through_the_paypal_file_and_adjusts_the_ledger() {
     let app = app_with_real_links().await;
     let (team, _, _) = crate::console_payouts::payable(&app).await;
     app.invite_member("Fin Finance", "fin@clinic.test", "finance").await;
@@ -172,6 +174,25 @@ async fn a_finance_member_previews_creates_downloads_the_paypal_file_and_marks_a
     screen.open("/console/payouts").await;
     screen.wait_for_heading("Payouts").await;
     capture(&mut screen, "29-payouts").await;
+
+    // Ledger: Ann's entries and balance; a refused adjustment, then one added.
+    screen.click("nav a[href='/console/ledger']").await;
+    screen.wait_for_heading("Ledger").await;
+    capture(&mut screen, "30-ledger").await;
+    let ann = b["lines"][0]["ambassador_id"].as_str().unwrap();
+    screen.fill("f-ambassador_id", ann).await;
+    screen.fill("f-amount_minor", "0").await;
+    screen.fill("f-reason", "Goodwill").await;
+    screen.click("form[method=post].grid-form button[type=submit]").await;
+    screen.wait_for_heading("Ledger").await;
+    assert!(screen.text().await.contains("Must be non-zero"));
+    capture(&mut screen, "31-ledger-adjust-refused").await;
+    screen.fill("f-amount_minor", "1500").await;
+    screen.click("form[method=post].grid-form button[type=submit]").await;
+    screen.wait_for_heading("Ledger").await;
+    let text = screen.text().await;
+    assert!(text.contains("Adjustment added") && text.contains("Balance"), "{text}");
+    capture(&mut screen, "32-ledger-ambassador").await;
 
     screen.client.close().await.unwrap();
 }

@@ -1,7 +1,7 @@
-//! Finance → Payouts in the console over HTTP: the role on every page and post, the preview
-//! that writes nothing, creating, the files, locking, marking paid, cancelling and failing a
-//! line with the API's refusals on the forms, CSRF on every form, and no client contact
-//! details anywhere finance looks.
+//! Finance → Payouts and Ledger in the console over HTTP: the role on every page and post,
+//! the preview that writes nothing, creating, the files, locking, marking paid, cancelling and
+//! failing a line with the API's refusals on the forms, the ledger's filters, pages and
+//! adjustments, CSRF on every form, and no client contact details anywhere finance looks.
 
 use diesel::prelude::*;
 use reqwest::StatusCode;
@@ -49,7 +49,7 @@ async fn create_on_the_page(v: &Visitor<'_>) -> String {
 #[tokio::test]
 async fn payout_pages_are_for_finance_and_admins_only() {
     let app = spawn_app().await;
-    let (team, _, _) = payable(&app).await;
+    let (team, ann, _) = payable(&app).await;
     app.invite_member("Boss", "boss@clinic.test", "admin").await;
     app.invite_member("Sam", "sam@clinic.test", "staff").await;
     app.invite_member("Fin", "fin@clinic.test", "finance").await;
@@ -60,12 +60,15 @@ async fn payout_pages_are_for_finance_and_admins_only() {
     let finance_home = finance.console_sign_in("fin@clinic.test").await;
     for home in [&admin_home, &finance_home] {
         assert!(home.html.contains("href=\"/console/payouts\""), "finance and admins see Payouts");
+        assert!(home.html.contains("href=\"/console/ledger\""), "and the Ledger");
     }
-    assert!(!staff_home.html.contains("href=\"/console/payouts\""));
+    assert!(!staff_home.html.contains("href=\"/console/payouts\"") && !staff_home.html.contains("/console/ledger"));
     let id = crate::payouts::create_batch(&app, &team.finance).await["id"].as_str().unwrap().to_owned();
     let line = batch(&app, &team, &id).await["lines"][0]["id"].as_str().unwrap().to_owned();
 
     let pages = [
+        "/console/ledger".to_owned(),
+        format!("/console/ledger?ambassador_id={ann}&status=payable"),
         "/console/payouts".to_owned(),
         "/console/payouts/preview".to_owned(),
         format!("/console/payouts/{id}"),
@@ -102,6 +105,7 @@ async fn payout_pages_are_for_finance_and_admins_only() {
         (format!("/console/payouts/{id}/mark-paid"), vec![("reference", "PP-1")]),
         (format!("/console/payouts/{id}/cancel"), vec![("reason", "no")]),
         (format!("/console/payouts/{id}/lines/{line}/fail"), vec![("reason", "bounced")]),
+        ("/console/ledger".to_owned(), vec![("ambassador_id", ann.as_str()), ("amount_minor", "100"), ("reason", "x")]),
     ];
     for (path, fields) in &posts {
         let res = staff.post_with(path, Some(&token), fields).await;
@@ -236,7 +240,7 @@ async fn cancelling_a_locked_batch_needs_a_reason_and_failing_a_line_releases_it
 #[tokio::test]
 async fn payout_forms_without_a_valid_csrf_token_are_refused_and_change_nothing() {
     let app = spawn_app().await;
-    let (team, _, _) = payable(&app).await;
+    let (team, ann, _) = payable(&app).await;
     app.invite_member("Fin", "fin@clinic.test", "finance").await;
     app.invite_member("Fay", "fay@clinic.test", "finance").await;
     let (fin, other) = (Visitor::new(&app), Visitor::new(&app));
@@ -252,6 +256,7 @@ async fn payout_forms_without_a_valid_csrf_token_are_refused_and_change_nothing(
         (format!("/console/payouts/{id}/mark-paid"), vec![("reference", "PP-1")]),
         (format!("/console/payouts/{id}/cancel"), vec![("reason", "no")]),
         (format!("/console/payouts/{id}/lines/{line}/fail"), vec![("reason", "bounced")]),
+        ("/console/ledger".to_owned(), vec![("ambassador_id", ann.as_str()), ("amount_minor", "100"), ("reason", "x")]),
     ];
     for (path, fields) in &posts {
         for token in [None, Some("forged"), Some(others_token.as_str())] {
@@ -263,4 +268,69 @@ async fn payout_forms_without_a_valid_csrf_token_are_refused_and_change_nothing(
     assert_eq!((batch_count(&app), audit_count(&app)), before);
     let after = batch(&app, &team, &id).await;
     assert_eq!((after["status"].as_str(), after["lines"][0]["status"].as_str()), (Some("draft"), Some("pending")));
+}
+
+fn reward_count(app: &TestApp) -> i64 {
+    let mut conn = app.pool.get().unwrap();
+    vouch::db::schema::rewards::table.count().get_result(&mut conn).unwrap()
+}
+
+#[tokio::test]
+async fn finance_filters_the_ledger_pages_through_it_and_adds_an_adjustment() {
+    let app = spawn_app().await;
+    let (team, ann, nod) = payable(&app).await;
+    app.invite_member("Fin", "fin@clinic.test", "finance").await;
+    let fin = Visitor::new(&app);
+    fin.console_sign_in("fin@clinic.test").await;
+
+    // Filtered by ambassador: their entries and balance only.
+    let page = fin.get(&format!("/console/ledger?ambassador_id={ann}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.html.contains("Balance") && page.html.contains("200.00"), "{}", page.html);
+    assert!(!page.html.contains(&nod), "only Ann's entries");
+    let page = fin.get(&format!("/console/ledger?ambassador_id={ann}&status=paid")).await;
+    assert!(page.html.contains("No entries."), "{}", page.html);
+    assert_eq!(fin.get("/console/ledger?status=nonsense").await.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // A refused adjustment shows the API's message and stores nothing.
+    let before = (reward_count(&app), audit_count(&app));
+    let bad = [
+        (vec![("ambassador_id", ann.as_str()), ("amount_minor", "0"), ("reason", "typo")], "f-amount_minor-error"),
+        (vec![("ambassador_id", ann.as_str()), ("amount_minor", "12.50"), ("reason", "typo")], "f-amount_minor-error"),
+        (vec![("ambassador_id", ann.as_str()), ("amount_minor", "500"), ("reason", " ")], "f-reason-error"),
+    ];
+    for (fields, error) in &bad {
+        let res = fin.submit("/console/ledger", "/console/ledger", fields).await;
+        assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{fields:?}");
+        assert!(res.html.contains(error), "{}", res.html);
+    }
+    assert_eq!((reward_count(&app), audit_count(&app)), before);
+
+    // A good one: back on Ann's ledger, payable at once.
+    let res = fin
+        .submit(
+            "/console/ledger",
+            "/console/ledger",
+            &[("ambassador_id", &ann), ("amount_minor", "-2500"), ("reason", "Duplicate")],
+        )
+        .await;
+    assert_eq!(res.location(), format!("/console/ledger?ambassador_id={ann}"));
+    assert_eq!(reward_count(&app), before.0 + 1);
+    assert_eq!(app.balance(&team.staff, &ann).await["payable_minor"], 17500);
+    let page = fin.get(res.location()).await;
+    assert!(page.html.contains("Adjustment added") && page.html.contains("Duplicate"), "{}", page.html);
+
+    // 25 entries a page; the next page keeps the filter.
+    for i in 0..25 {
+        let body = json!({ "ambassador_id": ann, "amount_minor": 100, "reason": format!("bonus {i}") });
+        assert_eq!(app.post("/v1/rewards/adjustments", &team.finance, &body).await.status(), StatusCode::CREATED);
+    }
+    let first = fin.get(&format!("/console/ledger?ambassador_id={ann}&kind=adjustment")).await;
+    assert_eq!(first.html.matches("<tr>").count(), 26, "a header and 25 rows");
+    let next = first.html.split("href=\"/console/ledger?").find(|s| s.contains("rel=\"next\"")).expect("a next link");
+    let next = next.split('"').next().unwrap().replace("&amp;", "&");
+    assert!(next.contains(&format!("ambassador_id={ann}")) && next.contains("kind=adjustment"), "{next}");
+    let second = fin.get(&format!("/console/ledger?{next}")).await;
+    assert_eq!(second.html.matches("<tr>").count(), 2, "the 26th adjustment: {}", second.html);
+    assert!(second.html.contains("Duplicate"));
 }

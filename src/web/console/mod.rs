@@ -6,6 +6,7 @@
 //! redirect and a one-read flash message. Pages call `app::team` only.
 
 mod home;
+mod ledger;
 mod payouts;
 mod sign_in;
 mod team;
@@ -43,6 +44,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     home::configure(cfg);
     team::configure(cfg);
     payouts::configure(cfg);
+    ledger::configure(cfg);
 }
 
 /// Every role: what any signed-in member may open.
@@ -167,6 +169,7 @@ fn nav(role: Role, current: &str) -> Vec<NavItem> {
     }
     if matches!(role, Role::Admin | Role::Finance) {
         items.push(("/console/payouts", "Payouts"));
+        items.push(("/console/ledger", "Ledger"));
     }
     items.into_iter().map(|(href, label)| NavItem { href, label, current: href == current }).collect()
 }
