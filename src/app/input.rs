@@ -101,6 +101,33 @@ impl PageRequest {
     }
 }
 
+/// A required single line of text (a payment reference, a reason) of at most `max` characters.
+pub fn one_line_text(v: &mut Validation, field: &str, value: &str, max: usize) -> Option<String> {
+    v.check(
+        field,
+        required_text(value, max).and_then(
+            |t| {
+                if t.contains('\n') {
+                    Err("must be a single line".into())
+                } else {
+                    Ok(t)
+                }
+            },
+        ),
+    )
+}
+
+/// A manual ledger entry's amount (`None`: not a whole number) and reason; returns the reason.
+pub fn parse_adjustment(amount_minor: Option<i64>, reason: &str) -> Result<String, crate::domain::DomainError> {
+    let mut v = Validation::new();
+    if amount_minor.is_none_or(|a| a == 0 || a.unsigned_abs() > 100_000_000_000) {
+        v.push("amount_minor", "must be non-zero and at most 100000000000 either way");
+    }
+    let reason = v.check("reason", required_text(reason, 500));
+    v.finish()?;
+    Ok(reason.unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

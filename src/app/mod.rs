@@ -11,6 +11,7 @@ pub mod input;
 pub mod ledger;
 pub mod notices;
 pub mod outbox;
+pub mod payout_files;
 pub mod payouts;
 pub mod portal;
 pub mod program;

@@ -15,6 +15,8 @@
 use std::collections::BTreeMap;
 
 use chrono::NaiveDateTime;
+use diesel::Connection;
+use serde::Serialize;
 
 use super::error::{Found, Result};
 use super::notices;
@@ -58,6 +60,85 @@ pub fn detail(conn: &mut DbConnection, id: &str) -> Result<PayoutView> {
 
 pub fn list(conn: &mut DbConnection, status: Option<PayoutStatus>, page: &PageRequest) -> Result<Page<PayoutRow>> {
     Ok(payouts::list(conn, status, page)?)
+}
+
+/// What creating a batch now would do, written nowhere: who is paid (a line each) and who is
+/// skipped and why.
+#[derive(Debug, Serialize)]
+pub struct Preview {
+    pub currency: String,
+    pub min_payout_minor: i64,
+    pub total_minor: i64,
+    pub lines: Vec<PreviewLine>,
+    pub skipped: Vec<PreviewSkip>,
+    /// The open draft, which has to be locked or cancelled before another batch is made.
+    pub draft_id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PreviewLine {
+    pub ambassador_id: String,
+    pub ambassador_name: String,
+    pub payout_method: &'static str,
+    pub amount_minor: i64,
+    pub reward_count: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PreviewSkip {
+    pub ambassador_id: String,
+    pub ambassador_name: String,
+    pub reason: String,
+    pub payable_minor: i64,
+}
+
+/// The next batch as [`create`] would make it now (the same planning, in a transaction that
+/// writes nothing).
+pub fn preview(conn: &mut DbConnection) -> Result<Preview> {
+    conn.transaction(|conn| {
+        let draft_id = payouts::current_draft(conn)?;
+        let rules = program::current(conn)?.rules;
+        let (lines, skipped) = plan(conn, now(), &rules)?;
+        let ids: Vec<&str> = lines
+            .iter()
+            .map(|l| l.ambassador_id.as_str())
+            .chain(skipped.iter().map(|s| s.ambassador_id.as_str()))
+            .collect();
+        let mut names: BTreeMap<String, String> = BTreeMap::new();
+        for chunk in ids.chunks(CHUNK) {
+            names.extend(payouts::ambassador_names(conn, chunk)?);
+        }
+        let name = |id: &str| names.get(id).cloned().unwrap_or_default();
+        let mut lines: Vec<PreviewLine> = lines
+            .into_iter()
+            .map(|l| PreviewLine {
+                ambassador_name: name(&l.ambassador_id),
+                payout_method: l.method.kind(),
+                amount_minor: l.amount_minor,
+                reward_count: l.reward_ids.len(),
+                ambassador_id: l.ambassador_id,
+            })
+            .collect();
+        lines.sort_by(|a, b| a.ambassador_name.cmp(&b.ambassador_name));
+        let mut skipped: Vec<PreviewSkip> = skipped
+            .into_iter()
+            .map(|s| PreviewSkip {
+                ambassador_name: name(&s.ambassador_id),
+                reason: s.reason,
+                payable_minor: s.payable_minor,
+                ambassador_id: s.ambassador_id,
+            })
+            .collect();
+        skipped.sort_by(|a, b| a.ambassador_name.cmp(&b.ambassador_name));
+        Ok(Preview {
+            currency: rules.currency.to_string(),
+            min_payout_minor: rules.min_payout_minor,
+            total_minor: lines.iter().map(|l| l.amount_minor).sum(),
+            lines,
+            skipped,
+            draft_id,
+        })
+    })
 }
 
 /// A line a new batch will make: the ambassador, where the money goes, and the rewards in it.

@@ -69,6 +69,7 @@ pub mod audit;
 pub mod calendar;
 pub mod code;
 pub mod contact;
+pub mod csv;
 pub mod money;
 pub mod notice;
 pub mod payout;

@@ -10,18 +10,10 @@ use crate::db::blocking;
 use crate::db::{DbConnection, DbPool};
 use crate::error::ApiError;
 
+pub use crate::domain::csv::text_cell;
+
 /// Rows fetched per database round trip.
 pub const PAGE_ROWS: i64 = 500;
-
-/// Makes a text cell safe to open in a spreadsheet: a cell that starts with `=`, `+`, `-`,
-/// `@`, a tab or a carriage return would be read as a formula, so it gets a leading `'`.
-pub fn text_cell(value: &str) -> String {
-    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{value}")
-    } else {
-        value.to_owned()
-    }
-}
 
 fn encode(rows: &[Vec<String>]) -> Result<Bytes, ApiError> {
     let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::with_capacity(rows.len() * 96));
@@ -75,17 +67,16 @@ where
         .streaming(body))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formula_cells_are_neutralised() {
-        assert_eq!(text_cell("=HYPERLINK(\"http://x\")"), "'=HYPERLINK(\"http://x\")");
-        for bad in ["+1", "-1", "@SUM(A1)", "\tx", "\rx"] {
-            assert!(text_cell(bad).starts_with('\''), "{bad:?}");
-        }
-        assert_eq!(text_cell("Maria"), "Maria");
-        assert_eq!(text_cell(""), "");
+/// A batch's file (see `app::payout_files`) streamed page by page; a PayPal part says which
+/// part of how many in `Vouch-Export-Part` and `Vouch-Export-Parts`.
+pub fn payout_file(pool: &DbPool, file: crate::app::payout_files::CsvFile) -> Result<HttpResponse, ApiError> {
+    let mut builder = HttpResponse::Ok();
+    if let Some(p) = &file.part {
+        builder.insert_header(("Vouch-Export-Parts", p.parts.to_string()));
+        builder.insert_header(("Vouch-Export-Part", p.part.to_string()));
     }
+    let (filename, header_row, start) = (file.filename.clone(), file.header, file.start);
+    let file = std::sync::Arc::new(file);
+    let fetch = move |c: &mut DbConnection, after: i32| Ok(file.page(c, after)?);
+    response(builder, pool, &filename, header_row, start, fetch)
 }

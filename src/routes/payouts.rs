@@ -5,20 +5,21 @@ use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::app::input::one_line_text;
+use crate::app::payout_files;
 use crate::app::payouts::{self, LockedBy};
 use crate::auth::{Auth, Finance};
 use crate::config::Settings;
 use crate::db::blocking;
 use crate::db::{now, DbPool};
 use crate::domain::calendar::Calendar;
-use crate::domain::money::Currency;
-use crate::domain::payout::{PayoutStatus, PaypalPart};
-use crate::domain::{required_text, Validation};
+use crate::domain::payout::PayoutStatus;
+use crate::domain::Validation;
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery, OptionalJson};
-use crate::http::csv_export::{self, text_cell, PAGE_ROWS};
+use crate::http::csv_export;
 use crate::http::resource;
-use crate::store::payouts::{ExportLine, PayoutView};
+use crate::store::payouts::PayoutView;
 use crate::store::PageRequest;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -92,21 +93,6 @@ pub struct ExportQuery {
     pub format: Option<ExportFormat>,
     /// PayPal files only: which part (1-based) of a batch larger than one file.
     pub part: Option<i64>,
-}
-
-fn one_line_text(v: &mut Validation, field: &str, value: &str, max: usize) -> Option<String> {
-    v.check(
-        field,
-        required_text(value, max).and_then(
-            |t| {
-                if t.contains('\n') {
-                    Err("must be a single line".into())
-                } else {
-                    Ok(t)
-                }
-            },
-        ),
-    )
 }
 
 /// Create the draft batch: every ambassador's rewards payable at the cutoff, when they reach
@@ -267,26 +253,6 @@ pub async fn fail_line(
     Ok(HttpResponse::Ok().json(view))
 }
 
-const GENERIC_HEADER: &[&str] = &[
-    "payout",
-    "line",
-    "ambassador_id",
-    "ambassador_name",
-    "ambassador_email",
-    "payout_method",
-    "payout_details",
-    "amount",
-    "currency",
-    "status",
-    "reward_count",
-    "reference",
-];
-
-/// PayPal's "customer ID" column: at most 30 characters, no spaces.
-fn paypal_customer_id(batch: &str, line: i32) -> String {
-    format!("VOUCH-{batch}-L{line}")
-}
-
 /// The batch as CSV, streamed. `generic`: a report, a header row and every live line (any
 /// batch; it locks nothing). `paypal`: PayPal's Payouts upload file exactly (no header; email,
 /// amount, currency, customer id, note), the batch's pending PayPal lines only, at most
@@ -312,82 +278,17 @@ pub async fn export(
 ) -> Result<HttpResponse, ApiError> {
     let (format, part) = (q.0.format.unwrap_or(ExportFormat::Generic), q.0.part);
     let id = id.into_inner();
-    match format {
+    let file = match format {
         ExportFormat::Generic => {
-            let lookup_id = id.clone();
-            let batch = blocking(&pool, move |c| payouts::for_report(c, &lookup_id)).await?;
             if part.is_some() {
                 return Err(ApiError::validation("part", "only PayPal exports come in parts"));
             }
-            let (code, currency) = (batch.code(), Currency::from_stored(&batch.currency));
-            let reference = batch.reference.clone().unwrap_or_default();
-            let fetch = move |c: &mut crate::db::DbConnection, after: i32| {
-                let lines = payouts::report_lines(c, &id, after, PAGE_ROWS)?;
-                let next = (lines.len() as i64 == PAGE_ROWS).then(|| lines.last().map(|l| l.0.number)).flatten();
-                let rows = lines.into_iter().map(|l| generic_row(&code, &currency, &reference, l)).collect();
-                Ok((rows, next))
-            };
-            let filename = format!("payout-{}.csv", batch.code());
-            csv_export::response(HttpResponse::Ok(), &pool, &filename, Some(GENERIC_HEADER), 0, fetch)
+            blocking(&pool, move |c| payout_files::generic(c, &id)).await?
         }
         ExportFormat::Paypal => {
-            let (lock_id, actor, per_file) = (id.clone(), auth.actor(), settings.export.paypal_rows_per_file);
-            let (batch, PaypalPart { part, parts, after_seq: start, until_seq: part_end }) =
-                blocking(&pool, move |c| payouts::for_paypal(c, &lock_id, (part.unwrap_or(1), per_file), &actor))
-                    .await?;
-            let (code, currency) = (batch.code(), Currency::from_stored(&batch.currency));
-            let fetch = move |c: &mut crate::db::DbConnection, after: i32| {
-                let lines = payouts::paypal_lines(c, &id, (after, part_end), PAGE_ROWS)?;
-                let next = (lines.len() as i64 == PAGE_ROWS).then(|| lines.last().map(|l| l.0.method_seq)).flatten();
-                let rows = lines.into_iter().map(|l| paypal_row(&code, &currency, l)).collect();
-                Ok((rows, next))
-            };
-            let filename = if parts > 1 {
-                format!("payout-{}-paypal-part{part}of{parts}.csv", batch.code())
-            } else {
-                format!("payout-{}-paypal.csv", batch.code())
-            };
-            let mut builder = HttpResponse::Ok();
-            builder.insert_header(("Vouch-Export-Parts", parts.to_string()));
-            builder.insert_header(("Vouch-Export-Part", part.to_string()));
-            csv_export::response(builder, &pool, &filename, None, start, fetch)
+            let (actor, per_file) = (auth.actor(), settings.export.paypal_rows_per_file);
+            blocking(&pool, move |c| payout_files::paypal(c, &id, (part.unwrap_or(1), per_file), &actor)).await?
         }
-    }
-}
-
-fn generic_row(code: &str, currency: &Currency, reference: &str, (line, name, email): ExportLine) -> Vec<String> {
-    let amount = crate::domain::money::Money::new(line.amount_minor, currency.clone()).decimal();
-    vec![
-        code.to_owned(),
-        line.number.to_string(),
-        line.ambassador_id,
-        text_cell(&name),
-        text_cell(&email),
-        line.payout_method,
-        text_cell(line.payout_address.as_deref().unwrap_or("")),
-        amount,
-        currency.to_string(),
-        line.status.to_string(),
-        line.reward_count.to_string(),
-        text_cell(reference),
-    ]
-}
-
-fn paypal_row(code: &str, currency: &Currency, (line, _name, _email): ExportLine) -> Vec<String> {
-    vec![
-        text_cell(line.payout_address.as_deref().unwrap_or("")),
-        crate::domain::money::Money::new(line.amount_minor, currency.clone()).decimal(),
-        currency.to_string(),
-        paypal_customer_id(code, line.number),
-        "Thank you for your referrals".to_owned(),
-    ]
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn paypal_customer_ids_fit_paypal_limits() {
-        let id = super::paypal_customer_id("P2147483647", 2_147_483_647);
-        assert!(id.len() <= 30 && !id.contains(' '), "{id}");
-    }
+    };
+    csv_export::payout_file(&pool, file)
 }

@@ -9,7 +9,6 @@ use crate::db::blocking;
 use crate::db::{now, DbPool};
 use crate::domain::calendar::Calendar;
 use crate::domain::reward::{RewardKind, RewardStatus};
-use crate::domain::{required_text, Validation};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::http::resource;
@@ -81,13 +80,8 @@ pub async fn adjust(
     body: ApiJson<Adjustment>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.0;
-    let mut v = Validation::new();
-    if b.amount_minor == 0 || b.amount_minor.unsigned_abs() > 100_000_000_000 {
-        v.push("amount_minor", "must be non-zero and at most 100000000000 either way");
-    }
-    let reason = v.check("reason", required_text(&b.reason, 500));
-    v.finish()?;
-    let (reason, actor) = (reason.unwrap_or_default(), auth.actor());
+    let reason = crate::app::input::parse_adjustment(Some(b.amount_minor), &b.reason)?;
+    let actor = auth.actor();
     let cal = **calendar;
     let row =
         blocking(&pool, move |c| rewards::adjust(c, &cal, &b.ambassador_id, b.amount_minor, &reason, &actor)).await?;

@@ -251,6 +251,11 @@ pub fn candidates_locked(conn: &mut DbConnection, ids: &[String]) -> QueryResult
     }
 }
 
+/// The names of the given ambassadors: (id, name).
+pub fn ambassador_names(conn: &mut DbConnection, ids: &[&str]) -> QueryResult<Vec<(String, String)>> {
+    ambassadors::table.filter(ambassadors::id.eq_any(ids)).select((ambassadors::id, ambassadors::name)).load(conn)
+}
+
 pub fn current_draft(conn: &mut DbConnection) -> QueryResult<Option<String>> {
     payouts::table.filter(payouts::status.eq(PayoutStatus::Draft)).select(payouts::id).first(conn).optional()
 }

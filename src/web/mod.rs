@@ -72,6 +72,11 @@ const SOURCES: &[(&str, &str)] = pages!(
     "console/referral.html",
     "console/close_out.html",
     "console/forbidden.html",
+    "console/payouts.html",
+    "console/payout_preview.html",
+    "console/payout.html",
+    "console/payout_confirm.html",
+    "console/ledger.html",
 );
 
 /// The page templates: compiled once, HTML auto-escaping on (every template is `.html`).

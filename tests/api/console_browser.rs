@@ -1,6 +1,8 @@
 //! The console in headless Chromium: an admin signs in through the e-mailed link, invites a
 //! staff member (after a refused first try), looks at the member and the deactivation step,
-//! signs out; the staff member signs in through the invitation and meets the 403 page. Every
+//! signs out; the staff member signs in through the invitation and meets the 403 page. A
+//! finance member previews, creates, downloads the PayPal file of and pays a batch, then adjusts
+//! the ledger. Every
 //! console page is checked with axe-core (no serious or critical violation) and captured at
 //! 1280 px and 375 px into `<target dir>/screenshots/console-*.png`.
 
@@ -92,6 +94,105 @@ async fn an_admin_signs_in_by_e_mail_invites_a_staff_member_who_then_signs_in() 
     screen.open("/console/team").await;
     screen.wait_for_heading("Not for your role").await;
     capture(&mut screen, "11-forbidden").await;
+
+    screen.client.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_finance_member_pays_a_batch_through_the_paypal_file_and_adjusts_the_ledger() {
+    let app = app_with_real_links().await;
+    let (team, _, _) = crate::console_payouts::payable(&app).await;
+    app.invite_member("Fin Finance", "fin@clinic.test", "finance").await;
+
+    let driver = Driver::start();
+    let mut screen = Screen::with_width(&driver, &app.address, DESKTOP_WIDTH).await;
+    let link = app.console_links("fin@clinic.test").await.remove(0);
+    screen.client.goto(&link).await.unwrap();
+    screen.wait_for_heading("Sign in to the console").await;
+    screen.click("main button[type=submit]").await;
+    screen.wait_for_heading("Hello, Fin Finance").await;
+
+    // Payouts → the preview: who is paid, who is skipped and why.
+    screen.click("nav a[href='/console/payouts']").await;
+    screen.wait_for_heading("Payouts").await;
+    capture(&mut screen, "20-payouts-empty").await;
+    screen.click("main a[href='/console/payouts/preview']").await;
+    screen.wait_for_heading("Next payout batch").await;
+    let text = screen.text().await;
+    assert!(text.contains("Paid: 2 ambassadors") && text.contains("Missing payout details"), "{text}");
+    capture(&mut screen, "21-payout-preview").await;
+
+    // Create: the draft's page.
+    screen.click("form.confirm button[type=submit]").await;
+    screen.wait_for_heading("Payout P1").await;
+    assert!(screen.text().await.contains("Draft batch created"));
+    capture(&mut screen, "22-payout-draft").await;
+    let list: serde_json::Value = app.get("/v1/payouts", &team.finance).await.json().await.unwrap();
+    let id = list["items"][0]["id"].as_str().unwrap().to_owned();
+
+    // The PayPal file: the download locks the batch.
+    screen.click("form.inline-form button[type=submit]").await;
+    let mut status = String::new();
+    for _ in 0..50 {
+        let b: serde_json::Value = app.get(&format!("/v1/payouts/{id}"), &team.finance).await.json().await.unwrap();
+        status = b["status"].as_str().unwrap().to_owned();
+        if status == "processing" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "processing", "downloading the PayPal file locked the batch");
+
+    // Mark paid: refused without a reference, then paid.
+    screen.open(&format!("/console/payouts/{id}")).await;
+    screen.wait_for_heading("Payout P1").await;
+    capture(&mut screen, "23-payout-locked").await;
+    screen.click(&format!("main a[href='/console/payouts/{id}/mark-paid']")).await;
+    screen.wait_for_heading("Mark payout P1 paid?").await;
+    capture(&mut screen, "24-payout-mark-paid").await;
+    screen.click("form.confirm button[type=submit]").await;
+    screen.wait_for_heading("Mark payout P1 paid?").await;
+    assert!(screen.text().await.contains("Payment reference"));
+    capture(&mut screen, "25-payout-mark-paid-refused").await;
+    screen.fill("f-reference", "PP-2026-12").await;
+    screen.click("form.confirm button[type=submit]").await;
+    screen.wait_for_heading("Payout P1").await;
+    let text = screen.text().await;
+    assert!(text.contains("Batch marked paid") && text.contains("PP-2026-12"), "{text}");
+    capture(&mut screen, "26-payout-paid").await;
+    let b: serde_json::Value = app.get(&format!("/v1/payouts/{id}"), &team.finance).await.json().await.unwrap();
+    assert_eq!((b["status"].as_str(), b["reference"].as_str()), (Some("paid"), Some("PP-2026-12")));
+
+    // The other confirmation steps, looked at only.
+    let line = b["lines"][0]["id"].as_str().unwrap();
+    screen.open(&format!("/console/payouts/{id}/lines/{line}/fail")).await;
+    screen.wait_for_heading("Mark line 1 of P1 failed?").await;
+    capture(&mut screen, "27-payout-fail-line").await;
+    screen.open(&format!("/console/payouts/{id}/cancel")).await;
+    screen.wait_for_heading("Cancel payout P1?").await;
+    capture(&mut screen, "28-payout-cancel").await;
+    screen.open("/console/payouts").await;
+    screen.wait_for_heading("Payouts").await;
+    capture(&mut screen, "29-payouts").await;
+
+    // Ledger: Ann's entries and balance; a refused adjustment, then one added.
+    screen.click("nav a[href='/console/ledger']").await;
+    screen.wait_for_heading("Ledger").await;
+    capture(&mut screen, "30-ledger").await;
+    let ann = b["lines"][0]["ambassador_id"].as_str().unwrap();
+    screen.fill("f-ambassador_id", ann).await;
+    screen.fill("f-amount_minor", "0").await;
+    screen.fill("f-reason", "Goodwill").await;
+    screen.click("form[method=post].grid-form button[type=submit]").await;
+    screen.wait_for_heading("Ledger").await;
+    assert!(screen.text().await.contains("Must be non-zero"));
+    capture(&mut screen, "31-ledger-adjust-refused").await;
+    screen.fill("f-amount_minor", "1500").await;
+    screen.click("form[method=post].grid-form button[type=submit]").await;
+    screen.wait_for_heading("Ledger").await;
+    let text = screen.text().await;
+    assert!(text.contains("Adjustment added") && text.contains("Balance"), "{text}");
+    capture(&mut screen, "32-ledger-ambassador").await;
 
     screen.client.close().await.unwrap();
 }

@@ -16,6 +16,7 @@ mod console;
 mod console_browser;
 mod console_staff;
 mod console_staff_browser;
+mod console_payouts;
 mod crash;
 mod edge;
 mod emails;

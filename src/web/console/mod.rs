@@ -6,6 +6,8 @@
 //! redirect and a one-read flash message. Pages call `app::team` only.
 
 mod home;
+mod ledger;
+mod payouts;
 mod referrals;
 mod sign_in;
 mod team;
@@ -43,6 +45,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     home::configure(cfg);
     referrals::configure(cfg);
     team::configure(cfg);
+    payouts::configure(cfg);
+    ledger::configure(cfg);
 }
 
 /// Every role: what any signed-in member may open.
@@ -164,6 +168,10 @@ fn nav(role: Role, current: &str) -> Vec<NavItem> {
     let mut items = vec![("/console", "Home")];
     if role == Role::Admin {
         items.push(("/console/team", "Team"));
+    }
+    if matches!(role, Role::Admin | Role::Finance) {
+        items.push(("/console/payouts", "Payouts"));
+        items.push(("/console/ledger", "Ledger"));
     }
     items.into_iter().map(|(href, label)| NavItem { href, label, current: href == current }).collect()
 }
