@@ -163,9 +163,12 @@ pub fn start_session(
     })
 }
 
-/// The (session id, ambassador id) of a live session token whose ambassador is active now:
-/// suspending or closing an ambassador ends their portal access at once.
-pub fn authenticate(conn: &mut DbConnection, secret: &str) -> Result<Option<(String, String)>, ApiError> {
+/// A live session: its id, its ambassador and when it expires.
+pub type LiveSession = (String, String, chrono::NaiveDateTime);
+
+/// The live session of this token whose ambassador is active now: suspending or closing an
+/// ambassador ends their portal access.
+pub fn authenticate(conn: &mut DbConnection, secret: &str) -> Result<Option<LiveSession>, ApiError> {
     let active =
         ambassadors::table.filter(ambassadors::status.eq(AmbassadorStatus::Active.as_str())).select(ambassadors::id);
     Ok(ps::table
@@ -173,7 +176,7 @@ pub fn authenticate(conn: &mut DbConnection, secret: &str) -> Result<Option<(Str
         .filter(ps::revoked_at.is_null())
         .filter(ps::expires_at.gt(now()))
         .filter(ps::ambassador_id.eq_any(active))
-        .select((ps::id, ps::ambassador_id))
+        .select((ps::id, ps::ambassador_id, ps::expires_at))
         .first(conn)
         .optional()?)
 }
