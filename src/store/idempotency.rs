@@ -14,7 +14,7 @@ use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 
 use crate::db::schema::{audit_events, idempotency_keys as ik, referrals};
-use crate::db::{now, write_tx, DbConnection};
+use crate::db::{now, write_now, write_tx, DbConnection};
 use crate::error::{is_unique_violation, ApiError};
 
 /// How long a stored response is replayed.
@@ -48,6 +48,10 @@ pub struct Request<'a> {
 type Existing = (String, Option<i32>, Option<String>, NaiveDateTime, Option<String>);
 
 pub fn claim(conn: &mut DbConnection, req: &Request<'_>) -> Result<Claim, ApiError> {
+    write_now(conn, |conn| claim_now(conn, req))
+}
+
+fn claim_now(conn: &mut DbConnection, req: &Request<'_>) -> Result<Claim, ApiError> {
     let at = now();
     let inserted = diesel::insert_into(ik::table)
         .values((
@@ -188,6 +192,10 @@ fn erased_locked(conn: &mut DbConnection, referral_id: &str) -> QueryResult<bool
 /// request changed nothing, so the retry runs it; otherwise it answers `idempotency-reply-lost`
 /// from now on (the change is done; running it again would repeat it).
 pub fn finish_unstored(conn: &mut DbConnection, req: &Request<'_>) -> Result<(), ApiError> {
+    write_now(conn, |conn| finish_unstored_now(conn, req))
+}
+
+fn finish_unstored_now(conn: &mut DbConnection, req: &Request<'_>) -> Result<(), ApiError> {
     if carried_out(conn, req.id)? {
         let lost = ApiError::IdempotencyReplyLost { request_id: req.id.to_owned() };
         diesel::update(ik::table.find((req.scope, req.key)))
