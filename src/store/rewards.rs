@@ -412,12 +412,21 @@ pub fn adjust(
 /// The ambassador's balance by status.
 pub fn balance(conn: &mut DbConnection, ambassador_id: &str) -> Result<Balance, ApiError> {
     let currency = program::current(conn)?.rules.currency;
-    let entries: Vec<(RewardState, NaiveDateTime, i64)> = rewards::table
+    // Summed by the database from the rewards index alone (ambassador, state, hold, amount)
+    // rather than a row per reward: the total of each state, and the part of `open` still held.
+    let by_state: Vec<(RewardState, Option<i64>)> = rewards::table
         .filter(rewards::ambassador_id.eq(ambassador_id))
-        .filter(rewards::state.ne(RewardState::Voided))
-        .select((rewards::state, rewards::holds_until, rewards::amount_minor))
+        .group_by(rewards::state)
+        .select((rewards::state, sum_bigint("amount_minor")))
         .load(conn)?;
-    Ok(Balance::of(currency.as_str(), entries, now()))
+    let held: Option<i64> = rewards::table
+        .filter(rewards::ambassador_id.eq(ambassador_id))
+        .filter(rewards::state.eq(RewardState::Open))
+        .filter(rewards::holds_until.gt(now()))
+        .select(sum_bigint("amount_minor"))
+        .first(conn)?;
+    let by_state = by_state.into_iter().map(|(state, sum)| (state, sum.unwrap_or(0)));
+    Ok(Balance::from_sums(currency.as_str(), by_state, held.unwrap_or(0)))
 }
 
 #[derive(Debug, Clone, Default)]
