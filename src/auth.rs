@@ -1,9 +1,13 @@
 //! Authentication and authorisation. A middleware resolves `Authorization: Bearer …` once per
 //! request into a [`Caller`]; handlers declare who may call them with a typed extractor
 //! ([`Auth<Staff>`], [`Auth<Admin>`], …), which answers 401 without a valid key and 403 for the
-//! wrong role — before the body is even read.
+//! wrong role — before the body is even read. Verified credentials are kept for a few
+//! seconds in an [`AuthCache`] (see there for what that means for a revocation).
+
+mod cache;
 
 use std::marker::PhantomData;
+use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -16,6 +20,8 @@ use crate::error::ApiError;
 use crate::http::RequestId;
 use crate::store::audit::{Actor, ActorKind};
 use crate::store::{api_keys, portal};
+
+pub use cache::{AuthCache, Identity};
 
 /// Who is calling, resolved from the bearer token.
 #[derive(Debug, Clone)]
@@ -70,6 +76,42 @@ fn bearer(req: &ServiceRequest) -> Option<Result<String, ()>> {
     Some(token.map(str::to_owned).ok_or(()))
 }
 
+/// Who `token` belongs to: from the [`AuthCache`] when it was verified within the TTL, else
+/// from the database (an API key, or a `vp_…` portal session whose ambassador is active).
+/// `None`: no live credential (unknown, revoked, expired, or a role Vouch does not know).
+pub async fn identify(pool: &DbPool, cache: &AuthCache, token: String) -> Result<Option<Identity>, ApiError> {
+    let miss = match cache.lookup(&token) {
+        Ok(identity) => return Ok(Some(identity)),
+        Err(miss) => miss,
+    };
+    let found = blocking(pool, move |conn| -> Result<Option<(Identity, Option<Instant>)>, ApiError> {
+        if token.starts_with(portal::SESSION_PREFIX) {
+            let Some((session_id, ambassador_id, expires_at)) = portal::authenticate(conn, &token)? else {
+                return Ok(None);
+            };
+            let left = (expires_at - crate::db::now()).to_std().unwrap_or_default();
+            Ok(Some((Identity::Ambassador { session_id, ambassador_id }, Some(Instant::now() + left))))
+        } else {
+            let Some(row) = api_keys::authenticate(conn, &token)? else {
+                return Ok(None);
+            };
+            match Role::parse(&row.role) {
+                Some(role) => Ok(Some((Identity::Key { id: row.id, role }, None))),
+                // A role Vouch does not know (a damaged or hand-edited row) grants nothing.
+                None => {
+                    tracing::error!(key_id = %row.id, role = %row.role, "API key with an unknown role refused");
+                    Ok(None)
+                }
+            }
+        }
+    })
+    .await?;
+    Ok(found.map(|(identity, expires)| {
+        cache.keep(miss, identity.clone(), expires);
+        identity
+    }))
+}
+
 /// Middleware: looks the bearer token up and stores the [`Caller`] in the request.
 pub async fn authenticate(
     req: ServiceRequest,
@@ -82,31 +124,16 @@ pub async fn authenticate(
         }
         Some(Ok(token)) => {
             let pool = req.app_data::<web::Data<DbPool>>().cloned().expect("pool registered");
+            let cache = req.app_data::<web::Data<AuthCache>>().cloned().expect("auth cache registered");
             let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
-            let found = blocking(&pool, move |conn| -> Result<Identity, ApiError> {
-                if token.starts_with(portal::SESSION_PREFIX) {
-                    Ok(portal::authenticate(conn, &token)?
-                        .map_or(Identity::Nobody, |(s, a)| Identity::Ambassador(s, a)))
-                } else {
-                    Ok(api_keys::authenticate(conn, &token)?.map_or(Identity::Nobody, Identity::Key))
+            match identify(&pool, &cache, token).await {
+                Ok(Some(Identity::Key { id, role })) => {
+                    req.extensions_mut().insert(Caller { key_id: id, role, request_id });
                 }
-            })
-            .await;
-            match found {
-                // A role Vouch does not know (a damaged or hand-edited row) grants nothing.
-                Ok(Identity::Key(row)) => match Role::parse(&row.role) {
-                    Some(role) => {
-                        req.extensions_mut().insert(Caller { key_id: row.id, role, request_id });
-                    }
-                    None => {
-                        tracing::error!(key_id = %row.id, role = %row.role, "API key with an unknown role refused");
-                        req.extensions_mut().insert(BadCredentials);
-                    }
-                },
-                Ok(Identity::Ambassador(session_id, ambassador_id)) => {
+                Ok(Some(Identity::Ambassador { session_id, ambassador_id })) => {
                     req.extensions_mut().insert(AmbassadorCaller { ambassador_id, session_id, request_id });
                 }
-                Ok(Identity::Nobody) => {
+                Ok(None) => {
                     req.extensions_mut().insert(BadCredentials);
                 }
                 Err(e) => return Ok(req.error_response(e).map_into_right_body()),
@@ -114,12 +141,6 @@ pub async fn authenticate(
         }
     }
     next.call(req).await.map(ServiceResponse::map_into_left_body)
-}
-
-enum Identity {
-    Key(api_keys::ApiKeyRow),
-    Ambassador(String, String),
-    Nobody,
 }
 
 /// A role policy for [`Auth`]. Admin passes every policy.

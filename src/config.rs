@@ -19,6 +19,7 @@ pub struct Settings {
     pub server: ServerSettings,
     pub clinic: ClinicSettings,
     pub database: DatabaseSettings,
+    pub auth: AuthSettings,
     pub log: LogSettings,
     pub rate_limit: RateLimitSettings,
     pub contact: ContactSettings,
@@ -53,6 +54,14 @@ pub struct DatabaseSettings {
     pub url: String,
     pub pool_size: u32,
     pub connect_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Seconds a verified API key or portal session is trusted without asking the database
+    /// again (0: ask on every request). A revocation elsewhere takes at most this long here.
+    pub cache_ttl_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

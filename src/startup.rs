@@ -9,6 +9,7 @@ use actix_web::dev::Server;
 use actix_web::{middleware::from_fn, web, App, HttpServer};
 use utoipa::OpenApi;
 
+use crate::auth::AuthCache;
 use crate::config::Settings;
 use crate::db::{self, DatabaseUrl, DbPool};
 use crate::domain::contact::ContactHasher;
@@ -156,6 +157,7 @@ fn run(
     let csrf = web::Data::new(csrf);
     let limiter = web::Data::new(RateLimiter::new(settings.rate_limit.public_per_minute));
     let calendar = web::Data::new(settings.calendar()?);
+    let auth_cache = web::Data::new(AuthCache::new(Duration::from_secs(settings.auth.cache_ttl_secs)));
     let workers = settings.server.workers;
     let shutdown = settings.server.shutdown_timeout_secs;
     let settings = web::Data::new(settings);
@@ -168,6 +170,7 @@ fn run(
             .app_data(metrics.clone())
             .app_data(limiter.clone())
             .app_data(calendar.clone())
+            .app_data(auth_cache.clone())
             .app_data(settings.clone())
             .wrap(from_fn(http::check_head))
             .wrap(from_fn(http::observe))

@@ -371,11 +371,6 @@ pub fn start_session(
     })
 }
 
-/// The (session id, ambassador id) of a live session token whose ambassador is active now.
-pub fn signed_in(conn: &mut DbConnection, secret: &str) -> Result<Option<(String, String)>> {
-    Ok(portal::authenticate(conn, secret)?)
-}
-
 /// Signs out: ends the session, audited like every state change (so an idempotent retry of
 /// the sign-out is answered from the audit trail, never run twice).
 pub fn end_session(conn: &mut DbConnection, session_id: &str, actor: &Actor) -> Result<()> {

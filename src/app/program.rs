@@ -24,7 +24,7 @@ pub fn versions(conn: &mut DbConnection, page: &PageRequest) -> Result<Page<Prog
 /// currencies could not be summed into one balance or payout.
 pub fn replace(conn: &mut DbConnection, rules: &ProgramRules, actor: &Actor) -> Result<ProgramView> {
     write_tx(conn, |conn| {
-        store::current_locked(conn)?;
+        store::current_exclusive(conn)?;
         let before = store::current_row(conn)?;
         if before.currency != rules.currency.as_str() && store::any_rewards(conn)? {
             return Err(Error::Unprocessable {

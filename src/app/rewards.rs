@@ -181,8 +181,8 @@ pub fn adjust(
 /// The ambassador's balance by status, in the program's currency.
 pub fn balance(conn: &mut DbConnection, ambassador_id: &str) -> Result<Balance> {
     let currency = program::current(conn)?.rules.currency;
-    let entries = rewards::balance_entries(conn, ambassador_id)?;
-    Ok(Balance::of(currency.as_str(), entries, now()))
+    let (by_state, held) = rewards::balance_sums(conn, ambassador_id, now())?;
+    Ok(Balance::from_sums(currency.as_str(), by_state, held))
 }
 
 /// A page of the ledger, newest first.

@@ -3,6 +3,7 @@
 
 pub mod schema;
 mod text;
+mod writer;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +16,8 @@ use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection, R2D2Connectio
 use diesel::{PgConnection, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
+use writer::SqliteWriter;
+
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
@@ -23,6 +26,10 @@ pub enum DbConnection {
     Postgres(PgConnection),
     Sqlite(SqliteConnection),
 }
+
+/// How long a SQLite writer waits for the file (other processes) or for this process's
+/// earlier writers before giving up with 503 `service-unavailable`.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long after a connection was found broken the pool checks every connection it hands
 /// out (a database restart or failover kills all of them at once, not one).
@@ -129,10 +136,11 @@ impl DatabaseUrl {
 
 /// r2d2 manager that picks the backend from the URL (so connection errors are the real ones)
 /// and applies SQLite's per-connection settings.
-#[derive(Debug)]
 pub struct ConnectionManager {
     url: DatabaseUrl,
     health: Arc<Health>,
+    /// The writer queue every SQLite connection of this pool carries (see `writer`).
+    writer: SqliteWriter,
 }
 
 impl ManageConnection for ConnectionManager {
@@ -147,11 +155,13 @@ impl ManageConnection for ConnectionManager {
             DatabaseUrl::Sqlite(path) => {
                 let mut conn =
                     SqliteConnection::establish(&path.to_string_lossy()).map_err(r2d2::Error::ConnectionError)?;
-                conn.batch_execute(
-                    "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+                conn.batch_execute(&format!(
+                    "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
                      PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-                )
+                    SQLITE_BUSY_TIMEOUT.as_millis()
+                ))
                 .map_err(r2d2::Error::QueryError)?;
+                conn.set_instrumentation(self.writer.clone());
                 Ok(DbConnection::Sqlite(conn))
             }
         }
@@ -187,7 +197,7 @@ pub fn build_pool(url: &DatabaseUrl, max_size: u32, timeout: Duration) -> Result
         .max_size(max_size)
         .connection_timeout(timeout)
         .test_on_check_out(false)
-        .build(ConnectionManager { url: url.clone(), health: health.clone() })
+        .build(ConnectionManager { url: url.clone(), health: health.clone(), writer: SqliteWriter::default() })
         .map_err(|e| format!("connecting to {}: {e}", url.redacted()))?;
     Ok(DbPool { inner, health })
 }
@@ -201,9 +211,11 @@ pub fn run_migrations(conn: &mut DbConnection) -> Result<usize, String> {
     ran.map_err(|e| format!("running migrations: {e}"))
 }
 
-/// Runs `f` in one write transaction. On SQLite the transaction starts with `BEGIN IMMEDIATE`
-/// so a read-then-write never fails with SQLITE_BUSY when another writer got there first
-/// (it waits on the busy timeout instead); on PostgreSQL it is an ordinary transaction.
+/// Runs `f` in one write transaction. On SQLite the process's writers take turns first (see
+/// `writer`: one at a time, in arrival order), and the transaction starts with `BEGIN
+/// IMMEDIATE` so a read-then-write never fails with SQLITE_BUSY when another process's
+/// writer got there first (it waits on the busy timeout instead); on PostgreSQL it is an
+/// ordinary transaction.
 pub fn write_tx<T, E>(conn: &mut DbConnection, f: impl FnOnce(&mut DbConnection) -> Result<T, E>) -> Result<T, E>
 where
     E: From<diesel::result::Error>,
@@ -211,6 +223,7 @@ where
     match conn {
         DbConnection::Postgres(_) => conn.transaction(f),
         DbConnection::Sqlite(inner) => {
+            let _turn = sqlite_turn(inner)?;
             AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?;
             match f(conn) {
                 Ok(value) => {
@@ -231,6 +244,37 @@ where
             }
         }
     }
+}
+
+/// Waits for this connection's turn to write (SQLite). None without a queue (a connection
+/// made outside the pool) or inside a transaction already (`BEGIN` refuses that on its own;
+/// waiting for ourselves would never end).
+fn sqlite_turn(conn: &mut SqliteConnection) -> diesel::QueryResult<Option<writer::Turn>> {
+    let in_transaction = AnsiTransactionManager::transaction_manager_status_mut(conn).transaction_depth()?.is_some();
+    let Some(writer) = conn.instrumentation().downcast_ref::<SqliteWriter>().filter(|_| !in_transaction).cloned()
+    else {
+        return Ok(None);
+    };
+    match writer.turn(SQLITE_BUSY_TIMEOUT) {
+        Some(turn) => Ok(Some(turn)),
+        None => Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::Unknown,
+            Box::new("database is locked: this process's earlier writers did not finish in time".to_owned()),
+        )),
+    }
+}
+
+/// Single-statement writes outside a transaction (where a failed statement must not abort
+/// one on PostgreSQL), queued with the process's other SQLite writers like [`write_tx`].
+pub fn write_now<T, E>(conn: &mut DbConnection, f: impl FnOnce(&mut DbConnection) -> Result<T, E>) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    let _turn = match conn {
+        DbConnection::Sqlite(inner) => sqlite_turn(inner)?,
+        DbConnection::Postgres(_) => None,
+    };
+    f(conn)
 }
 
 /// `now()` truncated to microseconds, so both backends store and compare the same value.
@@ -281,4 +325,39 @@ where
 diesel::define_sql_function! {
     /// SQL `lower(text)`, for case-insensitive search on both backends.
     fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every pooled SQLite connection queues its writes behind the pool's other writers (a
+    /// connection without the queue would silently fall back to SQLite's busy handler).
+    #[test]
+    fn pooled_sqlite_writers_take_turns() {
+        let dir = std::env::temp_dir().join(format!("vouch-writer-{}", uuid::Uuid::new_v4().simple()));
+        let url = DatabaseUrl::Sqlite(dir.join("t.db"));
+        let pool = build_pool(&url, 2, Duration::from_secs(5)).unwrap();
+        let mut first = pool.get().unwrap();
+        let mut second = pool.get().unwrap();
+        for conn in [&mut first, &mut second] {
+            let DbConnection::Sqlite(lite) = &mut **conn else { unreachable!() };
+            assert!(lite.instrumentation().downcast_ref::<SqliteWriter>().is_some());
+        }
+        first.batch_execute("CREATE TABLE t (n INTEGER)").unwrap();
+        // While one write is open, a writer on another thread waits for it (here: gives up
+        // after the timeout) instead of meeting SQLite's lock.
+        write_tx(&mut first, |c| {
+            c.batch_execute("INSERT INTO t VALUES (1)")?;
+            let DbConnection::Sqlite(lite) = &mut *second else { unreachable!() };
+            let writer = lite.instrumentation().downcast_ref::<SqliteWriter>().unwrap().clone();
+            let waited = std::thread::spawn(move || writer.turn(Duration::from_millis(50)).is_none());
+            assert!(waited.join().unwrap());
+            Ok::<_, diesel::result::Error>(())
+        })
+        .unwrap();
+        write_tx(&mut second, |c| c.batch_execute("INSERT INTO t VALUES (2)")).unwrap();
+        drop((first, second, pool));
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -81,24 +81,22 @@ pub struct Balance {
 }
 
 impl Balance {
-    /// Sums `(state, holds_until, amount)` ledger entries.
-    pub fn of(
-        currency: &str,
-        entries: impl IntoIterator<Item = (RewardState, NaiveDateTime, i64)>,
-        now: NaiveDateTime,
-    ) -> Self {
+    /// The balance from the ledger's sums: the total of each stored state, and how much of the
+    /// `open` total is still held (the rest is payable).
+    pub fn from_sums(currency: &str, by_state: impl IntoIterator<Item = (RewardState, i64)>, held: i64) -> Self {
         let mut b = Balance { currency: currency.to_owned(), ..Self::default() };
-        for (state, holds_until, amount) in entries {
-            let slot = match RewardStatus::of(state, holds_until, now) {
-                RewardStatus::Held => &mut b.held_minor,
-                RewardStatus::Payable => &mut b.payable_minor,
-                RewardStatus::InPayout => &mut b.in_payout_minor,
-                RewardStatus::Paid => &mut b.paid_minor,
-                RewardStatus::Voided => continue,
+        for (state, sum) in by_state {
+            let slot = match state {
+                RewardState::Open => &mut b.payable_minor,
+                RewardState::InPayout => &mut b.in_payout_minor,
+                RewardState::Paid => &mut b.paid_minor,
+                RewardState::Voided => continue,
             };
-            *slot += amount;
-            b.lifetime_minor += amount;
+            *slot += sum;
+            b.lifetime_minor += sum;
         }
+        b.held_minor = held;
+        b.payable_minor -= held;
         b
     }
 }
@@ -121,19 +119,20 @@ mod tests {
     }
 
     #[test]
-    fn balances_sum_by_status_and_skip_voided() {
-        let entries = vec![
-            (RewardState::Open, at(20), 10_000),
-            (RewardState::Open, at(1), 5_000),
-            (RewardState::Open, at(1), -2_000),
-            (RewardState::InPayout, at(1), 7_000),
-            (RewardState::Paid, at(1), 3_000),
-            (RewardState::Voided, at(1), 9_999),
+    fn balances_split_open_into_held_and_payable_and_skip_voided() {
+        // Open: 10,000 held + 5,000 - 2,000 payable; 7,000 in payout; 3,000 paid; 9,999 voided.
+        let sums = vec![
+            (RewardState::Open, 13_000),
+            (RewardState::InPayout, 7_000),
+            (RewardState::Paid, 3_000),
+            (RewardState::Voided, 9_999),
         ];
-        let b = Balance::of("EUR", entries, at(10));
+        let b = Balance::from_sums("EUR", sums, 10_000);
         assert_eq!(
             (b.held_minor, b.payable_minor, b.in_payout_minor, b.paid_minor, b.lifetime_minor),
             (10_000, 3_000, 7_000, 3_000, 23_000)
         );
+        assert_eq!(b.currency, "EUR");
+        assert_eq!(Balance::from_sums("EUR", Vec::new(), 0), Balance { currency: "EUR".into(), ..Balance::default() });
     }
 }

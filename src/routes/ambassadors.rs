@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::ambassadors::{self, AmbassadorView};
 use crate::app::input::{parse_payout, parse_person, PersonFields, NAME_MAX, NOTES_MAX};
-use crate::auth::{Auth, Staff};
+use crate::auth::{Auth, AuthCache, Staff};
 use crate::config::Settings;
 use crate::db::blocking;
 use crate::db::DbPool;
@@ -229,6 +229,7 @@ pub async fn update(
     auth: Auth<Staff>,
     pool: web::Data<DbPool>,
     settings: web::Data<Settings>,
+    cache: web::Data<AuthCache>,
     id: web::Path<String>,
     body: ApiJson<UpdateAmbassador>,
 ) -> Result<HttpResponse, ApiError> {
@@ -239,6 +240,8 @@ pub async fn update(
         ambassadors::detail(c, &id)
     })
     .await?;
+    // A new e-mail address ends their portal sessions.
+    cache.forget_ambassador(&row.id);
     Ok(HttpResponse::Ok().json(AmbassadorView::new(row, codes, counts, &settings.public_url()).with_balance(balance)))
 }
 
@@ -254,6 +257,7 @@ pub async fn lifecycle(
     pool: web::Data<DbPool>,
     settings: web::Data<Settings>,
     event: web::Data<LifecycleEvent>,
+    cache: web::Data<AuthCache>,
     id: web::Path<String>,
     body: OptionalJson<LifecycleRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -271,5 +275,7 @@ pub async fn lifecycle(
         ambassadors::detail(c, &id)
     })
     .await?;
+    // Only an active ambassador's sessions sign in.
+    cache.forget_ambassador(&row.id);
     Ok(HttpResponse::Ok().json(AmbassadorView::new(row, codes, counts, &settings.public_url()).with_balance(balance)))
 }

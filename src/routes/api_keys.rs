@@ -4,7 +4,7 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::app::api_keys;
-use crate::auth::{Admin, Auth};
+use crate::auth::{Admin, Auth, AuthCache};
 use crate::db::blocking;
 use crate::db::DbPool;
 use crate::domain::api_key::Role;
@@ -84,9 +84,11 @@ pub async fn list(_auth: Auth<Admin>, pool: web::Data<DbPool>) -> Result<HttpRes
 pub async fn revoke(
     auth: Auth<Admin>,
     pool: web::Data<DbPool>,
+    cache: web::Data<AuthCache>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let actor = auth.actor();
     let key = blocking(&pool, move |c| api_keys::revoke(c, &id, &actor)).await?;
+    cache.forget_key(&key.id);
     Ok(HttpResponse::Ok().json(key))
 }

@@ -5,7 +5,7 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::app::portal::{self, parse_login_token};
-use crate::auth::Me;
+use crate::auth::{AuthCache, Me};
 use crate::config::Settings;
 use crate::db::blocking;
 use crate::db::DbPool;
@@ -96,8 +96,9 @@ pub async fn start_session(
 #[utoipa::path(post, path = "/v1/portal/logout", tag = "portal", security(("bearer" = [])),
     responses((status = 204, description = "Signed out"),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
-pub async fn logout(me: Me, pool: web::Data<DbPool>) -> Result<HttpResponse, ApiError> {
+pub async fn logout(me: Me, pool: web::Data<DbPool>, cache: web::Data<AuthCache>) -> Result<HttpResponse, ApiError> {
     let (session_id, actor) = (me.0.session_id.clone(), me.0.actor());
     blocking(&pool, move |c| portal::end_session(c, &session_id, &actor)).await?;
+    cache.forget_session(&me.0.session_id);
     Ok(HttpResponse::NoContent().finish())
 }

@@ -18,7 +18,7 @@ use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 
 use crate::db::schema::{audit_events, idempotency_keys as ik, referrals};
-use crate::db::{now, write_tx, DbConnection};
+use crate::db::{now, write_now, write_tx, DbConnection};
 use crate::store::is_unique_violation;
 
 /// How long a stored response is replayed.
@@ -61,6 +61,10 @@ pub struct Request<'a> {
 type Existing = (String, Option<i32>, Option<String>, NaiveDateTime, Option<String>);
 
 pub fn claim(conn: &mut DbConnection, req: &Request<'_>) -> QueryResult<Claim> {
+    write_now(conn, |conn| claim_now(conn, req))
+}
+
+fn claim_now(conn: &mut DbConnection, req: &Request<'_>) -> QueryResult<Claim> {
     let at = now();
     let inserted = diesel::insert_into(ik::table)
         .values((
@@ -195,7 +199,11 @@ fn erased_locked(conn: &mut DbConnection, referral_id: &str) -> QueryResult<bool
 /// Ends the claim of a request whose answer was "try again" (not stored): forgotten if the
 /// request changed nothing, so the retry runs it; otherwise `lost` (`idempotency-reply-lost`)
 /// is its reply from now on (the change is done; running it again would repeat it).
-pub fn finish_unstored(conn: &mut DbConnection, req: &Request<'_>, (status, body): (u16, &str)) -> QueryResult<()> {
+pub fn finish_unstored(conn: &mut DbConnection, req: &Request<'_>, reply: (u16, &str)) -> QueryResult<()> {
+    write_now(conn, |conn| finish_unstored_now(conn, req, reply))
+}
+
+fn finish_unstored_now(conn: &mut DbConnection, req: &Request<'_>, (status, body): (u16, &str)) -> QueryResult<()> {
     if carried_out(conn, req.id)? {
         diesel::update(ik::table.find((req.scope, req.key)))
             .filter(ik::request_id.eq(req.id))

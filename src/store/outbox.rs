@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::db::schema::email_outbox;
-use crate::db::{now, write_tx, DbConnection};
+use crate::db::{now, write_now, write_tx, DbConnection};
 use crate::domain::notice::EmailStatus;
 use crate::store::{new_id, Page, PageRequest};
 
@@ -141,21 +141,23 @@ macro_rules! claimed_row {
 /// Extends this claim on one row just before it is sent; `false` when the claim has lapsed
 /// and another instance took the row over (then this one must not send it).
 pub fn renew(conn: &mut DbConnection, id: &str, attempts: i32, until: chrono::NaiveDateTime) -> QueryResult<bool> {
-    Ok(diesel::update(claimed_row!(id, attempts)).set(email_outbox::next_attempt_at.eq(until)).execute(conn)? == 1)
+    let renewed = write_now(conn, |conn| {
+        diesel::update(claimed_row!(id, attempts)).set(email_outbox::next_attempt_at.eq(until)).execute(conn)
+    })?;
+    Ok(renewed == 1)
 }
 
 /// Marks a claimed e-mail sent, replacing its payload with `scrubbed` (secrets such as a
 /// login link have no business staying in the database once delivered).
 pub fn mark_sent(conn: &mut DbConnection, id: &str, attempts: i32, scrubbed: &serde_json::Value) -> QueryResult<()> {
     let at = now();
-    diesel::update(claimed_row!(id, attempts))
-        .set((
-            email_outbox::status.eq(SENT),
-            email_outbox::sent_at.eq(Some(at)),
-            email_outbox::last_error.eq(None::<String>),
-            email_outbox::payload.eq(scrubbed.to_string()),
-        ))
-        .execute(conn)?;
+    let sent = diesel::update(claimed_row!(id, attempts)).set((
+        email_outbox::status.eq(SENT),
+        email_outbox::sent_at.eq(Some(at)),
+        email_outbox::last_error.eq(None::<String>),
+        email_outbox::payload.eq(scrubbed.to_string()),
+    ));
+    write_now(conn, |conn| sent.execute(conn))?;
     Ok(())
 }
 
@@ -167,21 +169,20 @@ pub fn schedule_retry(
     error: &str,
     next_at: chrono::NaiveDateTime,
 ) -> QueryResult<()> {
-    diesel::update(claimed_row!(id, attempts))
-        .set((
-            email_outbox::status.eq(QUEUED),
-            email_outbox::last_error.eq(Some(clip(error))),
-            email_outbox::next_attempt_at.eq(next_at),
-        ))
-        .execute(conn)?;
+    let retry = diesel::update(claimed_row!(id, attempts)).set((
+        email_outbox::status.eq(QUEUED),
+        email_outbox::last_error.eq(Some(clip(error))),
+        email_outbox::next_attempt_at.eq(next_at),
+    ));
+    write_now(conn, |conn| retry.execute(conn))?;
     Ok(())
 }
 
 /// No more tries (or a permanent error): `failed`, with the error, until an admin retries it.
 pub fn mark_failed(conn: &mut DbConnection, id: &str, attempts: i32, error: &str) -> QueryResult<()> {
-    diesel::update(claimed_row!(id, attempts))
-        .set((email_outbox::status.eq(FAILED), email_outbox::last_error.eq(Some(clip(error)))))
-        .execute(conn)?;
+    let failed = diesel::update(claimed_row!(id, attempts))
+        .set((email_outbox::status.eq(FAILED), email_outbox::last_error.eq(Some(clip(error)))));
+    write_now(conn, |conn| failed.execute(conn))?;
     Ok(())
 }
 
@@ -189,16 +190,18 @@ pub fn mark_failed(conn: &mut DbConnection, id: &str, attempts: i32, error: &str
 /// counted, due at once for whichever instance runs next.
 pub fn release(conn: &mut DbConnection, claims: &[(String, i32)]) -> QueryResult<()> {
     let at = now();
-    for (id, attempts) in claims {
-        diesel::update(claimed_row!(id, *attempts))
-            .set((
-                email_outbox::status.eq(QUEUED),
-                email_outbox::attempts.eq(email_outbox::attempts - 1),
-                email_outbox::next_attempt_at.eq(at),
-            ))
-            .execute(conn)?;
-    }
-    Ok(())
+    write_now(conn, |conn| {
+        for (id, attempts) in claims {
+            diesel::update(claimed_row!(id, *attempts))
+                .set((
+                    email_outbox::status.eq(QUEUED),
+                    email_outbox::attempts.eq(email_outbox::attempts - 1),
+                    email_outbox::next_attempt_at.eq(at),
+                ))
+                .execute(conn)?;
+        }
+        Ok(())
+    })
 }
 
 /// An outbox row as admins see it: everything but the payload (which may hold a login link).

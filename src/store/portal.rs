@@ -97,9 +97,12 @@ pub fn insert_session(
     Ok(())
 }
 
-/// The (session id, ambassador id) of a live session token whose ambassador is active now:
-/// suspending or closing an ambassador ends their portal access at once.
-pub fn authenticate(conn: &mut DbConnection, secret: &str) -> QueryResult<Option<(String, String)>> {
+/// A live session: its id, its ambassador and when it expires.
+pub type LiveSession = (String, String, chrono::NaiveDateTime);
+
+/// The live session of this token whose ambassador is active now: suspending or closing an
+/// ambassador ends their portal access.
+pub fn authenticate(conn: &mut DbConnection, secret: &str) -> QueryResult<Option<LiveSession>> {
     let active =
         ambassadors::table.filter(ambassadors::status.eq(AmbassadorStatus::Active.as_str())).select(ambassadors::id);
     ps::table
@@ -107,7 +110,7 @@ pub fn authenticate(conn: &mut DbConnection, secret: &str) -> QueryResult<Option
         .filter(ps::revoked_at.is_null())
         .filter(ps::expires_at.gt(now()))
         .filter(ps::ambassador_id.eq_any(active))
-        .select((ps::id, ps::ambassador_id))
+        .select((ps::id, ps::ambassador_id, ps::expires_at))
         .first(conn)
         .optional()
 }

@@ -16,7 +16,7 @@ use super::{
     cookie, csrf, field_errors, link_page, page, resource, see_other, CsrfKey, Form, LinkQuery, PublicPost, WebError,
 };
 use crate::app::portal::{self as me, LoginRequest, MeView, UpdateMe};
-use crate::auth::AmbassadorCaller;
+use crate::auth::{identify, AmbassadorCaller, AuthCache, Identity};
 use crate::config::Settings;
 use crate::db::blocking;
 use crate::db::DbPool;
@@ -56,6 +56,7 @@ impl Session {
 
 /// The live session named by the cookie, if any (expired, revoked or unknown: none).
 async fn session(req: &HttpRequest, pool: &DbPool) -> Result<Option<Session>, WebError> {
+    let cache = req.app_data::<web::Data<AuthCache>>().expect("auth cache registered");
     let Some(secret) = req
         .cookie(SESSION_COOKIE)
         .map(|c| c.value().to_owned())
@@ -67,12 +68,12 @@ async fn session(req: &HttpRequest, pool: &DbPool) -> Result<Option<Session>, We
         use actix_web::HttpMessage;
         req.extensions().get::<RequestId>().map(|r| r.0.clone())
     };
-    let lookup = secret.clone();
-    let found = blocking(pool, move |c| me::signed_in(c, &lookup)).await.map_err(ApiError::from)?;
-    Ok(found.map(|(session_id, ambassador_id)| Session {
-        secret,
-        caller: AmbassadorCaller { ambassador_id, session_id, request_id },
-    }))
+    match identify(pool, cache, secret.clone()).await? {
+        Some(Identity::Ambassador { session_id, ambassador_id }) => {
+            Ok(Some(Session { secret, caller: AmbassadorCaller { ambassador_id, session_id, request_id } }))
+        }
+        _ => Ok(None),
+    }
 }
 
 fn session_cookie(settings: &Settings, secret: String) -> Cookie<'static> {
@@ -279,6 +280,7 @@ async fn update_profile(
 async fn sign_out(
     req: HttpRequest,
     pool: web::Data<DbPool>,
+    cache: web::Data<AuthCache>,
     settings: web::Data<Settings>,
     key: web::Data<CsrfKey>,
     form: Form,
@@ -289,5 +291,6 @@ async fn sign_out(
     key.check(Some(&s.binding()), &form)?;
     let (session_id, actor) = (s.caller.session_id.clone(), s.caller.actor());
     blocking(&pool, move |c| me::end_session(c, &session_id, &actor)).await.map_err(ApiError::from)?;
+    cache.forget_session(&s.caller.session_id);
     Ok(see_other("/portal?signed_out=1").cookie(expired_session_cookie(&settings)).finish())
 }

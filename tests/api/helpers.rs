@@ -122,6 +122,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
 
 /// Another instance of the app on the same database (scale-out); stopped when dropped.
 pub struct Instance {
+    pub address: String,
     handle: actix_web::dev::ServerHandle,
 }
 
@@ -167,9 +168,10 @@ impl TestApp {
     /// Starts a second instance on the same database, with the same settings.
     pub fn another_instance(&self) -> Instance {
         let app = Application::build(self.settings.clone()).expect("second instance builds");
+        let address = format!("http://127.0.0.1:{}", app.port());
         let handle = app.handle();
         tokio::spawn(app.run_until_stopped());
-        Instance { handle }
+        Instance { address, handle }
     }
 
     pub fn url(&self, path: &str) -> String {

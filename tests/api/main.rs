@@ -8,6 +8,7 @@ mod smtp;
 mod ambassadors;
 mod api_keys;
 mod audit;
+mod auth_cache;
 mod browser;
 mod calendar;
 mod cli;

@@ -464,3 +464,48 @@ async fn paypal_addresses_that_read_as_formulas_are_refused() {
     let p = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
     assert_eq!(problem_fields(&p), ["payout_method.email"]);
 }
+
+/// Completions share the program row's lock, a rule change takes it alone: completions of
+/// different ambassadors run side by side, and a currency change either comes before all of
+/// them (every reward in the new currency) or is refused after the first (`currency-locked`),
+/// never in between (a reward in a currency the program no longer has).
+#[tokio::test]
+async fn completions_run_together_but_never_beside_a_currency_change() {
+    let app = spawn_app().await;
+    let team = app.team().await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let (_, code, _) = app.paid_ambassador(&team.staff, &format!("Amb {i}")).await;
+        ids.push(app.referral_in_treatment(&team.staff, &code, &format!("Client{i}"), today()).await);
+    }
+    let complete = |id: String| {
+        let app = &app;
+        let staff = team.staff.clone();
+        async move {
+            let res =
+                app.post(&format!("/v1/referrals/{id}/complete"), &staff, &json!({ "completed_on": today() })).await;
+            assert_eq!(res.status(), StatusCode::OK);
+        }
+    };
+    let eur = program(json!({ "currency": "EUR" }));
+    let change = app.request(Method::PUT, "/v1/program", Some(&app.admin_key), Some(&eur));
+    let (changed, ..) = tokio::join!(
+        change,
+        complete(ids[0].clone()),
+        complete(ids[1].clone()),
+        complete(ids[2].clone()),
+        complete(ids[3].clone())
+    );
+    let changed_status = changed.status();
+    let currency = app.get("/v1/program", &app.admin_key).await.json::<Value>().await.unwrap()["currency"].clone();
+    if changed_status == StatusCode::OK {
+        assert_eq!(currency, "EUR");
+    } else {
+        assert_problem(changed, StatusCode::UNPROCESSABLE_ENTITY, "currency-locked").await;
+        assert_eq!(currency, "USD");
+    }
+    for id in &ids {
+        let reward = app.reward_of(&team.finance, id).await.expect("an earned reward");
+        assert_eq!(reward["currency"], currency, "{reward}");
+    }
+}
