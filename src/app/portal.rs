@@ -127,10 +127,12 @@ fn profile_parts(c: &mut crate::db::DbConnection, row: AmbassadorRow) -> Result<
     Ok((row, counts, balance))
 }
 
-/// The ambassador's profile with counts and balance (the API's `/v1/me` and the portal page).
+/// The ambassador's profile with counts and balance (the API's `/v1/me` and the portal page),
+/// in one statement.
 pub fn load_profile(c: &mut crate::db::DbConnection, id: &str) -> Result<MeView, ApiError> {
-    let row = ambassadors::find(c, id)?;
-    Ok(MeView::new(profile_parts(c, row)?))
+    let s = crate::store::reads::ambassador_summary(c, id, crate::store::reads::View::Ambassador)?
+        .ok_or(ApiError::NotFound("ambassador"))?;
+    Ok(MeView::new((s.row, s.counts, s.balance)))
 }
 
 /// Validates what an ambassador asked to change (every bad field reported at once).

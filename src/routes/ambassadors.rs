@@ -280,7 +280,9 @@ pub async fn lifecycle(
     Ok(HttpResponse::Ok().json(AmbassadorView::new(row, codes, counts, &settings.public_url()).with_balance(balance)))
 }
 
-/// The staff detail: the ambassador, codes, referral counts and balance.
+/// The staff detail: the ambassador, codes, referral counts and balance (one statement).
 fn detail(c: &mut DbConnection, id: &str) -> Result<(ambassadors::Full, Balance), ApiError> {
-    Ok((ambassadors::find_full(c, id)?, crate::store::rewards::balance(c, id)?))
+    let s = crate::store::reads::ambassador_summary(c, id, crate::store::reads::View::Staff)?
+        .ok_or(ApiError::NotFound("ambassador"))?;
+    Ok(((s.row, s.codes, s.counts), s.balance))
 }
