@@ -52,7 +52,10 @@ pub struct ClinicSettings {
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     pub url: String,
+    /// Connections for requests.
     pub pool_size: u32,
+    /// Connections for background work (mail worker, housekeeping), apart from `pool_size`.
+    pub background_pool_size: u32,
     pub connect_timeout_secs: u64,
 }
 
@@ -282,8 +285,8 @@ impl Settings {
         if !(1..=5000).contains(&self.export.paypal_rows_per_file) {
             return Err("export.paypal_rows_per_file must be between 1 and 5000".into());
         }
-        if self.database.pool_size == 0 {
-            return Err("database.pool_size must be at least 1".into());
+        if self.database.pool_size == 0 || self.database.background_pool_size == 0 {
+            return Err("database.pool_size and database.background_pool_size must be at least 1".into());
         }
         if !self.public_url().starts_with("http://") && !self.public_url().starts_with("https://") {
             return Err("server.public_url must start with http:// or https://".into());

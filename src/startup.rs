@@ -24,6 +24,8 @@ pub struct Application {
     port: u16,
     server: Server,
     pool: DbPool,
+    /// The mail worker's and housekeeping's connections, apart from the requests'.
+    background: DbPool,
     backend: &'static str,
     mail: MailWorker,
     housekeeping_every: Duration,
@@ -86,10 +88,11 @@ impl Application {
             .map_err(|e| format!("binding {}:{}: {e}", settings.server.host, settings.server.port))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         let metrics = web::Data::new(Metrics::default());
-        let mail = MailWorker::new(pool.clone(), &settings, metrics.clone().into_inner())?;
+        let background = pool.sibling(settings.database.background_pool_size)?;
+        let mail = MailWorker::new(background.clone(), &settings, metrics.clone().into_inner())?;
         let housekeeping_every = Duration::from_secs(settings.server.housekeeping_interval_secs.max(1));
         let server = run(listener, pool.clone(), hasher, csrf, metrics, settings)?;
-        Ok(Self { port, server, pool, backend: url.backend(), mail, housekeeping_every })
+        Ok(Self { port, server, pool, background, backend: url.backend(), mail, housekeeping_every })
     }
 
     pub fn port(&self) -> u16 {
@@ -111,7 +114,7 @@ impl Application {
     /// Serves until stopped (SIGINT/SIGTERM or the handle), draining in-flight requests; then
     /// stops the mail worker, letting the e-mail it is sending finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let janitor = tokio::spawn(housekeeping(self.pool.clone(), self.housekeeping_every));
+        let janitor = tokio::spawn(housekeeping(self.background.clone(), self.housekeeping_every));
         let (stop_mail, stop) = tokio::sync::watch::channel(false);
         let mail = tokio::spawn(self.mail.run(stop));
         let result = self.server.await;

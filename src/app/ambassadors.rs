@@ -238,12 +238,11 @@ pub fn balance(conn: &mut DbConnection, id: &str) -> Result<Balance> {
     crate::app::rewards::balance(conn, id)
 }
 
-/// The staff detail: the ambassador, codes, referral counts and balance.
+/// The staff detail: the ambassador, codes, referral counts and balance (one statement).
 pub fn detail(conn: &mut DbConnection, id: &str) -> Result<(Full, Balance)> {
-    let row = store::find(conn, id).or_not_found("ambassador")?;
-    let codes = crate::store::codes::list_for(conn, id)?;
-    let counts = counts_by_ambassador(conn, &[id])?.remove(id).unwrap_or_default();
-    Ok(((row, codes, counts), balance(conn, id)?))
+    use crate::store::reads::{ambassador_summary, View};
+    let s = ambassador_summary(conn, id, View::Staff)?.ok_or(Error::NotFound("ambassador"))?;
+    Ok(((s.row, s.codes, s.counts), s.balance))
 }
 
 /// Search, newest first, each with codes and referral counts (one query each for the page).

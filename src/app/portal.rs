@@ -8,7 +8,6 @@ use chrono::{NaiveDate, NaiveDateTime};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-use super::error::Found;
 use super::{notices, referrals as referral_use_cases, rewards as reward_use_cases, Error, Result};
 use crate::app::input::parse_payout;
 use crate::db::{now, write_tx, DbConnection};
@@ -21,10 +20,11 @@ use crate::domain::referral::{full_counts, ReferralStatus};
 use crate::domain::reward::{Balance, RewardKind, RewardStatus};
 use crate::domain::{optional_text, Validation};
 use crate::extract::nullable;
-use crate::store::ambassadors::{self, AmbassadorChanges, AmbassadorRow};
+use crate::store::ambassadors::{AmbassadorChanges, AmbassadorRow};
 use crate::store::audit::{self, Actor, ActorKind, AuditAction, Change, EntityType};
 use crate::store::codes::{self, CodeView};
 use crate::store::portal::{self, LOGIN_LINK_TTL, LOGIN_MAIL_WINDOW, SESSION_PREFIX, SESSION_TTL};
+use crate::store::reads;
 use crate::store::referrals::{self, ReferralFilter, ReferralRow};
 use crate::store::rewards::RewardFilter;
 use crate::store::{new_id, payouts, Page, PageRequest};
@@ -124,10 +124,11 @@ fn profile_parts(c: &mut DbConnection, row: AmbassadorRow) -> Result<Profile> {
     Ok((row, counts, balance))
 }
 
-/// The ambassador's profile with counts and balance (the API's `/v1/me` and the portal page).
+/// The ambassador's profile with counts and balance (the API's `/v1/me` and the portal page),
+/// in one statement.
 pub fn load_profile(c: &mut DbConnection, id: &str) -> Result<MeView> {
-    let row = ambassadors::find(c, id).or_not_found("ambassador")?;
-    Ok(MeView::new(profile_parts(c, row)?))
+    let s = reads::ambassador_summary(c, id, reads::View::Ambassador)?.ok_or(Error::NotFound("ambassador"))?;
+    Ok(MeView::new((s.row, s.counts, s.balance)))
 }
 
 /// Validates what an ambassador asked to change (every bad field reported at once).

@@ -9,7 +9,6 @@ use crate::domain::Validation;
 use crate::email::MailContext;
 use crate::store::ambassadors::Enrolment;
 use crate::store::ambassadors::NewAmbassador;
-use crate::store::codes;
 use crate::store::referrals::NewReferral;
 use serde::Deserialize;
 use serde::Serialize;
@@ -31,14 +30,14 @@ pub fn find_code(c: &mut crate::db::DbConnection, code: &str) -> Result<Option<P
     if code.len() > 64 {
         return Ok(None);
     }
-    let Some((code, amb)) = codes::find_usable(c, code)? else {
+    let Some(found) = crate::store::reads::usable_code(c, code)? else {
         return Ok(None);
     };
     Ok(Some(PublicCode {
-        code: code.code,
+        code: found.code,
         valid: true,
-        ambassador_display_name: amb.display_name.filter(|_| amb.show_name_to_referrals),
-        client_offer: crate::store::program::current(c)?.rules.client_offer,
+        ambassador_display_name: found.display_name.filter(|_| found.show_name_to_referrals),
+        client_offer: found.client_offer,
     }))
 }
 

@@ -44,6 +44,8 @@ const SUSPECT_FOR: Duration = Duration::from_secs(30);
 pub struct DbPool {
     inner: Pool<ConnectionManager>,
     health: Arc<Health>,
+    url: DatabaseUrl,
+    writer: SqliteWriter,
 }
 
 /// When a pooled connection was last thrown away as broken (ms since the epoch; 0: never).
@@ -83,6 +85,24 @@ impl DbPool {
 
     pub fn state(&self) -> r2d2::State {
         self.inner.state()
+    }
+
+    /// A second pool of at most `max_size` connections to the same database, for background
+    /// work (the mail worker, housekeeping) that must never wait for — or take — a connection
+    /// the requests need. It shares this pool's broken-connection watch and, on SQLite, its
+    /// writer queue (one writer at a time across both). Its connections are made when first
+    /// needed, not at start-up.
+    pub fn sibling(&self, max_size: u32) -> Result<DbPool, String> {
+        let manager =
+            ConnectionManager { url: self.url.clone(), health: self.health.clone(), writer: self.writer.clone() };
+        let inner = Pool::builder()
+            .max_size(max_size)
+            .min_idle(Some(0))
+            .connection_timeout(self.inner.connection_timeout())
+            .test_on_check_out(false)
+            .build(manager)
+            .map_err(|e| format!("connecting to {}: {e}", self.url.redacted()))?;
+        Ok(DbPool { inner, ..self.clone() })
     }
 }
 
@@ -193,13 +213,14 @@ pub fn build_pool(url: &DatabaseUrl, max_size: u32, timeout: Duration) -> Result
         }
     }
     let health = Arc::new(Health::default());
+    let writer = SqliteWriter::default();
     let inner = Pool::builder()
         .max_size(max_size)
         .connection_timeout(timeout)
         .test_on_check_out(false)
-        .build(ConnectionManager { url: url.clone(), health: health.clone(), writer: SqliteWriter::default() })
+        .build(ConnectionManager { url: url.clone(), health: health.clone(), writer: writer.clone() })
         .map_err(|e| format!("connecting to {}: {e}", url.redacted()))?;
-    Ok(DbPool { inner, health })
+    Ok(DbPool { inner, health, url: url.clone(), writer })
 }
 
 /// Applies pending migrations for the connection's backend; returns how many ran.

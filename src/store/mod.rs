@@ -12,6 +12,7 @@ pub mod payouts;
 pub mod portal;
 pub mod program;
 pub mod queues;
+pub mod reads;
 pub mod referrals;
 pub mod reports;
 pub mod rewards;
@@ -87,6 +88,44 @@ pub fn sum_bigint(
 ) -> diesel::expression::SqlLiteral<diesel::sql_types::Nullable<diesel::sql_types::BigInt>> {
     diesel::dsl::sql(&format!("CAST(SUM({column}) AS BIGINT)"))
 }
+
+/// `CAST(SUM(expr) AS BIGINT)` as a typed expression: a sum of money as a BIGINT on both
+/// backends, like [`sum_bigint`], but a statement using it stays prepared — diesel never
+/// caches one with a SQL literal in it, so PostgreSQL would plan it again on every request.
+#[derive(Debug, Clone, Copy, diesel::query_builder::QueryId)]
+pub struct SumMinor<E>(E);
+
+pub fn sum_minor<E>(expr: E) -> SumMinor<E>
+where
+    E: diesel::Expression<SqlType = diesel::sql_types::BigInt>,
+{
+    SumMinor(expr)
+}
+
+impl<E: diesel::Expression> diesel::Expression for SumMinor<E> {
+    type SqlType = diesel::sql_types::Nullable<diesel::sql_types::BigInt>;
+}
+
+impl<E, DB> diesel::query_builder::QueryFragment<DB> for SumMinor<E>
+where
+    DB: diesel::backend::Backend,
+    E: diesel::query_builder::QueryFragment<DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, DB>) -> diesel::QueryResult<()> {
+        out.push_sql("CAST(SUM(");
+        self.0.walk_ast(out.reborrow())?;
+        out.push_sql(") AS BIGINT)");
+        Ok(())
+    }
+}
+
+impl<E, GroupBy> diesel::expression::ValidGrouping<GroupBy> for SumMinor<E> {
+    type IsAggregate = diesel::expression::is_aggregate::Yes;
+}
+
+impl<E: diesel::SelectableExpression<QS>, QS> diesel::SelectableExpression<QS> for SumMinor<E> {}
+
+impl<E: diesel::AppearsOnTable<QS>, QS> diesel::AppearsOnTable<QS> for SumMinor<E> {}
 
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()

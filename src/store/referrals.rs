@@ -480,13 +480,13 @@ pub fn erase(conn: &mut DbConnection, id: &str, at: NaiveDateTime) -> QueryResul
     Ok(())
 }
 
-type Visible = diesel::dsl::Or<
+pub(crate) type Visible = diesel::dsl::Or<
     diesel::dsl::NotEq<referrals::source, &'static str>,
     diesel::dsl::IsNotNull<referrals::treatment_started_at>,
 >;
 
 /// [`ReferralRow::visible_to_ambassador`] in SQL.
-fn ambassador_visible() -> Visible {
+pub(crate) fn ambassador_visible() -> Visible {
     referrals::source.ne(ReferralSource::PublicForm.as_str()).or(referrals::treatment_started_at.is_not_null())
 }
 

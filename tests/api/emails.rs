@@ -691,3 +691,31 @@ async fn an_unreadable_ca_file_stops_the_start() {
         assert!(err.contains("email.smtp.ca_file") && err.contains(why), "{err}");
     }
 }
+
+/// The mail worker has connections of its own (`database.background_pool_size`): with every
+/// request connection taken (requests in flight), a burst of e-mails still drains — the worker
+/// neither waits for the requests' connections nor takes one they need.
+#[tokio::test]
+async fn a_burst_of_mail_drains_on_the_workers_own_connections() {
+    let app = spawn_app_with(|s| {
+        s.database.pool_size = 2;
+        s.database.background_pool_size = 1;
+        s.database.connect_timeout_secs = 1;
+        s.email.batch_size = 5;
+    })
+    .await;
+    let held: Vec<_> = {
+        let mut conn = app.pool.get().unwrap();
+        for i in 0..40 {
+            let payload = json!({ "ambassador_name": "Ann", "amount": format!("{i}.00 EUR"),
+                                  "reference": format!("R{i}"), "paid_on": "2026-11-30" });
+            outbox::enqueue(&mut conn, &format!("payout-sent:p{i}:a"), "payout_sent", "ann@example.com", &payload)
+                .unwrap();
+        }
+        drop(conn);
+        (0..2).map(|_| app.pool.get().unwrap()).collect()
+    };
+    eventually("forty messages while every request connection is taken", || app.mails().len() == 40).await;
+    drop(held);
+    assert_eq!(admin_emails(&app, "?status=sent&limit=200").await.len(), 40);
+}

@@ -1,0 +1,134 @@
+//! The hot reads, each one statement: an ambassador with their codes, referral counts and
+//! balance (the staff detail, `/v1/me`, the portal), and a code as a referred friend sees it.
+//! Counts and sums are scalar subqueries over index ranges (`referrals_ambassador_status_idx`,
+//! `rewards_ambassador_idx`): the database answers from its indexes in one round trip, and the
+//! statement stays prepared (no SQL literals), so PostgreSQL plans it once per connection.
+
+use diesel::prelude::*;
+
+use crate::db::schema::{ambassadors, program_versions as pv, referral_codes, referrals, rewards};
+use crate::db::{now, DbConnection};
+use crate::domain::ambassador::AmbassadorStatus;
+use crate::domain::code;
+use crate::domain::referral::ReferralStatus;
+use crate::domain::reward::{Balance, RewardState};
+use crate::store::ambassadors::AmbassadorRow;
+use crate::store::codes::CodeRow;
+use crate::store::sum_minor;
+
+/// An ambassador with everything the staff detail and their own profile show.
+pub struct Summary {
+    pub row: AmbassadorRow,
+    /// Newest first.
+    pub codes: Vec<CodeRow>,
+    /// Referrals by status (every status, zero when none).
+    pub counts: Vec<(String, i64)>,
+    pub balance: Balance,
+}
+
+type Counts = (Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+type Sums = (Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+
+/// Whose view the counts are for: staff count every referral; an ambassador does not see a
+/// share-link submission before the friend's first session (`referrals::ambassador_visible`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Staff,
+    Ambassador,
+}
+
+/// The ambassador with their codes, referral counts and balance; `None`: no such ambassador.
+pub fn ambassador_summary(conn: &mut DbConnection, id: &str, view: View) -> QueryResult<Option<Summary>> {
+    use ReferralStatus::{Cancelled, Completed, InTreatment, Refunded, Registered, Rejected};
+    let at = now();
+    let count = |status: ReferralStatus| {
+        let mut q = referrals::table
+            .filter(referrals::ambassador_id.eq(id))
+            .filter(referrals::status.eq(status.as_str()))
+            .into_boxed();
+        if view == View::Ambassador {
+            q = q.filter(crate::store::referrals::ambassador_visible());
+        }
+        q.count().single_value()
+    };
+    let sum = |state: RewardState| {
+        rewards::table
+            .filter(rewards::ambassador_id.eq(id))
+            .filter(rewards::state.eq(state))
+            .select(sum_minor(rewards::amount_minor))
+            .single_value()
+    };
+    let held = rewards::table
+        .filter(rewards::ambassador_id.eq(id))
+        .filter(rewards::state.eq(RewardState::Open))
+        .filter(rewards::holds_until.gt(at))
+        .select(sum_minor(rewards::amount_minor))
+        .single_value();
+    let currency = pv::table.order(pv::version.desc()).select(pv::currency).single_value();
+    let counts =
+        (count(Registered), count(InTreatment), count(Completed), count(Refunded), count(Cancelled), count(Rejected));
+    let sums = (sum(RewardState::Open), sum(RewardState::InPayout), sum(RewardState::Paid), held);
+    let rows: Vec<(AmbassadorRow, Option<CodeRow>, Option<String>, Counts, Sums)> = ambassadors::table
+        .left_join(referral_codes::table)
+        .filter(ambassadors::id.eq(id))
+        .order(referral_codes::id.desc())
+        .select((AmbassadorRow::as_select(), Option::<CodeRow>::as_select(), currency, counts, sums))
+        .load(conn)?;
+    let mut rows = rows.into_iter();
+    let Some((row, first_code, currency, counts, (open, in_payout, paid, held))) = rows.next() else {
+        return Ok(None);
+    };
+    let codes = first_code.into_iter().chain(rows.filter_map(|r| r.1)).collect();
+    let counts = [
+        (Registered, counts.0),
+        (InTreatment, counts.1),
+        (Completed, counts.2),
+        (Refunded, counts.3),
+        (Cancelled, counts.4),
+        (Rejected, counts.5),
+    ]
+    .into_iter()
+    .map(|(status, n)| (status.as_str().to_owned(), n.unwrap_or(0)))
+    .collect();
+    let sums = [(RewardState::Open, open), (RewardState::InPayout, in_payout), (RewardState::Paid, paid)]
+        .into_iter()
+        .map(|(state, sum)| (state, sum.unwrap_or(0)));
+    let balance = Balance::from_sums(currency.as_deref().unwrap_or_default(), sums, held.unwrap_or(0));
+    Ok(Some(Summary { row, codes, counts, balance }))
+}
+
+/// What a referred friend sees of a code that can take referrals now (code active, ambassador
+/// active): the code as issued, the ambassador's display name and whether to show it, and the
+/// program's offer to the friend. `None` for any other code.
+pub struct UsableCode {
+    pub code: String,
+    pub display_name: Option<String>,
+    pub show_name_to_referrals: bool,
+    pub client_offer: Option<String>,
+}
+
+pub fn usable_code(conn: &mut DbConnection, typed: &str) -> QueryResult<Option<UsableCode>> {
+    let offer = pv::table.order(pv::version.desc()).select(pv::client_offer).single_value();
+    for candidate in code::lookup_candidates(typed) {
+        let found: Option<(String, bool, AmbassadorStatus, Option<String>, bool, Option<String>)> =
+            referral_codes::table
+                .inner_join(ambassadors::table)
+                .filter(referral_codes::normalized.eq(&candidate))
+                .select((
+                    referral_codes::code,
+                    referral_codes::active,
+                    ambassadors::status,
+                    ambassadors::display_name,
+                    ambassadors::show_name_to_referrals,
+                    offer,
+                ))
+                .first(conn)
+                .optional()?;
+        // The first candidate that names a code decides, usable or not (as `codes::find_typed`).
+        if let Some((code, active, status, display_name, show_name_to_referrals, client_offer)) = found {
+            let usable = active && status == AmbassadorStatus::Active;
+            return Ok(usable.then(|| UsableCode { code, display_name, show_name_to_referrals, client_offer }));
+        }
+    }
+    Ok(None)
+}
