@@ -46,6 +46,19 @@ async fn create_on_the_page(v: &Visitor<'_>) -> String {
     res.location().trim_start_matches("/console/payouts/").to_owned()
 }
 
+/// Every finance form's post (batch `id`, its `line`, an adjustment for `ann`).
+fn finance_posts<'a>(id: &str, line: &str, ann: &'a str) -> Vec<(String, Vec<(&'static str, &'a str)>)> {
+    vec![
+        ("/console/payouts".to_owned(), vec![]),
+        (format!("/console/payouts/{id}/paypal"), vec![("part", "1")]),
+        (format!("/console/payouts/{id}/lock"), vec![]),
+        (format!("/console/payouts/{id}/mark-paid"), vec![("reference", "PP-1")]),
+        (format!("/console/payouts/{id}/cancel"), vec![("reason", "no")]),
+        (format!("/console/payouts/{id}/lines/{line}/fail"), vec![("reason", "bounced")]),
+        ("/console/ledger".to_owned(), vec![("ambassador_id", ann), ("amount_minor", "100"), ("reason", "x")]),
+    ]
+}
+
 #[tokio::test]
 async fn payout_pages_are_for_finance_and_admins_only() {
     let app = spawn_app().await;
@@ -98,15 +111,7 @@ async fn payout_pages_are_for_finance_and_admins_only() {
     // Staff's posts, with their own valid token, change nothing.
     let token = staff_home.csrf();
     let before = (batch_count(&app), audit_count(&app));
-    let posts = [
-        ("/console/payouts".to_owned(), vec![]),
-        (format!("/console/payouts/{id}/paypal"), vec![("part", "1")]),
-        (format!("/console/payouts/{id}/lock"), vec![]),
-        (format!("/console/payouts/{id}/mark-paid"), vec![("reference", "PP-1")]),
-        (format!("/console/payouts/{id}/cancel"), vec![("reason", "no")]),
-        (format!("/console/payouts/{id}/lines/{line}/fail"), vec![("reason", "bounced")]),
-        ("/console/ledger".to_owned(), vec![("ambassador_id", ann.as_str()), ("amount_minor", "100"), ("reason", "x")]),
-    ];
+    let posts = finance_posts(&id, &line, &ann);
     for (path, fields) in &posts {
         let res = staff.post_with(path, Some(&token), fields).await;
         assert_eq!(res.status, StatusCode::FORBIDDEN, "staff posting {path}");
@@ -249,15 +254,7 @@ async fn payout_forms_without_a_valid_csrf_token_are_refused_and_change_nothing(
     let id = crate::payouts::create_batch(&app, &team.finance).await["id"].as_str().unwrap().to_owned();
     let line = batch(&app, &team, &id).await["lines"][0]["id"].as_str().unwrap().to_owned();
     let before = (batch_count(&app), audit_count(&app));
-    let posts = [
-        ("/console/payouts".to_owned(), vec![]),
-        (format!("/console/payouts/{id}/paypal"), vec![("part", "1")]),
-        (format!("/console/payouts/{id}/lock"), vec![]),
-        (format!("/console/payouts/{id}/mark-paid"), vec![("reference", "PP-1")]),
-        (format!("/console/payouts/{id}/cancel"), vec![("reason", "no")]),
-        (format!("/console/payouts/{id}/lines/{line}/fail"), vec![("reason", "bounced")]),
-        ("/console/ledger".to_owned(), vec![("ambassador_id", ann.as_str()), ("amount_minor", "100"), ("reason", "x")]),
-    ];
+    let posts = finance_posts(&id, &line, &ann);
     for (path, fields) in &posts {
         for token in [None, Some("forged"), Some(others_token.as_str())] {
             let res = fin.post_with(path, token, fields).await;
