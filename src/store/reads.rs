@@ -37,6 +37,9 @@ pub enum View {
     Ambassador,
 }
 
+/// One row of the summary: the ambassador, one of its codes, the currency, counts and sums.
+type SummaryRow = (AmbassadorRow, Option<CodeRow>, Option<String>, Counts, Sums);
+
 /// The ambassador with their codes, referral counts and balance; `None`: no such ambassador.
 pub fn ambassador_summary(conn: &mut DbConnection, id: &str, view: View) -> QueryResult<Option<Summary>> {
     use ReferralStatus::{Cancelled, Completed, InTreatment, Refunded, Registered, Rejected};
@@ -68,7 +71,7 @@ pub fn ambassador_summary(conn: &mut DbConnection, id: &str, view: View) -> Quer
     let counts =
         (count(Registered), count(InTreatment), count(Completed), count(Refunded), count(Cancelled), count(Rejected));
     let sums = (sum(RewardState::Open), sum(RewardState::InPayout), sum(RewardState::Paid), held);
-    let rows: Vec<(AmbassadorRow, Option<CodeRow>, Option<String>, Counts, Sums)> = ambassadors::table
+    let rows: Vec<SummaryRow> = ambassadors::table
         .left_join(referral_codes::table)
         .filter(ambassadors::id.eq(id))
         .order(referral_codes::id.desc())
@@ -107,27 +110,29 @@ pub struct UsableCode {
     pub client_offer: Option<String>,
 }
 
+/// A code as typed, matched: (code, active, its ambassador's status, display name, show name, offer).
+type CodeMatch = (String, bool, AmbassadorStatus, Option<String>, bool, Option<String>);
+
 pub fn usable_code(conn: &mut DbConnection, typed: &str) -> QueryResult<Option<UsableCode>> {
     let offer = pv::table.order(pv::version.desc()).select(pv::client_offer).single_value();
     for candidate in code::lookup_candidates(typed) {
-        let found: Option<(String, bool, AmbassadorStatus, Option<String>, bool, Option<String>)> =
-            referral_codes::table
-                .inner_join(ambassadors::table)
-                .filter(referral_codes::normalized.eq(&candidate))
-                .select((
-                    referral_codes::code,
-                    referral_codes::active,
-                    ambassadors::status,
-                    ambassadors::display_name,
-                    ambassadors::show_name_to_referrals,
-                    offer,
-                ))
-                .first(conn)
-                .optional()?;
+        let found: Option<CodeMatch> = referral_codes::table
+            .inner_join(ambassadors::table)
+            .filter(referral_codes::normalized.eq(&candidate))
+            .select((
+                referral_codes::code,
+                referral_codes::active,
+                ambassadors::status,
+                ambassadors::display_name,
+                ambassadors::show_name_to_referrals,
+                offer,
+            ))
+            .first(conn)
+            .optional()?;
         // The first candidate that names a code decides, usable or not (as `codes::find_typed`).
         if let Some((code, active, status, display_name, show_name_to_referrals, client_offer)) = found {
             let usable = active && status == AmbassadorStatus::Active;
-            return Ok(usable.then(|| UsableCode { code, display_name, show_name_to_referrals, client_offer }));
+            return Ok(usable.then_some(UsableCode { code, display_name, show_name_to_referrals, client_offer }));
         }
     }
     Ok(None)
