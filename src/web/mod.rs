@@ -62,6 +62,7 @@ const SOURCES: &[(&str, &str)] = pages!(
     "error.html",
     "console/layout.html",
     "console/pagination.html",
+    "console/names.html",
     "console/sign_in.html",
     "console/check_email.html",
     "console/confirm.html",
