@@ -78,6 +78,7 @@ const SOURCES: &[(&str, &str)] = pages!(
     "console/payout.html",
     "console/payout_confirm.html",
     "console/ledger.html",
+    "console/reports.html",
 );
 
 /// The page templates: compiled once, HTML auto-escaping on (every template is `.html`).
