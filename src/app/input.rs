@@ -117,15 +117,28 @@ pub fn one_line_text(v: &mut Validation, field: &str, value: &str, max: usize) -
     )
 }
 
-/// A manual ledger entry's amount (`None`: not a whole number) and reason; returns the reason.
-pub fn parse_adjustment(amount_minor: Option<i64>, reason: &str) -> Result<String, crate::domain::DomainError> {
+/// The largest manual ledger entry either way, in minor units.
+pub const ADJUSTMENT_MAX_MINOR: u64 = 100_000_000_000;
+
+/// A manual ledger entry's amount in minor units, reported under `field` (`Err`: why what was
+/// typed is not an amount), and its reason; returns both.
+pub fn parse_adjustment(
+    field: &str,
+    amount_minor: Result<i64, String>,
+    reason: &str,
+) -> Result<(i64, String), crate::domain::DomainError> {
     let mut v = Validation::new();
-    if amount_minor.is_none_or(|a| a == 0 || a.unsigned_abs() > 100_000_000_000) {
-        v.push("amount_minor", "must be non-zero and at most 100000000000 either way");
-    }
+    let amount = match amount_minor {
+        Ok(0) => Err("must not be zero".to_owned()),
+        Ok(a) if a.unsigned_abs() > ADJUSTMENT_MAX_MINOR => {
+            Err(format!("must be at most {ADJUSTMENT_MAX_MINOR} minor units either way"))
+        }
+        other => other,
+    };
+    let amount = v.check(field, amount);
     let reason = v.check("reason", required_text(reason, 500));
     v.finish()?;
-    Ok(reason.unwrap_or_default())
+    Ok((amount.unwrap_or_default(), reason.unwrap_or_default()))
 }
 
 #[cfg(test)]

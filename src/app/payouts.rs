@@ -58,6 +58,24 @@ pub fn detail(conn: &mut DbConnection, id: &str) -> Result<PayoutView> {
     payouts::detail(conn, id).or_not_found("payout")
 }
 
+/// A batch as people read it: its detail, who created it (the member's or the key's name) and
+/// the names of the ambassadors it skipped, by id.
+#[derive(Debug, Serialize)]
+pub struct NamedBatch {
+    #[serde(flatten)]
+    pub batch: PayoutView,
+    pub created_by_name: String,
+    pub skipped_names: BTreeMap<String, String>,
+}
+
+pub fn detail_named(conn: &mut DbConnection, id: &str) -> Result<NamedBatch> {
+    let batch = detail(conn, id)?;
+    let created_by_name = super::team::actor_named(conn, &batch.created_by)?;
+    let ids: Vec<&str> = batch.skipped.iter().map(|s| s.ambassador_id.as_str()).collect();
+    let skipped_names = payouts::ambassador_names(conn, &ids)?;
+    Ok(NamedBatch { batch, created_by_name, skipped_names })
+}
+
 pub fn list(conn: &mut DbConnection, status: Option<PayoutStatus>, page: &PageRequest) -> Result<Page<PayoutRow>> {
     Ok(payouts::list(conn, status, page)?)
 }
@@ -104,10 +122,7 @@ pub fn preview(conn: &mut DbConnection) -> Result<Preview> {
             .map(|l| l.ambassador_id.as_str())
             .chain(skipped.iter().map(|s| s.ambassador_id.as_str()))
             .collect();
-        let mut names: BTreeMap<String, String> = BTreeMap::new();
-        for chunk in ids.chunks(CHUNK) {
-            names.extend(payouts::ambassador_names(conn, chunk)?);
-        }
+        let names = payouts::ambassador_names(conn, &ids)?;
         let name = |id: &str| names.get(id).cloned().unwrap_or_default();
         let mut lines: Vec<PreviewLine> = lines
             .into_iter()

@@ -2,6 +2,8 @@
 //! adjustments, balances and the ledger. Each runs inside its caller's transaction or opens
 //! its own.
 
+use std::collections::BTreeMap;
+
 use chrono::NaiveDate;
 
 use super::error::Found;
@@ -188,4 +190,16 @@ pub fn balance(conn: &mut DbConnection, ambassador_id: &str) -> Result<Balance> 
 /// A page of the ledger, newest first.
 pub fn list(conn: &mut DbConnection, filter: &RewardFilter, page: &PageRequest) -> Result<Page<RewardRow>> {
     Ok(rewards::list(conn, filter, page)?)
+}
+
+/// A page of the ledger, with the names of the ambassadors on it by id.
+pub fn list_named(
+    conn: &mut DbConnection,
+    filter: &RewardFilter,
+    page: &PageRequest,
+) -> Result<(Page<RewardRow>, BTreeMap<String, String>)> {
+    let rows = list(conn, filter, page)?;
+    let ids: Vec<&str> = rows.items.iter().map(|r| r.ambassador_id.as_str()).collect();
+    let names = payouts::ambassador_names(conn, &ids)?;
+    Ok((rows, names))
 }

@@ -4,7 +4,7 @@
 //! Each state change is one transaction with its audit row and any e-mail.
 
 use chrono::{NaiveDate, NaiveDateTime, TimeDelta};
-use diesel::QueryResult;
+use diesel::{OptionalExtension, QueryResult};
 use serde::Serialize;
 use serde_json::json;
 
@@ -454,6 +454,20 @@ fn actor_label(kind: &str, id: Option<&str>, role: Option<&str>, names: &[(Strin
         Some(ActorKind::Public) => "A visitor (not signed in)".into(),
         Some(ActorKind::System) | None => "System".into(),
     }
+}
+
+/// Who a stored actor label names (`team_member:<id>`, `api_key:<id>`, `system`: a ledger
+/// row's or a batch's `created_by`), for people: the member's name, the key's name.
+pub fn actor_named(conn: &mut DbConnection, label: &str) -> Result<String, Error> {
+    let (kind, id) = label.split_once(':').map_or((label, None), |(k, i)| (k, Some(i)));
+    Ok(match (ActorKind::parse(kind), id) {
+        (Some(ActorKind::TeamMember), Some(id)) => actor_label(kind, Some(id), None, &store::names(conn, &[id])?),
+        (Some(ActorKind::ApiKey), Some(id)) => match crate::store::api_keys::find(conn, id).optional()? {
+            Some(key) => format!("API key “{}”", key.name),
+            None => actor_label(kind, Some(id), None, &[]),
+        },
+        _ => actor_label(kind, id, None, &[]),
+    })
 }
 
 /// Rows in each of the home page's lists.

@@ -6,6 +6,8 @@
 //! change to a batch first takes the batch row's lock ([`hold`]), which serialises concurrent
 //! changes to it on PostgreSQL as SQLite's single writer does.
 
+use std::collections::BTreeMap;
+
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::Serialize;
@@ -251,9 +253,17 @@ pub fn candidates_locked(conn: &mut DbConnection, ids: &[String]) -> QueryResult
     }
 }
 
-/// The names of the given ambassadors: (id, name).
-pub fn ambassador_names(conn: &mut DbConnection, ids: &[&str]) -> QueryResult<Vec<(String, String)>> {
-    ambassadors::table.filter(ambassadors::id.eq_any(ids)).select((ambassadors::id, ambassadors::name)).load(conn)
+/// The names of the given ambassadors by id, read 500 ids a query (however many are asked).
+pub fn ambassador_names(conn: &mut DbConnection, ids: &[&str]) -> QueryResult<BTreeMap<String, String>> {
+    let mut names = BTreeMap::new();
+    for chunk in ids.chunks(500) {
+        let found: Vec<(String, String)> = ambassadors::table
+            .filter(ambassadors::id.eq_any(chunk))
+            .select((ambassadors::id, ambassadors::name))
+            .load(conn)?;
+        names.extend(found);
+    }
+    Ok(names)
 }
 
 pub fn current_draft(conn: &mut DbConnection) -> QueryResult<Option<String>> {

@@ -62,6 +62,7 @@ const SOURCES: &[(&str, &str)] = pages!(
     "error.html",
     "console/layout.html",
     "console/pagination.html",
+    "console/names.html",
     "console/sign_in.html",
     "console/check_email.html",
     "console/confirm.html",
@@ -77,6 +78,7 @@ const SOURCES: &[(&str, &str)] = pages!(
     "console/payout.html",
     "console/payout_confirm.html",
     "console/ledger.html",
+    "console/reports.html",
 );
 
 /// The page templates: compiled once, HTML auto-escaping on (every template is `.html`).

@@ -1,8 +1,8 @@
 //! The console in headless Chromium: an admin signs in through the e-mailed link, invites a
 //! staff member (after a refused first try), looks at the member and the deactivation step,
 //! signs out; the staff member signs in through the invitation and meets the 403 page. A
-//! finance member previews, creates, downloads the PayPal file of and pays a batch, then adjusts
-//! the ledger. Every
+//! finance member previews, creates, downloads the PayPal file of and pays a batch, adjusts the
+//! ledger and reads the reports. Every
 //! console page is checked with axe-core (no serious or critical violation) and captured at
 //! 1280 px and 375 px into `<target dir>/screenshots/console-*.png`.
 
@@ -181,18 +181,39 @@ async fn a_finance_member_pays_a_batch_through_the_paypal_file_and_adjusts_the_l
     capture(&mut screen, "30-ledger").await;
     let ann = b["lines"][0]["ambassador_id"].as_str().unwrap();
     screen.fill("f-ambassador_id", ann).await;
-    screen.fill("f-amount_minor", "0").await;
+    screen.fill("f-amount", "1,500").await;
     screen.fill("f-reason", "Goodwill").await;
     screen.click("form[method=post].grid-form button[type=submit]").await;
     screen.wait_for_heading("Ledger").await;
-    assert!(screen.text().await.contains("Must be non-zero"));
+    assert!(screen.text().await.contains("no thousands separators"));
     capture(&mut screen, "31-ledger-adjust-refused").await;
-    screen.fill("f-amount_minor", "1500").await;
+    screen.fill("f-amount", "15.00").await;
     screen.click("form[method=post].grid-form button[type=submit]").await;
     screen.wait_for_heading("Ledger").await;
     let text = screen.text().await;
-    assert!(text.contains("Adjustment added") && text.contains("Balance"), "{text}");
+    assert!(text.contains("Adjustment added") && text.contains("Balance") && text.contains("15.00 USD"), "{text}");
     capture(&mut screen, "32-ledger-ambassador").await;
+
+    // Reports: the funnel and the months as charts with their figures, the yearly totals; then
+    // a year with nothing in it.
+    screen.click("nav a[href='/console/reports']").await;
+    screen.wait_for_heading("Reports").await;
+    let text = screen.text().await;
+    assert!(text.contains("Referral funnel") && text.contains("Paid per ambassador"), "{text}");
+    capture(&mut screen, "33-reports").await;
+    screen.click("#f-period option[value=last_month]").await;
+    screen.click("#f-year option[value='2001']").await;
+    screen.click("form.report-form button[type=submit]").await;
+    screen.wait_for_heading("Reports").await;
+    assert!(screen.text().await.contains("No one was paid in 2001."));
+    screen.open("/console/reports?period=custom&from=2001-01-01&to=2001-12-31&year=2001").await;
+    screen.wait_for_heading("Reports").await;
+    let text = screen.text().await;
+    assert!(
+        text.contains("No referrals were registered in this period.") && text.contains("No one was paid in 2001."),
+        "{text}"
+    );
+    capture(&mut screen, "34-reports-empty").await;
 
     screen.client.close().await.unwrap();
 }

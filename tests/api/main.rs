@@ -16,6 +16,7 @@ mod codes;
 mod console;
 mod console_browser;
 mod console_payouts;
+mod console_reports;
 mod console_staff;
 mod console_staff_browser;
 mod crash;

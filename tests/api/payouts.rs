@@ -418,7 +418,9 @@ async fn reports_sum_the_funnel_the_ledger_and_the_year() {
 
     let summary: Value = app.get("/v1/reports/summary", &team.finance).await.json().await.unwrap();
     assert_eq!(summary["referrals"]["registered"], 5);
+    assert_eq!(summary["referrals"]["started_treatment"], 5, "every one of them had a session");
     assert_eq!(summary["referrals"]["completed"], 4);
+    assert_eq!(summary["referrals"]["paid"], 3, "Ann's two and Bob's rewards were paid");
     assert_eq!(summary["referrals"]["conversion_rate"], 0.8);
     assert_eq!(summary["referrals"]["by_status"]["in_treatment"], 1);
     assert_eq!(summary["rewards"]["paid"], json!({ "count": 3, "amount_minor": 30000 }));

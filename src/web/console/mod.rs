@@ -9,6 +9,7 @@ mod home;
 mod ledger;
 mod payouts;
 mod referrals;
+mod reports;
 mod sign_in;
 mod team;
 
@@ -47,6 +48,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     team::configure(cfg);
     payouts::configure(cfg);
     ledger::configure(cfg);
+    reports::configure(cfg);
 }
 
 /// Every role: what any signed-in member may open.
@@ -172,6 +174,7 @@ fn nav(role: Role, current: &str) -> Vec<NavItem> {
     if matches!(role, Role::Admin | Role::Finance) {
         items.push(("/console/payouts", "Payouts"));
         items.push(("/console/ledger", "Ledger"));
+        items.push(("/console/reports", "Reports"));
     }
     items.into_iter().map(|(href, label)| NavItem { href, label, current: href == current }).collect()
 }

@@ -93,7 +93,7 @@ impl FinancePage {
     }
 
     async fn batch_page(&self, status: StatusCode, id: String, form: Value) -> Result<HttpResponse, WebError> {
-        let batch = self.load(id).await?;
+        let batch = blocking(&self.pool, move |c| payouts::detail_named(c, &id)).await?;
         self.render(status, BATCH_PAGE, NAV, context! { batch, ..form })
     }
 
