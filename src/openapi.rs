@@ -34,6 +34,7 @@ use crate::routes;
         routes::reports::summary, routes::reports::annual, routes::reports::annual_csv,
         routes::emails::list, routes::emails::retry,
         routes::audit::list,
+        routes::imports::ambassadors,
     ),
     // Query-parameter enums are referenced by name but not collected by utoipa: list them.
     components(schemas(
@@ -57,6 +58,7 @@ use crate::routes;
         (name = "reports", description = "Funnel, ledger and yearly totals (finance)"),
         (name = "emails", description = "E-mail outbox (admin)"),
         (name = "audit", description = "Audit trail (admin)"),
+        (name = "imports", description = "CSV imports (admin)"),
     )
 )]
 pub struct ApiDoc;

@@ -137,47 +137,57 @@ pub fn adjust(
     reason: &str,
     actor: &Actor,
 ) -> Result<RewardRow> {
-    write_tx(conn, |conn| {
-        let ambassador = ambassadors::find(conn, ambassador_id).or_not_found("ambassador")?;
-        if matches!(ambassador.status(), AmbassadorStatus::Applied | AmbassadorStatus::Declined) {
-            return Err(Error::Unprocessable {
-                kind: "ambassador-inactive",
-                detail: format!("The ambassador is {}: only enrolled ambassadors have a balance.", ambassador.status),
-                field: Some("ambassador_id"),
-            });
-        }
-        let currency = program::current(conn)?.rules.currency;
-        let at = now();
-        let id = new_id();
-        let entry = NewReward {
-            id: &id,
-            ambassador_id,
-            referral_id: None,
-            kind: RewardKind::Adjustment,
-            amount_minor,
-            currency: currency.as_str(),
-            holds_until: at,
-            earned_on: calendar.date_of(at),
-            computed: None,
-            reason: Some(reason),
-            created_by: actor.label(),
-            at,
-        };
-        rewards::insert(conn, &entry)?;
-        audit::record(
-            conn,
-            actor,
-            Change {
-                action: AuditAction::RewardAdjusted,
-                entity_type: EntityType::Reward,
-                entity_id: &id,
-                before: None,
-                after: Some(RewardStatus::Payable.as_str()),
-                details: Some(serde_json::json!({ "ambassador_id": ambassador_id, "amount_minor": amount_minor })),
-            },
-        )?;
-        Ok(rewards::find(conn, &id)?)
-    })
+    write_tx(conn, |conn| adjust_in_tx(conn, calendar, ambassador_id, amount_minor, reason, actor))
+}
+
+/// [`adjust`] inside the caller's transaction (an import's opening balances).
+pub(crate) fn adjust_in_tx(
+    conn: &mut DbConnection,
+    calendar: &Calendar,
+    ambassador_id: &str,
+    amount_minor: i64,
+    reason: &str,
+    actor: &Actor,
+) -> Result<RewardRow> {
+    let ambassador = ambassadors::find(conn, ambassador_id).or_not_found("ambassador")?;
+    if matches!(ambassador.status(), AmbassadorStatus::Applied | AmbassadorStatus::Declined) {
+        return Err(Error::Unprocessable {
+            kind: "ambassador-inactive",
+            detail: format!("The ambassador is {}: only enrolled ambassadors have a balance.", ambassador.status),
+            field: Some("ambassador_id"),
+        });
+    }
+    let currency = program::current(conn)?.rules.currency;
+    let at = now();
+    let id = new_id();
+    let entry = NewReward {
+        id: &id,
+        ambassador_id,
+        referral_id: None,
+        kind: RewardKind::Adjustment,
+        amount_minor,
+        currency: currency.as_str(),
+        holds_until: at,
+        earned_on: calendar.date_of(at),
+        computed: None,
+        reason: Some(reason),
+        created_by: actor.label(),
+        at,
+    };
+    rewards::insert(conn, &entry)?;
+    audit::record(
+        conn,
+        actor,
+        Change {
+            action: AuditAction::RewardAdjusted,
+            entity_type: EntityType::Reward,
+            entity_id: &id,
+            before: None,
+            after: Some(RewardStatus::Payable.as_str()),
+            details: Some(serde_json::json!({ "ambassador_id": ambassador_id, "amount_minor": amount_minor })),
+        },
+    )?;
+    Ok(rewards::find(conn, &id)?)
 }
 
 /// The ambassador's balance by status, in the program's currency.

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod codes;
 pub mod emails;
 pub mod health;
+pub mod imports;
 pub mod me;
 pub mod payouts;
 pub mod portal;
@@ -51,6 +52,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(payouts::configure)
             .configure(reports::configure)
             .configure(emails::configure)
-            .configure(audit::configure),
+            .configure(audit::configure)
+            .configure(imports::configure),
     );
 }
