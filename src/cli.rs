@@ -1,5 +1,5 @@
 //! Command line: `vouch [serve]`, `vouch migrate`, `vouch keys create|list|revoke`,
-//! `vouch team invite`, `vouch import ambassadors`.
+//! `vouch team invite`, `vouch import ambassadors|referrals`.
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -47,6 +47,14 @@ pub enum ImportCommand {
         /// Queue the welcome e-mail for each ambassador created active (off by default).
         #[arg(long)]
         send_welcome: bool,
+    },
+    /// Referred clients in any status with their dates (import the ambassadors first: a row
+    /// names its ambassador by code). No e-mail is sent. Prints one line per row.
+    Referrals {
+        file: std::path::PathBuf,
+        /// Report what would be created or refused, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 

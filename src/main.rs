@@ -134,40 +134,45 @@ fn team_command(settings: &Settings, action: TeamCommand) -> Result<(), String> 
     Ok(())
 }
 
-/// Runs an import, printing each row's outcome (tab-separated: line, outcome, e-mail, id or
-/// the refused fields) as its chunk finishes, and the totals last.
+/// Runs an import, printing each row's outcome (tab-separated: line, outcome, the row's key,
+/// the id or the refused fields) as its chunk finishes, and the totals last (on stderr).
+/// Audit events name the actor `system` with the id `cli`.
 fn import(settings: &Settings, what: ImportCommand) -> Result<(), String> {
-    let ImportCommand::Ambassadors { file, dry_run, send_welcome } = what;
+    let (kind, file, opts) = match what {
+        ImportCommand::Ambassadors { file, dry_run, send_welcome } => {
+            (imports::Kind::Ambassadors, file, imports::Options { dry_run, send_welcome })
+        }
+        ImportCommand::Referrals { file, dry_run } => {
+            (imports::Kind::Referrals, file, imports::Options { dry_run, send_welcome: false })
+        }
+    };
     let input = std::fs::File::open(&file).map_err(|e| format!("{}: {e}", file.display()))?;
     let (pool, _) = open_database(settings)?;
     let mut conn = pool.get().map_err(|e| e.to_string())?;
     let calendar = settings.calendar()?;
     let mail = vouch::email::MailContext::new(settings);
-    let actor = Actor::system();
-    let ctx = imports::Context { settings, calendar: &calendar, mail: &mail, actor: &actor };
-    let opts = imports::Options { dry_run, send_welcome };
+    let key = vouch::store::secrets::contact_hash_key(&mut conn, &settings.privacy.contact_hash_key)
+        .map_err(|e| e.to_string())?;
+    let hasher = vouch::domain::contact::ContactHasher::new(&key);
+    let actor = Actor { id: Some("cli".into()), ..Actor::system() };
+    let ctx = imports::Context { settings, calendar: &calendar, mail: &mail, hasher: &hasher, actor: &actor };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut print = |r: &imports::RowReport| {
         use std::io::Write;
-        let outcome = serde_json::to_value(r.outcome).ok().and_then(|v| v.as_str().map(str::to_owned));
         let what = match r.errors.is_empty() {
             true => r.id.clone().unwrap_or_default(),
             false => r.errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "),
         };
-        let _ = writeln!(
-            out,
-            "line {}\t{}\t{}\t{what}",
-            r.line,
-            outcome.unwrap_or_default(),
-            r.email.as_deref().unwrap_or("")
-        );
+        let key = r.key.as_deref().unwrap_or("");
+        let _ = writeln!(out, "line {}\t{}\t{key}\t{what}", r.line, r.outcome.as_str());
     };
-    let totals = imports::ambassadors(&mut conn, std::io::BufReader::new(input), opts, &ctx, &mut print)
+    let totals = imports::run(&mut conn, kind, std::io::BufReader::with_capacity(1 << 16, input), opts, &ctx, &mut print)
         .map_err(|e| explain_as("", e))?;
     drop(print);
+    drop(out);
     eprintln!(
         "{}{} created, {} updated, {} unchanged, {} refused",
-        if dry_run { "dry run (nothing was changed): " } else { "" },
+        if opts.dry_run { "dry run (nothing was changed): " } else { "" },
         totals.created,
         totals.updated,
         totals.unchanged,

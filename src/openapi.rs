@@ -34,7 +34,7 @@ use crate::routes;
         routes::reports::summary, routes::reports::annual, routes::reports::annual_csv,
         routes::emails::list, routes::emails::retry,
         routes::audit::list,
-        routes::imports::ambassadors,
+        routes::imports::ambassadors, routes::imports::referrals,
     ),
     // Query-parameter enums are referenced by name but not collected by utoipa: list them.
     components(schemas(
