@@ -24,6 +24,7 @@ mod edge;
 mod emails;
 mod errors;
 mod idempotency;
+mod imports;
 mod layout;
 mod migrations;
 mod money_support;
