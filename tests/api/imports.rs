@@ -76,6 +76,8 @@ fn codes_of(ambassador: &Value) -> Vec<(String, String)> {
         .unwrap()
         .iter()
         .map(|c| (c["code"].as_str().unwrap().to_owned(), c["kind"].as_str().unwrap().to_owned()))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .collect()
 }
 
@@ -132,7 +134,7 @@ async fn ambassadors_arrive_with_their_codes_statuses_and_opening_balances_and_n
     assert_eq!(jamie["status"], "active");
     assert_eq!(
         codes_of(&jamie),
-        [("JAMIE10".to_owned(), "vanity".to_owned()), ("7Q4K-9MZD".to_owned(), "generated".to_owned())]
+        [("7Q4K-9MZD".to_owned(), "generated".to_owned()), ("JAMIE10".to_owned(), "vanity".to_owned())]
     );
     assert_eq!(jamie["payout_method"]["type"], "paypal", "{jamie}");
     assert_eq!((jamie["display_name"].as_str(), jamie["show_name_to_referrals"].as_bool()), (Some("Jamie"), Some(true)));
@@ -197,8 +199,8 @@ async fn a_refused_row_never_half_imports() {
     assert_eq!(app.ledger_count(), ledger);
     let found: Value = app.get("/v1/ambassadors?q=kim@example.com", &app.admin_key).await.json().await.unwrap();
     assert_eq!(found["items"].as_array().unwrap().len(), 0);
-    let kimnew: Value = app.client.get(app.url("/v1/public/codes/KIMNEW")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(kimnew["valid"], false);
+    let res = app.client.get(app.url("/v1/public/codes/KIMNEW")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND, "the refused row's first code is not kept");
 }
 
 #[tokio::test]
