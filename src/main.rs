@@ -3,8 +3,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use vouch::app::api_keys;
-use vouch::app::team::{self, Invitation};
 use vouch::app::imports;
+use vouch::app::team::{self, Invitation};
 use vouch::cli::{Cli, Command, ImportCommand, KeysCommand, TeamCommand};
 use vouch::config::{LogFormat, Settings};
 use vouch::domain::api_key::Role;
@@ -166,9 +166,9 @@ fn import(settings: &Settings, what: ImportCommand) -> Result<(), String> {
         let key = r.key.as_deref().unwrap_or("");
         let _ = writeln!(out, "line {}\t{}\t{key}\t{what}", r.line, r.outcome.as_str());
     };
-    let totals = imports::run(&mut conn, kind, std::io::BufReader::with_capacity(1 << 16, input), opts, &ctx, &mut print)
-        .map_err(|e| explain_as("", e))?;
-    drop(print);
+    let totals =
+        imports::run(&mut conn, kind, std::io::BufReader::with_capacity(1 << 16, input), opts, &ctx, &mut print)
+            .map_err(|e| explain_as("", e))?;
     drop(out);
     eprintln!(
         "{}{} created, {} updated, {} unchanged, {} refused",

@@ -89,7 +89,9 @@ fn write_earned(
         referral.ambassador_id.as_deref().ok_or_else(|| Error::internal("completed referral without ambassador"))?;
     let completed_on = referral.completed_on.ok_or_else(|| Error::internal("completed referral without date"))?;
     let (amount_minor, basis, uncapped_minor, capped_reason) = match given {
-        Some(amount) => (amount, serde_json::json!({ "type": "imported", "amount_minor": amount }).to_string(), amount, None),
+        Some(amount) => {
+            (amount, serde_json::json!({ "type": "imported", "amount_minor": amount }).to_string(), amount, None)
+        }
         None => {
             let calc = calculate(conn, ambassador_id, referral, completed_on, program)?;
             let basis = serde_json::to_string(&calc.basis).map_err(Error::internal)?;

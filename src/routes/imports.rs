@@ -129,9 +129,11 @@ pub async fn referrals(
 
 async fn import(kind: Kind, upload: Upload) -> Result<HttpResponse, ApiError> {
     let Upload { auth, req, pool, settings, calendar, hasher, query, mut payload } = upload;
-    let is_csv = req.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| {
-        v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("text/csv"))
-    });
+    let is_csv = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("text/csv")));
     if !is_csv {
         return Err(ApiError::validation("Content-Type", "must be text/csv"));
     }

@@ -54,7 +54,12 @@ fn totals(report: &Value) -> (u64, u64, u64, u64) {
 }
 
 fn outcomes(report: &Value) -> Vec<(u64, String)> {
-    report["rows"].as_array().unwrap().iter().map(|r| (r["line"].as_u64().unwrap(), r["outcome"].as_str().unwrap().to_owned())).collect()
+    report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["line"].as_u64().unwrap(), r["outcome"].as_str().unwrap().to_owned()))
+        .collect()
 }
 
 /// The fields a refused row names, in order.
@@ -137,11 +142,18 @@ async fn ambassadors_arrive_with_their_codes_statuses_and_opening_balances_and_n
         [("7Q4K-9MZD".to_owned(), "generated".to_owned()), ("JAMIE10".to_owned(), "vanity".to_owned())]
     );
     assert_eq!(jamie["payout_method"]["type"], "paypal", "{jamie}");
-    assert_eq!((jamie["display_name"].as_str(), jamie["show_name_to_referrals"].as_bool()), (Some("Jamie"), Some(true)));
+    assert_eq!(
+        (jamie["display_name"].as_str(), jamie["show_name_to_referrals"].as_bool()),
+        (Some("Jamie"), Some(true))
+    );
     assert_eq!(jamie["balance"]["payable_minor"], 2500, "{jamie}");
     let finance = app.key("finance").await;
-    let ledger: Value =
-        app.get(&format!("/v1/rewards?ambassador_id={}", jamie["id"].as_str().unwrap()), &finance).await.json().await.unwrap();
+    let ledger: Value = app
+        .get(&format!("/v1/rewards?ambassador_id={}", jamie["id"].as_str().unwrap()), &finance)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ledger["items"].as_array().unwrap().len(), 1);
     assert_eq!(ledger["items"][0]["kind"], "adjustment");
     assert_eq!(ledger["items"][0]["reason"], "Opening balance: owed for October", "{ledger}");
@@ -260,7 +272,10 @@ async fn referrals_arrive_in_their_status_with_their_dates_and_rewards_without_m
     let (jamie, ledger) = rewards_of("jamie.rivera@example.com").await;
     let earned: Vec<&Value> = ledger.iter().filter(|r| r["kind"] == "earned").collect();
     assert_eq!(earned.len(), 1);
-    assert_eq!((earned[0]["amount_minor"].as_i64(), earned[0]["earned_on"].as_str()), (Some(10_000), Some("2026-11-20")));
+    assert_eq!(
+        (earned[0]["amount_minor"].as_i64(), earned[0]["earned_on"].as_str()),
+        (Some(10_000), Some("2026-11-20"))
+    );
     assert_eq!(jamie["referral_counts"]["completed"], 1);
     let (sam, ledger) = rewards_of("sam.okafor@example.com").await;
     let mut amounts: Vec<(String, i64)> =
@@ -303,10 +318,7 @@ async fn bad_referral_rows_are_refused_with_line_and_field() {
     assert_eq!(totals(&report), (1, 0, 0, 7), "{report}");
     assert_eq!(refused_fields(&report, 2), ["code"]);
     assert_eq!(refused_fields(&report, 3), ["email"], "self-referral");
-    assert_eq!(
-        refused_fields(&report, 4),
-        ["first_name", "email", "planned_sessions", "status", "registered_on"]
-    );
+    assert_eq!(refused_fields(&report, 4), ["first_name", "email", "planned_sessions", "status", "registered_on"]);
     assert_eq!(refused_fields(&report, 5), ["completed_on"], "completed before the first session");
     assert_eq!(refused_fields(&report, 6), ["reason_code"]);
     assert_eq!(outcomes(&report)[5], (7, "created".to_owned()));
@@ -356,8 +368,12 @@ async fn only_admins_upload_csv_and_welcome_mail_goes_out_only_when_asked() {
     assert!(stdout.contains("line 2\tcreated\tjamie.rivera@example.com\t"), "{stdout}");
     assert_eq!(app.outbox_count(), counts.outbox + 3, "Alex is suspended: no welcome");
     let jamie = ambassador_by_email(&app, "jamie.rivera@example.com").await;
-    let events: Value =
-        app.get(&format!("/v1/audit?entity_id={}", jamie["id"].as_str().unwrap()), &app.admin_key).await.json().await.unwrap();
+    let events: Value = app
+        .get(&format!("/v1/audit?entity_id={}", jamie["id"].as_str().unwrap()), &app.admin_key)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(events["items"][0]["actor_id"], "cli", "{events}");
 
     // A file that is not there, and a header that is wrong, fail with a message.

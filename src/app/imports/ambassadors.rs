@@ -258,8 +258,13 @@ pub(super) fn import(conn: &mut DbConnection, row: &Row<'_>) -> Result<(Outcome,
             Some(_) => return Err(code_taken(code.display())),
             None => {
                 let code_id = new_id();
-                code_store::insert(conn, &code_id, &id, (code, code_kind(code)), at)
-                    .map_err(|e| if e.lost_race() { code_taken(code.display()) } else { e.into() })?;
+                code_store::insert(conn, &code_id, &id, (code, code_kind(code)), at).map_err(|e| {
+                    if e.lost_race() {
+                        code_taken(code.display())
+                    } else {
+                        e.into()
+                    }
+                })?;
                 audit::record(
                     conn,
                     ctx.actor,

@@ -230,10 +230,9 @@ fn field_errors(e: Error) -> Result<Vec<FieldError>> {
         Error::Conflict { detail, field, .. } | Error::Unprocessable { detail, field, .. } => {
             vec![FieldError::new(field.unwrap_or("row"), detail)]
         }
-        Error::DuplicateReferral { existing_referral_id } => vec![FieldError::new(
-            "email",
-            format!("the client already has a live referral ({existing_referral_id})"),
-        )],
+        Error::DuplicateReferral { existing_referral_id } => {
+            vec![FieldError::new("email", format!("the client already has a live referral ({existing_referral_id})"))]
+        }
         Error::InvalidTransition { .. } | Error::NotFound(_) | Error::Forbidden => {
             vec![FieldError::new("row", e.to_string())]
         }

@@ -247,7 +247,11 @@ pub(super) fn import(conn: &mut DbConnection, row: &Row<'_>) -> Result<(Outcome,
     let line = parse(row)?;
     let (ctx, at) = (row.ctx, now());
     let code = codes::find_typed(conn, &line.new.code)?.ok_or_else(|| {
-        refused("invalid-code", "code", "No referral code matches (import the ambassadors and their codes first).".into())
+        refused(
+            "invalid-code",
+            "code",
+            "No referral code matches (import the ambassadors and their codes first).".into(),
+        )
     })?;
     let ambassador = ambassadors::find(conn, &code.ambassador_id)?;
     let same_email = line.new.email.as_ref().is_some_and(|e| e.as_str() == ambassador.email);
@@ -321,9 +325,7 @@ pub(super) fn import(conn: &mut DbConnection, row: &Row<'_>) -> Result<(Outcome,
         None => None,
     };
     let attribution = match (&program, line.completed_on) {
-        (Some(p), Some(day)) => {
-            Some(referral::attribution(line.registered_on, day, p.rules.attribution_days).err())
-        }
+        (Some(p), Some(day)) => Some(referral::attribution(line.registered_on, day, p.rules.attribution_days).err()),
         _ => None,
     };
     let history = ImportedHistory {
