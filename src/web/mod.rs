@@ -10,6 +10,7 @@ mod assets;
 mod console;
 pub mod csrf;
 mod landing;
+pub(crate) mod multipart;
 mod portal;
 
 use std::collections::HashMap;

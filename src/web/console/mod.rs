@@ -6,6 +6,7 @@
 //! redirect and a one-read flash message. Pages call `app::team` only.
 
 mod home;
+mod imports;
 mod ledger;
 mod payouts;
 mod referrals;
@@ -44,6 +45,7 @@ const PAGE_ROWS: i64 = 25;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     sign_in::configure(cfg);
     home::configure(cfg);
+    imports::configure(cfg);
     referrals::configure(cfg);
     team::configure(cfg);
     payouts::configure(cfg);
@@ -170,6 +172,7 @@ fn nav(role: Role, current: &str) -> Vec<NavItem> {
     let mut items = vec![("/console", "Home")];
     if role == Role::Admin {
         items.push(("/console/team", "Team"));
+        items.push(("/console/import", "Import"));
     }
     if matches!(role, Role::Admin | Role::Finance) {
         items.push(("/console/payouts", "Payouts"));
