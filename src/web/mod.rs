@@ -80,6 +80,7 @@ const SOURCES: &[(&str, &str)] = pages!(
     "console/payout_confirm.html",
     "console/ledger.html",
     "console/reports.html",
+    "console/import.html",
 );
 
 /// The page templates: compiled once, HTML auto-escaping on (every template is `.html`).

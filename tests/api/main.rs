@@ -15,6 +15,7 @@ mod cli;
 mod codes;
 mod console;
 mod console_browser;
+mod console_imports;
 mod console_payouts;
 mod console_reports;
 mod console_staff;

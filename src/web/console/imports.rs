@@ -95,7 +95,8 @@ async fn run(page: AdminPage, upload: Multipart) -> Result<HttpResponse, WebErro
     let Some(text) = text else { return refuse("file", "The file is not UTF-8 text: save it as “CSV UTF-8”.") };
     let body = text.clone();
     let ran = blocking(&page.pool, move |c| {
-        let ctx = imports::Context { settings: &settings, calendar: &calendar, mail: &mail, hasher: &hasher, actor: &actor };
+        let ctx =
+            imports::Context { settings: &settings, calendar: &calendar, mail: &mail, hasher: &hasher, actor: &actor };
         let (mut rows, mut hidden) = (Vec::new(), 0);
         let totals = imports::run(c, kind, body.as_bytes(), opts, &ctx, &mut |r| {
             if r.errors.is_empty() && rows.len() >= SHOWN_ROWS {
@@ -114,14 +115,16 @@ async fn run(page: AdminPage, upload: Multipart) -> Result<HttpResponse, WebErro
             page.page(StatusCode::OK, context! { report, csv, values })
         }
         Err(e) => {
+            // The file's header is the file field's problem: every one of them, in one message.
+            let e = match e {
+                crate::app::Error::Validation(errors) if errors.iter().all(|f| f.field == "header") => {
+                    let all: Vec<String> = errors.into_iter().map(|f| f.message).collect();
+                    crate::app::Error::validation("file", format!("The header row: {}", all.join("; ")))
+                }
+                other => other,
+            };
             let r = Refused::of(e)?;
-            // The file's header is the file field's problem.
-            let errors: std::collections::HashMap<String, String> = r
-                .errors
-                .into_iter()
-                .map(|(field, message)| (if field == "header" { "file".to_owned() } else { field }, message))
-                .collect();
-            page.page(r.status, context! { errors, summary => r.summary, values })
+            page.page(r.status, context! { errors => r.errors, summary => r.summary, values })
         }
     }
 }
