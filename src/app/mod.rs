@@ -20,5 +20,6 @@ pub mod referrals;
 pub mod reports;
 pub mod rewards;
 pub mod team;
+pub mod webhooks;
 
 pub use error::{Error, Result};

@@ -77,6 +77,7 @@ pub mod program;
 pub mod referral;
 pub mod reward;
 pub mod team;
+pub mod webhook;
 
 use serde::Serialize;
 

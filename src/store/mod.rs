@@ -18,6 +18,7 @@ pub mod reports;
 pub mod rewards;
 pub mod secrets;
 pub mod team;
+pub mod webhooks;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

@@ -37,3 +37,4 @@ mod referrals;
 mod rewards;
 mod team;
 mod web;
+mod webhooks;
