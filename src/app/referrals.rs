@@ -495,6 +495,7 @@ pub fn erase(conn: &mut DbConnection, id: &str, actor: &Actor) -> Result<Referra
         }
         referrals::erase(conn, id, now())?;
         notices::forget_client(conn, &before)?;
+        super::webhooks::forget_client(conn, &before.id)?;
         // Stored idempotent replies (the created referral, its sessions…) name the client too.
         idempotency::scrub_subject(conn, id)?;
         audit::record(

@@ -619,6 +619,23 @@ fn data(conn: &mut DbConnection, event: EventType, id: &str, staff: bool) -> die
     value.map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))
 }
 
+/// When a client's personal data is erased: deliveries about the referral (to staff systems,
+/// the only ones that named the client) no longer hold it, sent or not; unsent ones go out
+/// without it.
+pub fn forget_client(conn: &mut DbConnection, referral_id: &str) -> diesel::QueryResult<()> {
+    let key = format!("{}:{referral_id}", EntityType::Referral.as_str());
+    for (id, payload) in store::payloads_about(conn, &key)? {
+        let mut body: Value = serde_json::from_str(&payload).unwrap_or(Value::Null);
+        let Some(data) = body.get_mut("data").and_then(Value::as_object_mut) else { continue };
+        let before = data.len();
+        data.retain(|field, _| !field.starts_with("client_"));
+        if data.len() != before {
+            store::set_payload(conn, &id, &body.to_string())?;
+        }
+    }
+    Ok(())
+}
+
 /// A claimed delivery, ready to send: where, what, and the secrets that sign it.
 pub struct Prepared {
     pub delivery: DeliveryRow,

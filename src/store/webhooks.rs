@@ -388,6 +388,18 @@ pub fn requeue(conn: &mut DbConnection, id: &str) -> QueryResult<usize> {
         .execute(conn)
 }
 
+/// The payloads of every delivery about one entity (`referral:<id>`), sent or not.
+pub fn payloads_about(conn: &mut DbConnection, entity_key: &str) -> QueryResult<Vec<(String, String)>> {
+    webhook_deliveries::table
+        .filter(webhook_deliveries::entity_key.eq(entity_key))
+        .select((webhook_deliveries::id, webhook_deliveries::payload))
+        .load(conn)
+}
+
+pub fn set_payload(conn: &mut DbConnection, id: &str, payload: &str) -> QueryResult<usize> {
+    diesel::update(webhook_deliveries::table.find(id)).set(webhook_deliveries::payload.eq(payload)).execute(conn)
+}
+
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = webhook_attempts)]
 pub struct AttemptRow {

@@ -249,7 +249,7 @@ async fn signed_events_arrive_in_order_and_only_staff_systems_see_the_client() {
     let (clinic, staff_system) = (Receiver::start().await, Receiver::start().await);
     let events = ["ambassador.activated", "referral.registered", "referral.in_treatment", "referral.completed"];
     let (_, secret) = endpoint(&app, &clinic.url(), &events, false).await;
-    let (_, staff_secret) = endpoint(&app, &staff_system.url(), &events[1..2], true).await;
+    let (staff_endpoint, staff_secret) = endpoint(&app, &staff_system.url(), &events[1..2], true).await;
 
     let (ambassador_id, code) = ambassador(&app, &staff, "Ann Lee").await;
     let referral = refer(&app, &staff, &code).await;
@@ -288,6 +288,16 @@ async fn signed_events_arrive_in_order_and_only_staff_systems_see_the_client() {
     assert_eq!(staff_got[0].body["data"]["client_first_name"], "Maria");
     assert_eq!(staff_got[0].id, got[1].id, "one event, one webhook-id, whichever endpoint");
     assert!(clinic.received().iter().all(|r| !r.raw.contains("notes")));
+
+    // Erasing the client's personal data removes it from the deliveries kept too.
+    let res = app
+        .request(Method::DELETE, &format!("/v1/referrals/{referral}/personal-data"), Some(&app.admin_key), None)
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let kept = deliveries(&app, &staff_endpoint).await;
+    assert_eq!(kept.len(), 1);
+    assert!(!kept[0]["payload"].to_string().contains("maria"), "{}", kept[0]["payload"]);
+    assert_eq!(kept[0]["payload"]["data"]["id"], referral.as_str());
 }
 
 #[tokio::test]
