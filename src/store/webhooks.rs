@@ -8,7 +8,7 @@ use diesel::prelude::*;
 
 use crate::db::schema::{webhook_attempts, webhook_deliveries, webhook_endpoints};
 use crate::db::{now, write_now, write_tx, DbConnection};
-use crate::domain::webhook::DeliveryStatus;
+use crate::domain::webhook::{DeliveryStatus, PING};
 use crate::store::{Page, PageRequest};
 
 use DeliveryStatus::{Delivered as DELIVERED, Failed as FAILED, Pending as PENDING, Sending as SENDING};
@@ -214,17 +214,22 @@ pub fn list_deliveries(
 }
 
 /// Claims up to `limit` due deliveries: pending ones whose time has come and ones left
-/// `sending` by an instance whose lease ran out, to enabled endpoints, each the earliest
+/// `sending` by an instance whose lease ran out, to enabled endpoints (pings to any), each the earliest
 /// unfinished delivery about its entity to its endpoint (a later event waits while an earlier
 /// one is pending or being retried). Each is marked `sending` with one more attempt and a
 /// lease until `now + lease`.
 pub fn claim(conn: &mut DbConnection, limit: i64, lease: TimeDelta) -> QueryResult<Vec<DeliveryRow>> {
-    let enabled = || webhook_endpoints::table.filter(webhook_endpoints::enabled.eq(true)).select(webhook_endpoints::id);
+    // To enabled endpoints only, but for a ping (an admin checking a disabled endpoint's fix).
+    let sendable = || {
+        webhook_deliveries::endpoint_id
+            .eq_any(webhook_endpoints::table.filter(webhook_endpoints::enabled.eq(true)).select(webhook_endpoints::id))
+            .or(webhook_deliveries::event_type.eq(PING))
+    };
     let any_due: bool = diesel::select(diesel::dsl::exists(
         webhook_deliveries::table
             .filter(webhook_deliveries::status.eq_any([PENDING, SENDING]))
             .filter(webhook_deliveries::next_attempt_at.le(now()))
-            .filter(webhook_deliveries::endpoint_id.eq_any(enabled())),
+            .filter(sendable()),
     ))
     .get_result(conn)?;
     if !any_due {
@@ -235,7 +240,7 @@ pub fn claim(conn: &mut DbConnection, limit: i64, lease: TimeDelta) -> QueryResu
         let due = webhook_deliveries::status
             .eq_any([PENDING, SENDING])
             .and(webhook_deliveries::next_attempt_at.le(at))
-            .and(webhook_deliveries::endpoint_id.eq_any(enabled()));
+            .and(sendable());
         // More candidates than the limit: some may be waiting behind an earlier event.
         let candidates = webhook_deliveries::table
             .filter(due)

@@ -17,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::helpers::{assert_problem, problem_fields, spawn_app_with, TestApp};
+use crate::money_support::today;
 use vouch::config::Settings;
 
 /// One request the receiver got.
@@ -595,4 +596,59 @@ async fn endpoints_are_managed_by_admins_and_bad_input_changes_nothing() {
     let completed = &hooks["referral.completed"]["post"]["requestBody"]["content"]["application/json"]["schema"];
     assert_eq!(completed["properties"]["data"]["$ref"], "#/components/schemas/ReferralData");
     assert!(doc["components"]["schemas"]["ReferralData"].is_object());
+}
+
+#[tokio::test]
+async fn money_events_carry_the_ledger_and_the_batch() {
+    let app = app().await;
+    let team = app.team().await;
+    let receiver = Receiver::start().await;
+    let events = ["reward.earned", "payout.locked", "payout.line_failed", "payout.paid"];
+    let (endpoint_id, secret) = endpoint(&app, &receiver.url(), &events, false).await;
+    app.set_program(json!({ "holding_days": 0 })).await;
+    let (paid_ambassador, code_a, _) = app.paid_ambassador(&team.staff, "Jo Paid").await;
+    let (failed_ambassador, code_b, _) = app.paid_ambassador(&team.staff, "Kim Failed").await;
+    app.completed_referral(&team, &code_a, "Lou", today()).await;
+    app.completed_referral(&team, &code_b, "Max", today()).await;
+    let batch: Value = app.post("/v1/payouts", &team.finance, &json!({})).await.json().await.unwrap();
+    let batch_id = batch["id"].as_str().expect("a batch").to_owned();
+    crate::payouts::lock_batch(&app, &team.finance, &batch_id).await;
+    let line = batch["lines"].as_array().unwrap().iter().find(|l| l["ambassador_id"] == failed_ambassador.as_str());
+    let line_id = line.unwrap()["id"].as_str().unwrap().to_owned();
+    let fail = format!("/v1/payouts/{batch_id}/lines/{line_id}/fail");
+    assert_eq!(app.post(&fail, &team.finance, &json!({ "reason": "account closed" })).await.status(), StatusCode::OK);
+    let paid = app.post(&format!("/v1/payouts/{batch_id}/mark-paid"), &team.finance, &json!({ "reference": "PP-1" })).await;
+    assert_eq!(paid.status(), StatusCode::OK);
+
+    let got = receiver.wait_for(5).await;
+    settled(&app, &endpoint_id).await;
+    assert!(got.iter().all(|r| r.signed_by(&secret)));
+    let of = |kind: &str| got.iter().filter(|r| r.kind() == kind).cloned().collect::<Vec<_>>();
+    let earned = of("reward.earned");
+    assert_eq!(earned.len(), 2);
+    assert!(earned.iter().all(|r| r.body["data"]["kind"] == "earned" && r.body["data"]["amount_minor"].as_i64() > Some(0)));
+    assert!(earned.iter().any(|r| r.body["data"]["ambassador_id"] == paid_ambassador.as_str()));
+    assert_eq!(of("payout.locked")[0].body["data"]["status"], "processing");
+    let failed = &of("payout.line_failed")[0].body["data"];
+    assert_eq!((failed["payout_id"].as_str(), failed["id"].as_str()), (Some(batch_id.as_str()), Some(line_id.as_str())));
+    assert_eq!(failed["status"], "failed");
+    let paid = &of("payout.paid")[0].body["data"];
+    assert_eq!((paid["id"].as_str(), paid["status"].as_str()), (Some(batch_id.as_str()), Some("paid")));
+    assert_eq!(paid["reference"], "PP-1");
+    // Events about one batch arrive in the order they happened.
+    let batch_events: Vec<&str> = got.iter().map(Received::kind).filter(|k| k.starts_with("payout.")).collect();
+    assert_eq!(batch_events.iter().position(|k| *k == "payout.locked"), Some(0), "{batch_events:?}");
+    assert!(got.iter().all(|r| !r.raw.contains("Lou") && !r.raw.contains("Max")), "no client names");
+}
+
+#[tokio::test]
+async fn a_ping_reaches_a_disabled_endpoint() {
+    let app = app().await;
+    let receiver = Receiver::start().await;
+    let (endpoint_id, _) = endpoint(&app, &receiver.url(), &["ambassador.activated"], false).await;
+    let res = app.patch(&format!("/v1/webhooks/{endpoint_id}"), &app.admin_key, &json!({ "enabled": false })).await;
+    assert_eq!(res.json::<Value>().await.unwrap()["enabled"], false);
+    let res = app.post(&format!("/v1/webhooks/{endpoint_id}/test"), &app.admin_key, &json!({})).await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    assert_eq!(receiver.wait_for(1).await[0].kind(), "webhook.ping");
 }
