@@ -456,7 +456,7 @@ pub fn queue(conn: &mut DbConnection, event: EventType, entity_id: &str) -> dies
         return Ok(());
     }
     let event_id = new_id();
-    let entity_key = format!("{}:{entity_id}", event.entity().as_str());
+    let entity_key = entity_key(conn, event, entity_id)?;
     let mut bodies: [Option<String>; 2] = [None, None];
     for endpoint in endpoints {
         let view = usize::from(endpoint.staff_system);
@@ -471,6 +471,18 @@ pub fn queue(conn: &mut DbConnection, event: EventType, entity_id: &str) -> dies
         insert_delivery(conn, &new_id(), &endpoint.id, &event_id, event.as_str(), &entity_key, &body)?;
     }
     Ok(())
+}
+
+/// What a delivery is ordered by: the record the event is about (`referral:<id>`), except
+/// that a failed payout line is its batch's event, so `payout.locked`, `payout.line_failed`
+/// and `payout.paid` about one batch arrive in the order they happened.
+fn entity_key(conn: &mut DbConnection, event: EventType, entity_id: &str) -> diesel::QueryResult<String> {
+    Ok(match event.entity() {
+        EntityType::PayoutLine => {
+            format!("{}:{}", EntityType::Payout.as_str(), payouts::line(conn, entity_id)?.payout_id)
+        }
+        entity => format!("{}:{entity_id}", entity.as_str()),
+    })
 }
 
 /// `data` of the `ambassador.*` events.

@@ -22,6 +22,7 @@ pub struct Response {
 pub struct Client {
     http: reqwest::Client,
     allow_private: bool,
+    timeout_secs: u64,
 }
 
 /// Resolves like the system does, then refuses a name with any address that is not public:
@@ -54,7 +55,8 @@ impl Client {
         if !allow_private {
             builder = builder.dns_resolver(Arc::new(PublicOnly));
         }
-        Ok(Self { http: builder.build().map_err(|e| format!("webhook HTTP client: {e}"))?, allow_private })
+        let http = builder.build().map_err(|e| format!("webhook HTTP client: {e}"))?;
+        Ok(Self { http, allow_private, timeout_secs: timeout.as_secs() })
     }
 
     /// Signs `body` with every secret and POSTs it to `url`.
@@ -89,6 +91,9 @@ impl Client {
             .await;
         let mut res = match sent {
             Ok(res) => res,
+            Err(e) if e.is_timeout() => {
+                return refused(format!("no answer within {} s (timed out)", self.timeout_secs))
+            }
             Err(e) => return refused(describe(&e)),
         };
         let status = res.status();
@@ -98,6 +103,10 @@ impl Client {
             match res.chunk().await {
                 Ok(Some(chunk)) => kept.extend_from_slice(&chunk),
                 Ok(None) => break,
+                Err(e) if e.is_timeout() => {
+                    error = Some(format!("the response did not finish within {} s (timed out)", self.timeout_secs));
+                    break;
+                }
                 Err(e) => {
                     error = Some(describe(&e));
                     break;

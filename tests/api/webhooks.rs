@@ -53,6 +53,8 @@ struct Receiver {
     got: Arc<Mutex<Vec<Received>>>,
     script: Arc<Mutex<VecDeque<(u16, &'static str)>>>,
     delay: Arc<Mutex<Duration>>,
+    /// Extra delays, one per request, before answering (a stalled receiver).
+    stalls: Arc<Mutex<VecDeque<Duration>>>,
     task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
@@ -64,6 +66,7 @@ impl Receiver {
             got: Arc::default(),
             script: Arc::default(),
             delay: Arc::default(),
+            stalls: Arc::default(),
             task: Arc::default(),
         };
         receiver.serve(listener);
@@ -136,7 +139,8 @@ impl Receiver {
             })
         };
         let raw = String::from_utf8_lossy(&buf[head_end..head_end + length]).into_owned();
-        let delay = *self.delay.lock().unwrap();
+        let stall = self.stalls.lock().unwrap().pop_front().unwrap_or_default();
+        let delay = *self.delay.lock().unwrap() + stall;
         tokio::time::sleep(delay).await;
         self.got.lock().unwrap().push(Received {
             id: header("webhook-id").unwrap_or_default(),
@@ -617,7 +621,8 @@ async fn money_events_carry_the_ledger_and_the_batch() {
     let line_id = line.unwrap()["id"].as_str().unwrap().to_owned();
     let fail = format!("/v1/payouts/{batch_id}/lines/{line_id}/fail");
     assert_eq!(app.post(&fail, &team.finance, &json!({ "reason": "account closed" })).await.status(), StatusCode::OK);
-    let paid = app.post(&format!("/v1/payouts/{batch_id}/mark-paid"), &team.finance, &json!({ "reference": "PP-1" })).await;
+    let paid =
+        app.post(&format!("/v1/payouts/{batch_id}/mark-paid"), &team.finance, &json!({ "reference": "PP-1" })).await;
     assert_eq!(paid.status(), StatusCode::OK);
 
     let got = receiver.wait_for(5).await;
@@ -626,18 +631,23 @@ async fn money_events_carry_the_ledger_and_the_batch() {
     let of = |kind: &str| got.iter().filter(|r| r.kind() == kind).cloned().collect::<Vec<_>>();
     let earned = of("reward.earned");
     assert_eq!(earned.len(), 2);
-    assert!(earned.iter().all(|r| r.body["data"]["kind"] == "earned" && r.body["data"]["amount_minor"].as_i64() > Some(0)));
+    assert!(earned
+        .iter()
+        .all(|r| r.body["data"]["kind"] == "earned" && r.body["data"]["amount_minor"].as_i64() > Some(0)));
     assert!(earned.iter().any(|r| r.body["data"]["ambassador_id"] == paid_ambassador.as_str()));
     assert_eq!(of("payout.locked")[0].body["data"]["status"], "processing");
     let failed = &of("payout.line_failed")[0].body["data"];
-    assert_eq!((failed["payout_id"].as_str(), failed["id"].as_str()), (Some(batch_id.as_str()), Some(line_id.as_str())));
+    assert_eq!(
+        (failed["payout_id"].as_str(), failed["id"].as_str()),
+        (Some(batch_id.as_str()), Some(line_id.as_str()))
+    );
     assert_eq!(failed["status"], "failed");
     let paid = &of("payout.paid")[0].body["data"];
     assert_eq!((paid["id"].as_str(), paid["status"].as_str()), (Some(batch_id.as_str()), Some("paid")));
     assert_eq!(paid["reference"], "PP-1");
     // Events about one batch arrive in the order they happened.
     let batch_events: Vec<&str> = got.iter().map(Received::kind).filter(|k| k.starts_with("payout.")).collect();
-    assert_eq!(batch_events.iter().position(|k| *k == "payout.locked"), Some(0), "{batch_events:?}");
+    assert_eq!(batch_events, ["payout.locked", "payout.line_failed", "payout.paid"]);
     assert!(got.iter().all(|r| !r.raw.contains("Lou") && !r.raw.contains("Max")), "no client names");
 }
 
@@ -651,4 +661,68 @@ async fn a_ping_reaches_a_disabled_endpoint() {
     let res = app.post(&format!("/v1/webhooks/{endpoint_id}/test"), &app.admin_key, &json!({})).await;
     assert_eq!(res.status(), StatusCode::ACCEPTED);
     assert_eq!(receiver.wait_for(1).await[0].kind(), "webhook.ping");
+}
+
+#[tokio::test]
+async fn a_slow_endpoint_times_out_and_is_tried_again() {
+    let app = spawn_app_with(|s| {
+        fast_webhooks(s);
+        s.webhooks.timeout_secs = 1;
+        s.webhooks.lease_secs = 3;
+    })
+    .await;
+    let staff = app.key("staff").await;
+    let receiver = Receiver::start().await;
+    receiver.stalls.lock().unwrap().push_back(Duration::from_millis(2500));
+    let (endpoint_id, secret) = endpoint(&app, &receiver.url(), &["ambassador.activated"], false).await;
+    ambassador(&app, &staff, "Jay Slow").await;
+    let items = settled(&app, &endpoint_id).await;
+    assert_eq!(items[0]["status"], "delivered", "{items:?}");
+    let log = items[0]["attempt_log"].as_array().unwrap();
+    assert!(log[0]["status_code"].is_null(), "{log:?}");
+    assert!(log[0]["error"].as_str().unwrap().contains("timed out"), "{log:?}");
+    assert!(log[0]["duration_ms"].as_i64().unwrap() < 2000, "the attempt gave up at the timeout: {log:?}");
+    assert_eq!(log.last().unwrap()["status_code"], 200);
+    assert!(receiver.wait_for(2).await.iter().all(|r| r.signed_by(&secret)));
+}
+
+#[tokio::test]
+async fn a_claim_left_by_a_dead_instance_is_sent_once_its_lease_lapses() {
+    use vouch::store::webhooks as outbox;
+    // The server's worker sleeps: the test claims first, as an instance that then dies.
+    let mut app = spawn_app_with(|s| {
+        fast_webhooks(s);
+        s.webhooks.poll_interval_ms = 600_000;
+    })
+    .await;
+    let staff = app.key("staff").await;
+    let receiver = Receiver::start().await;
+    let (endpoint_id, _) = endpoint(&app, &receiver.url(), &["ambassador.activated"], false).await;
+    ambassador(&app, &staff, "Kai Lost").await;
+    let claimed_at = std::time::Instant::now();
+    let dead_claim = {
+        let mut conn = app.pool.get().unwrap();
+        let mut claimed = outbox::claim(&mut conn, 10, chrono::TimeDelta::seconds(1)).unwrap();
+        assert_eq!(claimed.len(), 1);
+        claimed.remove(0)
+    };
+    app.restart(|s| s.webhooks.poll_interval_ms = 50).await;
+    assert_eq!(deliveries(&app, &endpoint_id).await[0]["status"], "sending");
+
+    let got = receiver.wait_for(1).await;
+    assert!(claimed_at.elapsed() >= Duration::from_secs(1), "not before the lease lapsed");
+    let items = settled(&app, &endpoint_id).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.received().len(), 1, "sent once: {got:?}");
+    assert_eq!((items[0]["status"].as_str(), items[0]["attempts"].as_i64()), (Some("delivered"), Some(2)));
+
+    // The dead instance's late outcome is fenced off by its attempt number: nothing written.
+    let mut conn = app.pool.get().unwrap();
+    let late = outbox::Outcome { status_code: Some(500), response_body: None, error: Some("late"), duration_ms: 1 };
+    assert!(!outbox::record_attempt(&mut conn, &dead_claim, &late, Some(None)).unwrap());
+    assert!(!outbox::renew(&mut conn, &dead_claim.id, dead_claim.attempts, vouch::db::now()).unwrap());
+    let after = deliveries(&app, &endpoint_id).await;
+    assert_eq!(after[0]["status"], "delivered");
+    let log = after[0]["attempt_log"].as_array().unwrap();
+    assert_eq!((log.len(), log[0]["attempt"].as_i64()), (1, Some(2)), "{log:?}");
 }
