@@ -726,3 +726,66 @@ async fn a_claim_left_by_a_dead_instance_is_sent_once_its_lease_lapses() {
     let log = after[0]["attempt_log"].as_array().unwrap();
     assert_eq!((log.len(), log[0]["attempt"].as_i64()), (1, Some(2)), "{log:?}");
 }
+
+#[tokio::test]
+async fn every_event_goes_out_when_its_change_happens() {
+    let app = app().await;
+    let team = app.team().await;
+    let receiver = Receiver::start().await;
+    let all: Vec<String> = vouch::domain::webhook::EventType::ALL.iter().map(|e| e.as_str().to_owned()).collect();
+    let events: Vec<&str> = all.iter().map(String::as_str).collect();
+    let (endpoint_id, secret) = endpoint(&app, &receiver.url(), &events, false).await;
+    app.set_program(json!({ "holding_days": 0 })).await;
+
+    // An applicant approved, then suspended.
+    let body = json!({ "name": "Ola Apply", "email": "ola@example.com" });
+    let res = app.client.post(app.url("/v1/public/ambassador-applications")).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let list: Value = app.get("/v1/ambassadors?status=applied", &app.admin_key).await.json().await.unwrap();
+    let applicant = list["items"][0]["id"].as_str().unwrap().to_owned();
+    let res = app.post(&format!("/v1/ambassadors/{applicant}/approve"), &app.admin_key, &json!({})).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = app.post(&format!("/v1/ambassadors/{applicant}/suspend"), &team.staff, &json!({ "reason": "x" })).await;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    // Referrals cancelled, rejected, refunded before their reward was paid and after.
+    let (_, code, _) = app.paid_ambassador(&team.staff, "Pia Paid").await;
+    let cancelled = refer(&app, &team.staff, &code).await;
+    let close = |id: &str, action: &str| format!("/v1/referrals/{id}/{action}");
+    let res = app.post(&close(&cancelled, "cancel"), &team.staff, &json!({ "reason_code": "client_withdrew" })).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = json!({ "code": code, "first_name": "Rex", "email": "rex@example.com" });
+    let rejected: Value = app.post("/v1/referrals", &team.staff, &body).await.json().await.unwrap();
+    let rejected = rejected["id"].as_str().unwrap().to_owned();
+    let res = app.post(&close(&rejected, "reject"), &team.staff, &json!({ "reason_code": "fraud" })).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let (voided, _) = app.completed_referral(&team, &code, "Val", today()).await;
+    let res = app.post(&close(&voided, "refund"), &team.staff, &json!({ "reason_code": "goodwill" })).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let (clawed, _) = app.completed_referral(&team, &code, "Cal", today()).await;
+    let batch: Value = app.post("/v1/payouts", &team.finance, &json!({})).await.json().await.unwrap();
+    crate::payouts::mark_paid(&app, &team.finance, batch["id"].as_str().expect("a batch")).await;
+    let res = app.post(&close(&clawed, "refund"), &team.staff, &json!({ "reason_code": "goodwill" })).await;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    let got = receiver.wait_for(22).await;
+    let items = settled(&app, &endpoint_id).await;
+    assert!(items.iter().all(|d| d["status"] == "delivered"));
+    assert!(got.iter().all(|r| r.signed_by(&secret)));
+    let mut kinds: Vec<&str> = got.iter().map(Received::kind).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    let mut expected: Vec<&str> = events.iter().copied().filter(|e| *e != "payout.line_failed").collect();
+    expected.sort_unstable();
+    assert_eq!(kinds, expected, "every event but a failed line (see money_events_carry_the_ledger_and_the_batch)");
+    let of = |kind: &str| got.iter().find(|r| r.kind() == kind).unwrap().body["data"].clone();
+    assert_eq!(of("ambassador.suspended")["id"], applicant.as_str());
+    assert_eq!(of("referral.cancelled")["reason_code"], "client_withdrew");
+    assert_eq!(of("reward.voided")["referral_id"], voided.as_str());
+    assert_eq!(of("reward.clawed_back")["referral_id"], clawed.as_str());
+    for r in &got {
+        for needle in ["Maria", "Rex", "rex@", "Val", "Cal", "ola@"] {
+            assert!(!r.raw.contains(needle), "{needle} in {}", r.raw);
+        }
+    }
+}
