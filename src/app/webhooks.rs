@@ -20,6 +20,7 @@ use crate::domain::audit::{AuditAction, EntityType};
 use crate::domain::webhook::{
     self, DeliveryStatus, EventSelection, EventType, SigningSecret, WebhookUrl, PAYLOAD_VERSION, PING,
 };
+use crate::domain::{optional_text, DomainError, Validation};
 use crate::email::MailContext;
 use crate::store::audit::{self, Actor, Change};
 use crate::store::webhooks::{self as store, DeliveryRow, EndpointChanges, EndpointRow, NewDelivery, NewEndpoint};
@@ -181,6 +182,9 @@ impl Setup {
     }
 }
 
+/// An endpoint's description is at most this many characters.
+pub const DESCRIPTION_MAX: usize = 200;
+
 /// A new endpoint, parsed.
 pub struct NewEndpointInput {
     pub url: WebhookUrl,
@@ -188,6 +192,29 @@ pub struct NewEndpointInput {
     pub events: EventSelection,
     pub enabled: bool,
     pub staff_system: bool,
+}
+
+impl NewEndpointInput {
+    /// The rule the API and the console share: every bad field named at once.
+    pub fn parse(
+        url: &str,
+        description: Option<&str>,
+        events: &[String],
+        enabled: bool,
+        staff_system: bool,
+    ) -> std::result::Result<Self, DomainError> {
+        let mut v = Validation::new();
+        let url = v.check("url", WebhookUrl::parse(url));
+        let description = v.check("description", optional_text(description, DESCRIPTION_MAX));
+        let events = v.check("events", EventSelection::parse(events));
+        v.finish()?;
+        match (url, description, events) {
+            (Some(url), Some(description), Some(events)) => {
+                Ok(Self { url, description: description.unwrap_or_default(), events, enabled, staff_system })
+            }
+            _ => Err(DomainError::Validation(Vec::new())),
+        }
+    }
 }
 
 /// Changes to an endpoint, parsed; `None` keeps a field.
@@ -198,6 +225,30 @@ pub struct EndpointPatch {
     pub events: Option<EventSelection>,
     pub enabled: Option<bool>,
     pub staff_system: Option<bool>,
+}
+
+impl EndpointPatch {
+    /// The rule the API and the console share; a field given as `None` is kept as it is.
+    pub fn parse(
+        url: Option<&str>,
+        description: Option<&str>,
+        events: Option<&[String]>,
+        enabled: Option<bool>,
+        staff_system: Option<bool>,
+    ) -> std::result::Result<Self, DomainError> {
+        let mut v = Validation::new();
+        let patch = Self {
+            url: url.and_then(|u| v.check("url", WebhookUrl::parse(u))),
+            description: description
+                .and_then(|d| v.check("description", optional_text(Some(d), DESCRIPTION_MAX)))
+                .map(Option::unwrap_or_default),
+            events: events.and_then(|e| v.check("events", EventSelection::parse(e))),
+            enabled,
+            staff_system,
+        };
+        v.finish()?;
+        Ok(patch)
+    }
 }
 
 fn seal(conn: &mut DbConnection, setup: &Setup, endpoint_id: &str, secret: &SigningSecret) -> Result<String> {
@@ -368,9 +419,13 @@ fn delivery(conn: &mut DbConnection, id: &str) -> Result<DeliveryView> {
 }
 
 /// Sends a delivered or failed delivery again (same `webhook-id`, a fresh set of tries).
-pub fn replay(conn: &mut DbConnection, id: &str, actor: &Actor) -> Result<DeliveryView> {
+/// With `endpoint`, only a delivery to that endpoint (the console's page of one endpoint).
+pub fn replay(conn: &mut DbConnection, endpoint: Option<&str>, id: &str, actor: &Actor) -> Result<DeliveryView> {
     write_tx(conn, |conn| {
         let before = store::find_delivery(conn, id).or_not_found("webhook delivery")?;
+        if endpoint.is_some_and(|e| e != before.endpoint_id) {
+            return Err(Error::NotFound("webhook delivery"));
+        }
         if store::requeue(conn, id)? != 1 {
             return Err(Error::InvalidTransition {
                 entity: "webhook delivery",

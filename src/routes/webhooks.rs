@@ -9,8 +9,7 @@ use crate::app::webhooks::{self, DeliveryView, EndpointPatch, EndpointView, NewE
 use crate::auth::{Admin, Auth};
 use crate::config::Settings;
 use crate::db::{blocking, DbPool};
-use crate::domain::webhook::{DeliveryStatus, EventSelection, WebhookUrl};
-use crate::domain::{optional_text, Validation};
+use crate::domain::webhook::DeliveryStatus;
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::http::idempotency::{self, SECRET_WITHHELD};
@@ -30,8 +29,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/webhooks/{id}/test").route(web::post().to(test)))
         .service(resource("/webhook-deliveries/{id}/replay").route(web::post().to(replay)));
 }
-
-const DESCRIPTION_MAX: usize = 200;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -112,10 +109,6 @@ pub struct DeliveryQuery {
     pub cursor: Option<String>,
 }
 
-fn parse_events(v: &mut Validation, events: &[String]) -> Option<EventSelection> {
-    v.check("events", EventSelection::parse(events))
-}
-
 /// Register a webhook endpoint; its signing secret is in this response only.
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", security(("bearer" = [])),
     request_body = CreateWebhook,
@@ -128,22 +121,14 @@ pub async fn create(
     settings: web::Data<Settings>,
     body: ApiJson<CreateWebhook>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.0;
-    let mut v = Validation::new();
-    let url = v.check("url", WebhookUrl::parse(&body.url));
-    let description = v.check("description", optional_text(body.description.as_deref(), DESCRIPTION_MAX));
-    let events = parse_events(&mut v, &body.events);
-    v.finish()?;
-    let (Some(url), Some(description), Some(events)) = (url, description, events) else {
-        return Err(ApiError::internal("validated fields missing"));
-    };
-    let input = NewEndpointInput {
-        url,
-        description: description.unwrap_or_default(),
-        events,
-        enabled: body.enabled.unwrap_or(true),
-        staff_system: body.staff_system.unwrap_or(false),
-    };
+    let b = body.0;
+    let input = NewEndpointInput::parse(
+        &b.url,
+        b.description.as_deref(),
+        &b.events,
+        b.enabled.unwrap_or(true),
+        b.staff_system.unwrap_or(false),
+    )?;
     let (setup, actor) = (Setup::new(&settings.webhooks), auth.actor());
     let (endpoint, secret) = blocking(&pool, move |c| webhooks::create(c, input, &setup, &actor)).await?;
     Ok(WebhookWithSecret::respond(HttpResponse::Created(), endpoint, secret))
@@ -186,20 +171,14 @@ pub async fn update(
     id: web::Path<String>,
     body: ApiJson<UpdateWebhook>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.0;
-    let mut v = Validation::new();
-    let patch = EndpointPatch {
-        url: body.url.as_deref().and_then(|u| v.check("url", WebhookUrl::parse(u))),
-        description: body
-            .description
-            .as_deref()
-            .and_then(|d| v.check("description", optional_text(Some(d), DESCRIPTION_MAX)))
-            .map(Option::unwrap_or_default),
-        events: body.events.as_deref().and_then(|e| parse_events(&mut v, e)),
-        enabled: body.enabled,
-        staff_system: body.staff_system,
-    };
-    v.finish()?;
+    let b = body.0;
+    let patch = EndpointPatch::parse(
+        b.url.as_deref(),
+        b.description.as_deref(),
+        b.events.as_deref(),
+        b.enabled,
+        b.staff_system,
+    )?;
     let (setup, actor) = (Setup::new(&settings.webhooks), auth.actor());
     let endpoint = blocking(&pool, move |c| webhooks::update(c, &id, patch, &setup, &actor)).await?;
     Ok(HttpResponse::Ok().json(endpoint))
@@ -280,6 +259,6 @@ pub async fn replay(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let actor = auth.actor();
-    let delivery = blocking(&pool, move |c| webhooks::replay(c, &id, &actor)).await?;
+    let delivery = blocking(&pool, move |c| webhooks::replay(c, None, &id, &actor)).await?;
     Ok(HttpResponse::Accepted().json(delivery))
 }

@@ -77,6 +77,11 @@ const SOURCES: &[(&str, &str)] = pages!(
     "console/payout.html",
     "console/payout_confirm.html",
     "console/ledger.html",
+    "console/webhook_form.html",
+    "console/webhooks.html",
+    "console/webhook.html",
+    "console/webhook_secret.html",
+    "console/webhook_rotate.html",
 );
 
 /// The page templates: compiled once, HTML auto-escaping on (every template is `.html`).

@@ -18,6 +18,7 @@ mod console_browser;
 mod console_payouts;
 mod console_staff;
 mod console_staff_browser;
+mod console_webhooks;
 mod crash;
 mod edge;
 mod emails;

@@ -22,21 +22,21 @@ use vouch::config::Settings;
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
-struct Received {
-    id: String,
+pub(crate) struct Received {
+    pub id: String,
     timestamp: i64,
     signatures: Vec<String>,
-    raw: String,
-    body: Value,
+    pub raw: String,
+    pub body: Value,
 }
 
 impl Received {
-    fn kind(&self) -> &str {
+    pub fn kind(&self) -> &str {
         self.body["type"].as_str().unwrap_or_default()
     }
 
     /// Whether one of the signatures is this secret's (as a receiver's library checks it).
-    fn signed_by(&self, secret: &str) -> bool {
+    pub fn signed_by(&self, secret: &str) -> bool {
         let key = B64.decode(secret.strip_prefix("whsec_").expect("whsec_ prefix")).unwrap();
         let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
         mac.update(format!("{}.{}.{}", self.id, self.timestamp, self.raw).as_bytes());
@@ -48,7 +48,7 @@ impl Received {
 /// A tiny HTTP/1.1 server: records each request, answers with the next scripted status (200
 /// once the script is used up), optionally after a delay.
 #[derive(Clone)]
-struct Receiver {
+pub(crate) struct Receiver {
     port: u16,
     got: Arc<Mutex<Vec<Received>>>,
     script: Arc<Mutex<VecDeque<(u16, &'static str)>>>,
@@ -59,7 +59,7 @@ struct Receiver {
 }
 
 impl Receiver {
-    async fn start() -> Self {
+    pub async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let receiver = Self {
             port: listener.local_addr().unwrap().port(),
@@ -73,7 +73,7 @@ impl Receiver {
         receiver
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/hooks", self.port)
     }
 
@@ -159,12 +159,12 @@ impl Receiver {
         let _ = stream.shutdown().await;
     }
 
-    fn received(&self) -> Vec<Received> {
+    pub fn received(&self) -> Vec<Received> {
         self.got.lock().unwrap().clone()
     }
 
     /// Waits until `n` requests arrived (or panics after 15 s).
-    async fn wait_for(&self, n: usize) -> Vec<Received> {
+    pub async fn wait_for(&self, n: usize) -> Vec<Received> {
         for _ in 0..300 {
             let got = self.received();
             if got.len() >= n {
@@ -179,7 +179,7 @@ impl Receiver {
     }
 }
 
-fn fast_webhooks(s: &mut Settings) {
+pub(crate) fn fast_webhooks(s: &mut Settings) {
     s.webhooks.allow_private_addresses = true;
     s.webhooks.poll_interval_ms = 50;
     s.webhooks.retry_base_ms = 100;
@@ -193,7 +193,7 @@ async fn app() -> TestApp {
 }
 
 /// Registers an endpoint; returns (id, secret).
-async fn endpoint(app: &TestApp, url: &str, events: &[&str], staff_system: bool) -> (String, String) {
+pub(crate) async fn endpoint(app: &TestApp, url: &str, events: &[&str], staff_system: bool) -> (String, String) {
     let res = app
         .post(
             "/v1/webhooks",

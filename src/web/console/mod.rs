@@ -11,6 +11,7 @@ mod payouts;
 mod referrals;
 mod sign_in;
 mod team;
+mod webhooks;
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -47,6 +48,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     team::configure(cfg);
     payouts::configure(cfg);
     ledger::configure(cfg);
+    webhooks::configure(cfg);
 }
 
 /// Every role: what any signed-in member may open.
@@ -168,6 +170,7 @@ fn nav(role: Role, current: &str) -> Vec<NavItem> {
     let mut items = vec![("/console", "Home")];
     if role == Role::Admin {
         items.push(("/console/team", "Team"));
+        items.push(("/console/webhooks", "Webhooks"));
     }
     if matches!(role, Role::Admin | Role::Finance) {
         items.push(("/console/payouts", "Payouts"));
