@@ -19,6 +19,7 @@ mod console_payouts;
 mod console_staff;
 mod console_staff_browser;
 mod console_webhooks;
+mod console_webhooks_browser;
 mod crash;
 mod edge;
 mod emails;
