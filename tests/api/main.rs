@@ -15,6 +15,7 @@ mod cli;
 mod codes;
 mod console;
 mod console_ambassadors;
+mod console_ambassadors_browser;
 mod console_browser;
 mod console_payouts;
 mod console_staff;
