@@ -121,7 +121,7 @@ impl UpdateAmbassador {
 #[into_params(parameter_in = Query)]
 pub struct AmbassadorQuery {
     pub status: Option<AmbassadorStatus>,
-    /// Search name, display name, e-mail or phone.
+    /// Search name, display name, e-mail, phone, or a code (exactly, any case, hyphens optional).
     pub q: Option<String>,
     /// 1–200, default 50.
     pub limit: Option<i64>,

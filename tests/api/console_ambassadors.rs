@@ -364,6 +364,14 @@ async fn the_list_filters_and_pages_and_an_ambassador_s_page_shows_referrals_by_
     assert!(applied.html.contains(&format!("/console/ambassadors/{pat}\"")) && !applied.html.contains("Ann Lee"));
     let found = staff.get("/console/ambassadors?q=ANN%40example").await;
     assert!(found.html.contains("Ann Lee") && !found.html.contains("Pat Doe"), "{}", found.html);
+    let by_code = staff.get("/console/ambassadors?q=ann-1").await;
+    assert!(
+        by_code.html.contains("Ann Lee") && !by_code.html.contains("Pat Doe"),
+        "a code, as typed: {}",
+        by_code.html
+    );
+    let api: Value = app.get("/v1/ambassadors?q=%20ann1%20", &app.admin_key).await.json().await.unwrap();
+    assert_eq!(api["items"].as_array().unwrap().len(), 1, "the API searches codes too: {api}");
     let none = staff.get("/console/ambassadors?q=nobody&status=active").await;
     assert!(none.html.contains("No ambassador matches."), "{}", none.html);
 
