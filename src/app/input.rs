@@ -2,12 +2,14 @@
 //! routes and the pages): every bad field is reported at once.
 
 use crate::config::Settings;
-use crate::domain::ambassador::PayoutMethod;
+use crate::domain::ambassador::{LifecycleEvent, NotificationPreferences, PayoutMethod};
+use crate::domain::code::ReferralCode;
 use crate::domain::contact::Email;
 use crate::domain::contact::Phone;
 use crate::domain::optional_text;
 use crate::domain::required_text;
-use crate::domain::Validation;
+use crate::domain::{DomainError, Validation};
+use crate::store::ambassadors::NewAmbassador;
 use crate::store::referrals::NewReferral;
 use crate::store::{decode_cursor, PageRequest};
 
@@ -48,6 +50,66 @@ pub fn parse_payout(v: &mut Validation, method: Option<PayoutMethod>) -> Option<
             None
         }
     }
+}
+
+/// What staff type to enrol an ambassador (`POST /v1/ambassadors`, the console's form).
+#[derive(Debug, Default)]
+pub struct EnrolmentInput<'a> {
+    pub name: &'a str,
+    pub email: &'a str,
+    pub phone: Option<&'a str>,
+    pub display_name: Option<&'a str>,
+    pub show_name_to_referrals: bool,
+    pub payout_method: Option<PayoutMethod>,
+    pub notification_preferences: Option<NotificationPreferences>,
+    pub notes: Option<&'a str>,
+    /// A vanity code to issue instead of a generated one.
+    pub code: Option<&'a str>,
+}
+
+/// Staff enrolment's rules, every bad field at once.
+pub fn parse_enrolment(settings: &Settings, input: EnrolmentInput<'_>) -> Result<NewAmbassador, DomainError> {
+    let mut v = Validation::new();
+    let PersonFields { name, email, phone, display_name } =
+        parse_person(&mut v, settings, input.name, input.email, input.phone, input.display_name);
+    let payout_method = parse_payout(&mut v, input.payout_method);
+    let notes = v.check("notes", optional_text(input.notes, NOTES_MAX));
+    let vanity_code = v.check("code", input.code.map(ReferralCode::parse_vanity).transpose());
+    if input.show_name_to_referrals && matches!(display_name, Some(None)) {
+        v.push("display_name", "is required when show_name_to_referrals is true");
+    }
+    v.finish()?;
+    Ok(NewAmbassador {
+        name: name.unwrap_or_default(),
+        email: email.expect("validated"),
+        phone: phone.flatten(),
+        display_name: display_name.flatten(),
+        show_name_to_referrals: input.show_name_to_referrals,
+        payout_method: payout_method.flatten(),
+        notifications: input.notification_preferences.unwrap_or_default(),
+        notes: notes.flatten(),
+        application_message: None,
+        vanity_code: vanity_code.flatten(),
+    })
+}
+
+/// The reason given for a lifecycle step: at most 1000 characters, required to suspend or close.
+pub fn lifecycle_reason(event: LifecycleEvent, reason: Option<&str>) -> Result<Option<String>, DomainError> {
+    let mut v = Validation::new();
+    let reason = v.check("reason", optional_text(reason, 1000)).flatten();
+    if event.requires_reason() && reason.is_none() {
+        v.push("reason", format!("is required to {}", event.as_str()));
+    }
+    v.finish()?;
+    Ok(reason)
+}
+
+/// A list's search text: trimmed (blank means no search), at most 200 characters.
+pub fn search_text(q: Option<&str>) -> Result<Option<String>, DomainError> {
+    let mut v = Validation::new();
+    let q = v.check("q", optional_text(q, 200)).flatten();
+    v.finish()?;
+    Ok(q)
 }
 
 /// Parses the client fields staff entry and the public form share; the other fields start

@@ -3,7 +3,7 @@
 
 use diesel::prelude::*;
 
-use crate::db::schema::ambassadors;
+use crate::db::schema::{ambassadors, referral_codes};
 use crate::db::{lower, DbConnection};
 use crate::domain::ambassador::{AmbassadorStatus, NotificationPreferences, PayoutMethod};
 use crate::domain::code::ReferralCode;
@@ -218,7 +218,8 @@ pub fn set_status(
 #[derive(Debug, Clone, Default)]
 pub struct AmbassadorFilter {
     pub status: Option<AmbassadorStatus>,
-    /// Matches name, display name, e-mail or phone, case-insensitively.
+    /// Matches name, display name, e-mail or phone, case-insensitively, or one of the
+    /// ambassador's codes exactly (any case, with or without hyphens).
     pub q: Option<String>,
 }
 
@@ -237,13 +238,18 @@ pub fn list(
         let digits: String = q.chars().filter(char::is_ascii_digit).collect();
         // Phones are stored as `+` and digits: match the digits typed, however they were spaced.
         let phone_pattern = if digits.len() >= 4 { format!("%{digits}%") } else { pattern.clone() };
+        // A code, typed as staff see it on a card, matches exactly (through the codes' unique index).
+        let by_code = referral_codes::table
+            .filter(referral_codes::normalized.eq_any(crate::domain::code::lookup_candidates(q)))
+            .select(referral_codes::ambassador_id);
         query = query.filter(
             lower(ambassadors::name)
                 .like(pattern.clone())
                 .escape('\\')
                 .or(ambassadors::email.like(pattern.clone()).escape('\\'))
                 .or(lower(ambassadors::display_name.assume_not_null()).like(pattern).escape('\\'))
-                .or(ambassadors::phone.assume_not_null().like(phone_pattern)),
+                .or(ambassadors::phone.assume_not_null().like(phone_pattern))
+                .or(ambassadors::id.eq_any(by_code)),
         );
     }
     if let Some(after) = &page.after_id {

@@ -79,6 +79,12 @@ const SOURCES: &[(&str, &str)] = pages!(
     "console/payout_confirm.html",
     "console/ledger.html",
     "console/reports.html",
+    "console/ambassadors.html",
+    "console/ambassador_new.html",
+    "console/ambassador.html",
+    "console/ambassador_step.html",
+    "console/code_deactivate.html",
+    "console/ambassador_share.html",
 );
 
 /// The page templates: compiled once, HTML auto-escaping on (every template is `.html`).

@@ -14,6 +14,8 @@ mod calendar;
 mod cli;
 mod codes;
 mod console;
+mod console_ambassadors;
+mod console_ambassadors_browser;
 mod console_browser;
 mod console_payouts;
 mod console_reports;

@@ -5,6 +5,7 @@
 //! ([`Console`]); every form carries a CSRF token bound to the session; actions answer with a
 //! redirect and a one-read flash message. Pages call `app::team` only.
 
+mod ambassadors;
 mod home;
 mod ledger;
 mod payouts;
@@ -49,6 +50,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     payouts::configure(cfg);
     ledger::configure(cfg);
     reports::configure(cfg);
+    ambassadors::configure(cfg);
 }
 
 /// Every role: what any signed-in member may open.
@@ -171,6 +173,9 @@ fn nav(role: Role, current: &str) -> Vec<NavItem> {
     if role == Role::Admin {
         items.push(("/console/team", "Team"));
     }
+    if matches!(role, Role::Admin | Role::Staff) {
+        items.push(("/console/ambassadors", "Ambassadors"));
+    }
     if matches!(role, Role::Admin | Role::Finance) {
         items.push(("/console/payouts", "Payouts"));
         items.push(("/console/ledger", "Ledger"));
@@ -263,4 +268,25 @@ impl Refused {
             other => Err(other.into()),
         }
     }
+
+    /// The refusal as a re-rendered form shows it: its status, the messages, what was typed.
+    pub fn form(e: impl Into<ApiError>, form: &super::Form) -> Result<(StatusCode, Value), WebError> {
+        let r = Self::of(e)?;
+        Ok((r.status, context! { errors => r.errors, summary => r.summary, values => form.values() }))
+    }
+}
+
+/// The query string of a filtered list's page: the filters that are set, and `cursor` (none:
+/// the newest page).
+pub(crate) fn list_query(filters: &[(&str, &str)], cursor: Option<&str>) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in filters {
+        if !v.is_empty() {
+            q.append_pair(k, v);
+        }
+    }
+    if let Some(cursor) = cursor {
+        q.append_pair("cursor", cursor);
+    }
+    q.finish()
 }
