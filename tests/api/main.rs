@@ -16,6 +16,8 @@ mod codes;
 mod console;
 mod console_browser;
 mod console_payouts;
+mod console_referrals;
+mod console_referrals_browser;
 mod console_staff;
 mod console_staff_browser;
 mod crash;
