@@ -1,6 +1,8 @@
 //! Parsing people and clients from what a request or a form carries (shared by the JSON
 //! routes and the pages): every bad field is reported at once.
 
+use chrono::NaiveDate;
+
 use crate::config::Settings;
 use crate::domain::ambassador::{LifecycleEvent, NotificationPreferences, PayoutMethod};
 use crate::domain::code::ReferralCode;
@@ -10,7 +12,7 @@ use crate::domain::optional_text;
 use crate::domain::required_text;
 use crate::domain::{DomainError, Validation};
 use crate::store::ambassadors::NewAmbassador;
-use crate::store::referrals::NewReferral;
+use crate::store::referrals::{ClientChanges, NewReferral};
 use crate::store::{decode_cursor, PageRequest};
 
 pub const NAME_MAX: usize = 200;
@@ -142,6 +144,79 @@ pub fn parse_client(
         share_name_with_ambassador: false,
         notes: None,
         registered_on: None,
+    }
+}
+
+/// A new referral's fields as typed (the API's body or the console's form).
+pub struct ReferralInput<'a> {
+    pub code: &'a str,
+    pub first_name: &'a str,
+    pub last_name: Option<&'a str>,
+    pub email: Option<&'a str>,
+    pub phone: Option<&'a str>,
+    pub external_ref: Option<&'a str>,
+    pub planned_sessions: Option<i32>,
+    pub share_name_with_ambassador: bool,
+    pub notes: Option<&'a str>,
+    pub registered_on: Option<NaiveDate>,
+}
+
+/// Parses a referral staff record (`POST /v1/referrals`, the console's form). Check `v`
+/// before using the result.
+pub fn parse_new_referral(v: &mut Validation, settings: &Settings, f: &ReferralInput<'_>) -> NewReferral {
+    let client = parse_client(v, settings, f.code, f.first_name, f.last_name, f.email, f.phone);
+    let external_ref = v.check("external_ref", optional_text(f.external_ref, 100));
+    check_planned_sessions(v, f.planned_sessions);
+    let notes = v.check("notes", optional_text(f.notes, NOTES_MAX));
+    NewReferral {
+        external_ref: external_ref.flatten(),
+        planned_sessions: f.planned_sessions,
+        share_name_with_ambassador: f.share_name_with_ambassador,
+        notes: notes.flatten(),
+        registered_on: f.registered_on,
+        ..client
+    }
+}
+
+fn check_planned_sessions(v: &mut Validation, planned: Option<i32>) {
+    if planned.is_some_and(|n| !(1..=100).contains(&n)) {
+        v.push("planned_sessions", "must be between 1 and 100");
+    }
+}
+
+/// An edit of a referral's client data as typed: `None` leaves a field alone, `Some(None)`
+/// clears an optional one.
+#[derive(Default)]
+pub struct ClientEdit<'a> {
+    pub first_name: Option<&'a str>,
+    pub last_name: Option<Option<&'a str>>,
+    pub email: Option<Option<&'a str>>,
+    pub phone: Option<Option<&'a str>>,
+    pub external_ref: Option<Option<&'a str>>,
+    pub planned_sessions: Option<Option<i32>>,
+    pub share_name_with_ambassador: Option<bool>,
+    pub notes: Option<Option<&'a str>>,
+}
+
+/// Parses an edit of client data (`PATCH /v1/referrals/{id}`, the console's form). Check `v`
+/// before using the result.
+pub fn parse_client_edit(v: &mut Validation, settings: &Settings, e: &ClientEdit<'_>) -> ClientChanges {
+    let first_name = e.first_name.map(|n| v.check("first_name", required_text(n, 100)));
+    let last_name = e.last_name.map(|n| v.check("last_name", optional_text(n, 100)));
+    let email = e.email.map(|m| v.check("email", Email::parse_optional(m)));
+    let phone = e.phone.map(|p| v.check("phone", Phone::parse_optional(p, settings.default_country_code())));
+    let external_ref = e.external_ref.map(|r| v.check("external_ref", optional_text(r, 100)));
+    check_planned_sessions(v, e.planned_sessions.flatten());
+    let notes = e.notes.map(|n| v.check("notes", optional_text(n, NOTES_MAX)));
+    ClientChanges {
+        first_name: first_name.flatten(),
+        last_name: last_name.flatten(),
+        email: email.flatten(),
+        phone: phone.flatten(),
+        external_ref: external_ref.flatten(),
+        planned_sessions: e.planned_sessions,
+        share_name_with_ambassador: e.share_name_with_ambassador,
+        notes: notes.flatten(),
     }
 }
 

@@ -8,6 +8,7 @@ use crate::db::{lower, DbConnection};
 use crate::domain::ambassador::{AmbassadorStatus, NotificationPreferences, PayoutMethod};
 use crate::domain::code::ReferralCode;
 use crate::domain::contact::{Email, Phone};
+use crate::domain::search;
 use crate::store::{like_pattern, Page, PageRequest, StoreError, WriteError};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -106,6 +107,7 @@ impl AmbassadorChanges {
 #[diesel(table_name = ambassadors)]
 struct Changeset {
     name: Option<String>,
+    name_key: Option<String>,
     email: Option<String>,
     phone: Option<Option<String>>,
     display_name: Option<Option<String>>,
@@ -145,6 +147,7 @@ pub fn insert(
             ambassadors::status.eq(status),
             ambassadors::source.eq(source),
             ambassadors::name.eq(&new.name),
+            ambassadors::name_key.eq(search::text_key(&new.name)),
             ambassadors::email.eq(new.email.as_str()),
             ambassadors::phone.eq(new.phone.as_ref().map(Phone::as_str)),
             ambassadors::display_name.eq(new.display_name.as_deref()),
@@ -181,6 +184,7 @@ pub fn apply_changes(
     };
     let set = Changeset {
         name: changes.name.clone(),
+        name_key: changes.name.as_deref().map(search::text_key),
         email: changes.email.as_ref().map(|e| e.as_str().to_owned()),
         phone: changes.phone.as_ref().map(|p| p.as_ref().map(|p| p.as_str().to_owned())),
         display_name: changes.display_name.clone(),

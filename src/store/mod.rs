@@ -16,6 +16,7 @@ pub mod reads;
 pub mod referrals;
 pub mod reports;
 pub mod rewards;
+pub mod search;
 pub mod secrets;
 pub mod team;
 

@@ -71,6 +71,9 @@ const SOURCES: &[(&str, &str)] = pages!(
     "console/member.html",
     "console/deactivate.html",
     "console/referral.html",
+    "console/referrals.html",
+    "console/referral_new.html",
+    "console/search.html",
     "console/close_out.html",
     "console/forbidden.html",
     "console/payouts.html",
@@ -109,7 +112,7 @@ static PAGES: LazyLock<Environment<'static>> = LazyLock::new(|| {
 
 /// Pages may not be framed, load only this origin's CSS and script, and post only here.
 const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
-                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+                   form-action 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 fn html_headers(res: &mut HttpResponseBuilder) {
     res.content_type("text/html; charset=utf-8")

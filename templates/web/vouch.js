@@ -44,3 +44,45 @@
     });
   });
 })();
+
+// The console's code field (`<input data-code-check="output-id">`): says whose code it is as
+// staff type, from /console/codes/check (same origin, the member's session cookie). Without
+// this script the form's "Check code" button asks the server instead; with it, that button
+// goes (so Enter in the form records the referral, as its main button).
+(function () {
+  "use strict";
+  document.addEventListener("DOMContentLoaded", function () {
+    var inputs = document.querySelectorAll("[data-code-check]");
+    Array.prototype.forEach.call(inputs, function (input) {
+      var output = document.getElementById(input.getAttribute("data-code-check"));
+      if (!output || !window.fetch) { return; }
+      var button = input.form && input.form.querySelector("[name=check_code]");
+      if (button) { button.remove(); }
+      var timer = null;
+      var asked = 0;
+      var show = function (check) {
+        output.textContent = check ? check.message : "";
+        output.classList.toggle("bad", !!check && !check.usable);
+      };
+      var ask = function () {
+        var code = input.value.trim();
+        var mine = ++asked;
+        if (!code) { show(null); return; }
+        fetch("/console/codes/check?code=" + encodeURIComponent(code), {
+          credentials: "same-origin",
+          headers: { "Accept": "application/json" }
+        }).then(function (res) {
+          return res.ok ? res.json() : null;
+        }).then(function (check) {
+          if (mine === asked) { show(check); }
+        }, function () {
+          if (mine === asked) { show(null); }
+        });
+      };
+      input.addEventListener("input", function () {
+        clearTimeout(timer);
+        timer = setTimeout(ask, 250);
+      });
+    });
+  });
+})();

@@ -36,7 +36,7 @@ async fn a_staff_member_enrols_an_ambassador_prints_the_share_page_and_approves_
     assert!(text.contains("Ann Lee") && text.contains("Pat Doe") && text.contains("ANN1"), "{text}");
     capture(&mut screen, "ambassadors-01-list").await;
     screen.fill("q-q", "pat").await;
-    screen.click("form[role=search] button[type=submit]").await;
+    screen.click("main form[role=search] button[type=submit]").await;
     screen.wait_for_heading("Ambassadors").await;
     let text = screen.text().await;
     assert!(text.contains("Matching ambassadors") && text.contains("Pat Doe") && !text.contains("Ann Lee"), "{text}");

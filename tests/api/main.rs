@@ -18,6 +18,8 @@ mod console_ambassadors;
 mod console_ambassadors_browser;
 mod console_browser;
 mod console_payouts;
+mod console_referrals;
+mod console_referrals_browser;
 mod console_reports;
 mod console_staff;
 mod console_staff_browser;

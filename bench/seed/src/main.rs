@@ -717,6 +717,10 @@ fn main() {
         ts(now - HOUR)
     )
     .unwrap();
+    // The console search's keys, as the service writes them (the names here are ASCII, so the
+    // databases' lower() agrees with the service's); the same statements as the migration
+    // `2026-12-10-000014_console_search`, in SQL both backends take.
+    writeln!(out, "{SEARCH_KEYS}").unwrap();
     writeln!(out, "COMMIT;").unwrap();
     out.flush().unwrap();
 
@@ -733,3 +737,15 @@ fn main() {
     let payable = rewards.iter().filter(|r| matches!(r.fate, Fate::Open) && r.holds_until <= now).count();
     write("counts.txt", vec![format!("referrals {total}"), format!("payable_rewards {payable}")]);
 }
+
+const SEARCH_KEYS: &str = "INSERT INTO referral_search_keys \
+    (referral_id, name_key, reversed_name_key, email, phone_digits_reversed, external_ref_key) \
+    SELECT id, lower(trim(client_first_name || ' ' || coalesce(client_last_name, ''))), \
+    CASE WHEN client_last_name IS NULL THEN NULL ELSE lower(client_last_name || ' ' || client_first_name) END, \
+    client_email, \
+    (WITH RECURSIVE r(i, out) AS (SELECT length(client_phone), CAST('' AS TEXT) UNION ALL \
+    SELECT i - 1, out || substr(client_phone, i, 1) FROM r WHERE i > 1) \
+    SELECT out FROM r WHERE i = 1 AND client_phone IS NOT NULL), \
+    lower(external_ref) \
+    FROM referrals WHERE erased_at IS NULL AND client_first_name IS NOT NULL;\n\
+    UPDATE ambassadors SET name_key = lower(name);";

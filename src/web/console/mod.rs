@@ -9,8 +9,10 @@ mod ambassadors;
 mod home;
 mod ledger;
 mod payouts;
+mod referral_list;
 mod referrals;
 mod reports;
+mod search;
 mod sign_in;
 mod team;
 
@@ -45,7 +47,10 @@ const PAGE_ROWS: i64 = 25;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     sign_in::configure(cfg);
     home::configure(cfg);
+    // Before `referrals`: `/console/referrals/new` is not a referral's id.
+    referral_list::configure(cfg);
     referrals::configure(cfg);
+    search::configure(cfg);
     team::configure(cfg);
     payouts::configure(cfg);
     ledger::configure(cfg);
@@ -170,6 +175,9 @@ struct NavItem {
 /// The navigation a role sees: only the pages it may open.
 fn nav(role: Role, current: &str) -> Vec<NavItem> {
     let mut items = vec![("/console", "Home")];
+    if matches!(role, Role::Admin | Role::Staff) {
+        items.push(("/console/referrals", "Referrals"));
+    }
     if role == Role::Admin {
         items.push(("/console/team", "Team"));
     }
@@ -246,6 +254,8 @@ pub(crate) struct Refused {
     pub status: StatusCode,
     pub errors: HashMap<String, String>,
     pub summary: Option<String>,
+    /// For a duplicate referral: the existing referral's id (the page links to it).
+    pub existing_referral_id: Option<String>,
 }
 
 impl Refused {
@@ -256,6 +266,7 @@ impl Refused {
             | ApiError::Conflict { .. }
             | ApiError::Unprocessable { .. }
             | ApiError::InvalidTransition { .. }
+            | ApiError::DuplicateReferral { .. }
             | ApiError::Store(_) => {
                 let problem = e.problem();
                 let mut errors = HashMap::new();
@@ -263,7 +274,11 @@ impl Refused {
                     errors.entry(f.field).or_insert_with(|| sentence(&f.message));
                 }
                 let summary = errors.is_empty().then_some(problem.detail);
-                Ok(Self { status: e.status_code(), errors, summary })
+                let existing_referral_id = match &e {
+                    ApiError::DuplicateReferral { existing_referral_id } => Some(existing_referral_id.clone()),
+                    _ => None,
+                };
+                Ok(Self { status: e.status_code(), errors, summary, existing_referral_id })
             }
             other => Err(other.into()),
         }
