@@ -44,3 +44,35 @@
     });
   });
 })();
+
+// A live example (`<form data-example="/path">` with an `#example-result` region): as the form
+// is edited, its fields are posted to the path (same origin, with the form's CSRF token) and
+// the region shows the answer, the same section the form's "Preview" button renders without
+// this script. Only the newest answer is shown.
+(function () {
+  "use strict";
+  if (!window.fetch || !window.FormData || !window.URLSearchParams) { return; }
+  document.addEventListener("DOMContentLoaded", function () {
+    var form = document.querySelector("form[data-example]");
+    var out = document.getElementById("example-result");
+    if (!form || !out) { return; }
+    var timer = null;
+    var asked = 0;
+    var update = function () {
+      var mine = ++asked;
+      fetch(form.getAttribute("data-example"), {
+        method: "POST",
+        credentials: "same-origin",
+        body: new URLSearchParams(new FormData(form))
+      }).then(function (res) { return res.text(); }).then(function (html) {
+        if (mine === asked) { out.innerHTML = html; }
+      }).catch(function () { /* the Preview button still works */ });
+    };
+    var soon = function () {
+      clearTimeout(timer);
+      timer = setTimeout(update, 250);
+    };
+    form.addEventListener("input", soon);
+    form.addEventListener("change", soon);
+  });
+})();

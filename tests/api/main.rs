@@ -14,6 +14,7 @@ mod calendar;
 mod cli;
 mod codes;
 mod console;
+mod console_admin;
 mod console_browser;
 mod console_payouts;
 mod console_staff;

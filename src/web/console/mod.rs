@@ -5,9 +5,13 @@
 //! ([`Console`]); every form carries a CSRF token bound to the session; actions answer with a
 //! redirect and a one-read flash message. Pages call `app::team` only.
 
+mod api_keys;
+mod audit;
 mod home;
 mod ledger;
+mod outbox;
 mod payouts;
+mod program;
 mod referrals;
 mod sign_in;
 mod team;
@@ -47,6 +51,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     team::configure(cfg);
     payouts::configure(cfg);
     ledger::configure(cfg);
+    api_keys::configure(cfg);
+    program::configure(cfg);
+    outbox::configure(cfg);
+    audit::configure(cfg);
 }
 
 /// Every role: what any signed-in member may open.
@@ -168,6 +176,10 @@ fn nav(role: Role, current: &str) -> Vec<NavItem> {
     let mut items = vec![("/console", "Home")];
     if role == Role::Admin {
         items.push(("/console/team", "Team"));
+        items.push(("/console/api-keys", "API keys"));
+        items.push(("/console/program", "Program"));
+        items.push(("/console/outbox", "Outbox"));
+        items.push(("/console/audit", "Audit"));
     }
     if matches!(role, Role::Admin | Role::Finance) {
         items.push(("/console/payouts", "Payouts"));
