@@ -29,7 +29,7 @@ fn count_audit(app: &TestApp) -> i64 {
 }
 
 /// The newest e-mail to `to`, marked failed as the worker leaves one that ran out of tries.
-fn fail_newest_mail(app: &TestApp, to: &str) -> String {
+pub(crate) fn fail_newest_mail(app: &TestApp, to: &str) -> String {
     let mut conn = app.pool.get().unwrap();
     let id: String = email_outbox::table
         .filter(email_outbox::to_address.eq(to))
