@@ -1,4 +1,5 @@
-// Copy buttons (`<button data-copy="input-id" hidden>`): shown only when this script runs.
+// Copy buttons (`<button data-copy="input-id" hidden>`, `data-copy-what` naming what is copied
+// if not a link): shown only when this script runs.
 // The Clipboard API where the browser allows it; otherwise the link is selected and copied
 // with the older copy command; if neither works the link stays selected for the user to copy.
 (function () {
@@ -8,9 +9,10 @@
     if (live) { live.textContent = text; }
   };
   var show = function (button, ok) {
+    var what = button.getAttribute("data-copy-what") || "Link";
     button.textContent = ok ? "Copied" : "Selected";
     button.classList.toggle("done", ok);
-    status(ok ? "Link copied" : "Link selected: copy it with your device's copy command");
+    status(ok ? what + " copied" : what + " selected: copy it with your device's copy command");
     clearTimeout(button._reset);
     button._reset = setTimeout(function () {
       button.textContent = "Copy";

@@ -277,6 +277,7 @@ async fn the_program_changes_through_the_form_with_an_example_worked_out_like_th
     assert!(res.html.contains("the tier from number 5 applies") && res.html.contains("15 % of the treatment value"));
     assert!(res.html.contains("cuts it from 180.00 EUR"), "{}", res.html);
     assert!(res.html.contains("value=\"1500\""), "the form keeps what was typed");
+    assert!(res.html.contains("A preview: nothing is saved until you press"), "{}", res.html);
     assert_eq!(count_versions(&app), versions, "a preview stores nothing");
 
     // The same section for the page's script.

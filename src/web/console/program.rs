@@ -319,7 +319,7 @@ async fn submit(page: AdminPage, form: Form) -> Result<HttpResponse, WebError> {
         )),
         Err(e) => {
             let r = Refused::of(e)?;
-            let form = context! { errors => r.errors, summary => r.summary, previewed => true };
+            let form = context! { errors => r.errors, summary => r.summary };
             page.program_page(r.status, Some(values), &first, form).await
         }
     }
