@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::db::schema::audit_events;
 use crate::db::{now, DbConnection};
 pub use crate::domain::audit::{ActorKind, AuditAction, EntityType};
-use crate::store::{new_id, Page, PageRequest};
+use crate::store::{first_id_at, new_id, Page, PageRequest};
 
 /// Who is acting, as recorded in audit events.
 #[derive(Debug, Clone)]
@@ -114,10 +114,49 @@ pub fn recent_visible(
     Ok(page.finish(rows, |r| &r.id))
 }
 
-pub fn list(conn: &mut DbConnection, entity_id: Option<&str>, page: &PageRequest) -> QueryResult<Page<AuditEvent>> {
+/// What the audit trail is filtered by; `None`: any.
+#[derive(Debug, Default, Clone)]
+pub struct AuditFilter {
+    pub entity_type: Option<EntityType>,
+    pub entity_id: Option<String>,
+    /// The member, key or ambassador who acted.
+    pub actor_id: Option<String>,
+    pub action: Option<AuditAction>,
+    /// Events at or after this moment.
+    pub since: Option<chrono::NaiveDateTime>,
+    /// Events before this moment.
+    pub until: Option<chrono::NaiveDateTime>,
+}
+
+impl AuditFilter {
+    pub fn entity(id: &str) -> Self {
+        Self { entity_id: Some(id.to_owned()), ..Self::default() }
+    }
+}
+
+/// A page of events matching `filter`, newest first, in one statement. Each of entity,
+/// actor, action and entity type has an index ending in `id`, and the time range is a range
+/// of ids (ids are UUID v7, made with the event: [`first_id_at`]), so whichever index the
+/// planner picks, the page is a range of it read backwards, never a sort of the table.
+pub fn list(conn: &mut DbConnection, filter: &AuditFilter, page: &PageRequest) -> QueryResult<Page<AuditEvent>> {
     let mut query = audit_events::table.select(AuditEvent::as_select()).into_boxed();
-    if let Some(entity_id) = entity_id {
-        query = query.filter(audit_events::entity_id.eq(entity_id.to_owned()));
+    if let Some(t) = filter.entity_type {
+        query = query.filter(audit_events::entity_type.eq(t));
+    }
+    if let Some(id) = &filter.entity_id {
+        query = query.filter(audit_events::entity_id.eq(id.clone()));
+    }
+    if let Some(id) = &filter.actor_id {
+        query = query.filter(audit_events::actor_id.eq(id.clone()));
+    }
+    if let Some(a) = filter.action {
+        query = query.filter(audit_events::action.eq(a));
+    }
+    if let Some(since) = filter.since {
+        query = query.filter(audit_events::id.ge(first_id_at(since)));
+    }
+    if let Some(until) = filter.until {
+        query = query.filter(audit_events::id.lt(first_id_at(until)));
     }
     if let Some(after) = &page.after_id {
         query = query.filter(audit_events::id.lt(after.clone()));

@@ -14,6 +14,7 @@ mod calendar;
 mod cli;
 mod codes;
 mod console;
+mod console_admin;
 mod console_ambassadors;
 mod console_ambassadors_browser;
 mod console_browser;

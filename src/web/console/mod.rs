@@ -6,9 +6,13 @@
 //! redirect and a one-read flash message. Pages call `app::team` only.
 
 mod ambassadors;
+mod api_keys;
+mod audit;
 mod home;
 mod ledger;
+mod outbox;
 mod payouts;
+mod program;
 mod referral_list;
 mod referrals;
 mod reports;
@@ -56,6 +60,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     ledger::configure(cfg);
     reports::configure(cfg);
     ambassadors::configure(cfg);
+    api_keys::configure(cfg);
+    program::configure(cfg);
+    outbox::configure(cfg);
+    audit::configure(cfg);
 }
 
 /// Every role: what any signed-in member may open.
@@ -180,6 +188,10 @@ fn nav(role: Role, current: &str) -> Vec<NavItem> {
     }
     if role == Role::Admin {
         items.push(("/console/team", "Team"));
+        items.push(("/console/api-keys", "API keys"));
+        items.push(("/console/program", "Program"));
+        items.push(("/console/outbox", "Outbox"));
+        items.push(("/console/audit", "Audit"));
     }
     if matches!(role, Role::Admin | Role::Staff) {
         items.push(("/console/ambassadors", "Ambassadors"));
