@@ -82,6 +82,19 @@ pub fn ensure_unchanged(rows: usize) -> Result<(), StoreError> {
     }
 }
 
+/// A multi-row INSERT of a `Vec` of rows. Diesel's batch insert does not go through the
+/// `MultiConnection`, so it runs on the backend's own connection: one statement on
+/// PostgreSQL; SQLite (in process, no round trips) may get a statement per row from diesel.
+macro_rules! insert_rows {
+    ($conn:expr, $table:expr, $rows:expr) => {
+        match $conn {
+            $crate::db::DbConnection::Postgres(c) => diesel::insert_into($table).values($rows).execute(c),
+            $crate::db::DbConnection::Sqlite(c) => diesel::insert_into($table).values($rows).execute(c),
+        }
+    };
+}
+pub(crate) use insert_rows;
+
 /// `SUM(column)` as a BIGINT on both backends (PostgreSQL's `SUM(bigint)` is `NUMERIC`).
 /// `column` is a literal from our own code, never input.
 pub fn sum_bigint(
