@@ -16,6 +16,7 @@ use crate::routes;
         routes::health::healthz, routes::health::readyz, routes::health::metrics,
         routes::api_keys::create, routes::api_keys::list, routes::api_keys::revoke,
         routes::team::invite, routes::team::list, routes::team::get, routes::team::update, routes::team::deactivate,
+        routes::team::reactivate,
         routes::ambassadors::enrol, routes::ambassadors::list, routes::ambassadors::get,
         routes::ambassadors::update, routes::ambassadors::lifecycle,
         routes::codes::create, routes::codes::list, routes::codes::deactivate,

@@ -19,6 +19,7 @@ pub mod public;
 pub mod referrals;
 pub mod reports;
 pub mod rewards;
+pub mod search;
 pub mod team;
 pub mod webhooks;
 

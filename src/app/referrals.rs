@@ -527,7 +527,8 @@ pub fn detail(conn: &mut DbConnection, id: &str) -> Result<Detail> {
     let row = load(conn, id)?;
     let (referral, code) = with_code(conn, row)?;
     let sessions = referrals::sessions(conn, id)?;
-    let history = audit::trail(conn, Some(id), &PageRequest { limit: 200, after_id: None })?.items;
+    let history =
+        audit::trail(conn, &audit::AuditFilter::entity(id), &PageRequest { limit: 200, after_id: None })?.items;
     Ok(Detail { referral, code, sessions, history })
 }
 

@@ -1,13 +1,17 @@
-//! Finance reports: the referral funnel with ledger totals for a period, and each
-//! ambassador's paid total per calendar year against the program's tax threshold.
+//! Finance reports: the referral funnel with ledger totals for a period, rewards earned per
+//! month of a year, and each ambassador's paid total per calendar year against the program's
+//! tax threshold (a page of it, or every row as CSV for the API and the console alike).
 
-use chrono::Datelike;
+use chrono::{Datelike, NaiveDate};
+use serde::Serialize;
 
 use super::{Error, Result};
 use crate::db::{now, DbConnection};
 use crate::domain::calendar::Calendar;
-use crate::store::program;
+use crate::domain::csv::text_cell;
+use crate::domain::money::{Currency, Money};
 use crate::store::reports::{self, AnnualRow, Period, Summary};
+use crate::store::{program, Page, PageRequest};
 
 /// Referrals registered in the period by status and conversion, rewards earned in it by
 /// status, and the top ambassadors by completions in it.
@@ -73,4 +77,78 @@ pub fn annual(
         items.extend(more);
     }
     Ok((items, threshold, currency))
+}
+
+/// One calendar month's earned rewards (not voided).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MonthTotal {
+    /// 1–12.
+    pub month: u32,
+    pub count: i64,
+    pub amount_minor: i64,
+}
+
+/// Rewards earned (not voided) in each month of `year`, January first, with the currency.
+pub fn rewards_by_month(conn: &mut DbConnection, calendar: &Calendar, year: i32) -> Result<(Vec<MonthTotal>, String)> {
+    check_year(calendar, year)?;
+    let first = NaiveDate::from_ymd_opt(year, 1, 1).ok_or_else(|| Error::validation("year", "is out of range"))?;
+    let days = Calendar::year_of(first);
+    let currency = program::current(conn)?.rules.currency.to_string();
+    let mut months: Vec<MonthTotal> = (1..=12).map(|month| MonthTotal { month, count: 0, amount_minor: 0 }).collect();
+    for (day, count, amount) in reports::earned_by_day(conn, days)? {
+        let m = &mut months[day.month0() as usize];
+        m.count += count;
+        m.amount_minor += amount;
+    }
+    Ok((months, currency))
+}
+
+/// A page of one year's paid totals (in ambassador-id order), with the tax threshold and
+/// currency.
+pub fn annual_list(
+    conn: &mut DbConnection,
+    calendar: &Calendar,
+    year: i32,
+    page: &PageRequest,
+) -> Result<(Page<AnnualRow>, i64, String)> {
+    check_year(calendar, year)?;
+    let (rows, threshold, currency) = annual_page(conn, calendar, year, page.after_id.as_deref(), page.limit + 1)?;
+    Ok((page.finish(rows, |r| &r.ambassador_id), threshold, currency))
+}
+
+/// The annual report's CSV header row.
+pub const ANNUAL_HEADER: &[&str] =
+    &["year", "ambassador_id", "name", "email", "paid", "currency", "payouts", "over_tax_threshold"];
+
+/// CSV rows, and the ambassador id the next page starts after (`None`: that was the last page;
+/// `Some(None)` never happens, the first page has no id before it).
+pub type AnnualCsvPage = (Vec<Vec<String>>, Option<Option<String>>);
+
+/// One page (`rows` ambassadors after `after`) of the annual report's CSV rows, and where the
+/// next page starts.
+pub fn annual_csv_page(
+    conn: &mut DbConnection,
+    calendar: &Calendar,
+    year: i32,
+    (after, rows): (Option<String>, i64),
+) -> Result<AnnualCsvPage> {
+    let (page, _, currency) = annual_page(conn, calendar, year, after.as_deref(), rows)?;
+    let currency = Currency::from_stored(&currency);
+    let next = (page.len() as i64 == rows).then(|| page.last().map(|r| Some(r.ambassador_id.clone()))).flatten();
+    let cells = page
+        .into_iter()
+        .map(|r| {
+            vec![
+                year.to_string(),
+                r.ambassador_id,
+                text_cell(&r.name),
+                text_cell(&r.email),
+                Money::new(r.paid_minor, currency.clone()).decimal(),
+                currency.to_string(),
+                r.payouts.to_string(),
+                r.over_tax_threshold.to_string(),
+            ]
+        })
+        .collect();
+    Ok((cells, next))
 }

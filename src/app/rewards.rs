@@ -2,6 +2,8 @@
 //! adjustments, balances and the ledger. Each runs inside its caller's transaction or opens
 //! its own.
 
+use std::collections::BTreeMap;
+
 use chrono::NaiveDate;
 
 use super::audit::{self, Actor, AuditAction, Change, EntityType};
@@ -29,13 +31,18 @@ fn calculate(
 ) -> Result<Calculated> {
     rewards::lock_ambassador(conn, ambassador_id)?;
     let ytd = rewards::year_to_date(conn, ambassador_id, &referral.id, completed_on)?;
-    program.rules.calculate(ytd, referral.treatment_value_minor).map_err(|e| match e {
+    program.rules.calculate(ytd, referral.treatment_value_minor).map_err(calculation_refused)
+}
+
+/// Why the program's rules cannot work out a reward, as the API says it.
+pub(crate) fn calculation_refused(e: CalculationError) -> Error {
+    match e {
         CalculationError::TreatmentValueRequired => Error::Unprocessable {
             kind: "treatment-value-required",
             detail: "The program pays a percentage of the treatment value: give treatment_value_minor.".into(),
             field: Some("treatment_value_minor"),
         },
-    })
+    }
 }
 
 /// Writes the earned reward for a referral that has just been completed (call inside the
@@ -188,4 +195,16 @@ pub fn balance(conn: &mut DbConnection, ambassador_id: &str) -> Result<Balance> 
 /// A page of the ledger, newest first.
 pub fn list(conn: &mut DbConnection, filter: &RewardFilter, page: &PageRequest) -> Result<Page<RewardRow>> {
     Ok(rewards::list(conn, filter, page)?)
+}
+
+/// A page of the ledger, with the names of the ambassadors on it by id.
+pub fn list_named(
+    conn: &mut DbConnection,
+    filter: &RewardFilter,
+    page: &PageRequest,
+) -> Result<(Page<RewardRow>, BTreeMap<String, String>)> {
+    let rows = list(conn, filter, page)?;
+    let ids: Vec<&str> = rows.items.iter().map(|r| r.ambassador_id.as_str()).collect();
+    let names = payouts::ambassador_names(conn, &ids)?;
+    Ok((rows, names))
 }

@@ -34,6 +34,8 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         status_changed_at -> Timestamp,
+        /// `domain::search::text_key` of the name (the console's search).
+        name_key -> Nullable<Text>,
     }
 }
 
@@ -87,6 +89,18 @@ diesel::table! {
         name -> Text,
         value -> Text,
         created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// The console search's keys of a client (`domain::search`); none once erased.
+    referral_search_keys (referral_id) {
+        referral_id -> Text,
+        name_key -> Text,
+        reversed_name_key -> Nullable<Text>,
+        email -> Nullable<Text>,
+        phone_digits_reversed -> Nullable<Text>,
+        external_ref_key -> Nullable<Text>,
     }
 }
 
@@ -365,6 +379,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     app_secrets,
     referrals,
+    referral_search_keys,
     referral_sessions,
     portal_login_tokens,
     portal_sessions,

@@ -60,6 +60,7 @@ super::text_enum! {
         TeamMemberInvited = "team_member.invited",
         TeamMemberRoleChanged = "team_member.role_changed",
         TeamMemberDeactivated = "team_member.deactivated",
+        TeamMemberReactivated = "team_member.reactivated",
         TeamSignInLinkSent = "team_member.sign_in_link_sent",
         TeamSessionStarted = "team_member.session_started",
         TeamSessionEnded = "team_member.session_ended",

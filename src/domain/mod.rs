@@ -76,6 +76,7 @@ pub mod payout;
 pub mod program;
 pub mod referral;
 pub mod reward;
+pub mod search;
 pub mod team;
 pub mod webhook;
 

@@ -85,6 +85,50 @@ impl Money {
         let scale = 10u64.pow(digits);
         format!("{sign}{}.{:0width$}", abs / scale, abs % scale, width = digits as usize)
     }
+
+    /// An amount as people type it (`12.50`, `12`, `-3.20`, `+5`; JPY `1250`) into minor units:
+    /// `.` as the decimal point, at most the currency's minor digits after it, no thousands
+    /// separators, no symbol. The message says what was wrong.
+    pub fn parse(raw: &str, currency: Currency) -> Result<Self, String> {
+        let digits = currency.minor_digits();
+        let example = Self::new(1250, currency.clone()).decimal();
+        let shape = || format!("must be an amount like {example} or -{example}, with no thousands separators");
+        let text = raw.trim();
+        if text.is_empty() {
+            return Err("must not be empty".into());
+        }
+        let (negative, unsigned) = match text.as_bytes()[0] {
+            b'-' => (true, &text[1..]),
+            b'+' => (false, &text[1..]),
+            _ => (false, text),
+        };
+        let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+        let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if whole.is_empty()
+            || !all_digits(whole)
+            || !all_digits(fraction)
+            || (unsigned.contains('.') && fraction.is_empty())
+        {
+            return Err(shape());
+        }
+        if fraction.len() > digits as usize {
+            return Err(match digits {
+                0 => format!("must be a whole amount: {currency} has no decimal places"),
+                1 => format!("must have at most 1 decimal place for {currency}"),
+                n => format!("must have at most {n} decimal places for {currency}"),
+            });
+        }
+        let too_large = || "is too large".to_owned();
+        let scale = 10i64.pow(digits);
+        let whole: i64 = whole.parse().map_err(|_| too_large())?;
+        let fraction: i64 = if fraction.is_empty() {
+            0
+        } else {
+            format!("{fraction:0<width$}", width = digits as usize).parse().map_err(|_| too_large())?
+        };
+        let minor = whole.checked_mul(scale).and_then(|w| w.checked_add(fraction)).ok_or_else(too_large)?;
+        Ok(Self::new(if negative { -minor } else { minor }, currency))
+    }
 }
 
 impl fmt::Display for Money {
@@ -112,6 +156,45 @@ mod tests {
         assert_eq!(money(0, "EUR").decimal(), "0.00");
         assert_eq!(money(i64::MIN, "EUR").decimal(), "-92233720368547758.08");
         assert_eq!(money(10000, "eur").to_string(), "100.00 EUR");
+    }
+
+    fn parsed(raw: &str, code: &str) -> Result<i64, String> {
+        Money::parse(raw, Currency::parse(code).unwrap()).map(|m| m.minor)
+    }
+
+    #[test]
+    fn amounts_typed_by_people_become_minor_units() {
+        assert_eq!(parsed("12.50", "EUR"), Ok(1250));
+        assert_eq!(parsed("12", "EUR"), Ok(1200));
+        assert_eq!(parsed("12.5", "EUR"), Ok(1250));
+        assert_eq!(parsed(" -3.20 ", "GBP"), Ok(-320));
+        assert_eq!(parsed("+5", "USD"), Ok(500));
+        assert_eq!(parsed("0.05", "USD"), Ok(5));
+        assert_eq!(parsed("007.10", "USD"), Ok(710));
+        assert_eq!(parsed("1250", "JPY"), Ok(1250));
+        assert_eq!(parsed("1.5", "KWD"), Ok(1500));
+        assert_eq!(parsed("-92233720368547758.08", "EUR"), Err("is too large".into()), "i64::MIN is not typed");
+        assert_eq!(parsed("92233720368547758.07", "EUR"), Ok(i64::MAX));
+        assert_eq!(parsed("92233720368547758.08", "EUR"), Err("is too large".into()));
+    }
+
+    #[test]
+    fn amounts_in_other_shapes_are_refused_with_why() {
+        let shape = Err("must be an amount like 12.50 or -12.50, with no thousands separators".to_owned());
+        for raw in
+            ["1,000.00", "1 000", "1'000", "1_000", "12,50", "€12", "12.50 EUR", "1e3", "--3", "-", ".50", "12.", "abc"]
+        {
+            assert_eq!(parsed(raw, "EUR"), shape, "{raw}");
+        }
+        assert_eq!(parsed("", "EUR"), Err("must not be empty".into()));
+        assert_eq!(parsed("   ", "EUR"), Err("must not be empty".into()));
+        assert_eq!(parsed("12.505", "EUR"), Err("must have at most 2 decimal places for EUR".into()));
+        assert_eq!(parsed("12.5", "JPY"), Err("must be a whole amount: JPY has no decimal places".into()));
+        assert_eq!(parsed("1.2345", "KWD"), Err("must have at most 3 decimal places for KWD".into()));
+        assert_eq!(
+            parsed("1,250", "JPY"),
+            Err("must be an amount like 1250 or -1250, with no thousands separators".into())
+        );
     }
 
     #[test]

@@ -6,8 +6,10 @@ use actix_web::web::Bytes;
 use actix_web::HttpResponse;
 use futures_util::stream::{self, StreamExt};
 
+use crate::app::reports;
 use crate::db::blocking;
 use crate::db::{DbConnection, DbPool};
+use crate::domain::calendar::Calendar;
 use crate::error::ApiError;
 
 pub use crate::domain::csv::text_cell;
@@ -79,4 +81,15 @@ pub fn payout_file(pool: &DbPool, file: crate::app::payout_files::CsvFile) -> Re
     let file = std::sync::Arc::new(file);
     let fetch = move |c: &mut DbConnection, after: i32| Ok(file.page(c, after)?);
     response(builder, pool, &filename, header_row, start, fetch)
+}
+
+/// The annual report of `year` (see `app::reports::annual_csv_page`) streamed page by page,
+/// for the API and the console alike; the year is checked before anything is sent.
+pub fn annual_report(pool: &DbPool, calendar: Calendar, year: i32) -> Result<HttpResponse, ApiError> {
+    reports::check_year(&calendar, year)?;
+    let fetch = move |c: &mut DbConnection, after: Option<String>| {
+        Ok(reports::annual_csv_page(c, &calendar, year, (after, PAGE_ROWS))?)
+    };
+    let name = format!("annual-{year}.csv");
+    response(HttpResponse::Ok(), pool, &name, Some(reports::ANNUAL_HEADER), None, fetch)
 }

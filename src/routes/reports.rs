@@ -10,10 +10,9 @@ use crate::auth::{Auth, Finance};
 use crate::db::blocking;
 use crate::db::DbPool;
 use crate::domain::calendar::Calendar;
-use crate::domain::money::{Currency, Money};
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiQuery;
-use crate::http::csv_export::{self, text_cell, PAGE_ROWS};
+use crate::http::csv_export::{self, PAGE_ROWS};
 use crate::http::resource;
 use crate::store::reports::{AnnualRow, Period, Summary};
 
@@ -82,9 +81,6 @@ pub async fn annual(
     Ok(HttpResponse::Ok().json(AnnualReport { year, currency, tax_threshold_minor, total_paid_minor, items }))
 }
 
-const ANNUAL_HEADER: &[&str] =
-    &["year", "ambassador_id", "name", "email", "paid", "currency", "payouts", "over_tax_threshold"];
-
 /// The annual report as CSV, streamed.
 #[utoipa::path(get, path = "/v1/reports/annual.csv", tag = "reports", security(("bearer" = [])), params(AnnualQuery),
     responses((status = 200, content_type = "text/csv", body = String),
@@ -95,30 +91,5 @@ pub async fn annual_csv(
     calendar: web::Data<Calendar>,
     q: ApiQuery<AnnualQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let year = q.0.year;
-    reports::check_year(&calendar, year)?;
-    let calendar = **calendar;
-    let fetch = move |c: &mut crate::db::DbConnection, after: Option<String>| {
-        let (rows, _, currency) = reports::annual_page(c, &calendar, year, after.as_deref(), PAGE_ROWS)?;
-        let currency = Currency::from_stored(&currency);
-        let next =
-            (rows.len() as i64 == PAGE_ROWS).then(|| rows.last().map(|r| Some(r.ambassador_id.clone()))).flatten();
-        let rows = rows
-            .into_iter()
-            .map(|r| {
-                vec![
-                    year.to_string(),
-                    r.ambassador_id,
-                    text_cell(&r.name),
-                    text_cell(&r.email),
-                    Money::new(r.paid_minor, currency.clone()).decimal(),
-                    currency.to_string(),
-                    r.payouts.to_string(),
-                    r.over_tax_threshold.to_string(),
-                ]
-            })
-            .collect();
-        Ok((rows, next))
-    };
-    csv_export::response(HttpResponse::Ok(), &pool, &format!("annual-{year}.csv"), Some(ANNUAL_HEADER), None, fetch)
+    csv_export::annual_report(&pool, **calendar, q.0.year)
 }

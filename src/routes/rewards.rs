@@ -80,10 +80,9 @@ pub async fn adjust(
     body: ApiJson<Adjustment>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.0;
-    let reason = crate::app::input::parse_adjustment(Some(b.amount_minor), &b.reason)?;
+    let (amount, reason) = crate::app::input::parse_adjustment("amount_minor", Ok(b.amount_minor), &b.reason)?;
     let actor = auth.actor();
     let cal = **calendar;
-    let row =
-        blocking(&pool, move |c| rewards::adjust(c, &cal, &b.ambassador_id, b.amount_minor, &reason, &actor)).await?;
+    let row = blocking(&pool, move |c| rewards::adjust(c, &cal, &b.ambassador_id, amount, &reason, &actor)).await?;
     Ok(HttpResponse::Created().json(RewardView::new(row, now())))
 }

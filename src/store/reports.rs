@@ -53,8 +53,12 @@ pub struct Funnel {
     pub by_status: BTreeMap<String, i64>,
     /// Registered in the period, less those rejected (invalid, never real referrals).
     pub registered: i64,
+    /// Of those, treatment started (a first session was recorded), whatever happened after.
+    pub started_treatment: i64,
     /// Of those, treatment completed (completed or later refunded).
     pub completed: i64,
+    /// Of those, the ambassador's reward for it was paid out.
+    pub paid: i64,
     /// completed / registered, 0 when nothing was registered.
     pub conversion_rate: f64,
 }
@@ -88,20 +92,48 @@ pub struct Summary {
     pub top_ambassadors: Vec<TopAmbassador>,
 }
 
-/// Referrals registered in `[start, end)`, by status, and how many of them completed.
+/// Referrals registered in `[start, end)`, by status, and how many of them (rejected ones left
+/// out) started treatment, completed it, and had the reward for it paid.
 pub fn funnel(conn: &mut DbConnection, start: NaiveDateTime, end: NaiveDateTime) -> QueryResult<Funnel> {
-    let counts: Vec<(String, i64)> = referrals::table
-        .filter(referrals::registered_at.ge(start).and(referrals::registered_at.lt(end)))
+    let in_period = referrals::registered_at.ge(start).and(referrals::registered_at.lt(end));
+    let counts: Vec<(String, i64, i64)> = referrals::table
+        .filter(in_period)
         .group_by(referrals::status)
-        .select((referrals::status, diesel::dsl::count_star()))
+        .select((referrals::status, diesel::dsl::count_star(), diesel::dsl::count(referrals::treatment_started_at)))
         .load(conn)?;
-    let by_status = full_counts(counts);
+    let rejected = ReferralStatus::Rejected.as_str();
+    let started_treatment = counts.iter().filter(|c| c.0 != rejected).map(|c| c.2).sum();
+    let by_status = full_counts(counts.into_iter().map(|(status, n, _)| (status, n)));
     let count = |s: &str| by_status.get(s).copied().unwrap_or(0);
-    let registered = by_status.values().sum::<i64>() - count(ReferralStatus::Rejected.as_str());
+    let registered = by_status.values().sum::<i64>() - count(rejected);
     let completed = count(ReferralStatus::Completed.as_str()) + count(ReferralStatus::Refunded.as_str());
+    let paid: i64 = rewards::table
+        .inner_join(referrals::table)
+        .filter(in_period)
+        .filter(referrals::status.ne(ReferralStatus::Rejected))
+        .filter(rewards::kind.eq(RewardKind::Earned))
+        .filter(rewards::state.eq(RewardState::Paid))
+        .count()
+        .get_result(conn)?;
     let conversion_rate =
         if registered == 0 { 0.0 } else { (completed as f64 / registered as f64 * 10_000.0).round() / 10_000.0 };
-    Ok(Funnel { by_status, registered, completed, conversion_rate })
+    Ok(Funnel { by_status, registered, started_treatment, completed, paid, conversion_rate })
+}
+
+/// Rewards earned (not voided) on each day from `first` to `last` that earned any: (day,
+/// count, amount). At most one row a day, so a year is at most 366 rows.
+pub fn earned_by_day(
+    conn: &mut DbConnection,
+    (first_day, last_day): (NaiveDate, NaiveDate),
+) -> QueryResult<Vec<(NaiveDate, i64, i64)>> {
+    let rows: Vec<(NaiveDate, i64, Option<i64>)> = rewards::table
+        .filter(rewards::earned_on.ge(first_day).and(rewards::earned_on.le(last_day)))
+        .filter(rewards::kind.eq(RewardKind::Earned))
+        .filter(rewards::state.ne(RewardState::Voided))
+        .group_by(rewards::earned_on)
+        .select((rewards::earned_on, diesel::dsl::count_star(), sum_bigint("amount_minor")))
+        .load(conn)?;
+    Ok(rows.into_iter().map(|(day, n, sum)| (day, n, sum.unwrap_or(0))).collect())
 }
 
 /// Ledger entries earned on the days `(first, last)` (inclusive), by status: the stored

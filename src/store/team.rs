@@ -125,6 +125,13 @@ pub fn set_deactivated(conn: &mut DbConnection, id: &str, at: NaiveDateTime) -> 
         .execute(conn)
 }
 
+/// Compare-and-set from deactivated to active; 0 rows: it changed meanwhile.
+pub fn set_reactivated(conn: &mut DbConnection, id: &str, at: NaiveDateTime) -> QueryResult<usize> {
+    diesel::update(tm::table.find(id).filter(tm::status.eq(MemberStatus::Deactivated)))
+        .set((tm::status.eq(MemberStatus::Active), tm::deactivated_at.eq(None::<NaiveDateTime>), tm::updated_at.eq(at)))
+        .execute(conn)
+}
+
 /// A one-time link, stored as the hash of its token.
 pub struct NewLink<'a> {
     pub id: &'a str,

@@ -2,7 +2,7 @@
 //! of reports; and the dates rule — sessions and the completion are dated between the
 //! referral's registration day and today, and a referral can be recorded late.
 
-use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Timelike, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Timelike, Utc};
 use diesel::prelude::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -95,10 +95,10 @@ async fn today_and_the_holding_period_follow_the_clinics_time_zone() {
     }
 }
 
-async fn paid_batch_of_one_reward(app: &TestApp, team: &Team) -> String {
+async fn paid_batch_of_one_reward(app: &TestApp, team: &Team, clinic_today: NaiveDate) -> String {
     app.set_program(json!({ "holding_days": 0 })).await;
     let (_, code, _) = app.paid_ambassador(&team.staff, "Yearly").await;
-    app.completed_referral(team, &code, "NewYear", today()).await;
+    app.completed_referral(team, &code, "NewYear", clinic_today).await;
     let res = app.post("/v1/payouts", &team.finance, &json!({})).await;
     let batch: Value = res.json().await.unwrap();
     let id = batch["id"].as_str().expect("a batch").to_owned();
@@ -135,8 +135,10 @@ async fn the_annual_report_counts_payments_in_the_clinics_year() {
     // Kiritimati is UTC+14: 12:00 UTC on 31 December is already 1 January there.
     let app = spawn_app_with(|s| s.clinic.time_zone = "Pacific/Kiritimati".into()).await;
     let team = app.team().await;
-    let batch = paid_batch_of_one_reward(&app, &team).await;
-    let year: i32 = (Utc::now() + Duration::hours(14)).format("%Y").to_string().parse().unwrap();
+    // The clinic's day, not UTC's: from 10:00 UTC Kiritimati is already on the next day.
+    let clinic_today = (Utc::now() + Duration::hours(14)).date_naive();
+    let batch = paid_batch_of_one_reward(&app, &team, clinic_today).await;
+    let year = clinic_today.year();
     let new_years_eve_utc = NaiveDate::from_ymd_opt(year - 1, 12, 31).unwrap().and_hms_opt(12, 0, 0).unwrap();
     let mut conn = app.pool.get().unwrap();
     diesel::update(payouts::table.find(&batch)).set(payouts::paid_at.eq(new_years_eve_utc)).execute(&mut conn).unwrap();

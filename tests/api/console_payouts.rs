@@ -55,7 +55,7 @@ fn finance_posts<'a>(id: &str, line: &str, ann: &'a str) -> Vec<(String, Vec<(&'
         (format!("/console/payouts/{id}/mark-paid"), vec![("reference", "PP-1")]),
         (format!("/console/payouts/{id}/cancel"), vec![("reason", "no")]),
         (format!("/console/payouts/{id}/lines/{line}/fail"), vec![("reason", "bounced")]),
-        ("/console/ledger".to_owned(), vec![("ambassador_id", ann), ("amount_minor", "100"), ("reason", "x")]),
+        ("/console/ledger".to_owned(), vec![("ambassador_id", ann), ("amount", "1.00"), ("reason", "x")]),
     ]
 }
 
@@ -96,10 +96,21 @@ async fn payout_pages_are_for_finance_and_admins_only() {
             assert_eq!(page.status, StatusCode::OK, "{who} on {path}: {}", page.html);
             page.assert_html();
         }
+        // Ambassadors are named, linked to their page for admins (a staff page), else to their
+        // ledger entries.
+        let page = v.get(&format!("/console/payouts/{id}")).await;
+        let link = if who == "admin" {
+            format!("href=\"/console/ambassadors/{ann}\">Ann</a>")
+        } else {
+            format!("href=\"/console/ledger?ambassador_id={ann}\">Ann<")
+        };
+        assert!(page.html.contains(&link), "{who}: {link} in {}", page.html);
         let csv = v.get(&format!("/console/payouts/{id}/export.csv")).await;
         assert_eq!(csv.status, StatusCode::OK, "{who}");
         assert!(csv.html.starts_with("payout,line,ambassador_id"), "{}", csv.html);
     }
+    let page = finance.get(&format!("/console/payouts/{id}")).await;
+    assert!(page.html.contains("<dt>Created by</dt><dd>API key “finance key”</dd>"), "{}", page.html);
     for path in pages.iter().cloned().chain([format!("/console/payouts/{id}/export.csv")]) {
         let page = staff.get(&path).await;
         assert_eq!(page.status, StatusCode::FORBIDDEN, "staff on {path}");
@@ -125,7 +136,7 @@ async fn payout_pages_are_for_finance_and_admins_only() {
 #[tokio::test]
 async fn finance_previews_creates_downloads_and_pays_a_batch_without_seeing_clients() {
     let app = spawn_app().await;
-    let (team, ann, _) = payable(&app).await;
+    let (team, ann, nod) = payable(&app).await;
     app.invite_member("Fin", "fin@clinic.test", "finance").await;
     let fin = Visitor::new(&app);
     fin.console_sign_in("fin@clinic.test").await;
@@ -137,7 +148,8 @@ async fn finance_previews_creates_downloads_and_pays_a_batch_without_seeing_clie
     assert_eq!(preview.status, StatusCode::OK);
     let text = &preview.html;
     assert!(text.contains("Paid: 2 ambassadors") && text.contains("Ann") && text.contains("Bob"), "{text}");
-    assert!(text.contains("Skipped: 1") && text.contains("Nod") && text.contains("Missing payout details"), "{text}");
+    assert!(text.contains("Skipped: 1") && text.contains("Missing payout details"), "{text}");
+    assert!(text.contains(&format!("href=\"/console/ledger?ambassador_id={nod}\">Nod<")), "Nod, named: {text}");
     assert_eq!((batch_count(&app), audit_count(&app)), before, "a preview writes nothing");
     seen.push(preview.html);
 
@@ -145,6 +157,10 @@ async fn finance_previews_creates_downloads_and_pays_a_batch_without_seeing_clie
     let id = create_on_the_page(&fin).await;
     let page = fin.get(&format!("/console/payouts/{id}")).await;
     assert!(page.html.contains("Draft batch created") && page.html.contains("pp.ann@example.com"), "{}", page.html);
+    // Who made it and whom it skipped, by name: not `team_member:<id>`, not a raw id.
+    assert!(page.html.contains("<dt>Created by</dt><dd>Fin</dd>"), "{}", page.html);
+    assert!(page.html.contains(&format!("ambassador_id={nod}\">Nod<")) && !page.html.contains("team_member:"));
+    assert!(!page.html.contains(&format!("<li>{nod}")), "{}", page.html);
     assert_eq!(batch(&app, &team, &id).await["status"], "draft");
     // A second one is refused on the preview page with the API's message; nothing stored.
     let before = (batch_count(&app), audit_count(&app));
@@ -289,33 +305,67 @@ async fn finance_filters_the_ledger_pages_through_it_and_adds_an_adjustment() {
     assert!(page.html.contains("No entries."), "{}", page.html);
     assert_eq!(fin.get("/console/ledger?status=nonsense").await.status, StatusCode::UNPROCESSABLE_ENTITY);
 
-    // A refused adjustment shows the API's message and stores nothing.
+    // Each entry names its ambassador; the form takes money in the program's currency.
+    let page = fin.get("/console/ledger").await;
+    assert!(page.html.contains(&format!("ambassador_id={ann}\">Ann<")), "{}", page.html);
+    assert!(page.html.contains("<label for=\"f-amount\">Amount (USD)</label>"), "{}", page.html);
+
+    // A refused adjustment shows the message next to its field and stores nothing.
     let before = (reward_count(&app), audit_count(&app));
     let bad = [
-        (vec![("ambassador_id", ann.as_str()), ("amount_minor", "0"), ("reason", "typo")], "f-amount_minor-error"),
-        (vec![("ambassador_id", ann.as_str()), ("amount_minor", "12.50"), ("reason", "typo")], "f-amount_minor-error"),
-        (vec![("ambassador_id", ann.as_str()), ("amount_minor", "500"), ("reason", " ")], "f-reason-error"),
+        (
+            vec![("ambassador_id", ann.as_str()), ("amount", "0"), ("reason", "typo")],
+            "f-amount-error",
+            "Must not be zero.",
+        ),
+        (
+            vec![("ambassador_id", ann.as_str()), ("amount", "1,000.00"), ("reason", "typo")],
+            "f-amount-error",
+            "no thousands separators",
+        ),
+        (
+            vec![("ambassador_id", ann.as_str()), ("amount", "12.505"), ("reason", "typo")],
+            "f-amount-error",
+            "Must have at most 2 decimal places for USD.",
+        ),
+        (
+            vec![("ambassador_id", ann.as_str()), ("amount", "2500"), ("reason", " ")],
+            "f-reason-error",
+            "Must not be empty",
+        ),
+        (
+            vec![("ambassador_id", "0190d2a4-0000-7000-8000-000000000000"), ("amount", "5"), ("reason", "typo")],
+            "f-ambassador_id-error",
+            "Is not the id of an ambassador.",
+        ),
+        (
+            vec![("ambassador_id", "nobody"), ("amount", "5"), ("reason", "typo")],
+            "f-ambassador_id-error",
+            "Is not the id",
+        ),
     ];
-    for (fields, error) in &bad {
+    for (fields, error, message) in &bad {
         let res = fin.submit("/console/ledger", "/console/ledger", fields).await;
         assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{fields:?}");
-        assert!(res.html.contains(error), "{}", res.html);
+        assert!(res.html.contains(error) && res.html.contains(message), "{message}: {}", res.html);
+        assert!(res.html.contains("Add an adjustment"), "the ledger page again, not the error page");
     }
     assert_eq!((reward_count(&app), audit_count(&app)), before);
 
-    // A good one: back on Ann's ledger, payable at once.
+    // A good one: back on Ann's ledger, payable at once, in minor units.
     let res = fin
         .submit(
             "/console/ledger",
             "/console/ledger",
-            &[("ambassador_id", &ann), ("amount_minor", "-2500"), ("reason", "Duplicate")],
+            &[("ambassador_id", &ann), ("amount", "-25.50"), ("reason", "Duplicate")],
         )
         .await;
     assert_eq!(res.location(), format!("/console/ledger?ambassador_id={ann}"));
     assert_eq!(reward_count(&app), before.0 + 1);
-    assert_eq!(app.balance(&team.staff, &ann).await["payable_minor"], 17500);
+    assert_eq!(app.balance(&team.staff, &ann).await["payable_minor"], 17450);
     let page = fin.get(res.location()).await;
     assert!(page.html.contains("Adjustment added") && page.html.contains("Duplicate"), "{}", page.html);
+    assert!(page.html.contains("-25.50 USD"), "{}", page.html);
 
     // 25 entries a page; the next page keeps the filter.
     for i in 0..25 {

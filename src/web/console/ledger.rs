@@ -1,18 +1,20 @@
 //! Finance → Ledger: the rewards ledger filtered by status, kind and ambassador (newest first,
-//! paginated), the ambassador's balance when one is chosen, and the manual adjustment form
-//! (the use case `POST /v1/rewards/adjustments` runs; a refusal shows the API's message on the
-//! form and stores nothing).
+//! paginated; each row names its ambassador), the ambassador's balance when one is chosen, and
+//! the manual adjustment form (an amount of money in the program's currency; the use case
+//! `POST /v1/rewards/adjustments` runs; a refusal shows the API's message on the form and stores
+//! nothing).
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use minijinja::{context, Value};
 use serde::{Deserialize, Serialize};
 
-use super::{ConsolePage, Refused, PAGE_ROWS};
-use crate::app::{input, rewards};
+use super::{list_query, ConsolePage, Refused, PAGE_ROWS};
+use crate::app::{input, program, rewards};
 use crate::auth::Finance;
 use crate::db::{blocking, now};
 use crate::domain::calendar::Calendar;
+use crate::domain::money::{Currency, Money};
 use crate::domain::reward::{RewardKind, RewardStatus};
 use crate::store::rewards::{RewardFilter, RewardView};
 use crate::store::PageRequest;
@@ -55,14 +57,10 @@ impl LedgerQuery {
 
     /// The query string of the next page (same filters).
     fn next(&self, cursor: &str) -> String {
-        let mut q = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in [("status", &self.status), ("kind", &self.kind), ("ambassador_id", &self.ambassador_id)] {
-            if !v.is_empty() {
-                q.append_pair(k, v);
-            }
-        }
-        q.append_pair("cursor", cursor);
-        q.finish()
+        list_query(
+            &[("status", &self.status), ("kind", &self.kind), ("ambassador_id", &self.ambassador_id)],
+            Some(cursor),
+        )
     }
 }
 
@@ -71,10 +69,11 @@ impl FinancePage {
         let filter = q.filter()?;
         let rows = PageRequest::parse(Some(PAGE_ROWS), q.cursor.as_deref())?;
         let one = filter.ambassador_id.clone();
-        let (page, balance) = blocking(&self.pool, move |c| {
-            let page = rewards::list(c, &filter, &rows)?;
+        let (page, names, balance, currency) = blocking(&self.pool, move |c| {
+            let (page, names) = rewards::list_named(c, &filter, &rows)?;
             let balance = one.map(|a| rewards::balance(c, &a)).transpose()?;
-            Ok::<_, crate::app::Error>((page, balance))
+            let currency = program::current(c)?.currency;
+            Ok::<_, crate::app::Error>((page, names, balance, currency))
         })
         .await?;
         let at = now();
@@ -82,8 +81,10 @@ impl FinancePage {
         let next = page.next_cursor.as_deref().map(|c| q.next(c));
         let ctx = context! {
             rewards => page.items,
+            names,
             next,
             balance,
+            currency,
             q,
             statuses => RewardStatus::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
             kinds => RewardKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
@@ -97,28 +98,34 @@ async fn list(page: FinancePage, q: web::Query<LedgerQuery>) -> Result<HttpRespo
     page.ledger(StatusCode::OK, q.into_inner(), context! {}).await
 }
 
+/// The adjustment form: the amount is money in the program's currency (`12.50`, `-3.20`),
+/// parsed here into minor units; an id that is no ambassador's is refused on the form.
 async fn adjust(page: FinancePage, form: Form, calendar: web::Data<Calendar>) -> Result<HttpResponse, WebError> {
     page.check(&form)?;
     let ambassador_id = form.text("ambassador_id").trim().to_owned();
-    let amount = form.text("amount_minor").trim().parse::<i64>().ok();
-    let done = match input::parse_adjustment(amount, &form.text("reason")) {
-        Ok(reason) => {
-            let (actor, cal, id) = (page.console.who.actor(), **calendar, ambassador_id.clone());
-            let amount = amount.unwrap_or_default();
-            blocking(&page.pool, move |c| rewards::adjust(c, &cal, &id, amount, &reason, &actor)).await
-        }
-        Err(e) => Err(e.into()),
-    };
+    let (actor, cal, id) = (page.console.who.actor(), **calendar, ambassador_id.clone());
+    let (amount, reason) = (form.text("amount"), form.text("reason"));
+    let done = blocking(&page.pool, move |c| {
+        let currency = Currency::from_stored(&program::current(c)?.currency);
+        let typed = Money::parse(&amount, currency).map(|m| m.minor);
+        let (amount, reason) = input::parse_adjustment("amount", typed, &reason)?;
+        rewards::adjust(c, &cal, &id, amount, &reason, &actor).map_err(|e| match e {
+            crate::app::Error::NotFound("ambassador") => {
+                crate::app::Error::validation("ambassador_id", "is not the id of an ambassador")
+            }
+            e => e,
+        })
+    })
+    .await;
     match done {
         Ok(row) => {
             let to = format!("/console/ledger?ambassador_id={}", row.ambassador_id);
             Ok(page.done(&to, "Adjustment added: payable in the next batch."))
         }
         Err(e) => {
-            let r = Refused::of(e)?;
-            let form = context! { errors => r.errors, summary => r.summary, values => form.values() };
+            let (status, form) = Refused::form(e, &form)?;
             let q = LedgerQuery { ambassador_id, ..LedgerQuery::default() };
-            page.ledger(r.status, q, form).await
+            page.ledger(status, q, form).await
         }
     }
 }
