@@ -101,6 +101,7 @@ const SOURCES: &[(&str, &str)] = pages!(
     "console/webhook.html",
     "console/webhook_secret.html",
     "console/webhook_rotate.html",
+    "console/webhook_delete.html",
 );
 
 /// The page templates: compiled once, HTML auto-escaping on (every template is `.html`).

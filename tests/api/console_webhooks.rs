@@ -74,6 +74,7 @@ async fn webhook_pages_are_for_admins_only_and_every_form_checks_its_token() {
         format!("/console/webhooks/{id}"),
         format!("/console/webhooks/{id}?status=delivered"),
         format!("/console/webhooks/{id}/rotate-secret"),
+        format!("/console/webhooks/{id}/delete"),
     ];
     for path in &pages {
         let page = admin.get(path).await;
@@ -94,6 +95,7 @@ async fn webhook_pages_are_for_admins_only_and_every_form_checks_its_token() {
         (format!("/console/webhooks/{id}"), fields.clone()),
         (format!("/console/webhooks/{id}/rotate-secret"), vec![]),
         (format!("/console/webhooks/{id}/ping"), vec![]),
+        (format!("/console/webhooks/{id}/delete"), vec![]),
         (format!("/console/webhooks/{id}/deliveries/{delivery}/replay"), vec![]),
     ];
     let before = state(&app);
@@ -246,6 +248,20 @@ async fn an_endpoint_added_in_the_console_shows_its_secret_once_and_is_edited_pi
     assert!(got[3].signed_by(&new_secret) && got[3].signed_by(&secret));
     let (kind, actor, _) = app.audit_actor("webhook.secret_rotated");
     assert_eq!((kind.as_str(), actor.as_deref()), ("team_member", Some(boss.as_str())));
+
+    // Delete: a confirmation, then gone with its deliveries.
+    let confirm = admin.get(&format!("{endpoint_page}/delete")).await;
+    assert!(confirm.html.contains("Delete the webhook endpoint") && confirm.html.contains("Cancel"));
+    let res = admin.post_with(&format!("{endpoint_page}/delete"), Some(&confirm.csrf()), &[]).await;
+    assert_eq!(res.location(), "/console/webhooks", "{}", res.html);
+    let list = admin.get("/console/webhooks").await;
+    assert!(list.html.contains("deleted, with its deliveries"), "{}", list.html);
+    let res = app.get(&format!("/v1/webhooks/{id}"), &app.admin_key).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let (kind, actor, _) = app.audit_actor("webhook.deleted");
+    assert_eq!((kind.as_str(), actor.as_deref()), ("team_member", Some(boss.as_str())));
+    let res = admin.post_with(&format!("{endpoint_page}/delete"), Some(&confirm.csrf()), &[]).await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND, "twice: {}", res.html);
 }
 
 #[tokio::test]

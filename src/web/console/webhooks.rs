@@ -2,8 +2,9 @@
 //! staff system, failure streak); registering one, its signing secret shown once in the
 //! answer to the post itself (like an API key's); an endpoint's page with the edit form, a
 //! test ping, rotating the secret after a confirmation page (the new one shown once, the old
-//! one still signing for the grace period), and its deliveries with every attempt (status,
-//! time, code, the start of the response) and a replay button. Each is the use case
+//! one still signing for the grace period), deleting it after a confirmation page, and its
+//! deliveries with every attempt (status, time, code, the start of the response) and a replay
+//! button. Each is the use case
 //! `/v1/webhooks` runs; a refusal shows the API's message on the form and stores nothing.
 
 use std::collections::HashMap;
@@ -30,6 +31,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             resource("/console/webhooks/{id}/rotate-secret")
                 .route(web::get().to(confirm_rotate))
                 .route(web::post().to(rotate)),
+        )
+        .service(
+            resource("/console/webhooks/{id}/delete")
+                .route(web::get().to(confirm_delete))
+                .route(web::post().to(delete)),
         )
         .service(resource("/console/webhooks/{id}/ping").route(web::post().to(ping)))
         .service(resource("/console/webhooks/{id}/deliveries/{delivery}/replay").route(web::post().to(replay)));
@@ -223,6 +229,20 @@ async fn rotate(page: AdminPage, id: web::Path<String>, form: Form) -> Result<Ht
     let (setup, actor, id) = (page.setup(), page.console.who.actor(), id.into_inner());
     let (endpoint, secret) = blocking(&page.pool, move |c| webhooks::rotate_secret(c, &id, &setup, &actor)).await?;
     page.render(StatusCode::OK, SECRET_PAGE, NAV, context! { endpoint, secret, rotated => true })
+}
+
+async fn confirm_delete(page: AdminPage, id: web::Path<String>) -> Result<HttpResponse, WebError> {
+    let id = id.into_inner();
+    let endpoint = blocking(&page.pool, move |c| webhooks::get(c, &id)).await?;
+    page.render(StatusCode::OK, "console/webhook_delete.html", NAV, context! { endpoint })
+}
+
+async fn delete(page: AdminPage, id: web::Path<String>, form: Form) -> Result<HttpResponse, WebError> {
+    page.check(&form)?;
+    let (actor, id) = (page.console.who.actor(), id.into_inner());
+    let gone = blocking(&page.pool, move |c| webhooks::delete(c, &id, &actor)).await?;
+    let message = format!("Webhook endpoint {} deleted, with its deliveries: nothing more is sent to it.", gone.url);
+    Ok(page.done(NAV, &message))
 }
 
 async fn ping(page: AdminPage, id: web::Path<String>, form: Form) -> Result<HttpResponse, WebError> {
