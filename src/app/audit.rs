@@ -1,19 +1,55 @@
-//! Reading the audit trail (the rows themselves are written by each use case, in its own
-//! transaction), and naming who did what for people.
+//! The audit trail: writing an event inside each state change's transaction (and, with it,
+//! queueing the webhook event the change stands for), reading the trail, and naming who did
+//! what for people.
 
 use chrono::NaiveDateTime;
 use diesel::QueryResult;
 use serde::Serialize;
 
+use super::webhooks;
 use super::Result;
 use crate::db::DbConnection;
 use crate::domain::audit::ActorKind;
-use crate::store::audit::{self, AuditEvent, AuditFilter};
+use crate::domain::webhook::EventType;
+pub use crate::store::audit::{Actor, AuditAction, AuditEvent, AuditFilter, Change, EntityType};
 use crate::store::{api_keys, team, Page, PageRequest};
+
+/// Writes one audit event and queues the webhook event it stands for, if any: every state
+/// change records exactly one audit event after writing, so this is the one place webhook
+/// events are queued, in the change's own transaction and with the record as it now is.
+pub fn record(conn: &mut DbConnection, actor: &Actor, change: Change<'_>) -> diesel::QueryResult<()> {
+    let event = EventType::of_change(change.action, change.before, change.after);
+    let entity_id = change.entity_id.to_owned();
+    crate::store::audit::record(conn, actor, change)?;
+    match event {
+        Some(event) => webhooks::queue(conn, event, &entity_id),
+        None => Ok(()),
+    }
+}
+
+/// Writes many audit events at once (a payout batch's rewards), queueing the webhook events
+/// they stand for as [`record`] does.
+pub fn record_many<'a>(
+    conn: &mut DbConnection,
+    actor: &'a Actor,
+    changes: impl IntoIterator<Item = Change<'a>>,
+) -> diesel::QueryResult<()> {
+    let mut events = Vec::new();
+    let changes = changes.into_iter().inspect(|c| {
+        if let Some(event) = EventType::of_change(c.action, c.before, c.after) {
+            events.push((event, c.entity_id.to_owned()));
+        }
+    });
+    crate::store::audit::record_many(conn, actor, changes)?;
+    for (event, entity_id) in events {
+        webhooks::queue(conn, event, &entity_id)?;
+    }
+    Ok(())
+}
 
 /// Audit events matching `filter`, newest first.
 pub fn trail(conn: &mut DbConnection, filter: &AuditFilter, page: &PageRequest) -> Result<Page<AuditEvent>> {
-    Ok(audit::list(conn, filter, page)?)
+    Ok(crate::store::audit::list(conn, filter, page)?)
 }
 
 /// One audit event as the console lists it: the actor named.
@@ -102,7 +138,7 @@ impl ActorNames {
 
 /// A page of the trail with each actor named.
 pub fn named_trail(conn: &mut DbConnection, filter: &AuditFilter, page: &PageRequest) -> Result<Page<NamedEvent>> {
-    let events = audit::list(conn, filter, page)?;
+    let events = crate::store::audit::list(conn, filter, page)?;
     let names = ActorNames::of_events(conn, &events.items)?;
     Ok(events.map(|e| names.name(e)))
 }

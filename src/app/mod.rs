@@ -21,5 +21,6 @@ pub mod reports;
 pub mod rewards;
 pub mod search;
 pub mod team;
+pub mod webhooks;
 
 pub use error::{Error, Result};

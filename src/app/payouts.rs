@@ -18,6 +18,7 @@ use chrono::NaiveDateTime;
 use diesel::Connection;
 use serde::Serialize;
 
+use super::audit::{self, Actor, Change, EntityType};
 use super::error::{Found, Result};
 use super::notices;
 use super::Error;
@@ -30,7 +31,6 @@ use crate::domain::payout::PaypalPart;
 use crate::domain::payout::{self, eligibility, paypal_part, Candidate, LineStatus, PayoutEvent, PayoutStatus};
 use crate::domain::program::ProgramRules;
 use crate::domain::reward::{RewardState, RewardStatus};
-use crate::store::audit::{self, Actor, Change, EntityType};
 use crate::store::payouts::{self, ExportLine, LineRow, NewBatch, NewLine, PayoutRow, PayoutView, Skipped};
 use crate::store::rewards::RewardRow;
 use crate::store::{ensure_unchanged, new_id, program, Page, PageRequest, StoreError};

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 
+use super::audit::{self, Actor, AuditAction, Change, EntityType};
 use super::error::Found;
 use super::{ledger, notices, Error, Result};
 use crate::db::{now, write_tx, DbConnection};
@@ -13,7 +14,6 @@ use crate::domain::ambassador::AmbassadorStatus;
 use crate::domain::calendar::Calendar;
 use crate::domain::program::{Calculated, CalculationError};
 use crate::domain::reward::{Balance, RewardKind, RewardState, RewardStatus};
-use crate::store::audit::{self, Actor, AuditAction, Change, EntityType};
 use crate::store::program::{self, Program};
 use crate::store::referrals::ReferralRow;
 use crate::store::rewards::{self, Computed, NewReward, RewardFilter, RewardRow};

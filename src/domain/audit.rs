@@ -65,6 +65,13 @@ super::text_enum! {
         TeamSessionStarted = "team_member.session_started",
         TeamSessionEnded = "team_member.session_ended",
         TeamSignedOutEverywhere = "team_member.signed_out_everywhere",
+        WebhookCreated = "webhook.created",
+        WebhookUpdated = "webhook.updated",
+        WebhookDeleted = "webhook.deleted",
+        WebhookSecretRotated = "webhook.secret_rotated",
+        WebhookPinged = "webhook.pinged",
+        WebhookDisabled = "webhook.disabled",
+        WebhookDeliveryReplayed = "webhook_delivery.replayed",
     }
 }
 
@@ -83,6 +90,8 @@ super::text_enum! {
         ReferralCode = "referral_code",
         Reward = "reward",
         TeamMember = "team_member",
+        Webhook = "webhook",
+        WebhookDelivery = "webhook_delivery",
     }
 }
 

@@ -78,6 +78,7 @@ pub mod referral;
 pub mod reward;
 pub mod search;
 pub mod team;
+pub mod webhook;
 
 use serde::Serialize;
 

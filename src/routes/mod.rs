@@ -15,6 +15,7 @@ pub mod referrals;
 pub mod reports;
 pub mod rewards;
 pub mod team;
+pub mod webhooks;
 
 use actix_web::{middleware::from_fn, web};
 
@@ -51,6 +52,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(payouts::configure)
             .configure(reports::configure)
             .configure(emails::configure)
-            .configure(audit::configure),
+            .configure(audit::configure)
+            .configure(webhooks::configure),
     );
 }

@@ -19,6 +19,7 @@ pub mod rewards;
 pub mod search;
 pub mod secrets;
 pub mod team;
+pub mod webhooks;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

@@ -96,6 +96,12 @@ const SOURCES: &[(&str, &str)] = pages!(
     "console/audit.html",
     "console/program.html",
     "console/program_example.html",
+    "console/webhook_form.html",
+    "console/webhooks.html",
+    "console/webhook.html",
+    "console/webhook_secret.html",
+    "console/webhook_rotate.html",
+    "console/webhook_delete.html",
 );
 
 /// The page templates: compiled once, HTML auto-escaping on (every template is `.html`).

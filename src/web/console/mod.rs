@@ -19,6 +19,7 @@ mod reports;
 mod search;
 mod sign_in;
 mod team;
+mod webhooks;
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -64,6 +65,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     program::configure(cfg);
     outbox::configure(cfg);
     audit::configure(cfg);
+    webhooks::configure(cfg);
 }
 
 /// Every role: what any signed-in member may open.
@@ -192,6 +194,7 @@ fn nav(role: Role, current: &str) -> Vec<NavItem> {
         items.push(("/console/program", "Program"));
         items.push(("/console/outbox", "Outbox"));
         items.push(("/console/audit", "Audit"));
+        items.push(("/console/webhooks", "Webhooks"));
     }
     if matches!(role, Role::Admin | Role::Staff) {
         items.push(("/console/ambassadors", "Ambassadors"));
