@@ -27,6 +27,7 @@ pub struct Settings {
     pub export: ExportSettings,
     pub email: EmailSettings,
     pub console: ConsoleSettings,
+    pub webhooks: WebhookSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -122,6 +123,71 @@ impl ConsoleSettings {
         }
         if !(1..=365).contains(&self.stale_after_days) {
             return Err("console.stale_after_days must be between 1 and 365".into());
+        }
+        Ok(())
+    }
+}
+
+/// Webhook delivery (`[webhooks]`).
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Let endpoints reach loopback, private and link-local addresses (tests, on-premises
+    /// receivers). Off: such URLs are refused when saved and when sent to.
+    pub allow_private_addresses: bool,
+    /// Seals signing secrets at rest; empty: a key generated once and kept in the database.
+    #[serde(skip_serializing)]
+    pub sealing_key: String,
+    /// How long the previous secret keeps signing after a rotation.
+    pub rotation_grace_hours: u32,
+    /// Per attempt: connect, send and read the response.
+    pub timeout_secs: u64,
+    pub poll_interval_ms: u64,
+    pub batch_size: i64,
+    /// Tries before a delivery is marked failed (an admin can replay it).
+    pub max_attempts: i32,
+    /// First retry delay, doubled per failed try up to `retry_max_secs`, jittered.
+    pub retry_base_ms: u64,
+    pub retry_max_secs: u64,
+    /// An endpoint is disabled (and the admins e-mailed) after this many failed attempts in a
+    /// row, or after failing for `disable_after_hours` without a success.
+    pub disable_after_failures: i32,
+    pub disable_after_hours: u32,
+    /// A delivery claimed by an instance that died mid-send is claimed again after this long.
+    pub lease_secs: u64,
+}
+
+/// Leaves the sealing key out, so settings can be logged.
+impl std::fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSettings")
+            .field("allow_private_addresses", &self.allow_private_addresses)
+            .field("sealing_key", &if self.sealing_key.is_empty() { "" } else { "***" })
+            .field("rotation_grace_hours", &self.rotation_grace_hours)
+            .field("timeout_secs", &self.timeout_secs)
+            .field("max_attempts", &self.max_attempts)
+            .field("disable_after_failures", &self.disable_after_failures)
+            .field("disable_after_hours", &self.disable_after_hours)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebhookSettings {
+    fn validate(&self) -> Result<(), String> {
+        if self.max_attempts < 1
+            || self.batch_size < 1
+            || self.poll_interval_ms == 0
+            || self.lease_secs == 0
+            || self.timeout_secs == 0
+            || self.disable_after_failures < 1
+            || self.disable_after_hours == 0
+        {
+            return Err("webhooks: max_attempts, batch_size, poll_interval_ms, lease_secs, timeout_secs, \
+                        disable_after_failures and disable_after_hours must be at least 1"
+                .into());
+        }
+        if self.lease_secs <= self.timeout_secs {
+            return Err("webhooks.lease_secs must be longer than webhooks.timeout_secs".into());
         }
         Ok(())
     }
@@ -294,6 +360,7 @@ impl Settings {
         self.calendar()?;
         self.email.validate()?;
         self.console.validate()?;
+        self.webhooks.validate()?;
         Ok(self)
     }
 

@@ -15,3 +15,4 @@ pub mod routes;
 pub mod startup;
 pub mod store;
 pub mod web;
+pub mod webhooks;

@@ -7,7 +7,7 @@ use vouch::app::imports;
 use vouch::app::team::{self, Invitation};
 use vouch::cli::{Cli, Command, ImportCommand, KeysCommand, TeamCommand};
 use vouch::config::{LogFormat, Settings};
-use vouch::domain::api_key::Role;
+use vouch::domain::api_key::{NewKey, Role, NAME_MAX};
 use vouch::domain::team::NewMember;
 use vouch::error::ApiError;
 use vouch::startup::{open_database, Application};
@@ -75,12 +75,9 @@ fn keys(settings: &Settings, action: KeysCommand) -> Result<(), String> {
     let mut conn = pool.get().map_err(|e| e.to_string())?;
     match action {
         KeysCommand::Create { role, name } => {
-            let name = name.trim();
-            if name.is_empty() || name.chars().count() > 100 {
-                return Err("--name must be 1 to 100 characters".into());
-            }
-            let (key, secret) =
-                api_keys::create(&mut conn, name, role.into(), &Actor::system()).map_err(|e| e.to_string())?;
+            let new = NewKey::parse(&name, Ok(role.into()))
+                .map_err(|_| format!("--name must be 1 to {NAME_MAX} characters"))?;
+            let (key, secret) = api_keys::create(&mut conn, &new, &Actor::system()).map_err(|e| e.to_string())?;
             eprintln!("created {} key {} ({}); the secret is shown once:", role_name(key.role), key.id, key.name);
             println!("{secret}");
         }

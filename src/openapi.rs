@@ -16,6 +16,7 @@ use crate::routes;
         routes::health::healthz, routes::health::readyz, routes::health::metrics,
         routes::api_keys::create, routes::api_keys::list, routes::api_keys::revoke,
         routes::team::invite, routes::team::list, routes::team::get, routes::team::update, routes::team::deactivate,
+        routes::team::reactivate,
         routes::ambassadors::enrol, routes::ambassadors::list, routes::ambassadors::get,
         routes::ambassadors::update, routes::ambassadors::lifecycle,
         routes::codes::create, routes::codes::list, routes::codes::deactivate,
@@ -34,14 +35,20 @@ use crate::routes;
         routes::reports::summary, routes::reports::annual, routes::reports::annual_csv,
         routes::emails::list, routes::emails::retry,
         routes::audit::list,
+        routes::webhooks::create, routes::webhooks::list, routes::webhooks::get, routes::webhooks::update,
+        routes::webhooks::delete, routes::webhooks::rotate_secret, routes::webhooks::deliveries,
+        routes::webhooks::test, routes::webhooks::replay,
         routes::imports::ambassadors, routes::imports::referrals,
     ),
     // Query-parameter enums are referenced by name but not collected by utoipa: list them.
     components(schemas(
         crate::error::Problem, crate::domain::FieldError,
         routes::emails::EmailStatus, routes::payouts::ExportFormat,
+        crate::domain::webhook::DeliveryStatus, crate::domain::webhook::EventType,
+        crate::app::webhooks::AmbassadorData, crate::app::webhooks::ReferralData,
+        crate::app::webhooks::PayoutLineData, crate::store::rewards::RewardView, crate::store::payouts::PayoutView,
     )),
-    modifiers(&BearerAuth, &UniqueOperationIds),
+    modifiers(&BearerAuth, &UniqueOperationIds, &Webhooks),
     tags(
         (name = "ops", description = "Health, readiness, metrics"),
         (name = "api-keys", description = "API keys (admin)"),
@@ -58,6 +65,7 @@ use crate::routes;
         (name = "reports", description = "Funnel, ledger and yearly totals (finance)"),
         (name = "emails", description = "E-mail outbox (admin)"),
         (name = "audit", description = "Audit trail (admin)"),
+        (name = "webhooks", description = "Webhook endpoints, deliveries and replays (admin); the events are under `webhooks`"),
         (name = "imports", description = "CSV imports (admin)"),
     )
 )]
@@ -105,5 +113,69 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// The events Vouch sends, as the OpenAPI 3.1 `webhooks` section (utoipa 5 has no field for
+/// it, so it goes in as a top-level member): one POST per event type, its body the
+/// versioned envelope around the record's schema, signed per Standard Webhooks.
+struct Webhooks;
+
+impl Modify for Webhooks {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use crate::domain::audit::EntityType;
+        use crate::domain::webhook::{EventType, PAYLOAD_VERSION};
+        use serde_json::json;
+        let header = |name: &str, description: &str| {
+            json!({ "name": name, "in": "header", "required": true, "description": description,
+                "schema": { "type": "string" } })
+        };
+        let parameters = json!([
+            header("webhook-id", "The event's id: the same on every retry and replay (use it to ignore duplicates)."),
+            header("webhook-timestamp", "This attempt's time, Unix seconds (refuse ones too far from now)."),
+            header(
+                "webhook-signature",
+                "`v1,<base64 HMAC-SHA256 of \"{webhook-id}.{webhook-timestamp}.{body}\">` with the endpoint's \
+                 secret (base64 after `whsec_`); during a secret rotation two, space-separated: accept either.",
+            ),
+        ]);
+        let mut hooks = serde_json::Map::new();
+        for event in EventType::ALL {
+            let (schema, what) = match event.entity() {
+                EntityType::Ambassador => ("AmbassadorData", "the ambassador"),
+                EntityType::Referral => {
+                    ("ReferralData", "the referral (client names and contact only to staff systems)")
+                }
+                EntityType::Reward => ("RewardView", "the ledger entry as finance sees it"),
+                EntityType::PayoutLine => ("PayoutLineData", "the failed payout line and its batch"),
+                _ => ("PayoutView", "the payout batch (without its lines)"),
+            };
+            let body = json!({
+                "type": "object",
+                "required": ["type", "version", "timestamp", "data"],
+                "properties": {
+                    "type": { "type": "string", "const": event.as_str() },
+                    "version": { "type": "integer", "const": PAYLOAD_VERSION,
+                        "description": "The payload schema's version; a breaking change gets a new one." },
+                    "timestamp": { "type": "string", "format": "date-time", "description": "When the change happened." },
+                    "data": { "$ref": format!("#/components/schemas/{schema}") },
+                },
+            });
+            hooks.insert(
+                event.as_str().to_owned(),
+                json!({ "post": {
+                    "operationId": format!("webhook_{}", event.as_str().replace('.', "_")),
+                    "summary": format!("{event}: {what}"),
+                    "tags": ["webhooks"],
+                    "parameters": parameters,
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": body } } },
+                    "responses": {
+                        "2XX": { "description": "Received. Any other answer (or none within the timeout) is retried \
+                            with backoff; redirects are not followed." },
+                    },
+                } }),
+            );
+        }
+        openapi.extensions.get_or_insert_with(Default::default).insert("webhooks".into(), hooks.into());
     }
 }

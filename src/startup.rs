@@ -17,6 +17,7 @@ use crate::email::worker::Worker as MailWorker;
 use crate::http::{self, metrics::Metrics, rate_limit::RateLimiter};
 use crate::store::{idempotency, portal, secrets};
 use crate::web::CsrfKey;
+use crate::webhooks::worker::Worker as WebhookWorker;
 
 pub const INITIAL_ADMIN_KEY_FILE: &str = "initial-admin-key";
 
@@ -28,6 +29,7 @@ pub struct Application {
     background: DbPool,
     backend: &'static str,
     mail: MailWorker,
+    webhooks: WebhookWorker,
     housekeeping_every: Duration,
 }
 
@@ -90,9 +92,10 @@ impl Application {
         let metrics = web::Data::new(Metrics::default());
         let background = pool.sibling(settings.database.background_pool_size)?;
         let mail = MailWorker::new(background.clone(), &settings, metrics.clone().into_inner())?;
+        let webhooks = WebhookWorker::new(background.clone(), &settings)?;
         let housekeeping_every = Duration::from_secs(settings.server.housekeeping_interval_secs.max(1));
         let server = run(listener, pool.clone(), hasher, csrf, metrics, settings)?;
-        Ok(Self { port, server, pool, background, backend: url.backend(), mail, housekeeping_every })
+        Ok(Self { port, server, pool, background, backend: url.backend(), mail, webhooks, housekeeping_every })
     }
 
     pub fn port(&self) -> u16 {
@@ -112,16 +115,20 @@ impl Application {
     }
 
     /// Serves until stopped (SIGINT/SIGTERM or the handle), draining in-flight requests; then
-    /// stops the mail worker, letting the e-mail it is sending finish.
+    /// stops the mail and webhook workers, letting what they are sending finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let janitor = tokio::spawn(housekeeping(self.background.clone(), self.housekeeping_every));
         let (stop_mail, stop) = tokio::sync::watch::channel(false);
-        let mail = tokio::spawn(self.mail.run(stop));
+        let mail = tokio::spawn(self.mail.run(stop.clone()));
+        let webhooks = tokio::spawn(self.webhooks.run(stop));
         let result = self.server.await;
         janitor.abort();
         let _ = stop_mail.send(true);
         if let Err(e) = mail.await {
             tracing::error!(error = %e, "mail worker ended abnormally");
+        }
+        if let Err(e) = webhooks.await {
+            tracing::error!(error = %e, "webhook worker ended abnormally");
         }
         result
     }

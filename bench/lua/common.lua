@@ -1,6 +1,7 @@
 -- Shared by the wrk scenario scripts (each wrk thread loads its own copy).
 -- Settings come from the environment bench/run exports: BENCH_FIXTURES (seed fixtures),
--- BENCH_STAFF_KEY, BENCH_SESSION, BENCH_NONCE (unique per scenario run).
+-- BENCH_STAFF_KEY, BENCH_SESSION (portal), BENCH_CONSOLE (console session), BENCH_NONCE
+-- (unique per scenario run).
 
 threads = {}
 local counter = 0
@@ -23,6 +24,7 @@ function tid() return thread_no end
 
 staff = { ["Authorization"] = "Bearer " .. (os.getenv("BENCH_STAFF_KEY") or ""), ["Content-Type"] = "application/json" }
 member = { ["Authorization"] = "Bearer " .. (os.getenv("BENCH_SESSION") or "") }
+console = { ["Cookie"] = "vouch_console=" .. (os.getenv("BENCH_CONSOLE") or "") }
 
 -- A new client for POST /v1/referrals: unique e-mail and idempotency key per request.
 local n = 0

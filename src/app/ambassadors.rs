@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use super::audit::{self, Actor, Change, EntityType};
 use super::error::{Found, Result};
 use super::notices;
 use super::{codes, payouts, Error};
@@ -14,7 +15,6 @@ use crate::domain::audit::AuditAction;
 use crate::domain::reward::Balance;
 use crate::email::MailContext;
 use crate::store::ambassadors::{self as store, AmbassadorChanges, AmbassadorFilter, AmbassadorRow, NewAmbassador};
-use crate::store::audit::{self, Actor, Change, EntityType};
 use crate::store::codes::{CodeRow, CodeView};
 use crate::store::{ensure_unchanged, new_id, Page, PageRequest, WriteError};
 

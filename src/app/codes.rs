@@ -123,3 +123,32 @@ pub fn deactivate(conn: &mut DbConnection, typed: &str, actor: &Actor) -> Result
         Ok(store::find(conn, &code.id)?)
     })
 }
+
+/// Whose a typed code is, as staff see it while recording a referral.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CodeOwner {
+    /// The code as issued.
+    pub code: String,
+    pub active: bool,
+    pub ambassador_name: String,
+    pub ambassador_status: AmbassadorStatus,
+    /// Whether a referral may be recorded with it now (code and ambassador active).
+    pub usable: bool,
+}
+
+/// The ambassador a typed code belongs to (any case, hyphens optional), active or not; `None`
+/// when no code matches.
+pub fn owner(conn: &mut DbConnection, typed: &str) -> Result<Option<CodeOwner>> {
+    let Some(code) = store::find_typed(conn, typed)? else {
+        return Ok(None);
+    };
+    let amb = crate::store::ambassadors::find(conn, &code.ambassador_id).or_not_found("ambassador")?;
+    let usable = code.active && amb.status == AmbassadorStatus::Active;
+    Ok(Some(CodeOwner {
+        code: code.code,
+        active: code.active,
+        ambassador_name: amb.name,
+        ambassador_status: amb.status,
+        usable,
+    }))
+}

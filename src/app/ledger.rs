@@ -2,10 +2,10 @@
 //! not yet paid is cancelled) and a clawback (a paid one is offset). Each writes its entry and
 //! its audit row inside the caller's transaction. Neither knows why: the callers do.
 
+use super::audit::{self, Actor, AuditAction, Change, EntityType};
 use super::Result;
 use crate::db::{now, DbConnection};
 use crate::domain::reward::{RewardKind, RewardStatus};
-use crate::store::audit::{self, Actor, AuditAction, Change, EntityType};
 use crate::store::rewards::{self, NewReward, RewardRow};
 use crate::store::StoreError;
 use crate::store::{ensure_unchanged, new_id};

@@ -20,6 +20,8 @@ pub mod public;
 pub mod referrals;
 pub mod reports;
 pub mod rewards;
+pub mod search;
 pub mod team;
+pub mod webhooks;
 
 pub use error::{Error, Result};

@@ -269,3 +269,26 @@ pub fn team_invite(
 pub fn team_sign_in(conn: &mut DbConnection, link: &TeamLink<'_>) -> QueryResult<bool> {
     outbox::enqueue(conn, &format!("team-sign-in:{}", link.link_id), Template::TeamSignIn, link.email, &link.payload())
 }
+
+/// A webhook endpoint Vouch disabled after a long failure streak, to every active admin of
+/// the console (or, with none, to the staff alert address).
+pub fn webhook_disabled(
+    conn: &mut DbConnection,
+    mail: &MailContext,
+    endpoint_id: &str,
+    url: &str,
+    reason: &str,
+) -> QueryResult<usize> {
+    let mut to = crate::store::team::active_admin_emails(conn)?;
+    if to.is_empty() {
+        to.extend(mail.staff_alert_to.clone());
+    }
+    let at = crate::store::utc::format(&crate::db::now());
+    let mut queued = 0;
+    for address in to {
+        let key = format!("webhook-disabled:{endpoint_id}:{at}:{address}");
+        let payload = json!({ "endpoint_id": endpoint_id, "url": url, "reason": reason });
+        queued += usize::from(outbox::enqueue(conn, &key, Template::WebhookDisabled, &address, &payload)?);
+    }
+    Ok(queued)
+}

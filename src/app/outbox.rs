@@ -15,6 +15,10 @@ pub fn list(conn: &mut DbConnection, status: Option<EmailStatus>, page: &PageReq
     Ok(store::list(conn, status, page)?)
 }
 
+pub fn get(conn: &mut DbConnection, id: &str) -> Result<EmailView> {
+    store::find_view(conn, id).or_not_found("e-mail")
+}
+
 /// Queues a `failed` e-mail again with a fresh set of tries (admin), audited. Any other
 /// status is a 409 `invalid-transition`.
 pub fn retry(conn: &mut DbConnection, id: &str, actor: &Actor) -> Result<EmailView> {

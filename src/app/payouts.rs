@@ -18,6 +18,7 @@ use chrono::NaiveDateTime;
 use diesel::Connection;
 use serde::Serialize;
 
+use super::audit::{self, Actor, Change, EntityType};
 use super::error::{Found, Result};
 use super::notices;
 use super::Error;
@@ -30,13 +31,17 @@ use crate::domain::payout::PaypalPart;
 use crate::domain::payout::{self, eligibility, paypal_part, Candidate, LineStatus, PayoutEvent, PayoutStatus};
 use crate::domain::program::ProgramRules;
 use crate::domain::reward::{RewardState, RewardStatus};
-use crate::store::audit::{self, Actor, Change, EntityType};
 use crate::store::payouts::{self, ExportLine, LineRow, NewBatch, NewLine, PayoutRow, PayoutView, Skipped};
 use crate::store::rewards::RewardRow;
 use crate::store::{ensure_unchanged, new_id, program, Page, PageRequest, StoreError};
 
-/// Rewards, lines and audit rows are written this many at a time.
+/// Ids per `IN (…)` list when reading or updating by id.
 const CHUNK: usize = 500;
+/// A new batch's lines per INSERT (13 values a line: 13,000 bind parameters, under SQLite's
+/// 32,766 and PostgreSQL's 65,535).
+const LINES_PER_INSERT: usize = 1_000;
+/// A new batch's rewards per UPDATE (a bind parameter each).
+const REWARDS_PER_UPDATE: usize = 1_000;
 
 fn in_progress(draft_id: Option<&str>) -> Error {
     Error::Conflict {
@@ -192,12 +197,7 @@ pub fn create(conn: &mut DbConnection, cutoff: Option<NaiveDateTime>, actor: &Ac
             program_version_id: &version_id,
         };
         payouts::insert_batch(conn, &batch).map_err(|e| if e.lost_race() { in_progress(None) } else { e.into() })?;
-        let mut method_seq: BTreeMap<&'static str, i32> = BTreeMap::new();
-        for (n, line) in lines.into_iter().enumerate() {
-            let seq = method_seq.entry(line.method.kind()).or_insert(0);
-            *seq += 1;
-            write_line(conn, &batch, (n as i32 + 1, *seq), line, actor)?;
-        }
+        write_lines(conn, &batch, &lines, actor)?;
         audit::record(
             conn,
             actor,
@@ -272,46 +272,55 @@ fn nothing_to_pay(conn: &mut DbConnection, rules: &ProgramRules, skipped: usize)
     })
 }
 
-/// Writes line `number` (the `seq`th of its payout method) and moves its rewards into it.
-fn write_line(
-    conn: &mut DbConnection,
-    batch: &NewBatch<'_>,
-    (number, seq): (i32, i32),
-    line: PlannedLine,
-    actor: &Actor,
-) -> Result<()> {
-    let line_id = new_id();
-    let address = match &line.method {
-        PayoutMethod::Paypal { email } => Some(email.as_str()),
-        PayoutMethod::Bank { reference } => Some(reference.as_str()),
-        PayoutMethod::StoreCredit => None,
-    };
-    payouts::insert_line(
-        conn,
-        &NewLine {
-            id: &line_id,
-            payout_id: batch.id,
-            number,
-            ambassador_id: &line.ambassador_id,
-            amount_minor: line.amount_minor,
-            currency: batch.currency,
-            payout_method: line.method.kind(),
-            payout_address: address,
-            method_seq: seq,
-            reward_count: line.reward_ids.len() as i32,
-            at: batch.at,
-        },
-    )?;
-    for chunk in line.reward_ids.chunks(CHUNK) {
+/// Writes the batch's lines and moves their rewards into them, set by set: one INSERT per
+/// `LINES_PER_INSERT` lines, one UPDATE per `REWARDS_PER_UPDATE` rewards, and the rewards'
+/// audit events in multi-row INSERTs, all in the batch's transaction. Lines are numbered in
+/// order, and within their payout method (the PayPal file's parts).
+fn write_lines(conn: &mut DbConnection, batch: &NewBatch<'_>, lines: &[PlannedLine], actor: &Actor) -> Result<()> {
+    let line_ids: Vec<String> = lines.iter().map(|_| new_id()).collect();
+    let mut method_seq: BTreeMap<&'static str, i32> = BTreeMap::new();
+    let rows: Vec<NewLine<'_>> = lines
+        .iter()
+        .zip(&line_ids)
+        .enumerate()
+        .map(|(n, (line, id))| {
+            let seq = method_seq.entry(line.method.kind()).or_insert(0);
+            *seq += 1;
+            NewLine {
+                id,
+                payout_id: batch.id,
+                number: n as i32 + 1,
+                ambassador_id: &line.ambassador_id,
+                amount_minor: line.amount_minor,
+                currency: batch.currency,
+                payout_method: line.method.kind(),
+                payout_address: match &line.method {
+                    PayoutMethod::Paypal { email } => Some(email.as_str()),
+                    PayoutMethod::Bank { reference } => Some(reference.as_str()),
+                    PayoutMethod::StoreCredit => None,
+                },
+                method_seq: *seq,
+                reward_count: line.reward_ids.len() as i32,
+                at: batch.at,
+            }
+        })
+        .collect();
+    for chunk in rows.chunks(LINES_PER_INSERT) {
+        payouts::insert_lines(conn, chunk)?;
+    }
+    let reward_ids: Vec<&str> = lines.iter().flat_map(|l| l.reward_ids.iter().map(String::as_str)).collect();
+    for chunk in reward_ids.chunks(REWARDS_PER_UPDATE) {
         // A refund voided one of them meanwhile: start over rather than pay a stale sum.
-        if payouts::take_rewards(conn, chunk, &line_id, batch.at)? != chunk.len() {
+        if payouts::take_rewards(conn, batch.id, chunk, batch.at)? != chunk.len() {
             return Err(StoreError::Stale.into());
         }
-        let details = serde_json::json!({ "payout_id": batch.id, "payout_line_id": line_id });
-        let moved = (RewardStatus::Payable.as_str(), RewardState::InPayout.as_str());
-        audit_rewards(conn, actor, chunk, AuditAction::RewardInPayout, moved, &details)?;
     }
-    Ok(())
+    let moved = (RewardStatus::Payable.as_str(), RewardState::InPayout.as_str());
+    let changes = lines.iter().zip(&line_ids).flat_map(|(line, line_id)| {
+        let details = serde_json::json!({ "payout_id": batch.id, "payout_line_id": line_id });
+        line.reward_ids.iter().map(move |id| reward_change(id, AuditAction::RewardInPayout, moved, &details))
+    });
+    Ok(audit::record_many(conn, actor, changes)?)
 }
 
 /// How a batch came to be locked for payment (kept in its audit event).
@@ -494,39 +503,43 @@ fn release_rewards(conn: &mut DbConnection, line_ids: &[&str], actor: &Actor, at
         let found = payouts::rewards_in_lines(conn, chunk)?;
         let ids: Vec<&str> = found.iter().map(|r| r.0.as_str()).collect();
         payouts::reopen_rewards(conn, &ids, at)?;
-        for (id, state) in &found {
-            let details = serde_json::json!({ "payout_line_ids": chunk });
-            let moved = (state.as_str(), RewardStatus::Payable.as_str());
-            audit_rewards(conn, actor, &[id.as_str()], AuditAction::RewardReleased, moved, &details)?;
-        }
+        let details = serde_json::json!({ "payout_line_ids": chunk });
+        let changes = found.iter().map(|(id, state)| {
+            reward_change(id, AuditAction::RewardReleased, (state.as_str(), RewardStatus::Payable.as_str()), &details)
+        });
+        audit::record_many(conn, actor, changes)?;
     }
     Ok(())
 }
 
-/// One audit event per reward moved by a batch step (`moved`: from, to).
+/// One audit event per reward moved by a batch step (`moved`: from, to), written in bulk.
 fn audit_rewards<S: AsRef<str>>(
     conn: &mut DbConnection,
     actor: &Actor,
     ids: &[S],
     action: AuditAction,
-    (before, after): (&str, &str),
+    moved: (&str, &str),
     details: &serde_json::Value,
 ) -> Result<()> {
-    for id in ids {
-        audit::record(
-            conn,
-            actor,
-            Change {
-                action,
-                entity_type: EntityType::Reward,
-                entity_id: id.as_ref(),
-                before: Some(before),
-                after: Some(after),
-                details: Some(details.clone()),
-            },
-        )?;
+    let changes = ids.iter().map(|id| reward_change(id.as_ref(), action, moved, details));
+    Ok(audit::record_many(conn, actor, changes)?)
+}
+
+/// The audit event of one reward moved by a batch step.
+fn reward_change<'a>(
+    id: &'a str,
+    action: AuditAction,
+    (before, after): (&'a str, &'a str),
+    details: &serde_json::Value,
+) -> Change<'a> {
+    Change {
+        action,
+        entity_type: EntityType::Reward,
+        entity_id: id,
+        before: Some(before),
+        after: Some(after),
+        details: Some(details.clone()),
     }
-    Ok(())
 }
 
 /// Cancels a draft or a locked batch: its rewards are payable again (a reward refunded while

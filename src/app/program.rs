@@ -1,10 +1,13 @@
 //! The program rules: the version in force, its history, and replacing it (admin).
 
+use serde::Serialize;
+
+use super::audit::ActorNames;
 use super::error::Result;
 use super::Error;
 use crate::db::{now, write_tx, DbConnection};
 use crate::domain::audit::AuditAction;
-use crate::domain::program::ProgramRules;
+use crate::domain::program::{Calculated, ProgramRules, YearToDate};
 use crate::store::audit::{self, Actor, Change, EntityType};
 use crate::store::program::{self as store, ProgramView};
 use crate::store::{new_id, Page, PageRequest};
@@ -17,6 +20,37 @@ pub fn current(conn: &mut DbConnection) -> Result<ProgramView> {
 /// Every version, newest first.
 pub fn versions(conn: &mut DbConnection, page: &PageRequest) -> Result<Page<ProgramView>> {
     Ok(store::versions(conn, page)?)
+}
+
+/// A version of the rules with who set it, named.
+#[derive(Debug, Clone, Serialize)]
+pub struct NamedVersion {
+    #[serde(flatten)]
+    pub version: ProgramView,
+    pub set_by: String,
+}
+
+/// Every version, newest first, each with the name of who set it (`created_by` is an actor
+/// label, `kind:id`).
+pub fn versions_named(conn: &mut DbConnection, page: &PageRequest) -> Result<Page<NamedVersion>> {
+    let page = store::versions(conn, page)?;
+    let actor = |v: &ProgramView| match v.created_by.split_once(':') {
+        Some((kind, id)) => (kind.to_owned(), Some(id.to_owned())),
+        None => (v.created_by.clone(), None),
+    };
+    let actors: Vec<_> = page.items.iter().map(actor).collect();
+    let names = ActorNames::load(conn, actors.iter().map(|(k, i)| (k.as_str(), i.as_deref())))?;
+    Ok(page.map(|version| {
+        let (kind, id) = actor(&version);
+        NamedVersion { set_by: names.label(&kind, id.as_deref(), None), version }
+    }))
+}
+
+/// What a referral completed under `rules` would earn, for an ambassador with `year` behind
+/// them this calendar year: the very calculation a completion writes to the ledger
+/// ([`ProgramRules::calculate`]), with nothing read or written.
+pub fn example(rules: &ProgramRules, year: YearToDate, treatment_value_minor: Option<i64>) -> Result<Calculated> {
+    rules.calculate(year, treatment_value_minor).map_err(super::rewards::calculation_refused)
 }
 
 /// Makes `rules` the version in force from now on. Rewards already earned keep the version

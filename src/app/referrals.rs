@@ -5,6 +5,7 @@
 
 use chrono::{NaiveDate, NaiveDateTime};
 
+use super::audit::{self, Actor, AuditAction, AuditEvent, Change, EntityType};
 use super::error::Found;
 use super::{notices, rewards, Error, Result};
 use crate::db::{now, write_tx, DbConnection};
@@ -14,7 +15,6 @@ use crate::domain::contact::{ContactHasher, Email, Phone};
 use crate::domain::referral::{self, ReferralEvent, ReferralSource, ReferralStatus};
 use crate::email::MailContext;
 use crate::store::ambassadors::{self, AmbassadorRow};
-use crate::store::audit::{self, Actor, AuditAction, AuditEvent, Change, EntityType};
 use crate::store::codes::{self, CodeRow};
 use crate::store::referrals::{
     self, ClientChanges, Completion, Contact, NewReferral, Placement, ReferralFilter, ReferralRow, SessionRow,
@@ -495,6 +495,7 @@ pub fn erase(conn: &mut DbConnection, id: &str, actor: &Actor) -> Result<Referra
         }
         referrals::erase(conn, id, now())?;
         notices::forget_client(conn, &before)?;
+        super::webhooks::forget_client(conn, &before.id)?;
         // Stored idempotent replies (the created referral, its sessions…) name the client too.
         idempotency::scrub_subject(conn, id)?;
         audit::record(
@@ -526,7 +527,8 @@ pub fn detail(conn: &mut DbConnection, id: &str) -> Result<Detail> {
     let row = load(conn, id)?;
     let (referral, code) = with_code(conn, row)?;
     let sessions = referrals::sessions(conn, id)?;
-    let history = audit::list(conn, Some(id), &PageRequest { limit: 200, after_id: None })?.items;
+    let history =
+        audit::trail(conn, &audit::AuditFilter::entity(id), &PageRequest { limit: 200, after_id: None })?.items;
     Ok(Detail { referral, code, sessions, history })
 }
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 
+use super::audit::{self, Actor, AuditAction, Change, EntityType};
 use super::error::Found;
 use super::{ledger, notices, Error, Result};
 use crate::db::{now, write_tx, DbConnection};
@@ -13,7 +14,6 @@ use crate::domain::ambassador::AmbassadorStatus;
 use crate::domain::calendar::Calendar;
 use crate::domain::program::{Calculated, CalculationError};
 use crate::domain::reward::{Balance, RewardKind, RewardState, RewardStatus};
-use crate::store::audit::{self, Actor, AuditAction, Change, EntityType};
 use crate::store::program::{self, Program};
 use crate::store::referrals::ReferralRow;
 use crate::store::rewards::{self, Computed, NewReward, RewardFilter, RewardRow};
@@ -31,13 +31,18 @@ fn calculate(
 ) -> Result<Calculated> {
     rewards::lock_ambassador(conn, ambassador_id)?;
     let ytd = rewards::year_to_date(conn, ambassador_id, &referral.id, completed_on)?;
-    program.rules.calculate(ytd, referral.treatment_value_minor).map_err(|e| match e {
+    program.rules.calculate(ytd, referral.treatment_value_minor).map_err(calculation_refused)
+}
+
+/// Why the program's rules cannot work out a reward, as the API says it.
+pub(crate) fn calculation_refused(e: CalculationError) -> Error {
+    match e {
         CalculationError::TreatmentValueRequired => Error::Unprocessable {
             kind: "treatment-value-required",
             detail: "The program pays a percentage of the treatment value: give treatment_value_minor.".into(),
             field: Some("treatment_value_minor"),
         },
-    })
+    }
 }
 
 /// Writes the earned reward for a referral that has just been completed (call inside the

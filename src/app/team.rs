@@ -4,10 +4,11 @@
 //! Each state change is one transaction with its audit row and any e-mail.
 
 use chrono::{NaiveDate, NaiveDateTime, TimeDelta};
-use diesel::{OptionalExtension, QueryResult};
+use diesel::QueryResult;
 use serde::Serialize;
 use serde_json::json;
 
+use super::audit::{ActorNames, NamedEvent};
 use super::notices::{self, TeamLink};
 use super::Error;
 use crate::db::{now, write_tx, DbConnection};
@@ -69,6 +70,12 @@ fn refused(r: Refusal, event: &str, field: Option<&'static str>) -> Error {
         Refusal::Deactivated => Error::InvalidTransition {
             entity: "team member",
             current: MemberStatus::Deactivated.as_str().into(),
+            event: event.into(),
+            hint: None,
+        },
+        Refusal::Active => Error::InvalidTransition {
+            entity: "team member",
+            current: MemberStatus::Active.as_str().into(),
             event: event.into(),
             hint: None,
         },
@@ -232,6 +239,35 @@ pub fn deactivate(conn: &mut DbConnection, id: &str, actor: &Actor) -> Result<Me
                 before: Some(MemberStatus::Active.as_str()),
                 after: Some(MemberStatus::Deactivated.as_str()),
                 details: Some(json!({ "sessions_ended": ended })),
+            },
+        )?;
+        Ok(store::find(conn, id)?.ok_or_else(not_found)?.into())
+    })
+}
+
+/// Reactivates a deactivated member under the role they had. Nothing of their old access
+/// comes back: their sessions ended and their links died with the deactivation (any left
+/// open are ended here too), so they sign in again with a new link from the sign-in page.
+pub fn reactivate(conn: &mut DbConnection, id: &str, actor: &Actor) -> Result<Member, Error> {
+    write_tx(conn, |conn| {
+        let m = store::lock(conn, id)?.ok_or_else(not_found)?;
+        team::reactivate(m.status).map_err(|r| refused(r, "reactivate", None))?;
+        let at = now();
+        if store::set_reactivated(conn, id, at)? != 1 {
+            return Err(StoreError::Stale.into());
+        }
+        let ended = store::end_sessions_of(conn, id, SessionEnd::Deactivated, at)?;
+        store::expire_links(conn, id, at)?;
+        audit::record(
+            conn,
+            actor,
+            Change {
+                action: AuditAction::TeamMemberReactivated,
+                entity_type: ENTITY,
+                entity_id: id,
+                before: Some(MemberStatus::Deactivated.as_str()),
+                after: Some(MemberStatus::Active.as_str()),
+                details: Some(json!({ "role": m.role.as_str(), "sessions_ended": ended })),
             },
         )?;
         Ok(store::find(conn, id)?.ok_or_else(not_found)?.into())
@@ -413,21 +449,6 @@ pub fn purge_expired(conn: &mut DbConnection) -> QueryResult<usize> {
     store::purge_expired(conn, team::SIGN_IN_MAIL_WINDOW)
 }
 
-/// One audit event as the console's home lists it.
-#[derive(Debug, Clone, Serialize)]
-pub struct RecentEvent {
-    pub id: String,
-    #[serde(serialize_with = "crate::store::utc::ser")]
-    pub occurred_at: NaiveDateTime,
-    /// Who did it: a member's name and role, or the kind of actor.
-    pub actor: String,
-    pub action: String,
-    pub entity_type: String,
-    pub entity_id: String,
-    pub before_status: Option<String>,
-    pub after_status: Option<String>,
-}
-
 /// The console's home: what waits for a decision, and the latest events this member may see.
 #[derive(Debug, Serialize)]
 pub struct Home {
@@ -438,36 +459,15 @@ pub struct Home {
     pub waiting_referrals: Vec<queues::QueuedReferral>,
     pub waiting_applications: Vec<(String, String)>,
     pub stale_referrals: Vec<queues::QueuedReferral>,
-    pub events: Vec<RecentEvent>,
+    pub events: Vec<NamedEvent>,
     pub next_cursor: Option<String>,
-}
-
-fn actor_label(kind: &str, id: Option<&str>, role: Option<&str>, names: &[(String, String)]) -> String {
-    let role = role.map(|r| format!(" ({r})")).unwrap_or_default();
-    match ActorKind::parse(kind) {
-        Some(ActorKind::TeamMember) => {
-            let name = names.iter().find(|(i, _)| Some(i.as_str()) == id).map_or("A team member", |(_, n)| n);
-            format!("{name}{role}")
-        }
-        Some(ActorKind::ApiKey) => format!("API key{role}"),
-        Some(ActorKind::Ambassador) => "An ambassador".into(),
-        Some(ActorKind::Public) => "A visitor (not signed in)".into(),
-        Some(ActorKind::System) | None => "System".into(),
-    }
 }
 
 /// Who a stored actor label names (`team_member:<id>`, `api_key:<id>`, `system`: a ledger
 /// row's or a batch's `created_by`), for people: the member's name, the key's name.
 pub fn actor_named(conn: &mut DbConnection, label: &str) -> Result<String, Error> {
     let (kind, id) = label.split_once(':').map_or((label, None), |(k, i)| (k, Some(i)));
-    Ok(match (ActorKind::parse(kind), id) {
-        (Some(ActorKind::TeamMember), Some(id)) => actor_label(kind, Some(id), None, &store::names(conn, &[id])?),
-        (Some(ActorKind::ApiKey), Some(id)) => match crate::store::api_keys::find(conn, id).optional()? {
-            Some(key) => format!("API key “{}”", key.name),
-            None => actor_label(kind, Some(id), None, &[]),
-        },
-        _ => actor_label(kind, id, None, &[]),
-    })
+    Ok(ActorNames::load(conn, std::iter::once((kind, id)))?.label(kind, id, None))
 }
 
 /// Rows in each of the home page's lists.
@@ -484,27 +484,8 @@ pub fn home(
     let visible =
         audit::Visible { entity_types: team::audit_entity_types(who.member.role), own_entity: &who.member.id };
     let events = audit::recent_visible(conn, &visible, page)?;
-    let ids: Vec<&str> = events
-        .items
-        .iter()
-        .filter(|e| e.actor_type == ActorKind::TeamMember.as_str())
-        .filter_map(|e| e.actor_id.as_deref())
-        .collect();
-    let names = store::names(conn, &ids)?;
-    let items = events
-        .items
-        .iter()
-        .map(|e| RecentEvent {
-            id: e.id.clone(),
-            occurred_at: e.occurred_at,
-            actor: actor_label(&e.actor_type, e.actor_id.as_deref(), e.actor_role.as_deref(), &names),
-            action: e.action.clone(),
-            entity_type: e.entity_type.to_string(),
-            entity_id: e.entity_id.clone(),
-            before_status: e.before_status.clone(),
-            after_status: e.after_status.clone(),
-        })
-        .collect();
+    let names = ActorNames::of_events(conn, &events.items)?;
+    let events = events.map(|e| names.name(e));
     let sees_clients = who.member.role != Role::Finance;
     let (waiting_referrals, waiting_applications, stale_referrals) = if sees_clients {
         (
@@ -521,7 +502,7 @@ pub fn home(
         waiting_referrals,
         waiting_applications,
         stale_referrals,
-        events: items,
+        events: events.items,
         next_cursor: events.next_cursor,
     })
 }

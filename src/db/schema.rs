@@ -34,6 +34,8 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         status_changed_at -> Timestamp,
+        /// `domain::search::text_key` of the name (the console's search).
+        name_key -> Nullable<Text>,
     }
 }
 
@@ -87,6 +89,18 @@ diesel::table! {
         name -> Text,
         value -> Text,
         created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// The console search's keys of a client (`domain::search`); none once erased.
+    referral_search_keys (referral_id) {
+        referral_id -> Text,
+        name_key -> Text,
+        reversed_name_key -> Nullable<Text>,
+        email -> Nullable<Text>,
+        phone_digits_reversed -> Nullable<Text>,
+        external_ref_key -> Nullable<Text>,
     }
 }
 
@@ -305,6 +319,58 @@ diesel::joinable!(payout_lines -> ambassadors (ambassador_id));
 diesel::joinable!(rewards -> ambassadors (ambassador_id));
 diesel::joinable!(rewards -> payout_lines (payout_line_id));
 diesel::joinable!(rewards -> referrals (referral_id));
+diesel::table! {
+    webhook_endpoints (id) {
+        id -> Text,
+        url -> Text,
+        description -> Text,
+        events -> Text,
+        enabled -> Bool,
+        staff_system -> Bool,
+        secret_sealed -> Text,
+        previous_secret_sealed -> Nullable<Text>,
+        previous_secret_expires_at -> Nullable<Timestamp>,
+        failure_streak -> Integer,
+        failing_since -> Nullable<Timestamp>,
+        disabled_reason -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> Text,
+        endpoint_id -> Text,
+        event_id -> Text,
+        event_type -> Text,
+        entity_key -> Text,
+        payload -> Text,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        last_status_code -> Nullable<Integer>,
+        last_error -> Nullable<Text>,
+        delivered_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    webhook_attempts (id) {
+        id -> Text,
+        delivery_id -> Text,
+        attempt -> Integer,
+        attempted_at -> Timestamp,
+        status_code -> Nullable<Integer>,
+        response_body -> Nullable<Text>,
+        error -> Nullable<Text>,
+        duration_ms -> BigInt,
+    }
+}
+
+diesel::joinable!(webhook_deliveries -> webhook_endpoints (endpoint_id));
+diesel::joinable!(webhook_attempts -> webhook_deliveries (delivery_id));
 diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     ambassadors,
@@ -313,6 +379,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     app_secrets,
     referrals,
+    referral_search_keys,
     referral_sessions,
     portal_login_tokens,
     portal_sessions,
@@ -324,4 +391,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     team_members,
     team_sign_in_links,
     team_sessions,
+    webhook_endpoints,
+    webhook_deliveries,
+    webhook_attempts,
 );

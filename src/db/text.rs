@@ -88,4 +88,5 @@ stored_as_text!(
     crate::domain::payout::LineStatus,
     crate::domain::team::MemberStatus,
     crate::domain::team::SessionEnd,
+    crate::domain::webhook::DeliveryStatus,
 );

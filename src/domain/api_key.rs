@@ -19,6 +19,27 @@ super::text_enum! {
     }
 }
 
+/// The longest name a key may have.
+pub const NAME_MAX: usize = 100;
+
+/// A key to create, parsed: what it is for, and the role it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewKey {
+    pub name: String,
+    pub role: Role,
+}
+
+impl NewKey {
+    /// Every bad field at once (`role`: as the caller read it, e.g. from a form).
+    pub fn parse(name: &str, role: Result<Role, String>) -> Result<Self, super::DomainError> {
+        let mut v = super::Validation::new();
+        let name = v.check("name", super::required_text(name, NAME_MAX));
+        let role = v.check("role", role);
+        v.finish()?;
+        Ok(Self { name: name.expect("validated"), role: role.expect("validated") })
+    }
+}
+
 /// A freshly generated key: the secret is shown once and never stored.
 pub struct NewSecret {
     pub secret: String,

@@ -62,10 +62,18 @@ super::text_enum! {
         TeamMemberInvited = "team_member.invited",
         TeamMemberRoleChanged = "team_member.role_changed",
         TeamMemberDeactivated = "team_member.deactivated",
+        TeamMemberReactivated = "team_member.reactivated",
         TeamSignInLinkSent = "team_member.sign_in_link_sent",
         TeamSessionStarted = "team_member.session_started",
         TeamSessionEnded = "team_member.session_ended",
         TeamSignedOutEverywhere = "team_member.signed_out_everywhere",
+        WebhookCreated = "webhook.created",
+        WebhookUpdated = "webhook.updated",
+        WebhookDeleted = "webhook.deleted",
+        WebhookSecretRotated = "webhook.secret_rotated",
+        WebhookPinged = "webhook.pinged",
+        WebhookDisabled = "webhook.disabled",
+        WebhookDeliveryReplayed = "webhook_delivery.replayed",
     }
 }
 
@@ -86,6 +94,8 @@ super::text_enum! {
         ReferralCode = "referral_code",
         Reward = "reward",
         TeamMember = "team_member",
+        Webhook = "webhook",
+        WebhookDelivery = "webhook_delivery",
     }
 }
 

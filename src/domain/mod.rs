@@ -76,7 +76,9 @@ pub mod payout;
 pub mod program;
 pub mod referral;
 pub mod reward;
+pub mod search;
 pub mod team;
+pub mod webhook;
 
 use serde::Serialize;
 

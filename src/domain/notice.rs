@@ -14,6 +14,7 @@ super::text_enum! {
         StaffApplication = "staff_application",
         TeamInvite = "team_invite",
         TeamSignIn = "team_sign_in",
+        WebhookDisabled = "webhook_disabled",
     }
 }
 

@@ -216,6 +216,16 @@ pub enum CalculationError {
     TreatmentValueRequired,
 }
 
+/// Basis points as a percentage for people: 1000 → "10 %", 1250 → "12.50 %".
+pub fn percent(bp: i64) -> String {
+    let (whole, frac) = (bp / 100, (bp % 100).abs());
+    if frac == 0 {
+        format!("{whole} %")
+    } else {
+        format!("{whole}.{frac:02} %")
+    }
+}
+
 /// `value × bp / 10 000`, rounded half up, without overflow.
 fn share(value: i64, bp: i64) -> i64 {
     let exact = i128::from(value) * i128::from(bp);
@@ -228,14 +238,6 @@ impl ProgramRules {
     pub fn reward_summary(&self) -> String {
         use super::money::Money;
         let money = |minor: i64| Money::new(minor, self.currency.clone()).to_string();
-        let percent = |bp: i64| {
-            let (whole, frac) = (bp / 100, bp % 100);
-            if frac == 0 {
-                format!("{whole} %")
-            } else {
-                format!("{whole}.{frac:02} %")
-            }
-        };
         let base = match &self.reward {
             RewardRule::Flat { amount_minor } => money(*amount_minor),
             RewardRule::Percent { basis_points, max_minor: None } => {

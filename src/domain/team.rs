@@ -87,6 +87,8 @@ pub enum Refusal {
     Deactivated,
     /// The change would leave the clinic without an active admin.
     LastAdmin,
+    /// Only a deactivated member is reactivated.
+    Active,
 }
 
 /// Whether `member` (`status`, `from`) may get role `to`, given how many *other* active
@@ -113,6 +115,14 @@ pub fn deactivate(status: MemberStatus, role: Role, other_active_admins: i64) ->
         return Err(Refusal::LastAdmin);
     }
     Ok(())
+}
+
+/// Whether a member may be reactivated: only a deactivated one.
+pub fn reactivate(status: MemberStatus) -> Result<(), Refusal> {
+    match status {
+        MemberStatus::Deactivated => Ok(()),
+        MemberStatus::Active => Err(Refusal::Active),
+    }
 }
 
 /// The audit events a role sees on its console home: `None` every event (admins); else the
@@ -186,6 +196,8 @@ mod tests {
         assert_eq!(deactivate(Active, Admin, 1), Ok(()));
         assert_eq!(deactivate(Active, Finance, 0), Ok(()));
         assert_eq!(deactivate(Deactivated, Staff, 2), Err(Refusal::Deactivated));
+        assert_eq!(reactivate(Deactivated), Ok(()));
+        assert_eq!(reactivate(Active), Err(Refusal::Active));
     }
 
     #[test]

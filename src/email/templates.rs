@@ -36,6 +36,7 @@ templates!(
     "staff_application",
     "team_invite",
     "team_sign_in",
+    "webhook_disabled",
 );
 
 /// A rendered e-mail, ready to be put into a MIME message.
@@ -207,6 +208,8 @@ mod tests {
                 "link": "https://vouch.example/console/sign-in/link?token=abc", "expires_at": "2026-11-26T10:00:00Z" }),
             "team_sign_in" => json!({ "name": evil, "link": "https://vouch.example/console/sign-in/link?token=abc",
                 "expires_at": "2026-11-25T10:15:00Z" }),
+            "webhook_disabled" => json!({ "endpoint_id": "w-1", "url": "https://hooks.example/<script>",
+                "reason": "100 attempts in a row failed since 2026-11-25T10:00:00Z" }),
             other => panic!("no sample for {other}"),
         }
     }

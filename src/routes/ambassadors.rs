@@ -4,13 +4,14 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::app::ambassadors::{self, AmbassadorView};
-use crate::app::input::{parse_payout, parse_person, PersonFields, NAME_MAX, NOTES_MAX};
+use crate::app::input::{
+    lifecycle_reason, parse_enrolment, parse_payout, search_text, EnrolmentInput, NAME_MAX, NOTES_MAX,
+};
 use crate::auth::{Auth, AuthCache, Staff};
 use crate::config::Settings;
 use crate::db::blocking;
 use crate::db::DbPool;
 use crate::domain::ambassador::{AmbassadorStatus, LifecycleEvent, NotificationPreferences, PayoutMethod};
-use crate::domain::code::ReferralCode;
 use crate::domain::contact::{Email, Phone};
 use crate::domain::{optional_text, required_text, Validation};
 use crate::email::MailContext;
@@ -54,34 +55,18 @@ pub struct EnrolAmbassador {
 
 impl EnrolAmbassador {
     fn parse(self, settings: &Settings) -> Result<NewAmbassador, ApiError> {
-        let mut v = Validation::new();
-        let PersonFields { name, email, phone, display_name } = parse_person(
-            &mut v,
-            settings,
-            &self.name,
-            &self.email,
-            self.phone.as_deref(),
-            self.display_name.as_deref(),
-        );
-        let payout_method = parse_payout(&mut v, self.payout_method);
-        let notes = v.check("notes", optional_text(self.notes.as_deref(), NOTES_MAX));
-        let vanity_code = v.check("code", self.code.as_deref().map(ReferralCode::parse_vanity).transpose());
-        if self.show_name_to_referrals && matches!(display_name, Some(None)) {
-            v.push("display_name", "is required when show_name_to_referrals is true");
-        }
-        v.finish()?;
-        Ok(NewAmbassador {
-            name: name.unwrap_or_default(),
-            email: email.expect("validated"),
-            phone: phone.flatten(),
-            display_name: display_name.flatten(),
+        let input = EnrolmentInput {
+            name: &self.name,
+            email: &self.email,
+            phone: self.phone.as_deref(),
+            display_name: self.display_name.as_deref(),
             show_name_to_referrals: self.show_name_to_referrals,
-            payout_method: payout_method.flatten(),
-            notifications: self.notification_preferences.unwrap_or_default(),
-            notes: notes.flatten(),
-            application_message: None,
-            vanity_code: vanity_code.flatten(),
-        })
+            payout_method: self.payout_method,
+            notification_preferences: self.notification_preferences,
+            notes: self.notes.as_deref(),
+            code: self.code.as_deref(),
+        };
+        Ok(parse_enrolment(settings, input)?)
     }
 }
 
@@ -136,7 +121,7 @@ impl UpdateAmbassador {
 #[into_params(parameter_in = Query)]
 pub struct AmbassadorQuery {
     pub status: Option<AmbassadorStatus>,
-    /// Search name, display name, e-mail or phone.
+    /// Search name, display name, e-mail, phone, or a code (exactly, any case, hyphens optional).
     pub q: Option<String>,
     /// 1–200, default 50.
     pub limit: Option<i64>,
@@ -195,10 +180,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let q = q.0;
     let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
-    if q.q.as_ref().is_some_and(|s| s.chars().count() > 200) {
-        return Err(ApiError::validation("q", "must be at most 200 characters"));
-    }
-    let filter = AmbassadorFilter { status: q.status, q: q.q };
+    let filter = AmbassadorFilter { status: q.status, q: search_text(q.q.as_deref())? };
     let result = blocking(&pool, move |c| ambassadors::list(c, &filter, &page)).await?;
     let url = settings.public_url();
     let page = result.map(|(row, codes, counts)| AmbassadorView::new(row, codes, counts, &url));
@@ -262,12 +244,7 @@ pub async fn lifecycle(
     body: OptionalJson<LifecycleRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let event = **event;
-    let mut v = Validation::new();
-    let reason = v.check("reason", optional_text(body.0.and_then(|b| b.reason).as_deref(), 1000)).flatten();
-    if event.requires_reason() && reason.is_none() {
-        v.push("reason", format!("is required to {}", event.as_str()));
-    }
-    v.finish()?;
+    let reason = lifecycle_reason(event, body.0.and_then(|b| b.reason).as_deref())?;
     let actor = auth.actor();
     let mail = MailContext::new(&settings);
     let ((row, codes, counts), balance) = blocking(&pool, move |c| {

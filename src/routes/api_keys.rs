@@ -7,8 +7,7 @@ use crate::app::api_keys;
 use crate::auth::{Admin, Auth, AuthCache};
 use crate::db::blocking;
 use crate::db::DbPool;
-use crate::domain::api_key::Role;
-use crate::domain::{required_text, Validation};
+use crate::domain::api_key::{NewKey, Role};
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiJson;
 use crate::http::idempotency::{self, SECRET_WITHHELD};
@@ -56,11 +55,9 @@ pub async fn create(
     pool: web::Data<DbPool>,
     body: ApiJson<CreateApiKey>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut v = Validation::new();
-    let name = v.check("name", required_text(&body.0.name, 100));
-    v.finish()?;
-    let (name, role, actor) = (name.unwrap_or_default(), body.0.role, auth.actor());
-    let (key, secret) = blocking(&pool, move |c| api_keys::create(c, &name, role, &actor)).await?;
+    let new = NewKey::parse(&body.0.name, Ok(body.0.role))?;
+    let actor = auth.actor();
+    let (key, secret) = blocking(&pool, move |c| api_keys::create(c, &new, &actor)).await?;
     let redacted = CreatedApiKey { key: key.clone(), secret: None, secret_withheld: Some(SECRET_WITHHELD.into()) };
     let mut res = HttpResponse::Created().json(CreatedApiKey { key, secret: Some(secret), secret_withheld: None });
     idempotency::store_instead(&mut res, &redacted);

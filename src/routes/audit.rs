@@ -10,7 +10,7 @@ use crate::db::DbPool;
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiQuery;
 use crate::http::resource;
-use crate::store::audit::AuditEvent;
+use crate::store::audit::{AuditEvent, AuditFilter};
 use crate::store::PageRequest;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -44,6 +44,9 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let q = q.0;
     let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
-    let result = blocking(&pool, move |c| audit::trail(c, q.entity_id.as_deref(), &page)).await?;
+    let result = blocking(&pool, move |c| {
+        audit::trail(c, &AuditFilter { entity_id: q.entity_id, ..AuditFilter::default() }, &page)
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(AuditList { items: result.items, next_cursor: result.next_cursor }))
 }

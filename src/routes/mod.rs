@@ -16,6 +16,7 @@ pub mod referrals;
 pub mod reports;
 pub mod rewards;
 pub mod team;
+pub mod webhooks;
 
 use actix_web::{middleware::from_fn, web};
 
@@ -53,6 +54,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(reports::configure)
             .configure(emails::configure)
             .configure(audit::configure)
+            .configure(webhooks::configure)
             .configure(imports::configure),
     );
 }

@@ -5,16 +5,16 @@ use actix_web::{web, HttpResponse};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use crate::app::input::parse_client;
+use crate::app::input::{parse_client_edit, parse_new_referral, ClientEdit, ReferralInput};
 use crate::app::referrals::{self, Detail};
 use crate::auth::{Admin, Auth, Staff, StaffOrFinance};
 use crate::config::Settings;
 use crate::db::{blocking, DbConnection, DbPool};
 use crate::domain::api_key::Role;
 use crate::domain::calendar::Calendar;
-use crate::domain::contact::{ContactHasher, Email, Phone};
+use crate::domain::contact::ContactHasher;
 use crate::domain::referral::{close_out_reason, ReferralEvent, ReferralStatus};
-use crate::domain::{optional_text, required_text, Validation};
+use crate::domain::{optional_text, Validation};
 use crate::error::{ApiError, Problem};
 use crate::extract::nullable;
 use crate::extract::{ApiJson, ApiQuery};
@@ -234,29 +234,24 @@ pub struct CreateReferral {
 impl CreateReferral {
     fn parse(self, settings: &Settings) -> Result<NewReferral, ApiError> {
         let mut v = Validation::new();
-        let client = parse_client(
+        let new = parse_new_referral(
             &mut v,
             settings,
-            &self.code,
-            &self.first_name,
-            self.last_name.as_deref(),
-            self.email.as_deref(),
-            self.phone.as_deref(),
+            &ReferralInput {
+                code: &self.code,
+                first_name: &self.first_name,
+                last_name: self.last_name.as_deref(),
+                email: self.email.as_deref(),
+                phone: self.phone.as_deref(),
+                external_ref: self.external_ref.as_deref(),
+                planned_sessions: self.planned_sessions,
+                share_name_with_ambassador: self.share_name_with_ambassador,
+                notes: self.notes.as_deref(),
+                registered_on: self.registered_on,
+            },
         );
-        let external_ref = v.check("external_ref", optional_text(self.external_ref.as_deref(), 100));
-        if self.planned_sessions.is_some_and(|n| !(1..=100).contains(&n)) {
-            v.push("planned_sessions", "must be between 1 and 100");
-        }
-        let notes = v.check("notes", optional_text(self.notes.as_deref(), 4000));
         v.finish()?;
-        Ok(NewReferral {
-            external_ref: external_ref.flatten(),
-            planned_sessions: self.planned_sessions,
-            share_name_with_ambassador: self.share_name_with_ambassador,
-            notes: notes.flatten(),
-            registered_on: self.registered_on,
-            ..client
-        })
+        Ok(new)
     }
 }
 
@@ -529,30 +524,26 @@ pub struct UpdateReferral {
 
 impl UpdateReferral {
     fn parse(self, settings: &Settings) -> Result<ClientChanges, ApiError> {
-        let mut v = Validation::new();
-        let first_name = self.first_name.map(|n| v.check("first_name", required_text(&n, 100)));
-        let last_name = self.last_name.map(|n| v.check("last_name", optional_text(n.as_deref(), 100)));
-        let email = self.email.map(|e| v.check("email", Email::parse_optional(e.as_deref())));
-        let phone =
-            self.phone.map(|p| v.check("phone", Phone::parse_optional(p.as_deref(), settings.default_country_code())));
-        let external_ref = self.external_ref.map(|r| v.check("external_ref", optional_text(r.as_deref(), 100)));
-        if let Some(Some(n)) = self.planned_sessions {
-            if !(1..=100).contains(&n) {
-                v.push("planned_sessions", "must be between 1 and 100");
-            }
+        fn text(f: &Option<Option<String>>) -> Option<Option<&str>> {
+            f.as_ref().map(|o| o.as_deref())
         }
-        let notes = self.notes.map(|n| v.check("notes", optional_text(n.as_deref(), 4000)));
+        let mut v = Validation::new();
+        let changes = parse_client_edit(
+            &mut v,
+            settings,
+            &ClientEdit {
+                first_name: self.first_name.as_deref(),
+                last_name: text(&self.last_name),
+                email: text(&self.email),
+                phone: text(&self.phone),
+                external_ref: text(&self.external_ref),
+                planned_sessions: self.planned_sessions,
+                share_name_with_ambassador: self.share_name_with_ambassador,
+                notes: text(&self.notes),
+            },
+        );
         v.finish()?;
-        Ok(ClientChanges {
-            first_name: first_name.flatten(),
-            last_name: last_name.flatten(),
-            email: email.flatten(),
-            phone: phone.flatten(),
-            external_ref: external_ref.flatten(),
-            planned_sessions: self.planned_sessions,
-            share_name_with_ambassador: self.share_name_with_ambassador,
-            notes: notes.flatten(),
-        })
+        Ok(changes)
     }
 }
 

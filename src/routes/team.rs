@@ -16,7 +16,8 @@ use crate::store::PageRequest;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/team").route(web::post().to(invite)).route(web::get().to(list)))
         .service(resource("/team/{id}").route(web::get().to(get)).route(web::patch().to(update)))
-        .service(resource("/team/{id}/deactivate").route(web::post().to(deactivate)));
+        .service(resource("/team/{id}/deactivate").route(web::post().to(deactivate)))
+        .service(resource("/team/{id}/reactivate").route(web::post().to(reactivate)));
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -123,5 +124,22 @@ pub async fn deactivate(
 ) -> Result<HttpResponse, ApiError> {
     let actor = auth.actor();
     let member = blocking(&pool, move |c| team::deactivate(c, &id, &actor)).await?;
+    Ok(HttpResponse::Ok().json(member))
+}
+
+/// Reactivate a deactivated member under their old role. None of their old sessions or links
+/// come back: they sign in again with a new link from the console's sign-in page. An active
+/// member is a 409 `invalid-transition`.
+#[utoipa::path(post, path = "/v1/team/{id}/reactivate", tag = "team", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Team member id")),
+    responses((status = 200, body = Member),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+pub async fn reactivate(
+    auth: Auth<Admin>,
+    pool: web::Data<DbPool>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = auth.actor();
+    let member = blocking(&pool, move |c| team::reactivate(c, &id, &actor)).await?;
     Ok(HttpResponse::Ok().json(member))
 }

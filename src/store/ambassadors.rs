@@ -3,11 +3,12 @@
 
 use diesel::prelude::*;
 
-use crate::db::schema::ambassadors;
+use crate::db::schema::{ambassadors, referral_codes};
 use crate::db::{lower, DbConnection};
 use crate::domain::ambassador::{AmbassadorStatus, NotificationPreferences, PayoutMethod};
 use crate::domain::code::ReferralCode;
 use crate::domain::contact::{Email, Phone};
+use crate::domain::search;
 use crate::store::{like_pattern, Page, PageRequest, StoreError, WriteError};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -106,6 +107,7 @@ impl AmbassadorChanges {
 #[diesel(table_name = ambassadors)]
 struct Changeset {
     name: Option<String>,
+    name_key: Option<String>,
     email: Option<String>,
     phone: Option<Option<String>>,
     display_name: Option<Option<String>>,
@@ -145,6 +147,7 @@ pub fn insert(
             ambassadors::status.eq(status),
             ambassadors::source.eq(source),
             ambassadors::name.eq(&new.name),
+            ambassadors::name_key.eq(search::text_key(&new.name)),
             ambassadors::email.eq(new.email.as_str()),
             ambassadors::phone.eq(new.phone.as_ref().map(Phone::as_str)),
             ambassadors::display_name.eq(new.display_name.as_deref()),
@@ -181,6 +184,7 @@ pub fn apply_changes(
     };
     let set = Changeset {
         name: changes.name.clone(),
+        name_key: changes.name.as_deref().map(search::text_key),
         email: changes.email.as_ref().map(|e| e.as_str().to_owned()),
         phone: changes.phone.as_ref().map(|p| p.as_ref().map(|p| p.as_str().to_owned())),
         display_name: changes.display_name.clone(),
@@ -218,7 +222,8 @@ pub fn set_status(
 #[derive(Debug, Clone, Default)]
 pub struct AmbassadorFilter {
     pub status: Option<AmbassadorStatus>,
-    /// Matches name, display name, e-mail or phone, case-insensitively.
+    /// Matches name, display name, e-mail or phone, case-insensitively, or one of the
+    /// ambassador's codes exactly (any case, with or without hyphens).
     pub q: Option<String>,
 }
 
@@ -237,13 +242,18 @@ pub fn list(
         let digits: String = q.chars().filter(char::is_ascii_digit).collect();
         // Phones are stored as `+` and digits: match the digits typed, however they were spaced.
         let phone_pattern = if digits.len() >= 4 { format!("%{digits}%") } else { pattern.clone() };
+        // A code, typed as staff see it on a card, matches exactly (through the codes' unique index).
+        let by_code = referral_codes::table
+            .filter(referral_codes::normalized.eq_any(crate::domain::code::lookup_candidates(q)))
+            .select(referral_codes::ambassador_id);
         query = query.filter(
             lower(ambassadors::name)
                 .like(pattern.clone())
                 .escape('\\')
                 .or(ambassadors::email.like(pattern.clone()).escape('\\'))
                 .or(lower(ambassadors::display_name.assume_not_null()).like(pattern).escape('\\'))
-                .or(ambassadors::phone.assume_not_null().like(phone_pattern)),
+                .or(ambassadors::phone.assume_not_null().like(phone_pattern))
+                .or(ambassadors::id.eq_any(by_code)),
         );
     }
     if let Some(after) = &page.after_id {

@@ -83,6 +83,14 @@ pub fn list(conn: &mut DbConnection) -> QueryResult<Vec<ApiKeyView>> {
     Ok(rows.into_iter().map(Into::into).collect())
 }
 
+/// Names of these keys by id (who did what, on the console's pages).
+pub fn names(conn: &mut DbConnection, ids: &[&str]) -> QueryResult<Vec<(String, String)>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    api_keys::table.filter(api_keys::id.eq_any(ids)).select((api_keys::id, api_keys::name)).load(conn)
+}
+
 pub fn count(conn: &mut DbConnection) -> QueryResult<i64> {
     api_keys::table.count().get_result(conn)
 }

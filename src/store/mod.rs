@@ -16,8 +16,10 @@ pub mod reads;
 pub mod referrals;
 pub mod reports;
 pub mod rewards;
+pub mod search;
 pub mod secrets;
 pub mod team;
+pub mod webhooks;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -81,6 +83,19 @@ pub fn ensure_unchanged(rows: usize) -> Result<(), StoreError> {
     }
 }
 
+/// A multi-row INSERT of a `Vec` of rows. Diesel's batch insert does not go through the
+/// `MultiConnection`, so it runs on the backend's own connection: one statement on
+/// PostgreSQL; SQLite (in process, no round trips) may get a statement per row from diesel.
+macro_rules! insert_rows {
+    ($conn:expr, $table:expr, $rows:expr) => {
+        match $conn {
+            $crate::db::DbConnection::Postgres(c) => diesel::insert_into($table).values($rows).execute(c),
+            $crate::db::DbConnection::Sqlite(c) => diesel::insert_into($table).values($rows).execute(c),
+        }
+    };
+}
+pub(crate) use insert_rows;
+
 /// `SUM(column)` as a BIGINT on both backends (PostgreSQL's `SUM(bigint)` is `NUMERIC`).
 /// `column` is a literal from our own code, never input.
 pub fn sum_bigint(
@@ -129,6 +144,14 @@ impl<E: diesel::AppearsOnTable<QS>, QS> diesel::AppearsOnTable<QS> for SumMinor<
 
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
+}
+
+/// The smallest id [`new_id`] can make at `t` (UUID v7 starts with the Unix time in
+/// milliseconds), so "made at or after `t`" is `id >= first_id_at(t)`: a time range becomes a
+/// range of an index that ends in `id`.
+pub fn first_id_at(t: chrono::NaiveDateTime) -> String {
+    let ms = u64::try_from(t.and_utc().timestamp_millis()).unwrap_or(0) & 0xFFFF_FFFF_FFFF;
+    format!("{:08x}-{:04x}-0000-0000-000000000000", ms >> 16, ms & 0xFFFF)
 }
 
 /// A page request: newest first, continuing after `cursor` (an opaque encoding of the last
@@ -196,6 +219,22 @@ mod tests {
         let id = new_id();
         assert_eq!(decode_cursor(&encode_cursor(&id)), Some(id));
         assert_eq!(decode_cursor("not-a-cursor"), None);
+    }
+
+    #[test]
+    fn a_moment_bounds_the_ids_made_around_it() {
+        let before = crate::db::now() - chrono::TimeDelta::milliseconds(1);
+        let id = new_id();
+        let after = crate::db::now() + chrono::TimeDelta::milliseconds(1);
+        assert!(
+            first_id_at(before) <= id && id < first_id_at(after),
+            "{} {id} {}",
+            first_id_at(before),
+            first_id_at(after)
+        );
+        let epoch = chrono::DateTime::UNIX_EPOCH.naive_utc();
+        assert_eq!(first_id_at(epoch), "00000000-0000-0000-0000-000000000000");
+        assert_eq!(first_id_at(epoch - chrono::TimeDelta::days(1)), first_id_at(epoch), "no negative times");
     }
 
     #[test]

@@ -288,7 +288,7 @@ pub fn next_number(conn: &mut DbConnection) -> QueryResult<i32> {
     Ok(number.unwrap_or(0) + 1)
 }
 
-/// A new draft batch (its lines follow with [`insert_line`]).
+/// A new draft batch (its lines follow with [`insert_lines`]).
 pub struct NewBatch<'a> {
     pub id: &'a str,
     pub number: i32,
@@ -340,42 +340,93 @@ pub struct NewLine<'a> {
     pub at: NaiveDateTime,
 }
 
-pub fn insert_line(conn: &mut DbConnection, l: &NewLine<'_>) -> QueryResult<()> {
-    diesel::insert_into(payout_lines::table)
-        .values((
-            payout_lines::id.eq(l.id),
-            payout_lines::payout_id.eq(l.payout_id),
-            payout_lines::number.eq(l.number),
-            payout_lines::ambassador_id.eq(l.ambassador_id),
-            payout_lines::amount_minor.eq(l.amount_minor),
-            payout_lines::currency.eq(l.currency),
-            payout_lines::payout_method.eq(l.payout_method),
-            payout_lines::payout_address.eq(l.payout_address),
-            payout_lines::method_seq.eq(l.method_seq),
-            payout_lines::status.eq(LineStatus::Pending),
-            payout_lines::reward_count.eq(l.reward_count),
-            payout_lines::created_at.eq(l.at),
-            payout_lines::updated_at.eq(l.at),
-        ))
-        .execute(conn)?;
+/// Writes these lines in one multi-row INSERT (the caller keeps a chunk under the backends'
+/// bind-parameter limits: 13 values a line).
+pub fn insert_lines(conn: &mut DbConnection, lines: &[NewLine<'_>]) -> QueryResult<()> {
+    let rows: Vec<_> = lines
+        .iter()
+        .map(|l| {
+            (
+                payout_lines::id.eq(l.id),
+                payout_lines::payout_id.eq(l.payout_id),
+                payout_lines::number.eq(l.number),
+                payout_lines::ambassador_id.eq(l.ambassador_id),
+                payout_lines::amount_minor.eq(l.amount_minor),
+                payout_lines::currency.eq(l.currency),
+                payout_lines::payout_method.eq(l.payout_method),
+                payout_lines::payout_address.eq(l.payout_address),
+                payout_lines::method_seq.eq(l.method_seq),
+                payout_lines::status.eq(LineStatus::Pending),
+                payout_lines::reward_count.eq(l.reward_count),
+                payout_lines::created_at.eq(l.at),
+                payout_lines::updated_at.eq(l.at),
+            )
+        })
+        .collect();
+    crate::store::insert_rows!(conn, payout_lines::table, rows)?;
     Ok(())
 }
 
-/// Moves these rewards, if still open, into the line; returns how many moved.
-pub fn take_rewards(
+/// Moves these rewards, if still open, each into its ambassador's line of batch `payout_id`,
+/// in one statement; returns how many moved (fewer than given: one stopped being open, say a
+/// refund voided it meanwhile).
+pub fn take_rewards<S: AsRef<str>>(
     conn: &mut DbConnection,
-    reward_ids: &[String],
-    line_id: &str,
+    payout_id: &str,
+    reward_ids: &[S],
     at: NaiveDateTime,
 ) -> QueryResult<usize> {
-    diesel::update(rewards::table.filter(rewards::id.eq_any(reward_ids)).filter(rewards::state.eq(RewardState::Open)))
-        .set((
-            rewards::state.eq(RewardState::InPayout),
-            rewards::payout_line_id.eq(line_id),
-            rewards::updated_at.eq(at),
-        ))
-        .execute(conn)
+    TakeRewards { payout_id, reward_ids, at }.execute(conn)
 }
+
+/// `UPDATE rewards … FROM payout_lines`: each reward finds its line by the batch's unique
+/// `(payout_id, ambassador_id)` key, so one statement fills any number of lines. Diesel has no
+/// `UPDATE … FROM`; PostgreSQL and SQLite (3.33 on) both take this text.
+struct TakeRewards<'a, S> {
+    payout_id: &'a str,
+    reward_ids: &'a [S],
+    at: NaiveDateTime,
+}
+
+impl<S> diesel::query_builder::QueryId for TakeRewards<'_, S> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<S, DB> diesel::query_builder::QueryFragment<DB> for TakeRewards<'_, S>
+where
+    S: AsRef<str>,
+    DB: diesel::backend::Backend
+        + diesel::sql_types::HasSqlType<diesel::sql_types::Text>
+        + diesel::sql_types::HasSqlType<diesel::sql_types::Timestamp>,
+    str: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+    NaiveDateTime: diesel::serialize::ToSql<diesel::sql_types::Timestamp, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        use diesel::sql_types::{Text, Timestamp};
+        // Its text depends on the number of ids: not worth a prepared-statement cache slot.
+        out.unsafe_to_cache_prepared();
+        out.push_sql("UPDATE rewards SET state = ");
+        out.push_bind_param::<Text, str>(RewardState::InPayout.as_str())?;
+        out.push_sql(", payout_line_id = l.id, updated_at = ");
+        out.push_bind_param::<Timestamp, _>(&self.at)?;
+        out.push_sql(" FROM payout_lines AS l WHERE l.payout_id = ");
+        out.push_bind_param::<Text, str>(self.payout_id)?;
+        out.push_sql(" AND l.ambassador_id = rewards.ambassador_id AND rewards.state = ");
+        out.push_bind_param::<Text, str>(RewardState::Open.as_str())?;
+        out.push_sql(" AND rewards.id IN (");
+        for (i, id) in self.reward_ids.iter().enumerate() {
+            if i > 0 {
+                out.push_sql(", ");
+            }
+            out.push_bind_param::<Text, str>(id.as_ref())?;
+        }
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
+impl<S, Conn> RunQueryDsl<Conn> for TakeRewards<'_, S> {}
 
 /// `from` → `to` (locked for payment), if still `from`; returns the rows changed.
 pub fn set_locked(

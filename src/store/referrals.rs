@@ -9,11 +9,12 @@ use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 use serde::Serialize;
 
-use crate::db::schema::{referral_codes, referral_sessions, referrals};
+use crate::db::schema::{referral_codes, referral_search_keys, referral_sessions, referrals};
 use crate::db::{lower, DbConnection};
 use crate::domain::calendar::Calendar;
 use crate::domain::contact::{Email, Phone};
 use crate::domain::referral::{self, ReferralSource, ReferralStatus};
+use crate::domain::search;
 use crate::store::codes::CodeRow;
 use crate::store::{like_pattern, Page, PageRequest};
 
@@ -238,7 +239,7 @@ pub fn insert(
             referrals::updated_at.eq(at),
         ))
         .execute(conn)?;
-    Ok(())
+    write_search_keys(conn, id, Some((&new.first_name, new.last_name.as_deref())), contact, new.external_ref.as_deref())
 }
 
 pub fn insert_session(
@@ -439,15 +440,20 @@ pub fn update_client(
     contact: &Contact,
     at: NaiveDateTime,
 ) -> QueryResult<()> {
+    let first_name = changes.first_name.clone().or(before.client_first_name.clone());
+    let last_name = changes.last_name.clone().unwrap_or(before.client_last_name.clone());
+    let external_ref = changes.external_ref.clone().unwrap_or(before.external_ref.clone());
+    let name = first_name.as_deref().map(|first| (first, last_name.as_deref()));
+    write_search_keys(conn, &before.id, name, contact, external_ref.as_deref())?;
     diesel::update(referrals::table.find(&before.id))
         .set((
-            referrals::client_first_name.eq(changes.first_name.clone().or(before.client_first_name.clone())),
-            referrals::client_last_name.eq(changes.last_name.clone().unwrap_or(before.client_last_name.clone())),
+            referrals::client_first_name.eq(&first_name),
+            referrals::client_last_name.eq(&last_name),
             referrals::client_email.eq(contact.email.as_ref().map(Email::as_str)),
             referrals::client_phone.eq(contact.phone.as_ref().map(Phone::as_str)),
             referrals::email_key.eq(contact.email_key.as_deref()),
             referrals::phone_key.eq(contact.phone_key.as_deref()),
-            referrals::external_ref.eq(changes.external_ref.clone().unwrap_or(before.external_ref.clone())),
+            referrals::external_ref.eq(&external_ref),
             referrals::planned_sessions.eq(changes.planned_sessions.unwrap_or(before.planned_sessions)),
             referrals::share_name_with_ambassador
                 .eq(changes.share_name_with_ambassador.unwrap_or(before.share_name_with_ambassador)),
@@ -476,6 +482,34 @@ pub fn erase(conn: &mut DbConnection, id: &str, at: NaiveDateTime) -> QueryResul
         .execute(conn)?;
     diesel::update(referral_sessions::table.filter(referral_sessions::referral_id.eq(id)))
         .set(referral_sessions::note.eq(None::<String>))
+        .execute(conn)?;
+    write_search_keys(conn, id, None, &Contact::default(), None)
+}
+
+/// (Re)writes the console search's keys of a client ([`crate::domain::search`]) from their
+/// name (first, last), contact and the clinic's id; without a name (erased), none are kept.
+fn write_search_keys(
+    conn: &mut DbConnection,
+    id: &str,
+    name: Option<(&str, Option<&str>)>,
+    contact: &Contact,
+    external_ref: Option<&str>,
+) -> QueryResult<()> {
+    diesel::delete(referral_search_keys::table.find(id)).execute(conn)?;
+    let Some((first, last)) = name else {
+        return Ok(());
+    };
+    let (name_key, reversed_name_key) = search::name_keys(first, last);
+    diesel::insert_into(referral_search_keys::table)
+        .values((
+            referral_search_keys::referral_id.eq(id),
+            referral_search_keys::name_key.eq(name_key),
+            referral_search_keys::reversed_name_key.eq(reversed_name_key),
+            referral_search_keys::email.eq(contact.email.as_ref().map(Email::as_str)),
+            referral_search_keys::phone_digits_reversed
+                .eq(contact.phone.as_ref().map(|p| search::phone_key(p.as_str()))),
+            referral_search_keys::external_ref_key.eq(external_ref.map(search::text_key)),
+        ))
         .execute(conn)?;
     Ok(())
 }

@@ -10,6 +10,7 @@ use crate::store::is_unique_violation;
 
 const CONTACT_HASH_KEY: &str = "contact_hash_key";
 const WEB_SIGNING_KEY: &str = "web_signing_key";
+const WEBHOOK_SEALING_KEY: &str = "webhook_sealing_key";
 
 /// The key for contact hashes: the configured one, else one generated on first use and kept
 /// in the database so every instance (and every restart) hashes alike.
@@ -24,6 +25,17 @@ pub fn contact_hash_key(conn: &mut DbConnection, configured: &str) -> QueryResul
 /// database, so a form served by one instance is accepted by another (and after a restart).
 pub fn web_signing_key(conn: &mut DbConnection) -> QueryResult<Vec<u8>> {
     shared_secret(conn, WEB_SIGNING_KEY)
+}
+
+/// The AES-256 key that seals webhook signing secrets at rest: the configured one
+/// (`webhooks.sealing_key`, kept outside the database so a copy of the database alone does
+/// not reveal the secrets), else one generated on first use and shared through the database.
+/// Either way 32 bytes, hashed from the text.
+pub fn webhook_sealing_key(conn: &mut DbConnection, configured: &str) -> QueryResult<Vec<u8>> {
+    use sha2::{Digest, Sha256};
+    let material =
+        if configured.trim().is_empty() { shared_secret(conn, WEBHOOK_SEALING_KEY)? } else { configured.trim().into() };
+    Ok(Sha256::digest(material).to_vec())
 }
 
 /// A named random secret, created once by whichever instance gets there first.

@@ -101,6 +101,16 @@ pub fn lock_active_admins(conn: &mut DbConnection) -> QueryResult<Vec<String>> {
     }
 }
 
+/// The e-mail addresses of the active admins (for alerts meant for them).
+pub fn active_admin_emails(conn: &mut DbConnection) -> QueryResult<Vec<String>> {
+    tm::table
+        .filter(tm::status.eq(MemberStatus::Active))
+        .filter(tm::role.eq(Role::Admin))
+        .order(tm::id.asc())
+        .select(tm::email)
+        .load(conn)
+}
+
 /// Compare-and-set of an active member's role; 0 rows: it changed meanwhile.
 pub fn set_role(conn: &mut DbConnection, id: &str, from: Role, to: Role, at: NaiveDateTime) -> QueryResult<usize> {
     diesel::update(tm::table.find(id).filter(tm::role.eq(from)).filter(tm::status.eq(MemberStatus::Active)))
@@ -112,6 +122,13 @@ pub fn set_role(conn: &mut DbConnection, id: &str, from: Role, to: Role, at: Nai
 pub fn set_deactivated(conn: &mut DbConnection, id: &str, at: NaiveDateTime) -> QueryResult<usize> {
     diesel::update(tm::table.find(id).filter(tm::status.eq(MemberStatus::Active)))
         .set((tm::status.eq(MemberStatus::Deactivated), tm::deactivated_at.eq(at), tm::updated_at.eq(at)))
+        .execute(conn)
+}
+
+/// Compare-and-set from deactivated to active; 0 rows: it changed meanwhile.
+pub fn set_reactivated(conn: &mut DbConnection, id: &str, at: NaiveDateTime) -> QueryResult<usize> {
+    diesel::update(tm::table.find(id).filter(tm::status.eq(MemberStatus::Deactivated)))
+        .set((tm::status.eq(MemberStatus::Active), tm::deactivated_at.eq(None::<NaiveDateTime>), tm::updated_at.eq(at)))
         .execute(conn)
 }
 

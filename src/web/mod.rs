@@ -72,6 +72,9 @@ const SOURCES: &[(&str, &str)] = pages!(
     "console/member.html",
     "console/deactivate.html",
     "console/referral.html",
+    "console/referrals.html",
+    "console/referral_new.html",
+    "console/search.html",
     "console/close_out.html",
     "console/forbidden.html",
     "console/payouts.html",
@@ -80,6 +83,26 @@ const SOURCES: &[(&str, &str)] = pages!(
     "console/payout_confirm.html",
     "console/ledger.html",
     "console/reports.html",
+    "console/ambassadors.html",
+    "console/ambassador_new.html",
+    "console/ambassador.html",
+    "console/ambassador_step.html",
+    "console/code_deactivate.html",
+    "console/ambassador_share.html",
+    "console/api_keys.html",
+    "console/api_key_created.html",
+    "console/api_key_revoke.html",
+    "console/outbox.html",
+    "console/outbox_retry.html",
+    "console/audit.html",
+    "console/program.html",
+    "console/program_example.html",
+    "console/webhook_form.html",
+    "console/webhooks.html",
+    "console/webhook.html",
+    "console/webhook_secret.html",
+    "console/webhook_rotate.html",
+    "console/webhook_delete.html",
     "console/import.html",
 );
 
@@ -92,6 +115,7 @@ static PAGES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env.add_filter("money", |minor: i64, currency: String| {
         Money::new(minor, Currency::from_stored(&currency)).to_string()
     });
+    env.add_filter("percent", crate::domain::program::percent);
     env.add_filter("label", |status: String| {
         let words = status.replace('_', " ");
         let mut chars = words.chars();
@@ -103,9 +127,10 @@ static PAGES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env
 });
 
-/// Pages may not be framed, load only this origin's CSS and script, and post only here.
+/// Pages may not be framed, load only this origin's CSS and script, post only here, and the
+/// script fetches only from here (the program page's live example).
 const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
-                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+                   connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 fn html_headers(res: &mut HttpResponseBuilder) {
     res.content_type("text/html; charset=utf-8")

@@ -1,8 +1,9 @@
 //! The console in headless Chromium: an admin signs in through the e-mailed link, invites a
 //! staff member (after a refused first try), looks at the member and the deactivation step,
-//! signs out; the staff member signs in through the invitation and meets the 403 page. A
-//! finance member previews, creates, downloads the PayPal file of and pays a batch, adjusts the
-//! ledger and reads the reports. Every
+//! changes the program (a refused preview, the live example, saved), creates and revokes an
+//! API key, retries a failed e-mail, filters the audit trail, signs out; the staff member signs
+//! in through the invitation and meets the 403 page. A finance member previews, creates,
+//! downloads the PayPal file of and pays a batch, adjusts the ledger and reads the reports. Every
 //! console page is checked with axe-core (no serious or critical violation) and captured at
 //! 1280 px and 375 px into `<target dir>/screenshots/console-*.png`.
 
@@ -17,6 +18,17 @@ pub(crate) async fn capture(screen: &mut Screen, name: &str) {
         screen.screenshot(&format!("console-{name}-{width}")).await;
     }
     screen.resize(DESKTOP_WIDTH).await;
+}
+
+/// Waits until the page says `text` (a script's update).
+async fn wait_for_text(screen: &Screen, text: &str) {
+    for _ in 0..100 {
+        if screen.text().await.contains(text) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the page never said {text:?}: {}", screen.text().await);
 }
 
 #[tokio::test]
@@ -76,6 +88,64 @@ async fn an_admin_signs_in_by_e_mail_invites_a_staff_member_who_then_signs_in() 
     screen.click("form.confirm a").await;
     screen.wait_for_heading("Sam Staff").await;
     assert_eq!(list["items"][0]["status"], "active");
+
+    // Program rules: a refused preview, then the live example as the amount is typed, saved.
+    screen.click("nav a[href='/console/program']").await;
+    screen.wait_for_heading("Program rules").await;
+    assert!(screen.text().await.contains("This referral would earn 100.00 USD"));
+    capture(&mut screen, "60-program").await;
+    screen.fill("f-reward-amount_minor", "0").await;
+    screen.click("button[value=preview]").await;
+    wait_for_text(&screen, "Please check the highlighted field").await;
+    assert!(screen.text().await.contains("Must be between 1 and"));
+    capture(&mut screen, "61-program-refused").await;
+    assert_eq!(app.get("/v1/program", &app.admin_key).await.json::<serde_json::Value>().await.unwrap()["version"], 1);
+    screen.fill("f-reward-amount_minor", "12500").await;
+    wait_for_text(&screen, "This referral would earn 125.00 USD").await;
+    capture(&mut screen, "62-program-live-example").await;
+    screen.click("button[value=save]").await;
+    wait_for_text(&screen, "Version 2 of the rules is in force.").await;
+    let program: serde_json::Value = app.get("/v1/program", &app.admin_key).await.json().await.unwrap();
+    assert_eq!((program["version"].as_i64(), program["reward"]["amount_minor"].as_i64()), (Some(2), Some(12500)));
+
+    // API keys: the secret once, then revoked after the confirmation.
+    screen.click("nav a[href='/console/api-keys']").await;
+    screen.wait_for_heading("API keys").await;
+    capture(&mut screen, "63-api-keys").await;
+    screen.fill("f-name", "Booking system").await;
+    screen.click("form.grid-form button[type=submit]").await;
+    screen.wait_for_heading("API key “Booking system” created").await;
+    capture(&mut screen, "64-api-key-created").await;
+    screen.click("main a.button").await;
+    screen.wait_for_heading("API keys").await;
+    screen.click("main a[href$='/revoke']").await;
+    screen.wait_for_heading("Revoke API key “Booking system”?").await;
+    capture(&mut screen, "65-api-key-revoke").await;
+    screen.click("form.confirm button[type=submit]").await;
+    screen.wait_for_heading("API keys").await;
+    assert!(screen.text().await.contains("API key “Booking system” revoked"));
+
+    // The outbox: a failed e-mail, retried after the confirmation.
+    crate::console_admin::fail_newest_mail(&app, "boss@clinic.test");
+    screen.click("nav a[href='/console/outbox']").await;
+    screen.wait_for_heading("E-mail outbox").await;
+    capture(&mut screen, "66-outbox").await;
+    screen.click("main a[href$='/retry']").await;
+    screen.wait_for_heading("Retry the team sign in e-mail to boss@clinic.test?").await;
+    capture(&mut screen, "67-outbox-retry").await;
+    screen.click("form.confirm button[type=submit]").await;
+    screen.wait_for_heading("E-mail outbox").await;
+    assert!(screen.text().await.contains("is queued again"));
+
+    // The audit trail, filtered by action.
+    screen.click("nav a[href='/console/audit']").await;
+    screen.wait_for_heading("Audit trail").await;
+    capture(&mut screen, "68-audit").await;
+    screen.open("/console/audit?action=program.updated").await;
+    wait_for_text(&screen, "Clear the filters").await;
+    let text = screen.text().await;
+    assert!(text.contains("Boss Admin (admin)") && text.contains("program.updated"), "{text}");
+    capture(&mut screen, "69-audit-filtered").await;
 
     // Sign out: back at the sign-in page with the message.
     screen.click("header button[type=submit]").await;

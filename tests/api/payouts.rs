@@ -533,12 +533,14 @@ async fn a_retried_batch_request_replays_instead_of_failing() {
 }
 
 /// Many ambassadors with a payable balance, written straight to the database (the API path
-/// is covered above; this is about volume).
-fn seed_payable_ambassadors(app: &TestApp, n: usize) {
+/// is covered above; this is about volume): ambassador `i` gets `rewards_of(i)` payable
+/// adjustments, the `k`th of all of `5000 + k` minor units. Returns the total.
+fn seed_payable_ambassadors(app: &TestApp, n: usize, rewards_of: impl Fn(usize) -> usize) -> i64 {
     use diesel::prelude::*;
     use vouch::db::schema::{ambassadors as a, rewards as r};
     let mut conn = app.pool.get().unwrap();
     let at = chrono::Utc::now().naive_utc() - chrono::Duration::hours(1);
+    let mut k = 0;
     conn.transaction::<_, diesel::result::Error, _>(|conn| {
         for i in 0..n {
             let id = uuid::Uuid::now_v7().to_string();
@@ -556,37 +558,104 @@ fn seed_payable_ambassadors(app: &TestApp, n: usize) {
                     a::status_changed_at.eq(at),
                 ))
                 .execute(conn)?;
-            diesel::insert_into(r::table)
-                .values((
-                    r::id.eq(uuid::Uuid::now_v7().to_string()),
-                    r::ambassador_id.eq(&id),
-                    r::kind.eq("adjustment"),
-                    r::amount_minor.eq(5000 + i as i64),
-                    r::currency.eq("USD"),
-                    r::state.eq("open"),
-                    r::holds_until.eq(at),
-                    r::earned_on.eq(at.date()),
-                    r::reason.eq("bulk"),
-                    r::created_by.eq("test"),
-                    r::created_at.eq(at),
-                    r::updated_at.eq(at),
-                ))
-                .execute(conn)?;
+            for _ in 0..rewards_of(i) {
+                k += 1;
+                diesel::insert_into(r::table)
+                    .values((
+                        r::id.eq(uuid::Uuid::now_v7().to_string()),
+                        r::ambassador_id.eq(&id),
+                        r::kind.eq("adjustment"),
+                        r::amount_minor.eq(5000 + k - 1),
+                        r::currency.eq("USD"),
+                        r::state.eq("open"),
+                        r::holds_until.eq(at),
+                        r::earned_on.eq(at.date()),
+                        r::reason.eq("bulk"),
+                        r::created_by.eq("test"),
+                        r::created_at.eq(at),
+                        r::updated_at.eq(at),
+                    ))
+                    .execute(conn)?;
+            }
         }
         Ok(())
     })
     .unwrap();
+    (0..k).map(|k| 5000 + k).sum()
+}
+
+#[tokio::test]
+async fn a_large_batch_is_written_in_chunks_with_every_line_reward_and_audit_event() {
+    use diesel::prelude::*;
+    use vouch::db::schema::{audit_events as e, payout_lines as l, rewards as r};
+    let app = spawn_app().await;
+    // 1,100 lines and 1,600 rewards: more than one INSERT of lines, one UPDATE of rewards and
+    // one INSERT of audit events (1,000 rows each).
+    let (n, many) = (1_100, 125);
+    let rewards_of = |i: usize| if i < many { 5 } else { 1 };
+    let expected_total = seed_payable_ambassadors(&app, n, rewards_of);
+    // The key after the (slow, blocking) seeding: a keep-alive connection left idle through it
+    // may be closed by the server just as the next request goes out.
+    let finance = app.key("finance").await;
+    let rewards = many * 5 + (n - many);
+    assert_eq!(rewards, 1_600);
+
+    let batch = create_batch(&app, &finance).await;
+    let id = batch["id"].as_str().unwrap();
+    assert_eq!(batch["total_minor"], expected_total);
+    let lines = batch["lines"].as_array().unwrap();
+    assert_eq!(lines.len(), n);
+    let numbers: Vec<i64> = lines.iter().map(|l| l["number"].as_i64().unwrap()).collect();
+    assert_eq!(numbers, (1..=n as i64).collect::<Vec<_>>(), "lines numbered in order, none missing");
+    assert_eq!(lines.iter().map(|l| l["reward_count"].as_i64().unwrap()).sum::<i64>(), rewards as i64);
+    assert_eq!(lines.iter().filter(|l| l["reward_count"] == 5).count(), many);
+
+    let mut conn = app.pool.get().unwrap();
+    let seqs: Vec<i32> =
+        l::table.filter(l::payout_id.eq(id)).order(l::method_seq.asc()).select(l::method_seq).load(&mut conn).unwrap();
+    assert_eq!(seqs, (1..=n as i32).collect::<Vec<_>>(), "PayPal sequence numbers without gaps");
+    // Every reward is in its own ambassador's line, and each line is the sum of its rewards.
+    let moved: Vec<(String, String, i64, Option<String>)> = r::table
+        .inner_join(l::table)
+        .filter(l::payout_id.eq(id))
+        .select((r::id, r::state, r::amount_minor, r::payout_line_id))
+        .load::<(String, String, i64, Option<String>)>(&mut conn)
+        .unwrap();
+    assert_eq!(moved.len(), rewards);
+    assert!(moved.iter().all(|m| m.1 == "in_payout"));
+    let mismatched: i64 = r::table
+        .inner_join(l::table)
+        .filter(l::payout_id.eq(id))
+        .filter(r::ambassador_id.ne(l::ambassador_id))
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(mismatched, 0, "no reward in another ambassador's line");
+    app.assert_ledger_consistent();
+
+    // The audit trail: the batch, and one event per reward naming its batch and line.
+    assert_eq!(app.audit_actions(id), ["payout.created"]);
+    let events: Vec<(String, Option<String>)> =
+        e::table.filter(e::action.eq("reward.in_payout")).select((e::entity_id, e::details)).load(&mut conn).unwrap();
+    assert_eq!(events.len(), rewards);
+    let by_reward: std::collections::BTreeMap<String, Value> =
+        events.into_iter().map(|(r, d)| (r, serde_json::from_str(&d.unwrap()).unwrap())).collect();
+    assert_eq!(by_reward.len(), rewards, "one event per reward");
+    for (reward, _, _, line) in &moved {
+        let details = &by_reward[reward];
+        assert_eq!(details["payout_id"], id);
+        assert_eq!(details["payout_line_id"].as_str(), line.as_deref(), "reward {reward}");
+    }
 }
 
 #[tokio::test]
 async fn exports_of_large_batches_stream_every_line_once_across_pages_and_parts() {
     let app = spawn_app_with(|s| s.export.paypal_rows_per_file = 1000).await;
-    let finance = app.key("finance").await;
     let n = 1_150; // more than two 500-row database pages
-    seed_payable_ambassadors(&app, n);
+    let expected_total = seed_payable_ambassadors(&app, n, |_| 1);
+    let finance = app.key("finance").await; // after the seeding (see above)
     let batch = create_batch(&app, &finance).await;
     let id = batch["id"].as_str().unwrap();
-    let expected_total: i64 = (0..n as i64).map(|i| 5000 + i).sum();
     assert_eq!(batch["total_minor"], expected_total);
 
     let res = app.get(&format!("/v1/payouts/{id}/export.csv"), &finance).await;

@@ -7,8 +7,13 @@
 //! reward is in a paid line whose amount is the sum of its rewards, every batch total the
 //! sum of its lines.
 //!
-//! Usage: vouch-bench-seed --scale smoke|small|full --key KEY --session SECRET --fixtures DIR > seed.sql
-//! Writes the ids and codes the load scripts need into DIR (see `Fixtures`).
+//! Usage: vouch-bench-seed --scale smoke|small|full|payees --key KEY --session SECRET
+//!        --console SECRET --fixtures DIR > seed.sql
+//! `--session` is ambassador 1's portal session, `--console` an admin team member's console
+//! session. Writes the ids and codes the load scripts need into DIR (see the end of `main`).
+//!
+//! Scale `payees` is for the payout batch and its exports: 100,000 ambassadors, each with one
+//! completed referral whose reward is payable now, so a batch has ~100,000 lines.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -33,13 +38,18 @@ struct Scale {
     heavy: usize,
     /// Extra referrals in treatment, for the "complete a referral" scenario to consume.
     completion_pool: usize,
+    /// Every referral completed, its reward payable now, none paid yet (scale `payees`).
+    all_payable: bool,
 }
 
 fn scale(name: &str) -> Scale {
     match name {
-        "smoke" => Scale { ambassadors: 20, referrals: 200, heavy: 40, completion_pool: 300 },
-        "small" => Scale { ambassadors: 100, referrals: 1_000, heavy: 200, completion_pool: 5_000 },
-        "full" => Scale { ambassadors: 2_000, referrals: 200_000, heavy: 3_000, completion_pool: 0 },
+        "smoke" => Scale { ambassadors: 20, referrals: 200, heavy: 40, completion_pool: 300, all_payable: false },
+        "small" => Scale { ambassadors: 100, referrals: 1_000, heavy: 200, completion_pool: 5_000, all_payable: false },
+        "full" => {
+            Scale { ambassadors: 2_000, referrals: 200_000, heavy: 3_000, completion_pool: 0, all_payable: false }
+        }
+        "payees" => Scale { ambassadors: 100_000, referrals: 100_000, heavy: 1, completion_pool: 0, all_payable: true },
         other => panic!("unknown scale {other}"),
     }
 }
@@ -227,6 +237,7 @@ fn main() {
     let sc = scale(&arg(&args, "--scale"));
     let key = arg(&args, "--key").into_bytes();
     let session_secret = arg(&args, "--session");
+    let console_secret = arg(&args, "--console");
     let fixtures = std::path::PathBuf::from(arg(&args, "--fixtures"));
     std::fs::create_dir_all(&fixtures).expect("fixtures dir");
 
@@ -346,6 +357,7 @@ fn main() {
     let mut rewards: Vec<Reward> = Vec::new();
     let mut in_year: BTreeMap<(usize, i64), i64> = BTreeMap::new();
     let mut complete_pool: Vec<String> = Vec::new();
+    let mut first_completed: Option<String> = None;
     let mut audit: Vec<[String; 8]> = Vec::new(); // occurred, action, entity_type, entity, before, after, details, role
     let mut mails: Vec<(String, String, String, i64)> = Vec::new(); // dedupe, template, to, at
     {
@@ -363,6 +375,8 @@ fn main() {
             let roll = rng.below(100);
             let status = if j >= sc.referrals {
                 "in_treatment"
+            } else if sc.all_payable {
+                "completed"
             } else {
                 match roll {
                     0..=59 => "completed",
@@ -374,8 +388,8 @@ fn main() {
                 }
             };
             // Completed rewards: 1 in 8 already paid, 1 in 24 still held, the rest payable now.
-            let paid = status == "completed" && j % 8 == 0;
-            let held = status == "completed" && !paid && j % 24 == 1;
+            let paid = status == "completed" && j % 8 == 0 && !sc.all_payable;
+            let held = status == "completed" && !paid && j % 24 == 1 && !sc.all_payable;
             let registered = match status {
                 "completed" if paid => rng.between(now - 330 * DAY, now - 200 * DAY),
                 "completed" if held => rng.between(now - 40 * DAY, now - 15 * DAY),
@@ -485,6 +499,9 @@ fn main() {
                     a.email.clone(),
                     registered,
                 ));
+            }
+            if status == "completed" && amb == 0 && first_completed.is_none() {
+                first_completed = Some(id.clone());
             }
             if status == "in_treatment" && a.status == "active" {
                 complete_pool.push(id.clone());
@@ -717,6 +734,35 @@ fn main() {
         ts(now - HOUR)
     )
     .unwrap();
+    // The console search's keys, as the service writes them (the names here are ASCII, so the
+    // databases' lower() agrees with the service's); the same statements as the migration
+    // `2026-12-10-000014_console_search`, in SQL both backends take.
+    writeln!(out, "{SEARCH_KEYS}").unwrap();
+    // An admin team member signed in to the console (the console pages' scenario).
+    let member = ids.at(now - 2 * HOUR);
+    writeln!(
+        out,
+        "INSERT INTO team_members (id,name,email,role,status,created_at,updated_at,deactivated_at) VALUES ({},{},{},{},{},{},{},NULL);",
+        q(&member),
+        q("Bench Admin"),
+        q("bench.admin@bench.example"),
+        q("admin"),
+        q("active"),
+        ts(now - 2 * HOUR),
+        ts(now - 2 * HOUR)
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "INSERT INTO team_sessions (id,member_id,token_hash,created_at,last_seen_at,expires_at,ended_at,end_reason) VALUES ({},{},{},{},{},{},NULL,NULL);",
+        q(&ids.at(now - HOUR)),
+        q(&member),
+        q(&hex(&Sha256::digest(console_secret.as_bytes()))),
+        ts(now - HOUR),
+        ts(now),
+        ts(now + 8 * HOUR)
+    )
+    .unwrap();
     writeln!(out, "COMMIT;").unwrap();
     out.flush().unwrap();
 
@@ -730,6 +776,21 @@ fn main() {
     write("complete.txt", complete_pool);
     write("heavy.txt", vec![ambs[0].id.clone(), sc.heavy.to_string()]);
     write("fifty.txt", vec![ambs[1].id.clone(), ambs[1].code.clone()]);
+    // A referral of the heaviest ambassador with its sessions (and reward): the console's
+    // referral page.
+    write("console-referral.txt", vec![first_completed.expect("a completed referral")]);
     let payable = rewards.iter().filter(|r| matches!(r.fate, Fate::Open) && r.holds_until <= now).count();
     write("counts.txt", vec![format!("referrals {total}"), format!("payable_rewards {payable}")]);
 }
+
+const SEARCH_KEYS: &str = "INSERT INTO referral_search_keys \
+    (referral_id, name_key, reversed_name_key, email, phone_digits_reversed, external_ref_key) \
+    SELECT id, lower(trim(client_first_name || ' ' || coalesce(client_last_name, ''))), \
+    CASE WHEN client_last_name IS NULL THEN NULL ELSE lower(client_last_name || ' ' || client_first_name) END, \
+    client_email, \
+    (WITH RECURSIVE r(i, out) AS (SELECT length(client_phone), CAST('' AS TEXT) UNION ALL \
+    SELECT i - 1, out || substr(client_phone, i, 1) FROM r WHERE i > 1) \
+    SELECT out FROM r WHERE i = 1 AND client_phone IS NOT NULL), \
+    lower(external_ref) \
+    FROM referrals WHERE erased_at IS NULL AND client_first_name IS NOT NULL;\n\
+    UPDATE ambassadors SET name_key = lower(name);";

@@ -6,6 +6,7 @@
 //! reason, written once however often the file is run.
 
 use super::{parse_bool, Outcome, Row};
+use crate::app::audit::{self, Change, EntityType};
 use crate::app::input::{parse_adjustment, parse_payout, parse_person, PersonFields, NOTES_MAX};
 use crate::app::{codes, notices, rewards, Error, Result};
 use crate::db::{now, DbConnection};
@@ -15,7 +16,6 @@ use crate::domain::code::{CodeKind, ReferralCode};
 use crate::domain::money::Money;
 use crate::domain::{optional_text, DomainError, Validation};
 use crate::store::ambassadors::{self as store, AmbassadorChanges, AmbassadorRow, NewAmbassador};
-use crate::store::audit::{self, Change, EntityType};
 use crate::store::{codes as code_store, new_id};
 
 /// The columns an ambassadors file may have.
@@ -233,9 +233,6 @@ pub(super) fn import(conn: &mut DbConnection, row: &Row<'_>) -> Result<(Outcome,
         None => {
             let id = new_id();
             store::insert(conn, &id, &line.new, (AmbassadorStatus::Active, Enrolment::ByStaff), at)?;
-            if line.status != AmbassadorStatus::Active {
-                store::set_status(conn, &id, (AmbassadorStatus::Active, line.status), Some("imported"), at)?;
-            }
             audit::record(
                 conn,
                 ctx.actor,
@@ -244,10 +241,30 @@ pub(super) fn import(conn: &mut DbConnection, row: &Row<'_>) -> Result<(Outcome,
                     entity_type: EntityType::Ambassador,
                     entity_id: &id,
                     before: None,
-                    after: Some(line.status.as_str()),
+                    after: Some(AmbassadorStatus::Active.as_str()),
                     details: details(serde_json::json!({})),
                 },
             )?;
+            // Suspended or closed in the old system: enrolled, then moved there, as staff would.
+            if line.status != AmbassadorStatus::Active {
+                store::set_status(conn, &id, (AmbassadorStatus::Active, line.status), Some("imported"), at)?;
+                let action = match line.status {
+                    AmbassadorStatus::Suspended => AuditAction::AmbassadorSuspended,
+                    _ => AuditAction::AmbassadorClosed,
+                };
+                audit::record(
+                    conn,
+                    ctx.actor,
+                    Change {
+                        action,
+                        entity_type: EntityType::Ambassador,
+                        entity_id: &id,
+                        before: Some(AmbassadorStatus::Active.as_str()),
+                        after: Some(line.status.as_str()),
+                        details: details(serde_json::json!({ "reason": "imported" })),
+                    },
+                )?;
+            }
             (id, Outcome::Created)
         }
     };

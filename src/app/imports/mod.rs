@@ -20,6 +20,7 @@ use diesel::Connection;
 use serde::Serialize;
 
 use super::{Error, Result};
+use crate::app::audit::{self, Actor, Change, EntityType};
 use crate::config::Settings;
 use crate::db::{write_tx, DbConnection};
 use crate::domain::audit::AuditAction;
@@ -28,7 +29,6 @@ use crate::domain::contact::ContactHasher;
 use crate::domain::money::Currency;
 use crate::domain::{FieldError, Validation};
 use crate::email::MailContext;
-use crate::store::audit::{self, Actor, Change, EntityType};
 use crate::store::new_id;
 
 /// Rows written per transaction: large enough to be fast, small enough that a writer never

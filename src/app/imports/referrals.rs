@@ -20,6 +20,7 @@
 use chrono::NaiveDate;
 
 use super::{parse_bool, Outcome, Row};
+use crate::app::audit::{self, Change, EntityType};
 use crate::app::input::{parse_client, NOTES_MAX};
 use crate::app::{rewards, Error, Result};
 use crate::db::{now, DbConnection};
@@ -28,7 +29,6 @@ use crate::domain::money::Money;
 use crate::domain::referral::{self, ReferralEvent, ReferralSource, ReferralStatus};
 use crate::domain::{optional_text, Validation};
 use crate::store::ambassadors;
-use crate::store::audit::{self, Change, EntityType};
 use crate::store::codes;
 use crate::store::referrals::{self as store, Contact, ImportedHistory, NewReferral, Placement};
 use crate::store::{new_id, program, StoreError};
@@ -342,27 +342,55 @@ pub(super) fn import(conn: &mut DbConnection, row: &Row<'_>) -> Result<(Outcome,
         closed_at: line.closed_on.map(|d| ctx.calendar.start_of(d)),
     };
     store::set_imported_history(conn, &id, &history, at)?;
-    audit::record(
-        conn,
-        ctx.actor,
-        Change {
-            action: AuditAction::ReferralRegistered,
-            entity_type: EntityType::Referral,
-            entity_id: &id,
-            before: None,
-            after: Some(line.status.as_str()),
-            details: Some(serde_json::json!({
+    // The trail (and the webhook events) of each step the referral went through, as staff
+    // would have recorded them.
+    let mut steps = vec![(AuditAction::ReferralRegistered, None, ReferralStatus::Registered)];
+    let mut now_at = ReferralStatus::Registered;
+    let mut step = |action, to: ReferralStatus| {
+        steps.push((action, Some(now_at), to));
+        now_at = to;
+    };
+    if line.first_session_on.is_some() {
+        step(AuditAction::ReferralSessionRecorded, ReferralStatus::InTreatment);
+    }
+    if line.completed_on.is_some() {
+        step(AuditAction::ReferralCompleted, ReferralStatus::Completed);
+    }
+    match line.status {
+        ReferralStatus::Cancelled => step(AuditAction::ReferralCancelled, ReferralStatus::Cancelled),
+        ReferralStatus::Rejected => step(AuditAction::ReferralRejected, ReferralStatus::Rejected),
+        ReferralStatus::Refunded => step(AuditAction::ReferralRefunded, ReferralStatus::Refunded),
+        _ => {}
+    }
+    for (i, (action, before, after)) in steps.into_iter().enumerate() {
+        let details = if i == 0 {
+            serde_json::json!({
                 "import_id": row.import_id,
                 "ambassador_id": ambassador.id,
                 "source": "import",
+                "status": line.status.as_str(),
                 "registered_on": line.registered_on,
                 "first_session_on": line.first_session_on,
                 "completed_on": line.completed_on,
                 "closed_on": line.closed_on,
                 "reason_code": line.reason_code,
-            })),
-        },
-    )?;
+            })
+        } else {
+            serde_json::json!({ "import_id": row.import_id })
+        };
+        audit::record(
+            conn,
+            ctx.actor,
+            Change {
+                action,
+                entity_type: EntityType::Referral,
+                entity_id: &id,
+                before: before.map(ReferralStatus::as_str),
+                after: Some(after.as_str()),
+                details: Some(details),
+            },
+        )?;
+    }
     let referral = store::find(conn, &id)?.ok_or_else(|| Error::internal("imported referral vanished"))?;
     if let (Some(program), Some(None)) = (&program, attribution) {
         let reward = rewards::earn_imported(conn, ctx.calendar, &referral, program, line.reward_minor, ctx.actor)

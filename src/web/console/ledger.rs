@@ -9,7 +9,7 @@ use actix_web::{web, HttpResponse};
 use minijinja::{context, Value};
 use serde::{Deserialize, Serialize};
 
-use super::{ConsolePage, Refused, PAGE_ROWS};
+use super::{list_query, ConsolePage, Refused, PAGE_ROWS};
 use crate::app::{input, program, rewards};
 use crate::auth::Finance;
 use crate::db::{blocking, now};
@@ -57,14 +57,10 @@ impl LedgerQuery {
 
     /// The query string of the next page (same filters).
     fn next(&self, cursor: &str) -> String {
-        let mut q = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in [("status", &self.status), ("kind", &self.kind), ("ambassador_id", &self.ambassador_id)] {
-            if !v.is_empty() {
-                q.append_pair(k, v);
-            }
-        }
-        q.append_pair("cursor", cursor);
-        q.finish()
+        list_query(
+            &[("status", &self.status), ("kind", &self.kind), ("ambassador_id", &self.ambassador_id)],
+            Some(cursor),
+        )
     }
 }
 
@@ -127,10 +123,9 @@ async fn adjust(page: FinancePage, form: Form, calendar: web::Data<Calendar>) ->
             Ok(page.done(&to, "Adjustment added: payable in the next batch."))
         }
         Err(e) => {
-            let r = Refused::of(e)?;
-            let form = context! { errors => r.errors, summary => r.summary, values => form.values() };
+            let (status, form) = Refused::form(e, &form)?;
             let q = LedgerQuery { ambassador_id, ..LedgerQuery::default() };
-            page.ledger(r.status, q, form).await
+            page.ledger(status, q, form).await
         }
     }
 }

@@ -5,14 +5,22 @@
 //! ([`Console`]); every form carries a CSRF token bound to the session; actions answer with a
 //! redirect and a one-read flash message. Pages call `app::team` only.
 
+mod ambassadors;
+mod api_keys;
+mod audit;
 mod home;
 mod imports;
 mod ledger;
+mod outbox;
 mod payouts;
+mod program;
+mod referral_list;
 mod referrals;
 mod reports;
+mod search;
 mod sign_in;
 mod team;
+mod webhooks;
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -46,11 +54,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     sign_in::configure(cfg);
     home::configure(cfg);
     imports::configure(cfg);
+    // Before `referrals`: `/console/referrals/new` is not a referral's id.
+    referral_list::configure(cfg);
     referrals::configure(cfg);
+    search::configure(cfg);
     team::configure(cfg);
     payouts::configure(cfg);
     ledger::configure(cfg);
     reports::configure(cfg);
+    ambassadors::configure(cfg);
+    api_keys::configure(cfg);
+    program::configure(cfg);
+    outbox::configure(cfg);
+    audit::configure(cfg);
+    webhooks::configure(cfg);
 }
 
 /// Every role: what any signed-in member may open.
@@ -170,9 +187,20 @@ struct NavItem {
 /// The navigation a role sees: only the pages it may open.
 fn nav(role: Role, current: &str) -> Vec<NavItem> {
     let mut items = vec![("/console", "Home")];
+    if matches!(role, Role::Admin | Role::Staff) {
+        items.push(("/console/referrals", "Referrals"));
+    }
     if role == Role::Admin {
         items.push(("/console/team", "Team"));
+        items.push(("/console/api-keys", "API keys"));
+        items.push(("/console/program", "Program"));
+        items.push(("/console/outbox", "Outbox"));
+        items.push(("/console/audit", "Audit"));
+        items.push(("/console/webhooks", "Webhooks"));
         items.push(("/console/import", "Import"));
+    }
+    if matches!(role, Role::Admin | Role::Staff) {
+        items.push(("/console/ambassadors", "Ambassadors"));
     }
     if matches!(role, Role::Admin | Role::Finance) {
         items.push(("/console/payouts", "Payouts"));
@@ -244,6 +272,8 @@ pub(crate) struct Refused {
     pub status: StatusCode,
     pub errors: HashMap<String, String>,
     pub summary: Option<String>,
+    /// For a duplicate referral: the existing referral's id (the page links to it).
+    pub existing_referral_id: Option<String>,
 }
 
 impl Refused {
@@ -254,6 +284,7 @@ impl Refused {
             | ApiError::Conflict { .. }
             | ApiError::Unprocessable { .. }
             | ApiError::InvalidTransition { .. }
+            | ApiError::DuplicateReferral { .. }
             | ApiError::Store(_) => {
                 let problem = e.problem();
                 let mut errors = HashMap::new();
@@ -261,9 +292,34 @@ impl Refused {
                     errors.entry(f.field).or_insert_with(|| sentence(&f.message));
                 }
                 let summary = errors.is_empty().then_some(problem.detail);
-                Ok(Self { status: e.status_code(), errors, summary })
+                let existing_referral_id = match &e {
+                    ApiError::DuplicateReferral { existing_referral_id } => Some(existing_referral_id.clone()),
+                    _ => None,
+                };
+                Ok(Self { status: e.status_code(), errors, summary, existing_referral_id })
             }
             other => Err(other.into()),
         }
     }
+
+    /// The refusal as a re-rendered form shows it: its status, the messages, what was typed.
+    pub fn form(e: impl Into<ApiError>, form: &super::Form) -> Result<(StatusCode, Value), WebError> {
+        let r = Self::of(e)?;
+        Ok((r.status, context! { errors => r.errors, summary => r.summary, values => form.values() }))
+    }
+}
+
+/// The query string of a filtered list's page: the filters that are set, and `cursor` (none:
+/// the newest page).
+pub(crate) fn list_query(filters: &[(&str, &str)], cursor: Option<&str>) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in filters {
+        if !v.is_empty() {
+            q.append_pair(k, v);
+        }
+    }
+    if let Some(cursor) = cursor {
+        q.append_pair("cursor", cursor);
+    }
+    q.finish()
 }

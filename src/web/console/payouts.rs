@@ -77,11 +77,6 @@ fn one_line(form: &Form, field: &'static str, max: usize) -> Result<String, Erro
     text.ok_or_else(|| Error::validation(field, "is required"))
 }
 
-fn refusal(e: Error, form: &Form) -> Result<(StatusCode, Value), WebError> {
-    let r = Refused::of(e)?;
-    Ok((r.status, context! { errors => r.errors, summary => r.summary, values => form.values() }))
-}
-
 impl FinancePage {
     async fn load(&self, id: String) -> Result<PayoutView, WebError> {
         Ok(blocking(&self.pool, move |c| payouts::detail(c, &id)).await?)
@@ -136,7 +131,7 @@ async fn create(page: FinancePage, form: Form) -> Result<HttpResponse, WebError>
             Ok(page.done(&format!("/console/payouts/{id}"), "Draft batch created. Check it, then lock it for payment."))
         }
         Err(e) => {
-            let (status, ctx) = refusal(e, &form)?;
+            let (status, ctx) = Refused::form(e, &form)?;
             page.preview_page(status, ctx).await
         }
     }
@@ -170,7 +165,7 @@ async fn paypal_file(page: FinancePage, id: web::Path<String>, form: Form) -> Re
     match got {
         Ok(file) => Ok(csv_export::payout_file(&page.pool, file)?),
         Err(e) => {
-            let (status, ctx) = refusal(e, &form)?;
+            let (status, ctx) = Refused::form(e, &form)?;
             page.batch_page(status, id, ctx).await
         }
     }
@@ -212,7 +207,7 @@ async fn step(
     match done {
         Ok(message) => Ok(page.done(&format!("/console/payouts/{id}"), message)),
         Err(e) => {
-            let (status, ctx) = refusal(e, &form)?;
+            let (status, ctx) = Refused::form(e, &form)?;
             page.confirm_page(status, id, (step.as_str(), None), ctx).await
         }
     }
@@ -238,7 +233,7 @@ async fn fail(page: FinancePage, path: web::Path<(String, String)>, form: Form) 
             Ok(page.done(&format!("/console/payouts/{id}"), "Line marked failed. Its rewards are payable again."))
         }
         Err(e) => {
-            let (status, ctx) = refusal(e, &form)?;
+            let (status, ctx) = Refused::form(e, &form)?;
             page.confirm_page(status, id, ("fail", Some(line)), ctx).await
         }
     }

@@ -8,19 +8,23 @@ use actix_web::{web, HttpResponse};
 use chrono::NaiveDate;
 use minijinja::{context, Value};
 
+use super::referral_list::optional_count;
 use super::{ConsolePage, Refused};
+use crate::app::input::{parse_client_edit, ClientEdit};
 use crate::app::referrals::{self, Detail};
 use crate::auth::Staff;
 use crate::db::{blocking, now};
 use crate::domain::calendar::Calendar;
-use crate::domain::optional_text;
+use crate::domain::contact::ContactHasher;
 use crate::domain::referral::{close_out_reason, transition, ReferralEvent};
+use crate::domain::{optional_text, Validation};
 use crate::web::{resource, Form, WebError};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/console/referrals/{id}").route(web::get().to(show)))
         .service(resource("/console/referrals/{id}/sessions").route(web::post().to(record_session)))
-        .service(resource("/console/referrals/{id}/complete").route(web::post().to(complete)));
+        .service(resource("/console/referrals/{id}/complete").route(web::post().to(complete)))
+        .service(resource("/console/referrals/{id}/client").route(web::post().to(edit_client)));
     for (path, event) in [
         ("/console/referrals/{id}/cancel", ReferralEvent::Cancel),
         ("/console/referrals/{id}/reject", ReferralEvent::Reject),
@@ -158,7 +162,13 @@ impl StaffPage {
     ) -> Result<HttpResponse, WebError> {
         let r = Refused::of(e)?;
         let ctx = self.load(id).await?;
-        let refusal = context! { refused => which, errors => r.errors, summary => r.summary, values => form.values() };
+        let refusal = context! {
+            refused => which,
+            errors => r.errors,
+            summary => r.summary,
+            existing_referral_id => r.existing_referral_id,
+            values => form.values(),
+        };
         self.render(r.status, template, "", context! { ..refusal, ..extra, ..ctx })
     }
 }
@@ -258,5 +268,47 @@ async fn close_out(
     match closed {
         Ok(_) => Ok(page.done(&StaffPage::href(&id), &format!("Referral {}.", verb(event).1))),
         Err(e) => page.refused(e, CLOSE_OUT_PAGE, "close_out", id, &form, close_out_ctx(event)).await,
+    }
+}
+
+/// The edit form sends every field: a blank one clears it (the first name is required; at
+/// least an e-mail or a phone stays), an unticked box withdraws the consent.
+async fn edit_client(
+    page: StaffPage,
+    id: web::Path<String>,
+    form: Form,
+    hasher: web::Data<ContactHasher>,
+) -> Result<HttpResponse, WebError> {
+    page.check(&form)?;
+    let id = id.into_inner();
+    let mut v = Validation::new();
+    let planned_sessions = optional_count(&mut v, &form, "planned_sessions");
+    let first_name = form.text("first_name");
+    let typed: Vec<Option<String>> =
+        ["last_name", "email", "phone", "external_ref", "notes"].iter().map(|f| form.optional(f)).collect();
+    let changes = parse_client_edit(
+        &mut v,
+        &page.settings,
+        &ClientEdit {
+            first_name: Some(&first_name),
+            last_name: Some(typed[0].as_deref()),
+            email: Some(typed[1].as_deref()),
+            phone: Some(typed[2].as_deref()),
+            external_ref: Some(typed[3].as_deref()),
+            planned_sessions: Some(planned_sessions),
+            share_name_with_ambassador: Some(form.checked("share_name_with_ambassador")),
+            notes: Some(typed[4].as_deref()),
+        },
+    );
+    let edited = match v.finish() {
+        Ok(()) => {
+            let (actor, target) = (page.console.who.actor(), id.clone());
+            blocking(&page.pool, move |c| referrals::update_client(c, &target, &changes, &hasher, &actor)).await
+        }
+        Err(e) => Err(e.into()),
+    };
+    match edited {
+        Ok(_) => Ok(page.done(&StaffPage::href(&id), "Client data saved.")),
+        Err(e) => page.refused(e, REFERRAL_PAGE, "client", id, &form, context! {}).await,
     }
 }

@@ -1,5 +1,5 @@
 //! Admin → Team: the members, inviting one, changing a role, deactivating (after a
-//! confirmation page). Each is a form post on the same use cases and rules as `/v1/team`; a
+//! confirmation page), reactivating. Each is a form post on the same use cases and rules as `/v1/team`; a
 //! refusal shows the API's message on the form and changes nothing.
 
 use actix_web::http::StatusCode;
@@ -22,7 +22,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             resource("/console/team/{id}/deactivate")
                 .route(web::get().to(confirm_deactivate))
                 .route(web::post().to(deactivate)),
-        );
+        )
+        .service(resource("/console/team/{id}/reactivate").route(web::post().to(reactivate)));
 }
 
 type AdminPage = ConsolePage<Admin>;
@@ -30,7 +31,7 @@ type AdminPage = ConsolePage<Admin>;
 const MEMBER_PAGE: &str = "console/member.html";
 const DEACTIVATE_PAGE: &str = "console/deactivate.html";
 
-fn roles() -> Vec<&'static str> {
+pub(super) fn roles() -> Vec<&'static str> {
     Role::ALL.iter().map(|r| r.as_str()).collect()
 }
 
@@ -147,5 +148,19 @@ async fn deactivate(page: AdminPage, id: web::Path<String>, form: Form) -> Resul
     match blocking(&page.pool, move |c| team::deactivate(c, &target, &actor)).await {
         Ok(m) => Ok(page.done("/console/team", &format!("{} is deactivated and signed out everywhere.", m.name))),
         Err(e) => page.refused(e, DEACTIVATE_PAGE, id, &form).await,
+    }
+}
+
+/// Not destructive (nothing of the old access comes back), so no confirmation page.
+async fn reactivate(page: AdminPage, id: web::Path<String>, form: Form) -> Result<HttpResponse, WebError> {
+    page.check(&form)?;
+    let (actor, id) = (page.console.who.actor(), id.into_inner());
+    let target = id.clone();
+    match blocking(&page.pool, move |c| team::reactivate(c, &target, &actor)).await {
+        Ok(m) => Ok(page.done(
+            &format!("/console/team/{}", m.id),
+            &format!("{} is active again as {}. They sign in with a new link from the sign-in page.", m.name, m.role),
+        )),
+        Err(e) => page.refused(e, MEMBER_PAGE, id, &form).await,
     }
 }

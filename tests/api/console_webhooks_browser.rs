@@ -1,0 +1,85 @@
+//! Admin → Webhooks in headless Chromium: an admin adds an endpoint (after a refused try),
+//! copies its secret from the page that shows it once, sees the first delivery with its
+//! attempt on the endpoint's page, sends a test ping and opens the rotation's confirmation.
+//! Every page is checked with axe-core and captured at 1280 px and 375 px
+//! (`console-webhooks-*.png`).
+
+use crate::browser::{Driver, Screen, DESKTOP_WIDTH};
+use crate::console_browser::capture;
+use crate::helpers::spawn_app_with;
+use crate::webhooks::{fast_webhooks, Receiver};
+
+#[tokio::test]
+async fn an_admin_adds_a_webhook_endpoint_and_follows_its_deliveries() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let app = spawn_app_with(move |s| {
+        fast_webhooks(s);
+        s.server.port = port;
+        s.email.brand_name = "Clinic Care".into();
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    app.invite_member("Boss Admin", "boss@clinic.test", "admin").await;
+
+    let driver = Driver::start();
+    let mut screen = Screen::with_width(&driver, &app.address, DESKTOP_WIDTH).await;
+    screen.open("/console/sign-in").await;
+    screen.wait_for_heading("Console sign-in").await;
+    screen.fill("f-email", "boss@clinic.test\u{E007}").await;
+    screen.wait_for_heading("Check your e-mail").await;
+    let link = app.console_links("boss@clinic.test").await.remove(0);
+    screen.client.goto(&link).await.unwrap();
+    screen.wait_for_heading("Sign in to the console").await;
+    screen.click("main button[type=submit]").await;
+    screen.wait_for_heading("Hello, Boss Admin").await;
+
+    screen.click("nav a[href='/console/webhooks']").await;
+    screen.wait_for_heading("Webhooks").await;
+    capture(&mut screen, "webhooks-01-list-empty").await;
+
+    // Refused: no event ticked; the message next to the events, nothing stored.
+    screen.fill("f-url", &receiver.url()).await;
+    screen.fill("f-description", "Booking system").await;
+    screen.click("main form button[type=submit]").await;
+    screen.wait_for_heading("Webhooks").await;
+    assert!(screen.text().await.contains("Must name at least one event."));
+    capture(&mut screen, "webhooks-02-refused").await;
+    let list: serde_json::Value = app.get("/v1/webhooks", &app.admin_key).await.json().await.unwrap();
+    assert_eq!(list["items"], serde_json::json!([]));
+
+    // Added: the secret on the answer's page.
+    screen.click("#f-event-ambassador-activated").await;
+    screen.click("main form button[type=submit]").await;
+    screen.wait_for_heading(&format!("Webhook endpoint {} added", receiver.url())).await;
+    let text = screen.text().await;
+    assert!(text.contains("shown on this page only"), "{text}");
+    capture(&mut screen, "webhooks-03-secret-once").await;
+
+    // A delivery and its attempt on the endpoint's page.
+    let staff = app.key("staff").await;
+    app.enrol_named(&staff, "Ann Hook").await;
+    receiver.wait_for(1).await;
+    screen.click("a.button.secondary").await;
+    screen.wait_for_heading(&format!("Webhook {}", receiver.url())).await;
+    for _ in 0..100 {
+        if screen.text().await.contains("Delivered") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        screen.client.refresh().await.unwrap();
+    }
+    screen.click("details summary").await;
+    assert!(screen.text().await.contains("HTTP 200"));
+    capture(&mut screen, "webhooks-04-endpoint").await;
+
+    // A test ping, then the rotation's confirmation (cancelled).
+    screen.click("form[action$='/ping'] button").await;
+    screen.wait_for_heading(&format!("Webhook {}", receiver.url())).await;
+    assert!(screen.text().await.contains("webhook.ping event is on its way"));
+    assert_eq!(receiver.wait_for(2).await[1].kind(), "webhook.ping");
+    screen.click("a[href$='/rotate-secret']").await;
+    screen.wait_for_heading(&format!("Rotate the signing secret of {}?", receiver.url())).await;
+    capture(&mut screen, "webhooks-05-rotate-confirm").await;
+    screen.click("form.confirm a").await;
+    screen.wait_for_heading(&format!("Webhook {}", receiver.url())).await;
+}
