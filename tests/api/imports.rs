@@ -160,6 +160,7 @@ async fn ambassadors_arrive_with_their_codes_statuses_and_opening_balances_and_n
 
     let alex = ambassador_by_email(&app, "alex.chen@example.com").await;
     assert_eq!(alex["status"], "suspended");
+    assert_eq!(app.audit_actions(alex["id"].as_str().unwrap()), ["ambassador.enrolled", "ambassador.suspend"]);
     assert_eq!(codes_of(&alex), [("ALEXC".to_owned(), "vanity".to_owned())]);
     // Without codes in the file, one is generated.
     let dana = ambassador_by_email(&app, "dana.whitfield@example.com").await;
@@ -288,7 +289,12 @@ async fn referrals_arrive_in_their_status_with_their_dates_and_rewards_without_m
     assert_eq!(ledger[0]["status"], "voided");
 
     assert_eq!(app.outbox_count(), outbox, "an import tells nobody");
-    assert_eq!(app.audit_actions(&ids[0])[0], "referral.registered");
+    // Each step as staff would have recorded it.
+    assert_eq!(
+        app.audit_actions(&ids[5]),
+        ["referral.registered", "referral.session_recorded", "referral.completed", "referral.refunded"]
+    );
+    assert_eq!(app.audit_actions(&ids[2]), ["referral.registered"]);
 
     // Again: nothing new; through the API this time.
     let again = app.imported("referrals", "", &sample("referrals.sample.csv")).await;
