@@ -386,3 +386,37 @@ async fn only_admins_upload_csv_and_welcome_mail_goes_out_only_when_asked() {
     let (ok, _, stderr) = vouch(&app, &["import", "ambassadors", "/nonexistent.csv"]);
     assert!(!ok && stderr.contains("/nonexistent.csv"), "{stderr}");
 }
+
+#[tokio::test]
+async fn an_import_queues_the_webhook_events_of_what_it_creates_and_a_dry_run_none() {
+    use diesel::prelude::*;
+    use vouch::db::schema::webhook_deliveries as wd;
+    let app = crate::helpers::spawn_app_with(crate::webhooks::fast_webhooks).await;
+    let events =
+        ["ambassador.activated", "ambassador.suspended", "referral.registered", "referral.completed", "reward.earned"];
+    crate::webhooks::endpoint(&app, "http://127.0.0.1:9/hook", &events, false).await;
+    let queued = |app: &TestApp| -> Vec<(String, i64)> {
+        let mut conn = app.pool.get().unwrap();
+        wd::table
+            .group_by(wd::event_type)
+            .select((wd::event_type, diesel::dsl::count_star()))
+            .order(wd::event_type.asc())
+            .load(&mut conn)
+            .unwrap()
+    };
+    app.imported("ambassadors", "?dry_run=true", &sample("ambassadors.sample.csv")).await;
+    assert_eq!(queued(&app), []);
+    app.imported("ambassadors", "", &sample("ambassadors.sample.csv")).await;
+    app.imported("referrals", "", &sample("referrals.sample.csv")).await;
+    let n = |k: &str, v: i64| (k.to_owned(), v);
+    assert_eq!(
+        queued(&app),
+        [
+            n("ambassador.activated", 4),
+            n("ambassador.suspended", 1),
+            n("referral.completed", 3),
+            n("referral.registered", 6),
+            n("reward.earned", 3),
+        ]
+    );
+}

@@ -6,7 +6,7 @@
 //! reason, written once however often the file is run.
 
 use super::{parse_bool, Outcome, Row};
-use crate::app::audit::{self, Change, EntityType};
+use crate::app::audit::{Change, EntityType};
 use crate::app::input::{parse_adjustment, parse_payout, parse_person, PersonFields, NOTES_MAX};
 use crate::app::{codes, notices, rewards, Error, Result};
 use crate::db::{now, DbConnection};
@@ -215,17 +215,16 @@ pub(super) fn import(conn: &mut DbConnection, row: &Row<'_>) -> Result<(Outcome,
             } else {
                 store::apply_changes(conn, &before.id, &changes, at)?;
                 // Field names only: the audit trail must not become a second copy of personal data.
-                audit::record(
+                row.record_all(
                     conn,
-                    ctx.actor,
-                    Change {
+                    vec![Change {
                         action: AuditAction::AmbassadorUpdated,
                         entity_type: EntityType::Ambassador,
                         entity_id: &before.id,
                         before: Some(before.status.as_str()),
                         after: Some(before.status.as_str()),
                         details: details(serde_json::json!({ "fields": fields })),
-                    },
+                    }],
                 )?;
                 (before.id.clone(), Outcome::Updated)
             }
@@ -233,17 +232,16 @@ pub(super) fn import(conn: &mut DbConnection, row: &Row<'_>) -> Result<(Outcome,
         None => {
             let id = new_id();
             store::insert(conn, &id, &line.new, (AmbassadorStatus::Active, Enrolment::ByStaff), at)?;
-            audit::record(
+            row.record_all(
                 conn,
-                ctx.actor,
-                Change {
+                vec![Change {
                     action: AuditAction::AmbassadorEnrolled,
                     entity_type: EntityType::Ambassador,
                     entity_id: &id,
                     before: None,
                     after: Some(AmbassadorStatus::Active.as_str()),
                     details: details(serde_json::json!({})),
-                },
+                }],
             )?;
             // Suspended or closed in the old system: enrolled, then moved there, as staff would.
             if line.status != AmbassadorStatus::Active {
@@ -252,17 +250,16 @@ pub(super) fn import(conn: &mut DbConnection, row: &Row<'_>) -> Result<(Outcome,
                     AmbassadorStatus::Suspended => AuditAction::AmbassadorSuspended,
                     _ => AuditAction::AmbassadorClosed,
                 };
-                audit::record(
+                row.record_all(
                     conn,
-                    ctx.actor,
-                    Change {
+                    vec![Change {
                         action,
                         entity_type: EntityType::Ambassador,
                         entity_id: &id,
                         before: Some(AmbassadorStatus::Active.as_str()),
                         after: Some(line.status.as_str()),
                         details: details(serde_json::json!({ "reason": "imported" })),
-                    },
+                    }],
                 )?;
             }
             (id, Outcome::Created)
@@ -282,17 +279,16 @@ pub(super) fn import(conn: &mut DbConnection, row: &Row<'_>) -> Result<(Outcome,
                         e.into()
                     }
                 })?;
-                audit::record(
+                row.record_all(
                     conn,
-                    ctx.actor,
-                    Change {
+                    vec![Change {
                         action: AuditAction::CodeCreated,
                         entity_type: EntityType::ReferralCode,
                         entity_id: &code_id,
                         before: None,
                         after: Some("active"),
                         details: details(serde_json::json!({ "ambassador_id": id })),
-                    },
+                    }],
                 )?;
                 kept.push(code_store::find(conn, &code_id)?);
                 outcome = outcome.max_with(Outcome::Updated);

@@ -155,9 +155,25 @@ struct Row<'a> {
     opts: Options,
     ctx: &'a Context<'a>,
     import_id: &'a str,
+    /// Whether any webhook endpoint is enabled (read once per chunk).
+    webhooks: bool,
+    /// The program version in force on each completion day met so far.
+    programs: &'a std::cell::RefCell<std::collections::HashMap<chrono::NaiveDate, crate::store::program::Program>>,
 }
 
 impl Row<'_> {
+    /// Writes the row's audit events in one statement, queueing the webhook events they stand
+    /// for (`app::audit`); when no endpoint is enabled at all there is nothing to queue, and the
+    /// events go straight to the trail without a lookup per event (100,000 rows: 300,000 fewer
+    /// queries).
+    fn record_all<'c>(&'c self, conn: &mut DbConnection, changes: Vec<Change<'c>>) -> diesel::QueryResult<()> {
+        if self.webhooks {
+            audit::record_many(conn, self.ctx.actor, changes)
+        } else {
+            crate::store::audit::record_many(conn, self.ctx.actor, changes)
+        }
+    }
+
     /// The cell of `column`, trimmed; `None` when the file has no such column or the cell is
     /// blank.
     fn get(&self, column: &str) -> Option<&str> {
@@ -281,6 +297,7 @@ pub fn run(
     let cols = Columns::parse(kind, &header)?;
     let currency = crate::store::program::current(conn)?.rules.currency;
     let import_id = new_id();
+    let programs = std::cell::RefCell::new(std::collections::HashMap::new());
     let mut totals = Totals::default();
     let mut records = reader.into_records();
     let mut line = 1u64;
@@ -305,8 +322,10 @@ pub fn run(
         let ran = write_tx(conn, |conn| {
             let mut reports = Vec::with_capacity(chunk.len());
             let mut counts = Totals::default();
+            let webhooks = !crate::store::webhooks::enabled_endpoints(conn)?.is_empty();
+            let shared = Shared { import_id: &import_id, webhooks, programs: &programs };
             for (line, record) in &chunk {
-                let report = import_row(conn, kind, *line, record, &cols, &currency, opts, ctx, &import_id)?;
+                let report = import_row(conn, kind, *line, record, &cols, &currency, opts, ctx, &shared)?;
                 counts.add(report.outcome);
                 reports.push(report);
             }
@@ -347,6 +366,13 @@ pub fn run(
     Ok(totals)
 }
 
+/// What every row of a chunk shares.
+struct Shared<'a> {
+    import_id: &'a str,
+    webhooks: bool,
+    programs: &'a std::cell::RefCell<std::collections::HashMap<chrono::NaiveDate, crate::store::program::Program>>,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn import_row(
     conn: &mut DbConnection,
@@ -357,14 +383,23 @@ fn import_row(
     currency: &Currency,
     opts: Options,
     ctx: &Context<'_>,
-    import_id: &str,
+    shared: &Shared<'_>,
 ) -> Result<RowReport> {
     let refused = |key: Option<String>, errors| RowReport { line, outcome: Outcome::Refused, id: None, key, errors };
     let record = match record {
         Ok(row) => row,
         Err(e) => return Ok(refused(None, vec![e.clone()])),
     };
-    let row = Row { cols, record, currency, opts, ctx, import_id };
+    let row = Row {
+        cols,
+        record,
+        currency,
+        opts,
+        ctx,
+        import_id: shared.import_id,
+        webhooks: shared.webhooks,
+        programs: shared.programs,
+    };
     let key = match kind {
         Kind::Ambassadors => row.get("email"),
         Kind::Referrals => row.get("external_ref"),

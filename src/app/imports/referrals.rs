@@ -20,7 +20,7 @@
 use chrono::NaiveDate;
 
 use super::{parse_bool, Outcome, Row};
-use crate::app::audit::{self, Change, EntityType};
+use crate::app::audit::{Change, EntityType};
 use crate::app::input::{parse_client, NOTES_MAX};
 use crate::app::{rewards, Error, Result};
 use crate::db::{now, DbConnection};
@@ -318,10 +318,20 @@ pub(super) fn import(conn: &mut DbConnection, row: &Row<'_>) -> Result<(Outcome,
     // The completion's rules: the version in force that day, else (history older than Vouch)
     // the one in force now.
     let program = match line.completed_on {
-        Some(day) => match program::in_force_at(conn, ctx.calendar.start_of(day))? {
-            Some(p) => Some(p),
-            None => Some(program::current(conn)?),
-        },
+        Some(day) => {
+            let known = row.programs.borrow().get(&day).cloned();
+            match known {
+                Some(p) => Some(p),
+                None => {
+                    let p = match program::in_force_at(conn, ctx.calendar.start_of(day))? {
+                        Some(p) => p,
+                        None => program::current(conn)?,
+                    };
+                    row.programs.borrow_mut().insert(day, p.clone());
+                    Some(p)
+                }
+            }
+        }
         None => None,
     };
     let attribution = match (&program, line.completed_on) {
@@ -362,37 +372,32 @@ pub(super) fn import(conn: &mut DbConnection, row: &Row<'_>) -> Result<(Outcome,
         ReferralStatus::Refunded => step(AuditAction::ReferralRefunded, ReferralStatus::Refunded),
         _ => {}
     }
-    for (i, (action, before, after)) in steps.into_iter().enumerate() {
-        let details = if i == 0 {
-            serde_json::json!({
-                "import_id": row.import_id,
-                "ambassador_id": ambassador.id,
-                "source": "import",
-                "status": line.status.as_str(),
-                "registered_on": line.registered_on,
-                "first_session_on": line.first_session_on,
-                "completed_on": line.completed_on,
-                "closed_on": line.closed_on,
-                "reason_code": line.reason_code,
-            })
-        } else {
-            serde_json::json!({ "import_id": row.import_id })
-        };
-        audit::record(
-            conn,
-            ctx.actor,
-            Change {
-                action,
-                entity_type: EntityType::Referral,
-                entity_id: &id,
-                before: before.map(ReferralStatus::as_str),
-                after: Some(after.as_str()),
-                details: Some(details),
-            },
-        )?;
-    }
-    let referral = store::find(conn, &id)?.ok_or_else(|| Error::internal("imported referral vanished"))?;
+    let first = serde_json::json!({
+        "import_id": row.import_id,
+        "ambassador_id": ambassador.id,
+        "source": "import",
+        "status": line.status.as_str(),
+        "registered_on": line.registered_on,
+        "first_session_on": line.first_session_on,
+        "completed_on": line.completed_on,
+        "closed_on": line.closed_on,
+        "reason_code": line.reason_code,
+    });
+    let changes = steps
+        .into_iter()
+        .enumerate()
+        .map(|(i, (action, before, after))| Change {
+            action,
+            entity_type: EntityType::Referral,
+            entity_id: &id,
+            before: before.map(ReferralStatus::as_str),
+            after: Some(after.as_str()),
+            details: Some(if i == 0 { first.clone() } else { serde_json::json!({ "import_id": row.import_id }) }),
+        })
+        .collect();
+    row.record_all(conn, changes)?;
     if let (Some(program), Some(None)) = (&program, attribution) {
+        let referral = store::find(conn, &id)?.ok_or_else(|| Error::internal("imported referral vanished"))?;
         let reward = rewards::earn_imported(conn, ctx.calendar, &referral, program, line.reward_minor, ctx.actor)
             .map_err(|e| match e {
                 Error::Unprocessable { kind: "treatment-value-required", .. } => refused(
