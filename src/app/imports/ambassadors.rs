@@ -265,7 +265,7 @@ pub(super) fn import(conn: &mut DbConnection, row: &Row<'_>) -> Result<(Outcome,
             (id, Outcome::Created)
         }
     };
-    let mut kept = code_store::list_for(conn, &id)?;
+    let mut added_codes = false;
     for code in &line.codes {
         match code_store::find_typed(conn, code.normalized())? {
             Some(c) if c.ambassador_id == id => {}
@@ -290,13 +290,13 @@ pub(super) fn import(conn: &mut DbConnection, row: &Row<'_>) -> Result<(Outcome,
                         details: details(serde_json::json!({ "ambassador_id": id })),
                     }],
                 )?;
-                kept.push(code_store::find(conn, &code_id)?);
+                added_codes = true;
                 outcome = outcome.max_with(Outcome::Updated);
             }
         }
     }
-    if outcome == Outcome::Created && kept.is_empty() {
-        kept.push(codes::issue(conn, &id, None, ctx.actor)?);
+    if outcome == Outcome::Created && !added_codes {
+        codes::issue(conn, &id, None, ctx.actor)?;
     }
     if let Some((amount, reason)) = &line.opening_balance {
         if !crate::store::rewards::has_adjustment(conn, &id, reason)? {
@@ -306,7 +306,8 @@ pub(super) fn import(conn: &mut DbConnection, row: &Row<'_>) -> Result<(Outcome,
     }
     if row.opts.send_welcome && outcome == Outcome::Created && line.status == AmbassadorStatus::Active {
         let ambassador = store::find(conn, &id)?;
-        if let Some(code) = kept.iter().find(|c| c.active).or(kept.first()) {
+        let codes = code_store::list_for(conn, &id)?;
+        if let Some(code) = codes.iter().find(|c| c.active).or(codes.first()) {
             notices::ambassador_welcome(conn, ctx.mail, &ambassador, code)?;
         }
     }
