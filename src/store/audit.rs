@@ -134,24 +134,49 @@ pub struct Visible<'a> {
 }
 
 /// A page of the events `visible` lets a reader see, newest first.
+///
+/// Each visible record type, and the reader's own record, is one range of an index ending in
+/// `id` (`(entity_type, id)`, `(entity_id, id)`), read backwards from the cursor for at most a
+/// page; the page is the newest of those few short lists. One `OR` of them would make both
+/// databases gather every matching event (hundreds of thousands) and sort them to find the
+/// newest page: 0.4 s for a staff member's home page at 200,000 referrals.
 pub fn recent_visible(
     conn: &mut DbConnection,
     visible: &Visible<'_>,
     page: &PageRequest,
 ) -> QueryResult<Page<AuditEvent>> {
-    let mut query = audit_events::table.select(AuditEvent::as_select()).into_boxed();
-    if let Some(types) = visible.entity_types {
-        query = query.filter(
-            audit_events::entity_type
-                .eq_any(types.to_vec())
-                .or(audit_events::entity_id.eq(visible.own_entity.to_owned())),
-        );
-    }
-    if let Some(after) = &page.after_id {
-        query = query.filter(audit_events::id.lt(after.clone()));
-    }
-    let rows = query.order(audit_events::id.desc()).limit(page.limit + 1).load(conn)?;
+    let newest = |conn: &mut DbConnection, filter: Option<RangeFilter>| -> QueryResult<Vec<AuditEvent>> {
+        let mut query = audit_events::table.select(AuditEvent::as_select()).into_boxed();
+        match filter {
+            Some(RangeFilter::Type(t)) => query = query.filter(audit_events::entity_type.eq(t)),
+            Some(RangeFilter::Entity(id)) => query = query.filter(audit_events::entity_id.eq(id.to_owned())),
+            None => {}
+        }
+        if let Some(after) = &page.after_id {
+            query = query.filter(audit_events::id.lt(after.clone()));
+        }
+        query.order(audit_events::id.desc()).limit(page.limit + 1).load(conn)
+    };
+    let rows = match visible.entity_types {
+        None => newest(conn, None)?,
+        Some(types) => {
+            let mut rows = newest(conn, Some(RangeFilter::Entity(visible.own_entity)))?;
+            for t in types {
+                rows.extend(newest(conn, Some(RangeFilter::Type(*t)))?);
+            }
+            rows.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+            rows.dedup_by(|a, b| a.id == b.id);
+            rows.truncate(usize::try_from(page.limit + 1).unwrap_or(usize::MAX));
+            rows
+        }
+    };
     Ok(page.finish(rows, |r| &r.id))
+}
+
+/// One index range of [`recent_visible`].
+enum RangeFilter<'a> {
+    Type(EntityType),
+    Entity(&'a str),
 }
 
 /// What the audit trail is filtered by; `None`: any.

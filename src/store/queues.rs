@@ -37,7 +37,8 @@ pub struct QueuedReferral {
 }
 
 /// The newest `limit` share-link referrals waiting for staff (as counted above). Served by
-/// `referrals_status_idx (status, id)`: the status prefix, walked backwards by id.
+/// `referrals_status_source_idx (status, source, id)`, walked backwards by id; the count
+/// above is the length of the same index range.
 pub fn share_link_referrals(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec<QueuedReferral>> {
     referrals::table
         .filter(referrals::status.eq(ReferralStatus::Registered))

@@ -516,4 +516,22 @@ async fn the_home_shows_what_waits_and_the_activity_each_role_may_see() {
     assert_eq!(page2.status, StatusCode::OK);
     assert!(page2.html.contains("Newest activity") && page2.html.contains("<tbody>"), "{}", page2.html);
     assert_eq!(admin.get("/console?cursor=garbage").await.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // A staff member's pages merge the record types staff see with their own record, newest
+    // first: every event once, across the pages, down to their own sign-in, the oldest.
+    let (mut pages, mut path, mut seen) = (0, "/console".to_owned(), String::new());
+    loop {
+        let page = staff.get(&path).await;
+        assert_eq!(page.status, StatusCode::OK);
+        seen.push_str(&page.html);
+        pages += 1;
+        match page.html.split("href=\"/console?cursor=").nth(1) {
+            Some(rest) => path = format!("/console?cursor={}", &rest[..rest.find('"').unwrap()]),
+            None => break,
+        }
+    }
+    assert!(pages >= 2, "more than a page");
+    assert_eq!(seen.matches("Team member session started").count(), 1, "{seen}");
+    assert_eq!(seen.matches("Ambassador enrolled").count(), 26, "{seen}");
+    assert!(!seen.contains("Program updated"));
 }

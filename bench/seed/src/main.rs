@@ -738,31 +738,39 @@ fn main() {
     // databases' lower() agrees with the service's); the same statements as the migration
     // `2026-12-10-000014_console_search`, in SQL both backends take.
     writeln!(out, "{SEARCH_KEYS}").unwrap();
-    // An admin team member signed in to the console (the console pages' scenario).
-    let member = ids.at(now - 2 * HOUR);
-    writeln!(
-        out,
-        "INSERT INTO team_members (id,name,email,role,status,created_at,updated_at,deactivated_at) VALUES ({},{},{},{},{},{},{},NULL);",
-        q(&member),
-        q("Bench Admin"),
-        q("bench.admin@bench.example"),
-        q("admin"),
-        q("active"),
-        ts(now - 2 * HOUR),
-        ts(now - 2 * HOUR)
-    )
-    .unwrap();
-    writeln!(
-        out,
-        "INSERT INTO team_sessions (id,member_id,token_hash,created_at,last_seen_at,expires_at,ended_at,end_reason) VALUES ({},{},{},{},{},{},NULL,NULL);",
-        q(&ids.at(now - HOUR)),
-        q(&member),
-        q(&hex(&Sha256::digest(console_secret.as_bytes()))),
-        ts(now - HOUR),
-        ts(now),
-        ts(now + 8 * HOUR)
-    )
-    .unwrap();
+    // An admin and a staff member signed in to the console (the console pages' scenarios):
+    // the staff member's session secret is the admin's with `-staff` after it.
+    let staff_secret = format!("{console_secret}-staff");
+    for (n, (name, role, secret)) in
+        [("Bench Admin", "admin", console_secret.as_str()), ("Bench Staff", "staff", staff_secret.as_str())]
+            .into_iter()
+            .enumerate()
+    {
+        let member = ids.at(now - 2 * HOUR + n as i64);
+        writeln!(
+            out,
+            "INSERT INTO team_members (id,name,email,role,status,created_at,updated_at,deactivated_at) VALUES ({},{},{},{},{},{},{},NULL);",
+            q(&member),
+            q(name),
+            q(&format!("bench.{role}@bench.example")),
+            q(role),
+            q("active"),
+            ts(now - 2 * HOUR),
+            ts(now - 2 * HOUR)
+        )
+        .unwrap();
+        writeln!(
+            out,
+            "INSERT INTO team_sessions (id,member_id,token_hash,created_at,last_seen_at,expires_at,ended_at,end_reason) VALUES ({},{},{},{},{},{},NULL,NULL);",
+            q(&ids.at(now - HOUR + n as i64)),
+            q(&member),
+            q(&hex(&Sha256::digest(secret.as_bytes()))),
+            ts(now - HOUR),
+            ts(now),
+            ts(now + 8 * HOUR)
+        )
+        .unwrap();
+    }
     writeln!(out, "COMMIT;").unwrap();
     out.flush().unwrap();
 
