@@ -1,5 +1,5 @@
 //! Command line: `vouch [serve]`, `vouch migrate`, `vouch keys create|list|revoke`,
-//! `vouch team invite`.
+//! `vouch team invite`, `vouch import ambassadors|referrals`.
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -27,6 +27,34 @@ pub enum Command {
     Team {
         #[command(subcommand)]
         action: TeamCommand,
+    },
+    /// Import from a CSV file (see the README's Import section for the columns).
+    Import {
+        #[command(subcommand)]
+        what: ImportCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Ambassadors, their existing codes and opening balances; a row whose e-mail address is
+    /// already there updates that ambassador. Prints one line per row.
+    Ambassadors {
+        file: std::path::PathBuf,
+        /// Report what would be created, updated or refused, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Queue the welcome e-mail for each ambassador created active (off by default).
+        #[arg(long)]
+        send_welcome: bool,
+    },
+    /// Referred clients in any status with their dates (import the ambassadors first: a row
+    /// names its ambassador by code). No e-mail is sent. Prints one line per row.
+    Referrals {
+        file: std::path::PathBuf,
+        /// Report what would be created or refused, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 

@@ -3,8 +3,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use vouch::app::api_keys;
+use vouch::app::imports;
 use vouch::app::team::{self, Invitation};
-use vouch::cli::{Cli, Command, KeysCommand, TeamCommand};
+use vouch::cli::{Cli, Command, ImportCommand, KeysCommand, TeamCommand};
 use vouch::config::{LogFormat, Settings};
 use vouch::domain::api_key::{NewKey, Role, NAME_MAX};
 use vouch::domain::team::NewMember;
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
         }
         Command::Keys { action } => keys(&settings, action),
         Command::Team { action } => team_command(&settings, action),
+        Command::Import { what } => import(&settings, what),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -93,15 +95,20 @@ fn keys(settings: &Settings, action: KeysCommand) -> Result<(), String> {
     Ok(())
 }
 
-/// A refusal as the API would explain it (`detail`, and each bad field).
-fn explain(e: impl Into<ApiError>) -> String {
+/// A refusal as the API would explain it (`detail`, and each bad field after `prefix`).
+fn explain_as(prefix: &str, e: impl Into<ApiError>) -> String {
     let problem = e.into().problem();
-    let fields: Vec<String> = problem.errors.iter().map(|f| format!("--{} {}", f.field, f.message)).collect();
+    let fields: Vec<String> = problem.errors.iter().map(|f| format!("{prefix}{} {}", f.field, f.message)).collect();
     if fields.is_empty() {
         problem.detail
     } else {
         fields.join("; ")
     }
+}
+
+/// A refused option, named as typed (`--email …`).
+fn explain(e: impl Into<ApiError>) -> String {
+    explain_as("--", e)
 }
 
 fn team_command(settings: &Settings, action: TeamCommand) -> Result<(), String> {
@@ -121,5 +128,52 @@ fn team_command(settings: &Settings, action: TeamCommand) -> Result<(), String> 
             println!("{}", link.unwrap_or_default());
         }
     }
+    Ok(())
+}
+
+/// Runs an import, printing each row's outcome (tab-separated: line, outcome, the row's key,
+/// the id or the refused fields) as its chunk finishes, and the totals last (on stderr).
+/// Audit events name the actor `system` with the id `cli`.
+fn import(settings: &Settings, what: ImportCommand) -> Result<(), String> {
+    let (kind, file, opts) = match what {
+        ImportCommand::Ambassadors { file, dry_run, send_welcome } => {
+            (imports::Kind::Ambassadors, file, imports::Options { dry_run, send_welcome })
+        }
+        ImportCommand::Referrals { file, dry_run } => {
+            (imports::Kind::Referrals, file, imports::Options { dry_run, send_welcome: false })
+        }
+    };
+    let input = std::fs::File::open(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let (pool, _) = open_database(settings)?;
+    let mut conn = pool.get().map_err(|e| e.to_string())?;
+    let calendar = settings.calendar()?;
+    let mail = vouch::email::MailContext::new(settings);
+    let key = vouch::store::secrets::contact_hash_key(&mut conn, &settings.privacy.contact_hash_key)
+        .map_err(|e| e.to_string())?;
+    let hasher = vouch::domain::contact::ContactHasher::new(&key);
+    let actor = Actor { id: Some("cli".into()), ..Actor::system() };
+    let ctx = imports::Context { settings, calendar: &calendar, mail: &mail, hasher: &hasher, actor: &actor };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut print = |r: &imports::RowReport| {
+        use std::io::Write;
+        let what = match r.errors.is_empty() {
+            true => r.id.clone().unwrap_or_default(),
+            false => r.errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "),
+        };
+        let key = r.key.as_deref().unwrap_or("");
+        let _ = writeln!(out, "line {}\t{}\t{key}\t{what}", r.line, r.outcome.as_str());
+    };
+    let totals =
+        imports::run(&mut conn, kind, std::io::BufReader::with_capacity(1 << 16, input), opts, &ctx, &mut print)
+            .map_err(|e| explain_as("", e))?;
+    drop(out);
+    eprintln!(
+        "{}{} created, {} updated, {} unchanged, {} refused",
+        if opts.dry_run { "dry run (nothing was changed): " } else { "" },
+        totals.created,
+        totals.updated,
+        totals.unchanged,
+        totals.refused
+    );
     Ok(())
 }

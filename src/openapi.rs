@@ -38,6 +38,7 @@ use crate::routes;
         routes::webhooks::create, routes::webhooks::list, routes::webhooks::get, routes::webhooks::update,
         routes::webhooks::delete, routes::webhooks::rotate_secret, routes::webhooks::deliveries,
         routes::webhooks::test, routes::webhooks::replay,
+        routes::imports::ambassadors, routes::imports::referrals,
     ),
     // Query-parameter enums are referenced by name but not collected by utoipa: list them.
     components(schemas(
@@ -65,6 +66,7 @@ use crate::routes;
         (name = "emails", description = "E-mail outbox (admin)"),
         (name = "audit", description = "Audit trail (admin)"),
         (name = "webhooks", description = "Webhook endpoints, deliveries and replays (admin); the events are under `webhooks`"),
+        (name = "imports", description = "CSV imports (admin)"),
     )
 )]
 pub struct ApiDoc;

@@ -7,6 +7,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod codes;
 pub mod error;
+pub mod imports;
 pub mod input;
 pub mod ledger;
 pub mod notices;

@@ -56,10 +56,53 @@ pub fn earn(
     program: &Program,
     actor: &Actor,
 ) -> Result<RewardRow> {
+    let row = write_earned(conn, calendar, referral, program, None, actor)?;
+    let ambassador_id = row.ambassador_id.clone();
+    let ambassador = ambassadors::find(conn, &ambassador_id).or_not_found("ambassador")?;
+    if ambassador.notify_reward_updates && row.amount_minor > 0 {
+        let payable_on = row.earned_on + chrono::Duration::days(program.rules.holding_days);
+        notices::reward_earned(conn, &ambassador, &row, &referral.id, payable_on)?;
+    }
+    Ok(row)
+}
+
+/// The earned reward of a referral imported as completed (inside the import's transaction),
+/// without telling the ambassador: the amount the file gives (`amount_minor`, kept as the old
+/// system computed it), else the one `program` computes.
+pub(crate) fn earn_imported(
+    conn: &mut DbConnection,
+    calendar: &Calendar,
+    referral: &ReferralRow,
+    program: &Program,
+    amount_minor: Option<i64>,
+    actor: &Actor,
+) -> Result<RewardRow> {
+    write_earned(conn, calendar, referral, program, amount_minor, actor)
+}
+
+/// Writes the earned reward and its audit row: `given` as the amount (an import), else the
+/// program's calculation.
+fn write_earned(
+    conn: &mut DbConnection,
+    calendar: &Calendar,
+    referral: &ReferralRow,
+    program: &Program,
+    given: Option<i64>,
+    actor: &Actor,
+) -> Result<RewardRow> {
     let ambassador_id =
         referral.ambassador_id.as_deref().ok_or_else(|| Error::internal("completed referral without ambassador"))?;
     let completed_on = referral.completed_on.ok_or_else(|| Error::internal("completed referral without date"))?;
-    let calc = calculate(conn, ambassador_id, referral, completed_on, program)?;
+    let (amount_minor, basis, uncapped_minor, capped_reason) = match given {
+        Some(amount) => {
+            (amount, serde_json::json!({ "type": "imported", "amount_minor": amount }).to_string(), amount, None)
+        }
+        None => {
+            let calc = calculate(conn, ambassador_id, referral, completed_on, program)?;
+            let basis = serde_json::to_string(&calc.basis).map_err(Error::internal)?;
+            (calc.amount_minor, basis, calc.uncapped_minor, calc.capped_reason)
+        }
+    };
     let at = now();
     // Payable from the clinic's midnight that starts day `completed_on + holding_days`, held
     // before: completed on the 1st with 14 holding days, payable from 00:00 on the 15th.
@@ -70,16 +113,11 @@ pub fn earn(
         ambassador_id,
         referral_id: Some(&referral.id),
         kind: RewardKind::Earned,
-        amount_minor: calc.amount_minor,
+        amount_minor,
         currency: program.rules.currency.as_str(),
         holds_until: calendar.start_of(payable_on),
         earned_on: completed_on,
-        computed: Some(Computed {
-            program_version_id: &program.id,
-            basis: serde_json::to_string(&calc.basis).map_err(Error::internal)?,
-            uncapped_minor: calc.uncapped_minor,
-            capped_reason: calc.capped_reason,
-        }),
+        computed: Some(Computed { program_version_id: &program.id, basis, uncapped_minor, capped_reason }),
         reason: None,
         created_by: actor.label(),
         at,
@@ -99,14 +137,11 @@ pub fn earn(
                 "referral_id": referral.id,
                 "amount_minor": row.amount_minor,
                 "program_version_id": program.id,
-                "capped_reason": calc.capped_reason,
+                "capped_reason": capped_reason,
+                "imported": given.is_some(),
             })),
         },
     )?;
-    let ambassador = ambassadors::find(conn, ambassador_id).or_not_found("ambassador")?;
-    if ambassador.notify_reward_updates && row.amount_minor > 0 {
-        notices::reward_earned(conn, &ambassador, &row, &referral.id, payable_on)?;
-    }
     Ok(row)
 }
 
@@ -142,47 +177,57 @@ pub fn adjust(
     reason: &str,
     actor: &Actor,
 ) -> Result<RewardRow> {
-    write_tx(conn, |conn| {
-        let ambassador = ambassadors::find(conn, ambassador_id).or_not_found("ambassador")?;
-        if matches!(ambassador.status(), AmbassadorStatus::Applied | AmbassadorStatus::Declined) {
-            return Err(Error::Unprocessable {
-                kind: "ambassador-inactive",
-                detail: format!("The ambassador is {}: only enrolled ambassadors have a balance.", ambassador.status),
-                field: Some("ambassador_id"),
-            });
-        }
-        let currency = program::current(conn)?.rules.currency;
-        let at = now();
-        let id = new_id();
-        let entry = NewReward {
-            id: &id,
-            ambassador_id,
-            referral_id: None,
-            kind: RewardKind::Adjustment,
-            amount_minor,
-            currency: currency.as_str(),
-            holds_until: at,
-            earned_on: calendar.date_of(at),
-            computed: None,
-            reason: Some(reason),
-            created_by: actor.label(),
-            at,
-        };
-        rewards::insert(conn, &entry)?;
-        audit::record(
-            conn,
-            actor,
-            Change {
-                action: AuditAction::RewardAdjusted,
-                entity_type: EntityType::Reward,
-                entity_id: &id,
-                before: None,
-                after: Some(RewardStatus::Payable.as_str()),
-                details: Some(serde_json::json!({ "ambassador_id": ambassador_id, "amount_minor": amount_minor })),
-            },
-        )?;
-        Ok(rewards::find(conn, &id)?)
-    })
+    write_tx(conn, |conn| adjust_in_tx(conn, calendar, ambassador_id, amount_minor, reason, actor))
+}
+
+/// [`adjust`] inside the caller's transaction (an import's opening balances).
+pub(crate) fn adjust_in_tx(
+    conn: &mut DbConnection,
+    calendar: &Calendar,
+    ambassador_id: &str,
+    amount_minor: i64,
+    reason: &str,
+    actor: &Actor,
+) -> Result<RewardRow> {
+    let ambassador = ambassadors::find(conn, ambassador_id).or_not_found("ambassador")?;
+    if matches!(ambassador.status(), AmbassadorStatus::Applied | AmbassadorStatus::Declined) {
+        return Err(Error::Unprocessable {
+            kind: "ambassador-inactive",
+            detail: format!("The ambassador is {}: only enrolled ambassadors have a balance.", ambassador.status),
+            field: Some("ambassador_id"),
+        });
+    }
+    let currency = program::current(conn)?.rules.currency;
+    let at = now();
+    let id = new_id();
+    let entry = NewReward {
+        id: &id,
+        ambassador_id,
+        referral_id: None,
+        kind: RewardKind::Adjustment,
+        amount_minor,
+        currency: currency.as_str(),
+        holds_until: at,
+        earned_on: calendar.date_of(at),
+        computed: None,
+        reason: Some(reason),
+        created_by: actor.label(),
+        at,
+    };
+    rewards::insert(conn, &entry)?;
+    audit::record(
+        conn,
+        actor,
+        Change {
+            action: AuditAction::RewardAdjusted,
+            entity_type: EntityType::Reward,
+            entity_id: &id,
+            before: None,
+            after: Some(RewardStatus::Payable.as_str()),
+            details: Some(serde_json::json!({ "ambassador_id": ambassador_id, "amount_minor": amount_minor })),
+        },
+    )?;
+    Ok(rewards::find(conn, &id)?)
 }
 
 /// The ambassador's balance by status, in the program's currency.

@@ -29,6 +29,8 @@ super::text_enum! {
         CodeCreated = "code.created",
         CodeDeactivated = "code.deactivated",
         EmailRetried = "email.retried",
+        /// One chunk of a CSV import written (counts in the details).
+        ImportChunkApplied = "import.chunk_applied",
         PayoutCreated = "payout.created",
         PayoutLocked = "payout.locked",
         PayoutPaid = "payout.paid",
@@ -83,6 +85,8 @@ super::text_enum! {
         Ambassador = "ambassador",
         ApiKey = "api_key",
         Email = "email",
+        /// A CSV import run (its chunks share the id).
+        Import = "import",
         Payout = "payout",
         PayoutLine = "payout_line",
         Program = "program",

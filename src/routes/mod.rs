@@ -6,6 +6,7 @@ pub mod audit;
 pub mod codes;
 pub mod emails;
 pub mod health;
+pub mod imports;
 pub mod me;
 pub mod payouts;
 pub mod portal;
@@ -53,6 +54,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(reports::configure)
             .configure(emails::configure)
             .configure(audit::configure)
-            .configure(webhooks::configure),
+            .configure(webhooks::configure)
+            .configure(imports::configure),
     );
 }

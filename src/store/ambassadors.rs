@@ -262,3 +262,8 @@ pub fn list(
     let rows = query.order(ambassadors::id.desc()).limit(page.limit + 1).load(conn)?;
     Ok(page.finish(rows, |r| &r.id))
 }
+
+/// The ambassador with this (normalised) e-mail address, if any.
+pub fn find_by_email(conn: &mut DbConnection, email: &str) -> QueryResult<Option<AmbassadorRow>> {
+    ambassadors::table.filter(ambassadors::email.eq(email)).select(AmbassadorRow::as_select()).first(conn).optional()
+}

@@ -201,3 +201,14 @@ pub fn insert_version(
         .map_err(StoreError::unique_race)?;
     Ok(())
 }
+
+/// The version that was in force at `at` (the newest that took effect by then), if any.
+pub fn in_force_at(conn: &mut DbConnection, at: chrono::NaiveDateTime) -> QueryResult<Option<Program>> {
+    let row = pv::table
+        .filter(pv::effective_from.le(at))
+        .order(pv::version.desc())
+        .select(ProgramVersionRow::as_select())
+        .first(conn)
+        .optional()?;
+    row.map(|row| Ok(Program { rules: row.rules()?, id: row.id })).transpose()
+}

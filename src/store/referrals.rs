@@ -574,3 +574,91 @@ pub fn labels_for_ambassador(conn: &mut DbConnection, ids: &[&str]) -> QueryResu
         .load(conn)?;
     Ok(rows.iter().map(|(r, code)| (r.id.clone(), r.label_for_ambassador(code.as_deref()))).collect())
 }
+
+/// The referral with this `external_ref` (the clinic's own client id), if any: how an import
+/// finds a row it has written before.
+///
+/// The first one recorded when several share it, chosen here rather than by `ORDER BY id LIMIT
+/// 1`: PostgreSQL, its statistics not yet updated in the middle of a large import, walked the
+/// primary key in id order for that, reading the whole table per row (20,000 rows: 7 minutes).
+pub fn find_by_external_ref(conn: &mut DbConnection, external_ref: &str) -> QueryResult<Option<ReferralRow>> {
+    let rows: Vec<ReferralRow> = referrals::table
+        .filter(referrals::external_ref.eq(external_ref))
+        .select(ReferralRow::as_select())
+        .load(conn)?;
+    Ok(rows.into_iter().min_by(|a, b| a.id.cmp(&b.id)))
+}
+
+/// The ambassador's referral of this client (either contact key) registered at this moment, in
+/// any status: how an import finds a row without `external_ref` it has written before.
+pub fn find_same_client(
+    conn: &mut DbConnection,
+    ambassador_id: &str,
+    registered_at: NaiveDateTime,
+    email_key: Option<&str>,
+    phone_key: Option<&str>,
+) -> QueryResult<Option<ReferralRow>> {
+    // No `ORDER BY id LIMIT 1` (see `find_by_external_ref`): the first recorded is chosen here.
+    let mine = || {
+        referrals::table
+            .filter(referrals::ambassador_id.eq(ambassador_id.to_owned()))
+            .filter(referrals::registered_at.eq(registered_at))
+            .select(ReferralRow::as_select())
+    };
+    let first = |rows: Vec<ReferralRow>| rows.into_iter().min_by(|a, b| a.id.cmp(&b.id));
+    if let Some(key) = email_key {
+        if let Some(row) = first(mine().filter(referrals::email_key.eq(key.to_owned())).load(conn)?) {
+            return Ok(Some(row));
+        }
+    }
+    match phone_key {
+        Some(key) => Ok(first(mine().filter(referrals::phone_key.eq(key.to_owned())).load(conn)?)),
+        None => Ok(None),
+    }
+}
+
+/// Where an imported referral had got to in the old system, written over the `registered`
+/// row just inserted: its status, treatment, completion and closing, with their times.
+pub struct ImportedHistory<'a> {
+    pub status: ReferralStatus,
+    pub first_session_on: Option<NaiveDate>,
+    pub treatment_started_at: Option<NaiveDateTime>,
+    pub completed_on: Option<NaiveDate>,
+    pub completed_at: Option<NaiveDateTime>,
+    pub treatment_value_minor: Option<i64>,
+    /// `None` unless completed (or refunded): whether it earned, and why not.
+    pub earns: Option<bool>,
+    pub not_earning_reason: Option<&'a str>,
+    pub reason_code: Option<&'a str>,
+    pub reason_note: Option<&'a str>,
+    /// When it was cancelled, rejected or refunded (by `status`).
+    pub closed_at: Option<NaiveDateTime>,
+}
+
+pub fn set_imported_history(
+    conn: &mut DbConnection,
+    id: &str,
+    h: &ImportedHistory<'_>,
+    at: NaiveDateTime,
+) -> QueryResult<usize> {
+    let closed = |status: ReferralStatus| if h.status == status { h.closed_at } else { None };
+    diesel::update(referrals::table.find(id))
+        .set((
+            referrals::status.eq(h.status.as_str()),
+            referrals::session_count.eq(i32::from(h.first_session_on.is_some())),
+            referrals::first_session_on.eq(h.first_session_on),
+            referrals::treatment_started_at.eq(h.treatment_started_at),
+            referrals::completed_on.eq(h.completed_on),
+            referrals::completed_at.eq(h.completed_at),
+            referrals::treatment_value_minor.eq(h.treatment_value_minor),
+            referrals::earns.eq(h.earns),
+            referrals::not_earning_reason.eq(h.not_earning_reason),
+            referrals::reason_code.eq(h.reason_code),
+            referrals::reason_note.eq(h.reason_note),
+            referrals::cancelled_at.eq(closed(ReferralStatus::Cancelled)),
+            referrals::rejected_at.eq(closed(ReferralStatus::Rejected)),
+            referrals::refunded_at.eq(closed(ReferralStatus::Refunded)),
+            referrals::updated_at.eq(at),
+        ))
+        .execute(conn)
+}

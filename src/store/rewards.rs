@@ -310,3 +310,15 @@ pub fn list(conn: &mut DbConnection, filter: &RewardFilter, page: &PageRequest) 
     let rows = query.limit(page.limit + 1).load(conn)?;
     Ok(page.finish(rows, |r| &r.id))
 }
+
+/// Whether the ambassador already has an adjustment with exactly this reason (an import's
+/// opening balance, written once however often the file is re-run).
+pub fn has_adjustment(conn: &mut DbConnection, ambassador_id: &str, reason: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        rewards::table
+            .filter(rewards::ambassador_id.eq(ambassador_id))
+            .filter(rewards::kind.eq(RewardKind::Adjustment))
+            .filter(rewards::reason.eq(reason)),
+    ))
+    .get_result(conn)
+}

@@ -10,6 +10,7 @@ mod assets;
 mod console;
 pub mod csrf;
 mod landing;
+pub(crate) mod multipart;
 mod portal;
 
 use std::collections::HashMap;
@@ -102,6 +103,7 @@ const SOURCES: &[(&str, &str)] = pages!(
     "console/webhook_secret.html",
     "console/webhook_rotate.html",
     "console/webhook_delete.html",
+    "console/import.html",
 );
 
 /// The page templates: compiled once, HTML auto-escaping on (every template is `.html`).

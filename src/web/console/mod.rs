@@ -9,6 +9,7 @@ mod ambassadors;
 mod api_keys;
 mod audit;
 mod home;
+mod imports;
 mod ledger;
 mod outbox;
 mod payouts;
@@ -52,6 +53,7 @@ const PAGE_ROWS: i64 = 25;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     sign_in::configure(cfg);
     home::configure(cfg);
+    imports::configure(cfg);
     // Before `referrals`: `/console/referrals/new` is not a referral's id.
     referral_list::configure(cfg);
     referrals::configure(cfg);
@@ -195,6 +197,7 @@ fn nav(role: Role, current: &str) -> Vec<NavItem> {
         items.push(("/console/outbox", "Outbox"));
         items.push(("/console/audit", "Audit"));
         items.push(("/console/webhooks", "Webhooks"));
+        items.push(("/console/import", "Import"));
     }
     if matches!(role, Role::Admin | Role::Staff) {
         items.push(("/console/ambassadors", "Ambassadors"));

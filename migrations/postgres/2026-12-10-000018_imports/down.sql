@@ -1,0 +1,2 @@
+DROP INDEX referrals_ambassador_registered_idx;
+DROP INDEX referrals_external_ref_idx;
