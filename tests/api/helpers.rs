@@ -46,6 +46,19 @@ impl Drop for TestApp {
 }
 
 /// Replaces the database name in a PostgreSQL URL.
+/// The PostgreSQL server the suite runs on (`VOUCH_TEST_DATABASE_URL`), if it runs on one,
+/// without TLS unless the URL asks for it (`sslmode=…`): the test process exits while test
+/// servers' threads still hold connections, and OpenSSL's clean-up at exit under a live TLS
+/// connection can abort the process (`free(): invalid pointer`) after every test has passed.
+pub fn test_postgres_url() -> Option<String> {
+    let url = std::env::var("VOUCH_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())?;
+    Some(match (url.contains("sslmode="), url.contains('?')) {
+        (true, _) => url,
+        (false, true) => format!("{url}&sslmode=disable"),
+        (false, false) => format!("{url}?sslmode=disable"),
+    })
+}
+
 pub fn with_database(url: &str, name: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
@@ -82,7 +95,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     settings.email.poll_interval_ms = 50;
     settings.email.retry_base_ms = 50;
     settings.email.retry_max_secs = 1;
-    let db = match std::env::var("VOUCH_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+    let db = match test_postgres_url() {
         Some(admin_url) => {
             let name = format!("vouch_test_{id}");
             let mut conn = PgConnection::establish(&admin_url)

@@ -263,7 +263,7 @@ fn both_backends_end_with_the_same_schema() {
     let sqlite = migrate_sqlite();
     assert!(sqlite.columns.contains_key("referrals") && sqlite.columns.contains_key("payouts"));
     assert!(sqlite.columns.values().flatten().all(|(_, (t, _))| !t.starts_with("unshared")), "{sqlite:#?}");
-    let Some(admin_url) = std::env::var("VOUCH_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) else {
+    let Some(admin_url) = crate::helpers::test_postgres_url() else {
         return; // compared in the PostgreSQL pass
     };
     let postgres = migrate_postgres(&admin_url);

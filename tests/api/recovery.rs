@@ -13,7 +13,7 @@ use crate::helpers::{assert_problem, spawn_app_with, TestApp};
 
 /// The PostgreSQL server the tests run on, when they run on PostgreSQL.
 fn pg_admin_url() -> Option<String> {
-    std::env::var("VOUCH_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())
+    crate::helpers::test_postgres_url()
 }
 
 /// The name of this test's PostgreSQL database (the last segment of its URL).
