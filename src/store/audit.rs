@@ -147,15 +147,24 @@ pub fn recent_visible(
 ) -> QueryResult<Page<AuditEvent>> {
     let newest = |conn: &mut DbConnection, filter: Option<RangeFilter>| -> QueryResult<Vec<AuditEvent>> {
         let mut query = audit_events::table.select(AuditEvent::as_select()).into_boxed();
-        match filter {
-            Some(RangeFilter::Type(t)) => query = query.filter(audit_events::entity_type.eq(t)),
-            Some(RangeFilter::Entity(id)) => query = query.filter(audit_events::entity_id.eq(id.to_owned())),
-            None => {}
-        }
+        query = match filter {
+            // The type as a range `t ..= t`, ordered by the whole index: with `= t` PostgreSQL
+            // knows the first column is fixed and may walk the primary key backwards instead,
+            // through every newer event of other types (the 100,000 reward events of a large
+            // payout batch: 77 ms, where the index range takes 0.1 ms).
+            Some(RangeFilter::Type(t)) => query
+                .filter(audit_events::entity_type.ge(t))
+                .filter(audit_events::entity_type.le(t))
+                .order((audit_events::entity_type.desc(), audit_events::id.desc())),
+            Some(RangeFilter::Entity(id)) => {
+                query.filter(audit_events::entity_id.eq(id.to_owned())).order(audit_events::id.desc())
+            }
+            None => query.order(audit_events::id.desc()),
+        };
         if let Some(after) = &page.after_id {
             query = query.filter(audit_events::id.lt(after.clone()));
         }
-        query.order(audit_events::id.desc()).limit(page.limit + 1).load(conn)
+        query.limit(page.limit + 1).load(conn)
     };
     let rows = match visible.entity_types {
         None => newest(conn, None)?,
