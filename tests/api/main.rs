@@ -19,6 +19,7 @@ mod console_ambassadors;
 mod console_ambassadors_browser;
 mod console_browser;
 mod console_imports;
+mod console_imports_browser;
 mod console_payouts;
 mod console_referrals;
 mod console_referrals_browser;
