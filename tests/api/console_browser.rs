@@ -8,6 +8,7 @@
 //! 1280 px and 375 px into `<target dir>/screenshots/console-*.png`.
 
 use crate::browser::{app_with_real_links, Driver, Screen, DESKTOP_WIDTH, PHONE_WIDTH};
+use crate::helpers::TestApp;
 
 /// Checks the page at both widths (nothing sideways, axe-core) and keeps a screenshot of each.
 pub(crate) async fn capture(screen: &mut Screen, name: &str) {
@@ -18,6 +19,20 @@ pub(crate) async fn capture(screen: &mut Screen, name: &str) {
         screen.screenshot(&format!("console-{name}-{width}")).await;
     }
     screen.resize(DESKTOP_WIDTH).await;
+}
+
+/// Signs `email` in as a member does, from the sign-in page through the e-mailed link and its
+/// button, up to their home page ("Hello, `name`").
+pub(crate) async fn sign_in(screen: &Screen, app: &TestApp, email: &str, name: &str) {
+    screen.open("/console/sign-in").await;
+    screen.wait_for_heading("Console sign-in").await;
+    screen.fill("f-email", &format!("{email}\u{E007}")).await;
+    screen.wait_for_heading("Check your e-mail").await;
+    let link = app.console_links(email).await.remove(0);
+    screen.client.goto(&link).await.unwrap();
+    screen.wait_for_heading("Sign in to the console").await;
+    screen.click("main button[type=submit]").await;
+    screen.wait_for_heading(&format!("Hello, {name}")).await;
 }
 
 /// Waits until the page says `text` (a script's update).

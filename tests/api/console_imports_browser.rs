@@ -7,7 +7,7 @@ use fantoccini::Locator;
 use serde_json::Value;
 
 use crate::browser::{Driver, Screen, DESKTOP_WIDTH};
-use crate::console_browser::capture;
+use crate::console_browser::{capture, sign_in};
 use crate::helpers::spawn_app_with;
 
 #[tokio::test]
@@ -22,15 +22,7 @@ async fn an_admin_checks_the_ambassadors_file_then_imports_it() {
 
     let driver = Driver::start();
     let mut screen = Screen::with_width(&driver, &app.address, DESKTOP_WIDTH).await;
-    screen.open("/console/sign-in").await;
-    screen.wait_for_heading("Console sign-in").await;
-    screen.fill("f-email", "boss@clinic.test\u{E007}").await;
-    screen.wait_for_heading("Check your e-mail").await;
-    let link = app.console_links("boss@clinic.test").await.remove(0);
-    screen.client.goto(&link).await.unwrap();
-    screen.wait_for_heading("Sign in to the console").await;
-    screen.click("main button[type=submit]").await;
-    screen.wait_for_heading("Hello, Boss Admin").await;
+    sign_in(&screen, &app, "boss@clinic.test", "Boss Admin").await;
 
     screen.click("nav a[href='/console/import']").await;
     screen.wait_for_heading("Import").await;

@@ -6,7 +6,7 @@
 use serde_json::json;
 
 use crate::browser::{app_with_real_links, Driver, Screen, DESKTOP_WIDTH};
-use crate::console_browser::capture;
+use crate::console_browser::{capture, sign_in};
 
 #[tokio::test]
 async fn staff_record_a_referral_seeing_whose_code_it_is_edit_the_client_and_find_them() {
@@ -21,15 +21,7 @@ async fn staff_record_a_referral_seeing_whose_code_it_is_edit_the_client_and_fin
 
     let driver = Driver::start();
     let mut screen = Screen::with_width(&driver, &app.address, DESKTOP_WIDTH).await;
-    screen.open("/console/sign-in").await;
-    screen.wait_for_heading("Console sign-in").await;
-    screen.fill("f-email", "sam@clinic.test\u{E007}").await;
-    screen.wait_for_heading("Check your e-mail").await;
-    let link = app.console_links("sam@clinic.test").await.remove(0);
-    screen.client.goto(&link).await.unwrap();
-    screen.wait_for_heading("Sign in to the console").await;
-    screen.click("main button[type=submit]").await;
-    screen.wait_for_heading("Hello, Sam Staff").await;
+    sign_in(&screen, &app, "sam@clinic.test", "Sam Staff").await;
 
     screen.click("nav a[href='/console/referrals']").await;
     screen.wait_for_heading("Referrals").await;

@@ -6,7 +6,7 @@
 use serde_json::json;
 
 use crate::browser::{app_with_real_links, Driver, Screen, DESKTOP_WIDTH};
-use crate::console_browser::capture;
+use crate::console_browser::{capture, sign_in};
 
 #[tokio::test]
 async fn a_staff_member_signs_in_finds_a_share_link_referral_records_two_sessions_and_completes_it() {
@@ -18,15 +18,7 @@ async fn a_staff_member_signs_in_finds_a_share_link_referral_records_two_session
 
     let driver = Driver::start();
     let mut screen = Screen::with_width(&driver, &app.address, DESKTOP_WIDTH).await;
-    screen.open("/console/sign-in").await;
-    screen.wait_for_heading("Console sign-in").await;
-    screen.fill("f-email", "sam@clinic.test\u{E007}").await;
-    screen.wait_for_heading("Check your e-mail").await;
-    let link = app.console_links("sam@clinic.test").await.remove(0);
-    screen.client.goto(&link).await.unwrap();
-    screen.wait_for_heading("Sign in to the console").await;
-    screen.click("main button[type=submit]").await;
-    screen.wait_for_heading("Hello, Sam Staff").await;
+    sign_in(&screen, &app, "sam@clinic.test", "Sam Staff").await;
     assert!(screen.text().await.contains("Pat Doe"), "the waiting application");
     capture(&mut screen, "staff-01-home").await;
 
