@@ -363,24 +363,6 @@ pub fn record_attempt(
     })
 }
 
-/// Gives back claimed deliveries that were not tried (shutdown): pending again, the attempt
-/// not counted, due at once.
-pub fn release(conn: &mut DbConnection, claims: &[(String, i32)]) -> QueryResult<()> {
-    let at = now();
-    write_now(conn, |conn| {
-        for (id, attempts) in claims {
-            diesel::update(claimed_row!(id, *attempts))
-                .set((
-                    webhook_deliveries::status.eq(PENDING),
-                    webhook_deliveries::attempts.eq(webhook_deliveries::attempts - 1),
-                    webhook_deliveries::next_attempt_at.eq(at),
-                ))
-                .execute(conn)?;
-        }
-        Ok(())
-    })
-}
-
 /// A delivered or failed delivery → pending again with a fresh set of tries, due now;
 /// returns the rows changed (none while it is still pending or being sent).
 pub fn requeue(conn: &mut DbConnection, id: &str) -> QueryResult<usize> {
