@@ -11,7 +11,7 @@ use crate::domain::contact::Phone;
 use crate::domain::optional_text;
 use crate::domain::required_text;
 use crate::domain::{DomainError, Validation};
-use crate::store::ambassadors::NewAmbassador;
+use crate::store::ambassadors::{AmbassadorChanges, NewAmbassador};
 use crate::store::referrals::{ClientChanges, NewReferral};
 use crate::store::{decode_cursor, PageRequest};
 
@@ -175,6 +175,41 @@ pub fn parse_new_referral(v: &mut Validation, settings: &Settings, f: &ReferralI
         notes: notes.flatten(),
         registered_on: f.registered_on,
         ..client
+    }
+}
+
+/// An edit of an ambassador's profile as typed: `None` leaves a field alone, `Some(None)`
+/// clears an optional one.
+#[derive(Default)]
+pub struct AmbassadorEdit<'a> {
+    pub name: Option<&'a str>,
+    pub email: Option<&'a str>,
+    pub phone: Option<Option<&'a str>>,
+    pub display_name: Option<Option<&'a str>>,
+    pub show_name_to_referrals: Option<bool>,
+    pub payout_method: Option<Option<PayoutMethod>>,
+    pub notification_preferences: Option<NotificationPreferences>,
+    pub notes: Option<Option<&'a str>>,
+}
+
+/// Parses an edit of an ambassador's profile (`PATCH /v1/ambassadors/{id}`, the console's
+/// form). Check `v` before using the result.
+pub fn parse_ambassador_edit(v: &mut Validation, settings: &Settings, e: AmbassadorEdit<'_>) -> AmbassadorChanges {
+    let name = e.name.map(|n| v.check("name", required_text(n, NAME_MAX)));
+    let email = e.email.map(|m| v.check("email", Email::parse(m)));
+    let phone = e.phone.map(|p| v.check("phone", Phone::parse_optional(p, settings.default_country_code())));
+    let display_name = e.display_name.map(|d| v.check("display_name", optional_text(d, 100)));
+    let payout_method = e.payout_method.map(|m| parse_payout(v, m));
+    let notes = e.notes.map(|n| v.check("notes", optional_text(n, NOTES_MAX)));
+    AmbassadorChanges {
+        name: name.flatten(),
+        email: email.flatten(),
+        phone: phone.flatten(),
+        display_name: display_name.flatten(),
+        show_name_to_referrals: e.show_name_to_referrals,
+        payout_method: payout_method.flatten(),
+        notifications: e.notification_preferences,
+        notes: notes.flatten(),
     }
 }
 

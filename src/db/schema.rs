@@ -369,6 +369,12 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    import_locks (kind) {
+        kind -> Text,
+    }
+}
+
 diesel::joinable!(webhook_deliveries -> webhook_endpoints (endpoint_id));
 diesel::joinable!(webhook_attempts -> webhook_deliveries (delivery_id));
 diesel::allow_tables_to_appear_in_same_query!(
@@ -377,6 +383,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     referral_codes,
     audit_events,
     idempotency_keys,
+    import_locks,
     app_secrets,
     referrals,
     referral_search_keys,

@@ -5,15 +5,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::ambassadors::{self, AmbassadorView};
 use crate::app::input::{
-    lifecycle_reason, parse_enrolment, parse_payout, search_text, EnrolmentInput, NAME_MAX, NOTES_MAX,
+    lifecycle_reason, parse_ambassador_edit, parse_enrolment, search_text, AmbassadorEdit, EnrolmentInput,
 };
 use crate::auth::{Auth, AuthCache, Staff};
 use crate::config::Settings;
 use crate::db::blocking;
 use crate::db::DbPool;
 use crate::domain::ambassador::{AmbassadorStatus, LifecycleEvent, NotificationPreferences, PayoutMethod};
-use crate::domain::contact::{Email, Phone};
-use crate::domain::{optional_text, required_text, Validation};
+use crate::domain::Validation;
 use crate::email::MailContext;
 use crate::error::{ApiError, Problem};
 use crate::extract::{nullable, ApiJson, ApiQuery, OptionalJson};
@@ -95,24 +94,19 @@ pub struct UpdateAmbassador {
 impl UpdateAmbassador {
     fn parse(self, settings: &Settings) -> Result<AmbassadorChanges, ApiError> {
         let mut v = Validation::new();
-        let name = self.name.map(|n| v.check("name", required_text(&n, NAME_MAX)));
-        let email = self.email.map(|e| v.check("email", Email::parse(&e)));
-        let phone =
-            self.phone.map(|p| v.check("phone", Phone::parse_optional(p.as_deref(), settings.default_country_code())));
-        let display_name = self.display_name.map(|d| v.check("display_name", optional_text(d.as_deref(), 100)));
-        let payout_method = self.payout_method.map(|m| parse_payout(&mut v, m));
-        let notes = self.notes.map(|n| v.check("notes", optional_text(n.as_deref(), NOTES_MAX)));
-        v.finish()?;
-        Ok(AmbassadorChanges {
-            name: name.flatten(),
-            email: email.flatten(),
-            phone: phone.flatten(),
-            display_name: display_name.flatten(),
+        let edit = AmbassadorEdit {
+            name: self.name.as_deref(),
+            email: self.email.as_deref(),
+            phone: self.phone.as_ref().map(Option::as_deref),
+            display_name: self.display_name.as_ref().map(Option::as_deref),
             show_name_to_referrals: self.show_name_to_referrals,
-            payout_method: payout_method.flatten(),
-            notifications: self.notification_preferences,
-            notes: notes.flatten(),
-        })
+            payout_method: self.payout_method,
+            notification_preferences: self.notification_preferences,
+            notes: self.notes.as_ref().map(Option::as_deref),
+        };
+        let changes = parse_ambassador_edit(&mut v, settings, edit);
+        v.finish()?;
+        Ok(changes)
     }
 }
 

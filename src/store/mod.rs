@@ -7,6 +7,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod codes;
 pub mod idempotency;
+pub mod imports;
 pub mod outbox;
 pub mod payouts;
 pub mod portal;

@@ -1,8 +1,8 @@
 //! Staff → Ambassadors over HTTP: the list with its filters, enrolment, an ambassador's page
 //! (codes, referrals as first name and initial, balance), the lifecycle steps after their
 //! confirmation pages, adding and deactivating codes and the printable share page with its QR
-//! codes; the role on every page, CSRF on every form, the API's refusals on the forms with
-//! nothing stored.
+//! codes, editing the profile; the role on every page, CSRF on every form, the API's refusals
+//! on the forms with nothing stored.
 
 use diesel::prelude::*;
 use reqwest::StatusCode;
@@ -103,6 +103,7 @@ async fn ambassador_pages_are_for_staff_and_admins_and_every_form_checks_role_an
     let posts: Vec<(String, Vec<(&str, &str)>)> = vec![
         ("/console/ambassadors".into(), vec![("name", "Bea Cole"), ("email", "bea@example.com")]),
         (format!("/console/ambassadors/{ann}/codes"), vec![("code", "ANN2")]),
+        (format!("/console/ambassadors/{ann}/profile"), vec![("name", "Hacked"), ("email", "hacked@example.com")]),
         (format!("/console/ambassadors/{ann}/codes/{code}/deactivate"), vec![]),
         (format!("/console/ambassadors/{ann}/suspend"), vec![("reason", "paused")]),
         (format!("/console/ambassadors/{ann}/close"), vec![("reason", "moved away")]),
@@ -126,6 +127,8 @@ async fn ambassador_pages_are_for_staff_and_admins_and_every_form_checks_role_an
     assert_eq!(app.ambassador_state(&ann).0, "active");
     assert_eq!(app.ambassador_state(&pat).0, "applied");
     assert_eq!(app.codes_of(&ann), vec![("ANN1".to_owned(), true)]);
+    let ann_now: Value = app.get(&format!("/v1/ambassadors/{ann}"), &app.admin_key).await.json().await.unwrap();
+    assert_eq!((ann_now["name"].as_str(), ann_now["email"].as_str()), (Some("Ann Lee"), Some("ann@example.com")));
 }
 
 #[tokio::test]
@@ -410,4 +413,99 @@ async fn the_list_filters_and_pages_and_an_ambassador_s_page_shows_referrals_by_
     assert!(page.html.contains("Client00 S.") && !page.html.contains("Client10"), "{}", page.html);
     // Balance, all zero so far, in the programme's currency.
     assert!(page.html.contains("<dt>Lifetime</dt>"), "{}", page.html);
+}
+
+/// The first field message of an API problem as the console shows it (a sentence).
+fn as_sentence(problem: &Value) -> String {
+    let message = problem["errors"][0]["message"].as_str().unwrap_or_else(|| problem["detail"].as_str().unwrap());
+    let mut chars = message.chars();
+    let first: String = chars.next().unwrap().to_uppercase().collect();
+    let s = first + chars.as_str();
+    if s.ends_with('.') {
+        s
+    } else {
+        s + "."
+    }
+}
+
+#[tokio::test]
+async fn staff_and_admins_edit_an_ambassador_s_profile_with_the_api_s_messages_and_finance_cannot() {
+    let (app, ann, _, _) = clinic().await;
+    let (admin, staff, finance) = (Visitor::new(&app), Visitor::new(&app), Visitor::new(&app));
+    admin.console_sign_in("boss@clinic.test").await;
+    staff.console_sign_in("sam@clinic.test").await;
+    let finance_home = finance.console_sign_in("fin@clinic.test").await;
+    let path = format!("/console/ambassadors/{ann}");
+    let page = staff.get(&path).await;
+    assert!(page.html.contains("Edit profile") && page.html.contains("value=\"ann@example.com\""), "{}", page.html);
+    page.assert_html();
+    let token = page.csrf();
+    let profile = format!("{path}/profile");
+    let api = format!("/v1/ambassadors/{ann}");
+    let read = || async { app.get(&api, &app.admin_key).await.json::<Value>().await.unwrap() };
+    let before = read().await;
+
+    // Each refusal: the status and the message the API gives for the same input, on the
+    // form (kept open), and nothing stored.
+    let refused: [(&[(&str, &str)], Value); 5] = [
+        (&[("name", ""), ("email", "ann@example.com")], json!({ "name": "" })),
+        (&[("name", "Ann Lee"), ("email", "not-an-email")], json!({ "email": "not-an-email" })),
+        (&[("name", "Ann Lee"), ("email", "pat@example.com")], json!({ "email": "pat@example.com" })),
+        (
+            &[("name", "Ann Lee"), ("email", "ann@example.com"), ("show_name_to_referrals", "yes")],
+            json!({ "show_name_to_referrals": true, "display_name": null }),
+        ),
+        (
+            &[("name", "Ann Lee"), ("email", "ann@example.com"), ("payout_method", "paypal"), ("payout_email", "")],
+            json!({ "payout_method": { "type": "paypal", "email": "" } }),
+        ),
+    ];
+    for (fields, body) in refused {
+        let res = app.patch(&api, &app.admin_key, &body).await;
+        let status = res.status();
+        let problem: Value = res.json().await.unwrap();
+        assert!(status.is_client_error(), "{body}: {problem}");
+        let page = staff.post_with(&profile, Some(&token), fields).await;
+        assert_eq!(page.status.as_u16(), status.as_u16(), "{fields:?}: {}", page.html);
+        let message = as_sentence(&problem);
+        assert!(page.html.contains(&message), "{message}: {}", page.html);
+        assert!(page.html.contains("<details class=\"panel\" open>"), "the form stays open");
+        assert_eq!(read().await, before, "nothing stored: {fields:?}");
+    }
+
+    // Every field at once: a blank one clears, an unticked box turns off.
+    let fields = [
+        ("name", "Ann Lee-Park"),
+        ("email", "ann.park@example.com"),
+        ("phone", "+1 415 555 0100"),
+        ("display_name", "Ann"),
+        ("show_name_to_referrals", "yes"),
+        ("payout_method", "bank"),
+        ("payout_reference", "GB29 NWBK 6016 1331 9268 19"),
+        ("referral_updates", "yes"),
+        ("notes", ""),
+    ];
+    let res = staff.post_with(&profile, Some(&token), &fields).await;
+    assert_eq!(res.location(), path, "{}", res.html);
+    let page = staff.get(&path).await;
+    assert!(page.html.contains("Ann Lee-Park&#x27;s profile is saved."), "{}", page.html);
+    let after = read().await;
+    assert_eq!((after["name"].as_str(), after["email"].as_str()), (Some("Ann Lee-Park"), Some("ann.park@example.com")));
+    assert_eq!((after["display_name"].as_str(), after["show_name_to_referrals"].as_bool()), (Some("Ann"), Some(true)));
+    assert_eq!(after["payout_method"], json!({ "type": "bank", "reference": "GB29 NWBK 6016 1331 9268 19" }));
+    assert_eq!(after["notification_preferences"], json!({ "referral_updates": true, "reward_updates": false }));
+    assert!(after["phone"].is_string() && after["notes"].is_null(), "{after}");
+    assert_eq!(app.audit_actions(&ann).last().map(String::as_str), Some("ambassador.updated"));
+
+    // An admin too; finance not (and their page is not shown either).
+    let token = admin.get(&path).await.csrf();
+    let mut fields = fields.to_vec();
+    fields[0] = ("name", "Ann Park");
+    assert_eq!(admin.post_with(&profile, Some(&token), &fields).await.location(), path);
+    assert_eq!(read().await["name"], "Ann Park");
+    fields[0] = ("name", "Finance Was Here");
+    let res = finance.post_with(&profile, Some(&finance_home.csrf()), &fields).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    assert_eq!(finance.get(&path).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(read().await["name"], "Ann Park");
 }

@@ -420,3 +420,114 @@ async fn an_import_queues_the_webhook_events_of_what_it_creates_and_a_dry_run_no
         ]
     );
 }
+
+/// The same file uploaded twice at once, once to this instance and once to another on the same
+/// database (as two people, or the CLI and the console, would); both must answer 200.
+async fn race_two_imports(app: &TestApp, kind: &str, csv: &str) -> (Value, Value) {
+    let other = app.another_instance();
+    let upload = |base: String| {
+        let client = app.client.clone();
+        let (key, csv) = (app.admin_key.clone(), csv.to_owned());
+        let url = format!("{base}/v1/imports/{kind}");
+        async move {
+            let res = client.post(url).bearer_auth(key).header("content-type", "text/csv").body(csv).send().await;
+            let res = res.unwrap();
+            let status = res.status();
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body
+        }
+    };
+    tokio::join!(upload(app.address.clone()), upload(other.address.clone()))
+}
+
+/// Between the two reports, each line was written once and found already there the other time.
+fn each_line_written_once(a: &Value, b: &Value) {
+    let (ta, tb) = (outcomes(a), outcomes(b));
+    assert_eq!(ta.len(), tb.len());
+    for (ra, rb) in ta.iter().zip(&tb) {
+        let mut pair = [ra.1.as_str(), rb.1.as_str()];
+        pair.sort();
+        assert!(
+            pair == ["created", "unchanged"] || pair == ["unchanged", "updated"],
+            "line {}: {pair:?}\n{a}\n{b}",
+            ra.0
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_same_referrals_file_imported_twice_at_once_is_written_and_rewarded_once() {
+    use diesel::prelude::*;
+    use vouch::db::schema::{referrals, rewards};
+    let app = spawn_app().await;
+    app.imported("ambassadors", "", &sample("ambassadors.sample.csv")).await;
+    let header = sample("referrals.sample.csv").lines().next().unwrap().to_owned();
+    // No external_ref: found again by client and day only. Every fourth client cancelled
+    // (no live referral holds the contact then, so no unique index stands in the way).
+    let rows = 300;
+    let mut csv = format!("{header}\n");
+    for i in 0..rows {
+        if i % 4 == 0 {
+            csv += &format!(
+                "JAMIE10,Client{i},,client{i}@example.net,,,,,,cancelled,2026-09-01,,,2026-09-05,,,,client_withdrew,\n"
+            );
+        } else {
+            csv += &format!(
+                "JAMIE10,Client{i},,client{i}@example.net,,,,,,completed,2026-09-01,2026-09-10,2026-11-20,,,10.00,,,\n"
+            );
+        }
+    }
+    let (a, b) = race_two_imports(&app, "referrals", &csv).await;
+
+    let mut conn = app.pool.get().unwrap();
+    let per_client: Vec<(Option<String>, i64)> = referrals::table
+        .group_by(referrals::email_key)
+        .select((referrals::email_key, diesel::dsl::count_star()))
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(per_client.len() as u64, rows);
+    assert!(per_client.iter().all(|(_, n)| *n == 1), "a client imported twice");
+    let earned: Vec<(Option<String>, i64)> = rewards::table
+        .filter(rewards::kind.eq("earned"))
+        .group_by(rewards::referral_id)
+        .select((rewards::referral_id, diesel::dsl::count_star()))
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(earned.len() as u64, rows - rows / 4, "one reward per completed row");
+    assert!(earned.iter().all(|(_, n)| *n == 1), "a referral rewarded twice");
+    each_line_written_once(&a, &b);
+}
+
+#[tokio::test]
+async fn the_same_ambassadors_file_imported_twice_at_once_enrols_and_credits_once() {
+    use diesel::prelude::*;
+    use vouch::db::schema::{ambassadors, rewards};
+    let app = spawn_app().await;
+    // Half of them are there already (without their opening balance), half are new.
+    let rows = 200;
+    let line = |i: u64, balance: &str| format!("Amb {i},amb{i}@example.com,,,,,,,,,AMB{i},{balance}\n");
+    let mut before = format!("{AMBASSADORS_HEADER}\n");
+    let mut csv = before.clone();
+    for i in 0..rows {
+        if i % 2 == 0 {
+            before += &line(i, ",");
+        }
+        csv += &line(i, "12.00,carried over");
+    }
+    assert_eq!(totals(&app.imported("ambassadors", "", &before).await).0, rows / 2);
+
+    let (a, b) = race_two_imports(&app, "ambassadors", &csv).await;
+    let mut conn = app.pool.get().unwrap();
+    let n: i64 = ambassadors::table.count().get_result(&mut conn).unwrap();
+    assert_eq!(n as u64, rows);
+    let balances: Vec<(String, i64)> = rewards::table
+        .filter(rewards::kind.eq("adjustment"))
+        .group_by(rewards::ambassador_id)
+        .select((rewards::ambassador_id, diesel::dsl::count_star()))
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(balances.len() as u64, rows, "every opening balance written");
+    assert!(balances.iter().all(|(_, n)| *n == 1), "an opening balance credited twice");
+    each_line_written_once(&a, &b);
+}

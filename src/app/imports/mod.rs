@@ -10,6 +10,16 @@
 //! and rolls every chunk back, so it reports what the real run will do. Re-running a file is
 //! idempotent: a row already imported as the file describes it is `unchanged`, so a run cut
 //! off after some chunks resumes where it stopped when the file is run again.
+//!
+//! Idempotent also when two runs of the same file overlap (two requests, the CLI on one
+//! instance and the API on another): every chunk transaction first takes its kind's import
+//! lock ([`crate::store::imports::lock`]), so the chunks of the two runs take turns and each
+//! looks its rows up only after the other's chunk has committed. A lock and not unique indexes,
+//! because what finds a row again is not unique in Vouch (an `external_ref` or a client and day
+//! may be shared by two referrals, one cancelled; an opening balance is an ordinary
+//! adjustment): an index there would refuse records the API rightly accepts. The unique indexes
+//! Vouch does have (an ambassador's e-mail, a code, one live referral per client contact) stay
+//! the backstop against writes from outside imports.
 
 pub mod ambassadors;
 pub mod referrals;
@@ -298,72 +308,106 @@ pub fn run(
     let currency = crate::store::program::current(conn)?.rules.currency;
     let import_id = new_id();
     let programs = std::cell::RefCell::new(std::collections::HashMap::new());
+    let file = File { kind, cols: &cols, currency: &currency, import_id: &import_id, programs: &programs };
     let mut totals = Totals::default();
     let mut records = reader.into_records();
     let mut line = 1u64;
     loop {
-        let mut chunk: Vec<(u64, Result<csv::StringRecord, FieldError>)> = Vec::with_capacity(CHUNK_ROWS);
-        for record in records.by_ref().take(CHUNK_ROWS) {
-            if let Err(e) = &record {
-                if let csv::ErrorKind::Io(io) = e.kind() {
-                    // The upload broke off: what is committed stays (a re-run resumes).
-                    return Err(Error::validation("body", format!("could not be read: {io}")));
-                }
-            }
-            line = match &record {
-                Ok(r) => r.position().map_or(line + 1, |p| p.line()),
-                Err(e) => e.position().map_or(line + 1, |p| p.line()),
-            };
-            chunk.push((line, record.map_err(|e| FieldError::new("row", csv_message(&e)))));
-        }
+        let chunk = read_chunk(&mut records, &mut line)?;
         if chunk.is_empty() {
             break;
         }
-        let ran = write_tx(conn, |conn| {
-            let mut reports = Vec::with_capacity(chunk.len());
-            let mut counts = Totals::default();
-            let webhooks = !crate::store::webhooks::enabled_endpoints(conn)?.is_empty();
-            let shared = Shared { import_id: &import_id, webhooks, programs: &programs };
-            for (line, record) in &chunk {
-                let report = import_row(conn, kind, *line, record, &cols, &currency, opts, ctx, &shared)?;
-                counts.add(report.outcome);
-                reports.push(report);
-            }
-            if opts.dry_run {
-                return Err(ChunkEnd::DryRun(reports));
-            }
-            audit::record(
-                conn,
-                ctx.actor,
-                Change {
-                    action: AuditAction::ImportChunkApplied,
-                    entity_type: EntityType::Import,
-                    entity_id: &import_id,
-                    before: None,
-                    after: None,
-                    details: Some(serde_json::json!({
-                        "kind": kind.as_str(),
-                        "first_line": chunk.first().map(|c| c.0),
-                        "last_line": chunk.last().map(|c| c.0),
-                        "created": counts.created,
-                        "updated": counts.updated,
-                        "unchanged": counts.unchanged,
-                        "refused": counts.refused,
-                    })),
-                },
-            )?;
-            Ok(reports)
-        });
-        let reports = match ran {
-            Ok(r) | Err(ChunkEnd::DryRun(r)) => r,
-            Err(ChunkEnd::Failed(e)) => return Err(e),
-        };
-        for r in &reports {
+        for r in &write_chunk(conn, &file, &chunk, opts, ctx)? {
             totals.add(r.outcome);
             on_row(r);
         }
     }
     Ok(totals)
+}
+
+/// Rows of a file as read: each with its line, or why it could not be read.
+type Chunk = Vec<(u64, Result<csv::StringRecord, FieldError>)>;
+
+/// The next [`CHUNK_ROWS`] rows (fewer at the end of the file, none after it); `line` is the
+/// last line read.
+fn read_chunk(records: &mut csv::StringRecordsIntoIter<impl Read>, line: &mut u64) -> Result<Chunk> {
+    let mut chunk: Chunk = Vec::with_capacity(CHUNK_ROWS);
+    for record in records.by_ref().take(CHUNK_ROWS) {
+        if let Err(e) = &record {
+            if let csv::ErrorKind::Io(io) = e.kind() {
+                // The upload broke off: what is committed stays (a re-run resumes).
+                return Err(Error::validation("body", format!("could not be read: {io}")));
+            }
+        }
+        *line = match &record {
+            Ok(r) => r.position().map_or(*line + 1, |p| p.line()),
+            Err(e) => e.position().map_or(*line + 1, |p| p.line()),
+        };
+        chunk.push((*line, record.map_err(|e| FieldError::new("row", csv_message(&e)))));
+    }
+    Ok(chunk)
+}
+
+/// What the whole file shares.
+struct File<'a> {
+    kind: Kind,
+    cols: &'a Columns,
+    currency: &'a Currency,
+    import_id: &'a str,
+    programs: &'a std::cell::RefCell<std::collections::HashMap<chrono::NaiveDate, crate::store::program::Program>>,
+}
+
+/// Writes one chunk in one transaction (rolled back in a dry run) and reports its rows.
+fn write_chunk(
+    conn: &mut DbConnection,
+    file: &File<'_>,
+    chunk: &Chunk,
+    opts: Options,
+    ctx: &Context<'_>,
+) -> Result<Vec<RowReport>> {
+    let ran = write_tx(conn, |conn| {
+        // First, before a row is looked up: another import of this kind (another request, the
+        // CLI, another instance) writes its chunk to the end before this one looks (see
+        // `store::imports::lock`). A dry run waits too, so it reports what the real run would.
+        crate::store::imports::lock(conn, file.kind.as_str())?;
+        let mut reports = Vec::with_capacity(chunk.len());
+        let mut counts = Totals::default();
+        let webhooks = !crate::store::webhooks::enabled_endpoints(conn)?.is_empty();
+        let shared = Shared { import_id: file.import_id, webhooks, programs: file.programs };
+        for (line, record) in chunk {
+            let report = import_row(conn, file.kind, *line, record, file.cols, file.currency, opts, ctx, &shared)?;
+            counts.add(report.outcome);
+            reports.push(report);
+        }
+        if opts.dry_run {
+            return Err(ChunkEnd::DryRun(reports));
+        }
+        audit::record(
+            conn,
+            ctx.actor,
+            Change {
+                action: AuditAction::ImportChunkApplied,
+                entity_type: EntityType::Import,
+                entity_id: file.import_id,
+                before: None,
+                after: None,
+                details: Some(serde_json::json!({
+                    "kind": file.kind.as_str(),
+                    "first_line": chunk.first().map(|c| c.0),
+                    "last_line": chunk.last().map(|c| c.0),
+                    "created": counts.created,
+                    "updated": counts.updated,
+                    "unchanged": counts.unchanged,
+                    "refused": counts.refused,
+                })),
+            },
+        )?;
+        Ok(reports)
+    });
+    match ran {
+        Ok(r) | Err(ChunkEnd::DryRun(r)) => Ok(r),
+        Err(ChunkEnd::Failed(e)) => Err(e),
+    }
 }
 
 /// What every row of a chunk shares.

@@ -1,7 +1,8 @@
 //! Staff → Ambassadors: the list (status filter and search, newest first, paginated),
 //! enrolment, an ambassador's page (contact, status, payout method, consent, codes, referrals,
 //! balance), the lifecycle steps after a confirmation page (approve, decline, suspend,
-//! reactivate, close; a reason where the API wants one), adding a code, deactivating one after
+//! reactivate, close; a reason where the API wants one), editing the profile (`PATCH
+//! /v1/ambassadors/{id}`'s fields), adding a code, deactivating one after
 //! a confirmation page, and the printable share page (a QR code per active code, drawn here as
 //! SVG). Each is the use case `/v1/ambassadors` and `/v1/codes` run; a refusal shows the API's
 //! message on the form and changes nothing.
@@ -14,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use super::home::PageQuery;
 use super::{list_query, ConsolePage, Refused, PAGE_ROWS};
 use crate::app::ambassadors::{self, AmbassadorView};
-use crate::app::input::{lifecycle_reason, parse_enrolment, search_text, EnrolmentInput};
+use crate::app::input::{lifecycle_reason, parse_ambassador_edit, parse_enrolment, search_text};
+use crate::app::input::{AmbassadorEdit, EnrolmentInput};
 use crate::app::{codes, program, referrals, Error};
 use crate::auth::{AuthCache, Staff};
 use crate::db::blocking;
@@ -23,6 +25,7 @@ use crate::domain::ambassador::{NotificationPreferences, PayoutMethod};
 use crate::domain::calendar::Calendar;
 use crate::domain::code::ReferralCode;
 use crate::domain::reward::Balance;
+use crate::domain::Validation;
 use crate::email::MailContext;
 use crate::store::ambassadors::{AmbassadorFilter, Enrolment};
 use crate::store::referrals::ReferralFilter;
@@ -35,6 +38,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/console/ambassadors/new").route(web::get().to(new_form)))
         .service(resource("/console/ambassadors/{id}").route(web::get().to(show)))
         .service(resource("/console/ambassadors/{id}/share").route(web::get().to(share)))
+        .service(resource("/console/ambassadors/{id}/profile").route(web::post().to(edit_profile)))
         .service(resource("/console/ambassadors/{id}/codes").route(web::post().to(add_code)))
         .service(
             resource("/console/ambassadors/{id}/codes/{code}/deactivate")
@@ -315,6 +319,62 @@ async fn step(
         Err(e) => {
             let (status, refusal) = Refused::form(e, &form)?;
             ambassador_page(&page, status, STEP_PAGE, id, context! { ..refusal, ..step_ctx(event) }).await
+        }
+    }
+}
+
+/// The edit form sends every field: a blank one clears it (name and e-mail are required), an
+/// unticked box turns it off, and the payout method is chosen as on the enrolment form.
+async fn edit_profile(
+    page: StaffPage,
+    id: web::Path<String>,
+    cache: web::Data<AuthCache>,
+    form: Form,
+) -> Result<HttpResponse, WebError> {
+    page.check(&form)?;
+    let id = id.into_inner();
+    let edited = match payout_method(&form) {
+        Ok(method) => {
+            let (name, email) = (form.text("name"), form.text("email"));
+            let typed: Vec<Option<String>> =
+                ["phone", "display_name", "notes"].iter().map(|f| form.optional(f)).collect();
+            let mut v = Validation::new();
+            let changes = parse_ambassador_edit(
+                &mut v,
+                &page.settings,
+                AmbassadorEdit {
+                    name: Some(&name),
+                    email: Some(&email),
+                    phone: Some(typed[0].as_deref()),
+                    display_name: Some(typed[1].as_deref()),
+                    show_name_to_referrals: Some(form.checked("show_name_to_referrals")),
+                    payout_method: Some(method),
+                    notification_preferences: Some(NotificationPreferences {
+                        referral_updates: form.checked("referral_updates"),
+                        reward_updates: form.checked("reward_updates"),
+                    }),
+                    notes: Some(typed[2].as_deref()),
+                },
+            );
+            match v.finish() {
+                Ok(()) => {
+                    let (actor, target) = (page.console.who.actor(), id.clone());
+                    blocking(&page.pool, move |c| ambassadors::update(c, &target, &changes, &actor)).await
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    match edited {
+        Ok(row) => {
+            // A new e-mail address ends their portal sessions (as through the API).
+            cache.forget_ambassador(&row.id);
+            Ok(page.done(&href(&id), &format!("{}'s profile is saved.", row.name)))
+        }
+        Err(e) => {
+            let (status, refusal) = Refused::form(e, &form)?;
+            ambassador_page(&page, status, DETAIL_PAGE, id, context! { refused => "profile", ..refusal }).await
         }
     }
 }
