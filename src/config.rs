@@ -55,6 +55,9 @@ pub struct DatabaseSettings {
     pub url: String,
     /// Connections for requests.
     pub pool_size: u32,
+    /// Request connections kept open while idle (made at start-up); more are opened as
+    /// requests need them, up to `pool_size`, and closed again after ten idle minutes.
+    pub pool_min_idle: u32,
     /// Connections for background work (mail worker, housekeeping), apart from `pool_size`.
     pub background_pool_size: u32,
     pub connect_timeout_secs: u64,
@@ -354,6 +357,9 @@ impl Settings {
         if self.database.pool_size == 0 || self.database.background_pool_size == 0 {
             return Err("database.pool_size and database.background_pool_size must be at least 1".into());
         }
+        if self.database.pool_min_idle > self.database.pool_size {
+            return Err("database.pool_min_idle must not be more than database.pool_size".into());
+        }
         if !self.public_url().starts_with("http://") && !self.public_url().starts_with("https://") {
             return Err("server.public_url must start with http:// or https://".into());
         }
@@ -380,5 +386,20 @@ impl Settings {
 
     pub fn default_country_code(&self) -> Option<&str> {
         Some(self.contact.default_country_code.as_str()).filter(|c| !c.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Settings;
+
+    #[test]
+    fn the_defaults_are_valid_and_a_pool_cannot_keep_more_idle_than_it_holds() {
+        let defaults = Settings::defaults().validated().expect("the defaults are valid");
+        assert!(defaults.database.pool_min_idle <= defaults.database.pool_size);
+        let mut s = defaults;
+        s.database.pool_min_idle = s.database.pool_size + 1;
+        let refused = s.validated().expect_err("more idle connections than the pool holds");
+        assert!(refused.contains("database.pool_min_idle"), "{refused}");
     }
 }

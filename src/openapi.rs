@@ -1,5 +1,9 @@
 //! The OpenAPI 3.1 document served at `/openapi.json` (and rendered by Swagger UI at `/docs/`).
 
+use std::sync::OnceLock;
+
+use actix_web::http::header::ContentType;
+use actix_web::{web, HttpResponse};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -178,4 +182,15 @@ impl Modify for Webhooks {
         }
         openapi.extensions.get_or_insert_with(Default::default).insert("webhooks".into(), hooks.into());
     }
+}
+
+/// `GET /openapi.json`: the document, built and serialised once — on the first request, not at
+/// start-up — and shared by every worker. Building it runs much code and makes about a
+/// megabyte of schema values; an idle server keeps neither, and no request rebuilds it.
+pub async fn document() -> HttpResponse {
+    static JSON: OnceLock<web::Bytes> = OnceLock::new();
+    let json = JSON.get_or_init(|| {
+        web::Bytes::from(serde_json::to_vec(&ApiDoc::openapi()).expect("the OpenAPI document serialises"))
+    });
+    HttpResponse::Ok().content_type(ContentType::json()).body(json.clone())
 }

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{middleware::from_fn, web, App, HttpServer};
-use utoipa::OpenApi;
 
 use crate::auth::AuthCache;
 use crate::config::Settings;
@@ -36,8 +35,8 @@ pub struct Application {
 /// Connects, migrates and returns the pool (used by `serve`, `migrate` and `keys`).
 pub fn open_database(settings: &Settings) -> Result<(DbPool, DatabaseUrl), String> {
     let url = DatabaseUrl::parse(&settings.database.url)?;
-    let pool =
-        db::build_pool(&url, settings.database.pool_size, Duration::from_secs(settings.database.connect_timeout_secs))?;
+    let cfg = &settings.database;
+    let pool = db::build_pool(&url, cfg.pool_size, cfg.pool_min_idle, Duration::from_secs(cfg.connect_timeout_secs))?;
     let mut conn = pool.get().map_err(|e| format!("connecting to {}: {e}", url.redacted()))?;
     let ran = db::run_migrations(&mut conn)?;
     if ran > 0 {
@@ -171,7 +170,6 @@ fn run(
     let workers = settings.server.workers;
     let shutdown = settings.server.shutdown_timeout_secs;
     let settings = web::Data::new(settings);
-    let openapi = crate::openapi::ApiDoc::openapi();
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(pool.clone())
@@ -186,7 +184,11 @@ fn run(
             .wrap(from_fn(http::observe))
             .configure(crate::routes::configure)
             .configure(crate::web::configure)
-            .service(utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi.clone()))
+            .route("/openapi.json", web::get().to(crate::openapi::document))
+            .service(
+                utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}")
+                    .config(utoipa_swagger_ui::Config::new(["/openapi.json"])),
+            )
             .service(web::redirect("/docs", "/docs/"))
             .default_service(web::to(http::not_found))
     })

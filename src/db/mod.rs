@@ -205,8 +205,11 @@ impl ManageConnection for ConnectionManager {
     }
 }
 
-/// Builds the pool; creates the SQLite file's folder first.
-pub fn build_pool(url: &DatabaseUrl, max_size: u32, timeout: Duration) -> Result<DbPool, String> {
+/// Builds the pool of at most `max_size` connections, `min_idle` of them made before this
+/// returns and kept while idle (the rest are made as requests need them: a start-up does not
+/// wait for eight connections, nor an idle server keep them); creates the SQLite file's folder
+/// first.
+pub fn build_pool(url: &DatabaseUrl, max_size: u32, min_idle: u32, timeout: Duration) -> Result<DbPool, String> {
     if let DatabaseUrl::Sqlite(path) = url {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| format!("creating database folder {}: {e}", dir.display()))?;
@@ -216,6 +219,7 @@ pub fn build_pool(url: &DatabaseUrl, max_size: u32, timeout: Duration) -> Result
     let writer = SqliteWriter::default();
     let inner = Pool::builder()
         .max_size(max_size)
+        .min_idle(Some(min_idle.min(max_size)))
         .connection_timeout(timeout)
         .test_on_check_out(false)
         .build(ConnectionManager { url: url.clone(), health: health.clone(), writer: writer.clone() })
@@ -358,7 +362,7 @@ mod tests {
     fn pooled_sqlite_writers_take_turns() {
         let dir = std::env::temp_dir().join(format!("vouch-writer-{}", uuid::Uuid::new_v4().simple()));
         let url = DatabaseUrl::Sqlite(dir.join("t.db"));
-        let pool = build_pool(&url, 2, Duration::from_secs(5)).unwrap();
+        let pool = build_pool(&url, 2, 2, Duration::from_secs(5)).unwrap();
         let mut first = pool.get().unwrap();
         let mut second = pool.get().unwrap();
         for conn in [&mut first, &mut second] {

@@ -239,7 +239,7 @@ pub fn insert(
             referrals::updated_at.eq(at),
         ))
         .execute(conn)?;
-    write_search_keys(conn, id, Some((&new.first_name, new.last_name.as_deref())), contact, new.external_ref.as_deref())
+    insert_search_keys(conn, id, (&new.first_name, new.last_name.as_deref()), contact, new.external_ref.as_deref())
 }
 
 pub fn insert_session(
@@ -486,7 +486,7 @@ pub fn erase(conn: &mut DbConnection, id: &str, at: NaiveDateTime) -> QueryResul
     write_search_keys(conn, id, None, &Contact::default(), None)
 }
 
-/// (Re)writes the console search's keys of a client ([`crate::domain::search`]) from their
+/// Rewrites the console search's keys of a client ([`crate::domain::search`]) from their
 /// name (first, last), contact and the clinic's id; without a name (erased), none are kept.
 fn write_search_keys(
     conn: &mut DbConnection,
@@ -496,9 +496,20 @@ fn write_search_keys(
     external_ref: Option<&str>,
 ) -> QueryResult<()> {
     diesel::delete(referral_search_keys::table.find(id)).execute(conn)?;
-    let Some((first, last)) = name else {
-        return Ok(());
-    };
+    match name {
+        Some(name) => insert_search_keys(conn, id, name, contact, external_ref),
+        None => Ok(()),
+    }
+}
+
+/// The search keys of a referral that has none yet (a new one: no delete first).
+fn insert_search_keys(
+    conn: &mut DbConnection,
+    id: &str,
+    (first, last): (&str, Option<&str>),
+    contact: &Contact,
+    external_ref: Option<&str>,
+) -> QueryResult<()> {
     let (name_key, reversed_name_key) = search::name_keys(first, last);
     diesel::insert_into(referral_search_keys::table)
         .values((

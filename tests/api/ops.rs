@@ -119,6 +119,13 @@ async fn openapi_describes_every_endpoint_and_swagger_ui_is_offline() {
     let html = res.text().await.unwrap();
     assert!(html.contains("swagger-ui"));
     assert!(!html.contains("https://"), "Swagger UI must not load assets from the network");
+    // Swagger UI loads the same served document (built once, shared by every worker).
+    let init = app.client.get(app.url("/docs/swagger-initializer.js")).send().await.unwrap();
+    assert_eq!(init.status(), StatusCode::OK);
+    assert!(init.text().await.unwrap().contains("\"/openapi.json\""), "Swagger UI must load /openapi.json");
+    let again = app.client.get(app.url("/openapi.json")).send().await.unwrap();
+    assert_eq!(again.headers()["content-type"], "application/json");
+    assert_eq!(again.json::<Value>().await.unwrap(), doc, "the document is the same on every request");
 }
 
 #[tokio::test]
