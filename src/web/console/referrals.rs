@@ -221,7 +221,7 @@ async fn complete(page: StaffPage, id: web::Path<String>, form: Form) -> Result<
         Err(e) => Err(e),
     };
     match completed {
-        Ok(r) => {
+        Ok((r, _)) => {
             let message = match r.earns {
                 Some(false) => "Treatment completed. It earns no reward: it was outside the attribution window.",
                 _ => "Treatment completed. The ambassador's reward is recorded.",
