@@ -93,6 +93,15 @@ fn lost_race(e: &Error) -> bool {
 /// with and its ambassador (one query for both). Staff get the refusal back; the public form
 /// stores the referral as rejected instead.
 fn check_rules(conn: &mut DbConnection, new: &NewReferral, contact: &Contact) -> Result<(CodeRow, AmbassadorRow)> {
+    let (code, amb) = check_code(conn, new)?;
+    refuse_duplicate(conn, contact, None)?;
+    Ok((code, amb))
+}
+
+/// [`check_rules`] but for the client's duplicate, which the partial unique indexes on the
+/// contact keys refuse when the referral is written (as they decide a race): the refusal then
+/// names the live referral as [`refuse_duplicate`] would have (see [`race_winner`]).
+fn check_code(conn: &mut DbConnection, new: &NewReferral) -> Result<(CodeRow, AmbassadorRow)> {
     let (code, amb) =
         codes::find_typed_with_owner(conn, &new.code)?.filter(|(c, _)| c.active).ok_or_else(invalid_code)?;
     if amb.status() != AmbassadorStatus::Active {
@@ -103,7 +112,6 @@ fn check_rules(conn: &mut DbConnection, new: &NewReferral, contact: &Contact) ->
         });
     }
     refuse_self_referral(&amb, new.email.as_ref(), new.phone.as_ref())?;
-    refuse_duplicate(conn, contact, None)?;
     Ok((code, amb))
 }
 
@@ -160,7 +168,8 @@ pub fn create(
     let contact = contact_of(new.email.clone(), new.phone.clone(), hasher);
     let result = write_tx(conn, |conn| {
         let recorded_late_for = recorded_late_for(conn, calendar, new.registered_on)?;
-        let (code, amb) = check_rules(conn, new, &contact)?;
+        // A duplicate client is refused by the unique indexes: one query fewer per referral.
+        let (code, amb) = check_code(conn, new)?;
         let id = new_id();
         let placement = Placement::registered(&code);
         let row = register(conn, &id, new, &contact, ReferralSource::Staff, &placement, recorded_late_for, actor)?;

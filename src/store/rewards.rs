@@ -157,22 +157,25 @@ pub fn year_to_date(
     day: NaiveDate,
 ) -> QueryResult<YearToDate> {
     let (first, last) = Calendar::year_of(day);
-    let completed_before: i64 = referrals::table
+    let completed_before = referrals::table
         .filter(referrals::ambassador_id.eq(ambassador_id))
         .filter(referrals::status.eq(ReferralStatus::Completed))
         .filter(referrals::earns.eq(true))
         .filter(referrals::completed_on.between(first, day))
         .filter(referrals::id.ne(referral_id))
-        .count()
-        .get_result(conn)?;
-    let earned: Option<i64> = rewards::table
+        .select(diesel::dsl::count_star())
+        .single_value();
+    let earned = rewards::table
         .filter(rewards::ambassador_id.eq(ambassador_id))
         .filter(rewards::kind.eq_any([RewardKind::Earned, RewardKind::Clawback]))
         .filter(rewards::state.ne(RewardState::Voided))
         .filter(rewards::earned_on.between(first, last))
         .select(sum_bigint("amount_minor"))
-        .first(conn)?;
-    Ok(YearToDate { completed_before, earned_minor: earned.unwrap_or(0) })
+        .single_value();
+    // Both in one statement (two scalar subqueries).
+    let (completed_before, earned): (Option<i64>, Option<i64>) =
+        diesel::select((completed_before, earned)).get_result(conn)?;
+    Ok(YearToDate { completed_before: completed_before.unwrap_or(0), earned_minor: earned.unwrap_or(0) })
 }
 
 /// Locks the ambassador's row until the transaction ends (a no-op update): on PostgreSQL two
