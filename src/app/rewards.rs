@@ -100,16 +100,12 @@ fn write_earned(
     let ambassador_id =
         referral.ambassador_id.as_deref().ok_or_else(|| Error::internal("completed referral without ambassador"))?;
     let completed_on = referral.completed_on.ok_or_else(|| Error::internal("completed referral without date"))?;
-    let (amount_minor, basis, uncapped_minor, capped_reason, ambassador) = match given {
+    let (amount_minor, (basis, uncapped_minor, capped_reason), ambassador) = match given {
         Some(amount) => {
             let basis = serde_json::json!({ "type": "imported", "amount_minor": amount }).to_string();
-            (amount, basis, amount, None, None)
+            (amount, (basis, amount, None), None)
         }
-        None => {
-            let (calc, ambassador) = calculate(conn, ambassador_id, referral, completed_on, program)?;
-            let basis = serde_json::to_string(&calc.basis).map_err(Error::internal)?;
-            (calc.amount_minor, basis, calc.uncapped_minor, calc.capped_reason, Some(ambassador))
-        }
+        None => computed(conn, (ambassador_id, completed_on), referral, program)?,
     };
     let at = now();
     // Payable from the clinic's midnight that starts day `completed_on + holding_days`, held
@@ -150,6 +146,20 @@ fn write_earned(
         },
     )?;
     Ok((row, ambassador))
+}
+
+/// The program's reward for a completion: the amount, its basis (as JSON), the uncapped
+/// amount and why it was capped; with the ambassador's row, locked for it ([`calculate`]).
+#[allow(clippy::type_complexity)]
+fn computed(
+    conn: &mut DbConnection,
+    (ambassador_id, completed_on): (&str, NaiveDate),
+    referral: &ReferralRow,
+    program: &Program,
+) -> Result<(i64, (String, i64, Option<&'static str>), Option<AmbassadorRow>)> {
+    let (calc, ambassador) = calculate(conn, ambassador_id, referral, completed_on, program)?;
+    let basis = serde_json::to_string(&calc.basis).map_err(Error::internal)?;
+    Ok((calc.amount_minor, (basis, calc.uncapped_minor, calc.capped_reason), Some(ambassador)))
 }
 
 /// What a refund does to the referral's earned reward (call inside the refund's
