@@ -409,4 +409,42 @@ mod tests {
         drop((first, second, pool));
         let _ = std::fs::remove_dir_all(dir);
     }
+
+    /// A bulk write runs with the large page cache and leaves the connection with the default
+    /// one, whether it committed or rolled back.
+    #[test]
+    fn bulk_writes_get_a_large_sqlite_cache_for_their_transaction_only() {
+        #[derive(QueryableByName)]
+        struct CacheSize {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            cache_size: i64,
+        }
+        fn cache_size(c: &mut DbConnection) -> i64 {
+            let DbConnection::Sqlite(lite) = c else { unreachable!() };
+            diesel::sql_query("PRAGMA cache_size").get_result::<CacheSize>(lite).unwrap().cache_size
+        }
+        let dir = std::env::temp_dir().join(format!("vouch-bulk-{}", uuid::Uuid::new_v4().simple()));
+        let pool = build_pool(&DatabaseUrl::Sqlite(dir.join("t.db")), 1, Duration::from_secs(5)).unwrap();
+        let mut conn = pool.get().unwrap();
+        conn.batch_execute("CREATE TABLE t (n INTEGER)").unwrap();
+        let inside = bulk_write_tx(&mut conn, |c| {
+            c.batch_execute("INSERT INTO t VALUES (1)")?;
+            Ok::<_, diesel::result::Error>(cache_size(c))
+        })
+        .unwrap();
+        assert_eq!(inside, -SQLITE_BULK_CACHE_KIB);
+        assert_eq!(cache_size(&mut conn), -2000);
+        let refused: Result<(), diesel::result::Error> = bulk_write_tx(&mut conn, |c| {
+            c.batch_execute("INSERT INTO t VALUES (2)")?;
+            Err(diesel::result::Error::RollbackTransaction)
+        });
+        assert!(refused.is_err());
+        assert_eq!(cache_size(&mut conn), -2000);
+        let DbConnection::Sqlite(lite) = &mut *conn else { unreachable!() };
+        let rows: i64 =
+            diesel::dsl::sql::<diesel::sql_types::BigInt>("SELECT count(*) FROM t").get_result(lite).unwrap();
+        assert_eq!(rows, 1);
+        drop((conn, pool));
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
