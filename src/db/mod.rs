@@ -428,7 +428,7 @@ mod tests {
             diesel::sql_query("PRAGMA cache_size").get_result::<CacheSize>(lite).unwrap().cache_size
         }
         let dir = std::env::temp_dir().join(format!("vouch-bulk-{}", uuid::Uuid::new_v4().simple()));
-        let pool = build_pool(&DatabaseUrl::Sqlite(dir.join("t.db")), 1, Duration::from_secs(5)).unwrap();
+        let pool = build_pool(&DatabaseUrl::Sqlite(dir.join("t.db")), 1, 1, Duration::from_secs(5)).unwrap();
         let mut conn = pool.get().unwrap();
         conn.batch_execute("CREATE TABLE t (n INTEGER)").unwrap();
         let inside = bulk_write_tx(&mut conn, |c| {
