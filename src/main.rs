@@ -51,6 +51,7 @@ fn init_tracing(settings: &Settings) {
 }
 
 fn serve(settings: Settings) -> Result<(), String> {
+    vouch::http::memory::tune();
     actix_web::rt::System::new().block_on(async move {
         let host = settings.server.host.clone();
         let db = settings.database.url.clone();

@@ -11,8 +11,9 @@ use crate::domain::payout::PaypalPart;
 use crate::store::audit::Actor;
 use crate::store::payouts::ExportLine;
 
-/// Lines read from the database per page of a file.
-pub const PAGE_ROWS: i64 = 500;
+/// Line numbers (or PayPal sequence numbers) read from the database per page of a file: a
+/// page holds at most this many lines, fewer where lines were released or failed.
+pub const PAGE_ROWS: i32 = 1_000;
 
 /// The generic report's header row.
 pub const GENERIC_HEADER: &[&str] = &[
@@ -38,6 +39,8 @@ pub struct CsvFile {
     pub header: Option<&'static [&'static str]>,
     /// The cursor before the first page (a line number, or a PayPal sequence number).
     pub start: i32,
+    /// The last line number (or PayPal sequence number) of the file.
+    until: i32,
     /// PayPal files: which part of how many.
     pub part: Option<PaypalPart>,
     id: String,
@@ -49,16 +52,18 @@ pub struct CsvFile {
 #[derive(Debug, Clone)]
 enum Kind {
     Generic { reference: String },
-    Paypal { until_seq: i32 },
+    Paypal,
 }
 
 /// The generic report of any batch (it locks nothing).
 pub fn generic(conn: &mut DbConnection, id: &str) -> Result<CsvFile> {
     let batch = payouts::for_report(conn, id)?;
+    let until = payouts::last_line_number(conn, id)?;
     Ok(CsvFile {
         filename: format!("payout-{}.csv", batch.code()),
         header: Some(GENERIC_HEADER),
         start: 0,
+        until,
         part: None,
         id: id.to_owned(),
         code: batch.code(),
@@ -80,30 +85,31 @@ pub fn paypal(conn: &mut DbConnection, id: &str, (part, rows_per_file): (i64, i6
         filename,
         header: None,
         start: which.after_seq,
+        until: which.until_seq,
         part: Some(which),
         id: id.to_owned(),
         code: batch.code(),
         currency: Currency::from_stored(&batch.currency),
-        kind: Kind::Paypal { until_seq: which.until_seq },
+        kind: Kind::Paypal,
     })
 }
 
 impl CsvFile {
-    /// The rows after cursor `after`, and the cursor of the next page (`None`: that was the last).
+    /// The rows after cursor `after` (up to [`PAGE_ROWS`] numbers further), and the cursor of
+    /// the next page (`None`: that was the last).
     pub fn page(&self, conn: &mut DbConnection, after: i32) -> Result<(Vec<Vec<String>>, Option<i32>)> {
-        let full = |n: usize| n as i64 == PAGE_ROWS;
-        match &self.kind {
-            Kind::Generic { reference } => {
-                let lines = payouts::report_lines(conn, &self.id, after, PAGE_ROWS)?;
-                let next = full(lines.len()).then(|| lines.last().map(|l| l.0.number)).flatten();
-                Ok((lines.into_iter().map(|l| self.generic_row(reference, l)).collect(), next))
+        let last = self.until.min(after.saturating_add(PAGE_ROWS));
+        let next = (last < self.until).then_some(last);
+        let rows = match &self.kind {
+            Kind::Generic { reference } => payouts::report_lines(conn, &self.id, (after, last))?
+                .into_iter()
+                .map(|l| self.generic_row(reference, l))
+                .collect(),
+            Kind::Paypal => {
+                payouts::paypal_lines(conn, &self.id, (after, last))?.into_iter().map(|l| self.paypal_row(l)).collect()
             }
-            Kind::Paypal { until_seq } => {
-                let lines = payouts::paypal_lines(conn, &self.id, (after, *until_seq), PAGE_ROWS)?;
-                let next = full(lines.len()).then(|| lines.last().map(|l| l.0.method_seq)).flatten();
-                Ok((lines.into_iter().map(|l| self.paypal_row(l)).collect(), next))
-            }
-        }
+        };
+        Ok((rows, next))
     }
 
     fn amount(&self, minor: i64) -> String {

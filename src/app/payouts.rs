@@ -22,7 +22,7 @@ use super::audit::{self, Actor, Change, EntityType};
 use super::error::{Found, Result};
 use super::notices;
 use super::Error;
-use crate::db::{now, write_tx, DbConnection};
+use crate::db::{bulk_write_tx, now, write_tx, DbConnection};
 use crate::domain::ambassador::PayoutMethod;
 use crate::domain::audit::AuditAction;
 use crate::domain::calendar::Calendar;
@@ -40,8 +40,8 @@ const CHUNK: usize = 500;
 /// A new batch's lines per INSERT (13 values a line: 13,000 bind parameters, under SQLite's
 /// 32,766 and PostgreSQL's 65,535).
 const LINES_PER_INSERT: usize = 1_000;
-/// A new batch's rewards per UPDATE (a bind parameter each).
-const REWARDS_PER_UPDATE: usize = 1_000;
+/// A new batch's rewards per UPDATE (two bind parameters each: 20,000, under SQLite's 32,766).
+const REWARDS_PER_UPDATE: usize = 10_000;
 
 fn in_progress(draft_id: Option<&str>) -> Error {
     Error::Conflict {
@@ -172,7 +172,7 @@ struct PlannedLine {
 /// Creates the draft batch: per ambassador (active or closed, with payout details) all rewards
 /// payable at `cutoff`, when they reach the program minimum. Returns the batch id.
 pub fn create(conn: &mut DbConnection, cutoff: Option<NaiveDateTime>, actor: &Actor) -> Result<String> {
-    write_tx(conn, |conn| {
+    bulk_write_tx(conn, |conn| {
         if let Some(id) = payouts::current_draft(conn)? {
             return Err(in_progress(Some(&id)));
         }
@@ -235,20 +235,18 @@ fn plan(
     let mut lines = Vec::new();
     let mut skipped = Vec::new();
     let ids: Vec<String> = by_ambassador.keys().cloned().collect();
-    for chunk in ids.chunks(CHUNK) {
-        for a in payouts::candidates_locked(conn, chunk)? {
-            let (payable_minor, reward_ids) = by_ambassador.remove(&a.id).unwrap_or_default();
-            let candidate = Candidate { status: a.status(), method: a.payout(), payable_minor };
-            match eligibility(&candidate, rules.min_payout_minor) {
-                Ok(()) => lines.push(PlannedLine {
-                    ambassador_id: a.id,
-                    method: candidate.method.expect("eligible has details"),
-                    amount_minor: payable_minor,
-                    reward_ids,
-                }),
-                Err(reason) => {
-                    skipped.push(Skipped { ambassador_id: a.id, reason: reason.as_str().to_owned(), payable_minor })
-                }
+    for a in payouts::candidates_locked(conn, &ids)? {
+        let (payable_minor, reward_ids) = by_ambassador.remove(&a.id).unwrap_or_default();
+        let candidate = Candidate { status: a.status(), method: a.payout(), payable_minor };
+        match eligibility(&candidate, rules.min_payout_minor) {
+            Ok(()) => lines.push(PlannedLine {
+                ambassador_id: a.id,
+                method: candidate.method.expect("eligible has details"),
+                amount_minor: payable_minor,
+                reward_ids,
+            }),
+            Err(reason) => {
+                skipped.push(Skipped { ambassador_id: a.id, reason: reason.as_str().to_owned(), payable_minor })
             }
         }
     }
@@ -308,10 +306,14 @@ fn write_lines(conn: &mut DbConnection, batch: &NewBatch<'_>, lines: &[PlannedLi
     for chunk in rows.chunks(LINES_PER_INSERT) {
         payouts::insert_lines(conn, chunk)?;
     }
-    let reward_ids: Vec<&str> = lines.iter().flat_map(|l| l.reward_ids.iter().map(String::as_str)).collect();
-    for chunk in reward_ids.chunks(REWARDS_PER_UPDATE) {
+    let moves: Vec<(&str, &str)> = lines
+        .iter()
+        .zip(&line_ids)
+        .flat_map(|(l, line_id)| l.reward_ids.iter().map(move |r| (r.as_str(), line_id.as_str())))
+        .collect();
+    for chunk in moves.chunks(REWARDS_PER_UPDATE) {
         // A refund voided one of them meanwhile: start over rather than pay a stale sum.
-        if payouts::take_rewards(conn, batch.id, chunk, batch.at)? != chunk.len() {
+        if payouts::take_rewards(conn, chunk, batch.at)? != chunk.len() {
             return Err(StoreError::Stale.into());
         }
     }
@@ -361,7 +363,7 @@ pub fn lock(conn: &mut DbConnection, id: &str, via: LockedBy, actor: &Actor) -> 
         let from = hold(conn, id)?;
         // Checked under the batch's lock: a refund or suspension that released the last PayPal
         // line just before must not leave a locked batch behind an empty file.
-        if via == LockedBy::PaypalExport && payouts::pending_paypal_lines(conn, id)? == 0 {
+        if via == LockedBy::PaypalExport && !payouts::has_pending_paypal_line(conn, id)? {
             return Err(nothing_to_export());
         }
         if via == LockedBy::PaypalExport && from == PayoutStatus::Processing {
@@ -736,7 +738,7 @@ pub fn for_paypal(
 ) -> Result<(PayoutRow, PaypalPart)> {
     let batch = payouts::find(conn, id).or_not_found("payout")?;
     let last_seq = payouts::last_paypal_seq(conn, id)?;
-    let pending_paypal = payouts::pending_paypal_lines(conn, id)?;
+    let pending_paypal = payouts::has_pending_paypal_line(conn, id)?;
     if !batch.status.exportable_for_payment() {
         return Err(Error::InvalidTransition {
             entity: "payout",
@@ -748,7 +750,7 @@ pub fn for_paypal(
     // Decided on the lines the file would hold (pending PayPal lines), not on every PayPal
     // line ever made: a draft whose PayPal lines were all released has no file, and
     // downloading nothing must not lock it. The lock re-checks under the batch lock.
-    let Some(last_seq) = last_seq.filter(|s| *s > 0 && pending_paypal > 0) else {
+    let Some(last_seq) = last_seq.filter(|s| *s > 0 && pending_paypal) else {
         return Err(nothing_to_export());
     };
     let part = paypal_part(last_seq, rows_per_file, part)
@@ -757,18 +759,18 @@ pub fn for_paypal(
     Ok((batch, part))
 }
 
-/// Up to `limit` live lines of a batch after line `after_number` (the generic report's pages).
-pub fn report_lines(conn: &mut DbConnection, id: &str, after_number: i32, limit: i64) -> Result<Vec<ExportLine>> {
-    Ok(payouts::lines_after(conn, id, after_number, limit)?)
+/// The live lines of a batch numbered in `(after, last]` (the generic report's pages).
+pub fn report_lines(conn: &mut DbConnection, id: &str, range: (i32, i32)) -> Result<Vec<ExportLine>> {
+    Ok(payouts::lines_between(conn, id, range)?)
 }
 
-/// Up to `limit` pending PayPal lines with a sequence number in `(after_seq, last_seq]` (the
-/// PayPal file's pages).
-pub fn paypal_lines(
-    conn: &mut DbConnection,
-    id: &str,
-    (after_seq, last_seq): (i32, i32),
-    limit: i64,
-) -> Result<Vec<ExportLine>> {
-    Ok(payouts::paypal_lines(conn, id, after_seq, last_seq, limit)?)
+/// The highest line number of a batch (0: none), where its generic report ends.
+pub fn last_line_number(conn: &mut DbConnection, id: &str) -> Result<i32> {
+    Ok(payouts::last_line_number(conn, id)?.unwrap_or(0))
+}
+
+/// The pending PayPal lines with a sequence number in `(after_seq, last_seq]` (the PayPal
+/// file's pages).
+pub fn paypal_lines(conn: &mut DbConnection, id: &str, (after_seq, last_seq): (i32, i32)) -> Result<Vec<ExportLine>> {
+    Ok(payouts::paypal_lines(conn, id, after_seq, last_seq)?)
 }

@@ -3,6 +3,7 @@
 
 pub mod csv_export;
 pub mod idempotency;
+pub mod memory;
 pub mod metrics;
 pub mod rate_limit;
 

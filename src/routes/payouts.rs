@@ -1,26 +1,49 @@
 //! `/v1/payouts` (finance): create a draft batch of payable rewards, read it, export it as
 //! CSV (generic, or PayPal's payouts upload file), mark it paid, cancel it, fail a line.
 
-use actix_web::{web, HttpResponse};
+use actix_web::http::header::ContentType;
+use actix_web::{web, HttpResponse, HttpResponseBuilder};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::app::input::one_line_text;
 use crate::app::payout_files;
 use crate::app::payouts::{self, LockedBy};
+use crate::app::Error as AppError;
 use crate::auth::{Auth, Finance};
 use crate::config::Settings;
 use crate::db::blocking;
-use crate::db::{now, DbPool};
+use crate::db::{now, DbConnection, DbPool};
 use crate::domain::calendar::Calendar;
 use crate::domain::payout::PayoutStatus;
 use crate::domain::Validation;
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery, OptionalJson};
-use crate::http::csv_export;
 use crate::http::resource;
+use crate::http::{csv_export, memory};
 use crate::store::payouts::PayoutView;
 use crate::store::PageRequest;
+
+/// Lines from which a batch's detail gives back the memory it took once serialised.
+const LARGE_BATCH_LINES: usize = 5_000;
+
+/// A batch's detail serialised on the blocking thread that read it. After a large batch (its
+/// plan, its lines and their JSON: over 100 MB at 100,000 lines) the freed memory is given
+/// back to the system rather than kept by the allocator (see `http::memory`).
+fn detail_json(c: &mut DbConnection, id: &str) -> Result<Vec<u8>, AppError> {
+    let view = payouts::detail(c, id)?;
+    let large = view.lines.as_ref().is_some_and(|l| l.len() >= LARGE_BATCH_LINES);
+    let body = serde_json::to_vec(&view).map_err(AppError::internal)?;
+    drop(view);
+    if large {
+        memory::give_back();
+    }
+    Ok(body)
+}
+
+fn json_reply(mut reply: HttpResponseBuilder, body: Vec<u8>) -> HttpResponse {
+    reply.content_type(ContentType::json()).body(body)
+}
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/payouts").route(web::post().to(create)).route(web::get().to(list)))
@@ -113,12 +136,12 @@ pub async fn create(
         return Err(ApiError::validation("cutoff", "must not be in the future"));
     }
     let actor = auth.actor();
-    let view = blocking(&pool, move |c| {
+    let body = blocking(&pool, move |c| {
         let id = payouts::create(c, cutoff, &actor)?;
-        payouts::detail(c, &id)
+        detail_json(c, &id)
     })
     .await?;
-    Ok(HttpResponse::Created().json(view))
+    Ok(json_reply(HttpResponse::Created(), body))
 }
 
 /// Payout batches, newest first.
@@ -147,7 +170,7 @@ pub async fn get(
     pool: web::Data<DbPool>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(blocking(&pool, move |c| payouts::detail(c, &id)).await?))
+    Ok(json_reply(HttpResponse::Ok(), blocking(&pool, move |c| detail_json(c, &id)).await?))
 }
 
 /// Lock a draft for payment (`processing`): from now on its lines and amounts are what gets
@@ -165,12 +188,12 @@ pub async fn lock(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let actor = auth.actor();
-    let view = blocking(&pool, move |c| {
+    let body = blocking(&pool, move |c| {
         payouts::lock(c, &id, LockedBy::Approval, &actor)?;
-        payouts::detail(c, &id)
+        detail_json(c, &id)
     })
     .await?;
-    Ok(HttpResponse::Ok().json(view))
+    Ok(json_reply(HttpResponse::Ok(), body))
 }
 
 /// Mark a locked batch (`processing`) paid: exactly its pending lines (those locked for
@@ -194,12 +217,12 @@ pub async fn mark_paid(
     let reference = one_line_text(&mut v, "reference", &body.0.reference, 200);
     v.finish()?;
     let (reference, actor, cal) = (reference.unwrap_or_default(), auth.actor(), **calendar);
-    let view = blocking(&pool, move |c| {
+    let body = blocking(&pool, move |c| {
         payouts::mark_paid(c, &cal, &id, &reference, &actor)?;
-        payouts::detail(c, &id)
+        detail_json(c, &id)
     })
     .await?;
-    Ok(HttpResponse::Ok().json(view))
+    Ok(json_reply(HttpResponse::Ok(), body))
 }
 
 /// Cancel a draft, or a locked batch with a `reason` ("the file was never uploaded"): its
@@ -220,12 +243,12 @@ pub async fn cancel(
     let reason = body.0.and_then(|b| b.reason).and_then(|r| one_line_text(&mut v, "reason", &r, 500));
     v.finish()?;
     let actor = auth.actor();
-    let view = blocking(&pool, move |c| {
+    let body = blocking(&pool, move |c| {
         payouts::cancel(c, &id, reason.as_deref(), &actor)?;
-        payouts::detail(c, &id)
+        detail_json(c, &id)
     })
     .await?;
-    Ok(HttpResponse::Ok().json(view))
+    Ok(json_reply(HttpResponse::Ok(), body))
 }
 
 /// Mark one line failed (in a draft, in a locked batch when the provider refused it, or after
@@ -245,12 +268,12 @@ pub async fn fail_line(
     let reason = one_line_text(&mut v, "reason", &body.0.reason, 500);
     v.finish()?;
     let ((id, line), reason, actor) = (path.into_inner(), reason.unwrap_or_default(), auth.actor());
-    let view = blocking(&pool, move |c| {
+    let body = blocking(&pool, move |c| {
         payouts::fail_line(c, &id, &line, &reason, &actor)?;
-        payouts::detail(c, &id)
+        detail_json(c, &id)
     })
     .await?;
-    Ok(HttpResponse::Ok().json(view))
+    Ok(json_reply(HttpResponse::Ok(), body))
 }
 
 /// The batch as CSV, streamed. `generic`: a report, a header row and every live line (any

@@ -105,6 +105,22 @@ pub fn sum_bigint(
     diesel::dsl::sql(&format!("CAST(SUM({column}) AS BIGINT)"))
 }
 
+/// `column IN ('a', 'b')` with the values written into the SQL rather than bound, for the
+/// outbox polls that run every second on every instance. PostgreSQL keeps one generic plan for
+/// a prepared `status = ANY($1)`: not knowing that the statuses asked for are the rare ones,
+/// it scans the whole table each time (8 ms at 11,600 sent e-mails, 49 ms at 190,000), while
+/// with the values in the statement (diesel never caches one with a SQL literal, so it is
+/// planned with them) it reads the `(status, next_attempt_at)` index in well under a
+/// millisecond. `column` and `values` are names from our own code, never input.
+pub fn status_in(
+    column: &'static str,
+    values: &[&'static str],
+) -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
+    debug_assert!(values.iter().all(|v| v.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')));
+    let list: Vec<String> = values.iter().map(|v| format!("'{v}'")).collect();
+    diesel::dsl::sql(&format!("{column} IN ({})", list.join(", ")))
+}
+
 /// `CAST(SUM(expr) AS BIGINT)` as a typed expression: a sum of money as a BIGINT on both
 /// backends, like [`sum_bigint`], but a statement using it stays prepared — diesel never
 /// caches one with a SQL literal in it, so PostgreSQL would plan it again on every request.

@@ -71,6 +71,11 @@ fn clip(error: &str) -> String {
     error.chars().take(MAX_ERROR_CHARS).collect()
 }
 
+/// Queued or being sent, as a literal the planner sees (see [`crate::store::status_in`]).
+fn unsent() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
+    crate::store::status_in("email_outbox.status", &[QUEUED.as_str(), SENDING.as_str()])
+}
+
 /// Claims up to `limit` due e-mails for sending: queued ones whose time has come, and ones
 /// left `sending` by an instance whose lease ran out (it died mid-send). Each claimed row is
 /// marked `sending` with one more attempt and a lease until `now + lease`.
@@ -81,9 +86,7 @@ fn clip(error: &str) -> String {
 pub fn claim(conn: &mut DbConnection, limit: i64, lease: chrono::TimeDelta) -> QueryResult<Vec<OutboxRow>> {
     // A plain read first: an idle outbox costs no write transaction (on SQLite, no write lock).
     let any_due: bool = diesel::select(diesel::dsl::exists(
-        email_outbox::table
-            .filter(email_outbox::status.eq_any([QUEUED, SENDING]))
-            .filter(email_outbox::next_attempt_at.le(now())),
+        email_outbox::table.filter(unsent()).filter(email_outbox::next_attempt_at.le(now())),
     ))
     .get_result(conn)?;
     if !any_due {
@@ -91,7 +94,7 @@ pub fn claim(conn: &mut DbConnection, limit: i64, lease: chrono::TimeDelta) -> Q
     }
     write_tx(conn, |conn| {
         let at = now();
-        let due = email_outbox::status.eq_any([QUEUED, SENDING]).and(email_outbox::next_attempt_at.le(at));
+        let due = unsent().and(email_outbox::next_attempt_at.le(at));
         let ids: Vec<String> = match conn {
             DbConnection::Postgres(pg) => email_outbox::table
                 .filter(due)
@@ -259,4 +262,22 @@ pub fn counts_by_status(conn: &mut DbConnection) -> QueryResult<Vec<(String, i64
         .group_by(email_outbox::status)
         .select((email_outbox::status, diesel::dsl::count_star()))
         .load(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::prelude::*;
+
+    use crate::db::schema::email_outbox;
+
+    /// The poll's statuses are in the statement's text, not bound: PostgreSQL's one generic
+    /// plan for the prepared poll then still reads the `(status, next_attempt_at)` index.
+    #[test]
+    fn the_poll_names_its_statuses_in_the_sql() {
+        let poll =
+            email_outbox::table.filter(super::unsent()).filter(email_outbox::next_attempt_at.le(crate::db::now()));
+        let sql = diesel::debug_query::<diesel::pg::Pg, _>(&poll).to_string();
+        assert!(sql.contains("email_outbox.status IN ('queued', 'sending')"), "{sql}");
+        assert!(!sql.contains("$2"), "only the time is bound: {sql}");
+    }
 }

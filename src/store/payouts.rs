@@ -245,11 +245,20 @@ pub fn refresh_total(conn: &mut DbConnection, payout_id: &str) -> QueryResult<()
 /// never a suspended ambassador with a pending line in a draft. PostgreSQL locks the rows
 /// `FOR UPDATE` in id order, so two batch creations never deadlock; SQLite's single writer
 /// (`BEGIN IMMEDIATE`) serialises already.
+///
+/// However many ids: one statement on PostgreSQL (the ids as one array, `= ANY($1)`), one per
+/// 10,000 ids on SQLite (a bind parameter each, under its 32,766).
 pub fn candidates_locked(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<AmbassadorRow>> {
-    let query = ambassadors::table.filter(ambassadors::id.eq_any(ids)).order(ambassadors::id.asc());
+    let query = |ids| ambassadors::table.filter(ambassadors::id.eq_any(ids)).order(ambassadors::id.asc());
     match conn {
-        DbConnection::Postgres(pg) => query.select(AmbassadorRow::as_select()).for_update().load(pg),
-        DbConnection::Sqlite(sqlite) => query.select(AmbassadorRow::as_select()).load(sqlite),
+        DbConnection::Postgres(pg) => query(ids).select(AmbassadorRow::as_select()).for_update().load(pg),
+        DbConnection::Sqlite(sqlite) => {
+            let mut found = Vec::with_capacity(ids.len());
+            for chunk in ids.chunks(10_000) {
+                found.extend(query(chunk).select(AmbassadorRow::as_select()).load(sqlite)?);
+            }
+            Ok(found)
+        }
     }
 }
 
@@ -367,35 +376,31 @@ pub fn insert_lines(conn: &mut DbConnection, lines: &[NewLine<'_>]) -> QueryResu
     Ok(())
 }
 
-/// Moves these rewards, if still open, each into its ambassador's line of batch `payout_id`,
-/// in one statement; returns how many moved (fewer than given: one stopped being open, say a
-/// refund voided it meanwhile).
-pub fn take_rewards<S: AsRef<str>>(
-    conn: &mut DbConnection,
-    payout_id: &str,
-    reward_ids: &[S],
-    at: NaiveDateTime,
-) -> QueryResult<usize> {
-    TakeRewards { payout_id, reward_ids, at }.execute(conn)
+/// Moves these rewards, each given with the id of the line it goes into, if still open, in one
+/// statement; returns how many moved (fewer than given: one stopped being open, say a refund
+/// voided it meanwhile).
+pub fn take_rewards(conn: &mut DbConnection, moves: &[(&str, &str)], at: NaiveDateTime) -> QueryResult<usize> {
+    TakeRewards { moves, at }.execute(conn)
 }
 
-/// `UPDATE rewards … FROM payout_lines`: each reward finds its line by the batch's unique
-/// `(payout_id, ambassador_id)` key, so one statement fills any number of lines. Diesel has no
-/// `UPDATE … FROM`; PostgreSQL and SQLite (3.33 on) both take this text.
-struct TakeRewards<'a, S> {
-    payout_id: &'a str,
-    reward_ids: &'a [S],
+/// `UPDATE rewards … FROM (VALUES (reward id, line id), …)`: each reward is found by its
+/// primary key and gets the line the caller planned for it, so the statement never joins the
+/// batch's lines (which, inserted in the same transaction, have no statistics yet: the old
+/// join by `(payout_id, ambassador_id)` walked every line of the batch for each chunk).
+/// Diesel has no `UPDATE … FROM`; PostgreSQL and SQLite (3.33 on) both take this text, and
+/// both name a `VALUES` list's columns `column1`, `column2`.
+struct TakeRewards<'a> {
+    moves: &'a [(&'a str, &'a str)],
     at: NaiveDateTime,
 }
 
-impl<S> diesel::query_builder::QueryId for TakeRewards<'_, S> {
+impl diesel::query_builder::QueryId for TakeRewards<'_> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl<S, DB> diesel::query_builder::QueryFragment<DB> for TakeRewards<'_, S>
+impl<DB> diesel::query_builder::QueryFragment<DB> for TakeRewards<'_>
 where
-    S: AsRef<str>,
     DB: diesel::backend::Backend
         + diesel::sql_types::HasSqlType<diesel::sql_types::Text>
         + diesel::sql_types::HasSqlType<diesel::sql_types::Timestamp>,
@@ -404,29 +409,27 @@ where
 {
     fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, DB>) -> QueryResult<()> {
         use diesel::sql_types::{Text, Timestamp};
-        // Its text depends on the number of ids: not worth a prepared-statement cache slot.
+        // Its text depends on the number of rewards: not worth a prepared-statement cache slot.
         out.unsafe_to_cache_prepared();
         out.push_sql("UPDATE rewards SET state = ");
         out.push_bind_param::<Text, str>(RewardState::InPayout.as_str())?;
-        out.push_sql(", payout_line_id = l.id, updated_at = ");
+        out.push_sql(", payout_line_id = v.column2, updated_at = ");
         out.push_bind_param::<Timestamp, _>(&self.at)?;
-        out.push_sql(" FROM payout_lines AS l WHERE l.payout_id = ");
-        out.push_bind_param::<Text, str>(self.payout_id)?;
-        out.push_sql(" AND l.ambassador_id = rewards.ambassador_id AND rewards.state = ");
-        out.push_bind_param::<Text, str>(RewardState::Open.as_str())?;
-        out.push_sql(" AND rewards.id IN (");
-        for (i, id) in self.reward_ids.iter().enumerate() {
-            if i > 0 {
-                out.push_sql(", ");
-            }
-            out.push_bind_param::<Text, str>(id.as_ref())?;
+        out.push_sql(" FROM (VALUES ");
+        for (i, (reward_id, line_id)) in self.moves.iter().enumerate() {
+            out.push_sql(if i > 0 { ", (" } else { "(" });
+            out.push_bind_param::<Text, str>(reward_id)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, str>(line_id)?;
+            out.push_sql(")");
         }
-        out.push_sql(")");
+        out.push_sql(") AS v WHERE rewards.id = v.column1 AND rewards.state = ");
+        out.push_bind_param::<Text, str>(RewardState::Open.as_str())?;
         Ok(())
     }
 }
 
-impl<S, Conn> RunQueryDsl<Conn> for TakeRewards<'_, S> {}
+impl<Conn> RunQueryDsl<Conn> for TakeRewards<'_> {}
 
 /// `from` → `to` (locked for payment), if still `from`; returns the rows changed.
 pub fn set_locked(
@@ -666,34 +669,45 @@ pub fn list(conn: &mut DbConnection, status: Option<PayoutStatus>, page: &PageRe
 /// A line to export, with its ambassador's name and e-mail.
 pub type ExportLine = (LineRow, String, String);
 
-/// Up to `limit` live lines of a batch after line `after_number`, in line order. Exports page
-/// through a batch with this so memory stays flat.
-pub fn lines_after(
+/// The live lines of a batch numbered in `(after, last]`, in line order. Exports read a batch
+/// in such fixed ranges (line numbers run from 1 without gaps and never change), so a page
+/// reads its own lines only, whatever the planner expects: right after a batch is made its
+/// lines have no statistics yet, and PostgreSQL answered `number > after ORDER BY number
+/// LIMIT n` by joining and sorting every line left in the batch, for each page.
+pub fn lines_between(
     conn: &mut DbConnection,
     payout_id: &str,
-    after_number: i32,
-    limit: i64,
+    (after, last): (i32, i32),
 ) -> QueryResult<Vec<ExportLine>> {
     payout_lines::table
         .inner_join(ambassadors::table)
         .filter(payout_lines::payout_id.eq(payout_id))
-        .filter(payout_lines::number.gt(after_number))
+        .filter(payout_lines::number.gt(after).and(payout_lines::number.le(last)))
         .filter(payout_lines::status.eq_any([LineStatus::Pending, LineStatus::Paid]))
         .order(payout_lines::number.asc())
         .select((LineRow::as_select(), ambassadors::name, ambassadors::email))
-        .limit(limit)
         .load(conn)
 }
 
-/// How many PayPal lines of a batch are still to be paid: what its PayPal file would hold.
-/// Released, failed and cancelled lines are not in the file.
-pub fn pending_paypal_lines(conn: &mut DbConnection, payout_id: &str) -> QueryResult<i64> {
+/// The highest line number of a batch (its number of lines; `None`: no line).
+pub fn last_line_number(conn: &mut DbConnection, payout_id: &str) -> QueryResult<Option<i32>> {
     payout_lines::table
         .filter(payout_lines::payout_id.eq(payout_id))
-        .filter(payout_lines::payout_method.eq("paypal"))
-        .filter(payout_lines::status.eq(LineStatus::Pending))
-        .count()
-        .get_result(conn)
+        .select(diesel::dsl::max(payout_lines::number))
+        .first(conn)
+}
+
+/// Whether a batch still has a PayPal line to pay: whether its PayPal file would hold a line.
+/// Released, failed and cancelled lines are not in the file. Asked for every part of the
+/// file, so it stops at the first such line rather than counting them all.
+pub fn has_pending_paypal_line(conn: &mut DbConnection, payout_id: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        payout_lines::table
+            .filter(payout_lines::payout_id.eq(payout_id))
+            .filter(payout_lines::payout_method.eq("paypal"))
+            .filter(payout_lines::status.eq(LineStatus::Pending)),
+    ))
+    .get_result(conn)
 }
 
 /// The highest PayPal sequence number in a batch, whatever its line's status (`None`: no
@@ -706,14 +720,14 @@ pub fn last_paypal_seq(conn: &mut DbConnection, payout_id: &str) -> QueryResult<
         .first(conn)
 }
 
-/// Up to `limit` pending PayPal lines with a sequence number in `(after_seq, last_seq]`, in
-/// order. Parts are fixed ranges of sequence numbers, so they never overlap or shift.
+/// The pending PayPal lines with a sequence number in `(after_seq, last_seq]`, in order.
+/// Parts are fixed ranges of these numbers, so they never overlap or shift, and a file's pages
+/// are fixed ranges within them (see [`lines_between`]).
 pub fn paypal_lines(
     conn: &mut DbConnection,
     payout_id: &str,
     after_seq: i32,
     last_seq: i32,
-    limit: i64,
 ) -> QueryResult<Vec<ExportLine>> {
     payout_lines::table
         .inner_join(ambassadors::table)
@@ -723,7 +737,6 @@ pub fn paypal_lines(
         .filter(payout_lines::status.eq(LineStatus::Pending))
         .order(payout_lines::method_seq.asc())
         .select((LineRow::as_select(), ambassadors::name, ambassadors::email))
-        .limit(limit)
         .load(conn)
 }
 

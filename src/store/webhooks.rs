@@ -213,6 +213,11 @@ pub fn list_deliveries(
     Ok(page.finish(rows, |r| &r.id))
 }
 
+/// Pending or being sent, as a literal the planner sees (see [`crate::store::status_in`]).
+fn unfinished() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
+    crate::store::status_in("webhook_deliveries.status", &[PENDING.as_str(), SENDING.as_str()])
+}
+
 /// Of the candidates (id, endpoint, entity key), the ids of up to `limit` that are the
 /// earliest unfinished delivery about their entity to their endpoint (a later event waits
 /// while an earlier one is pending or being retried).
@@ -223,7 +228,7 @@ fn heads_among(
 ) -> QueryResult<Vec<String>> {
     let keys: Vec<&str> = candidates.iter().map(|c| c.2.as_str()).collect();
     let heads: Vec<(String, String, Option<String>)> = webhook_deliveries::table
-        .filter(webhook_deliveries::status.eq_any([PENDING, SENDING]))
+        .filter(unfinished())
         .filter(webhook_deliveries::entity_key.eq_any(&keys))
         .group_by((webhook_deliveries::endpoint_id, webhook_deliveries::entity_key))
         .select((
@@ -253,7 +258,7 @@ pub fn claim(conn: &mut DbConnection, limit: i64, lease: TimeDelta) -> QueryResu
     };
     let any_due: bool = diesel::select(diesel::dsl::exists(
         webhook_deliveries::table
-            .filter(webhook_deliveries::status.eq_any([PENDING, SENDING]))
+            .filter(unfinished())
             .filter(webhook_deliveries::next_attempt_at.le(now()))
             .filter(sendable()),
     ))
@@ -263,10 +268,7 @@ pub fn claim(conn: &mut DbConnection, limit: i64, lease: TimeDelta) -> QueryResu
     }
     write_tx(conn, |conn| {
         let at = now();
-        let due = webhook_deliveries::status
-            .eq_any([PENDING, SENDING])
-            .and(webhook_deliveries::next_attempt_at.le(at))
-            .and(sendable());
+        let due = unfinished().and(webhook_deliveries::next_attempt_at.le(at)).and(sendable());
         // More candidates than the limit: some may be waiting behind an earlier event.
         let candidates = webhook_deliveries::table
             .filter(due)

@@ -651,7 +651,7 @@ async fn a_large_batch_is_written_in_chunks_with_every_line_reward_and_audit_eve
 #[tokio::test]
 async fn exports_of_large_batches_stream_every_line_once_across_pages_and_parts() {
     let app = spawn_app_with(|s| s.export.paypal_rows_per_file = 1000).await;
-    let n = 1_150; // more than two 500-row database pages
+    let n = 1_150; // more than one page of 1,000 line numbers (app::payout_files::PAGE_ROWS)
     let expected_total = seed_payable_ambassadors(&app, n, |_| 1);
     let finance = app.key("finance").await; // after the seeding (see above)
     let batch = create_batch(&app, &finance).await;
