@@ -106,17 +106,8 @@ pub fn forget_client(conn: &mut DbConnection, referral: &ReferralRow) -> QueryRe
 /// A share-link submission is announced as registered at the friend's first session (it is
 /// hidden before: accepted and refused-on-arrival submissions must look alike).
 pub fn referral_update(conn: &mut DbConnection, referral: &ReferralRow) -> QueryResult<bool> {
-    if !referral.visible_to_ambassador() {
+    let Some(notice) = referral_notice(referral) else {
         return Ok(false);
-    }
-    let (template, key) = match referral.status() {
-        ReferralStatus::Registered => (Template::ReferralRegistered, "referral-registered"),
-        ReferralStatus::InTreatment if referral.from_share_link() => {
-            (Template::ReferralRegistered, "referral-registered")
-        }
-        ReferralStatus::Cancelled => (Template::ReferralCancelled, "referral-cancelled"),
-        ReferralStatus::Refunded => (Template::ReferralRefunded, "referral-refunded"),
-        _ => return Ok(false),
     };
     let Some(ambassador_id) = &referral.ambassador_id else {
         return Ok(false);
@@ -126,11 +117,59 @@ pub fn referral_update(conn: &mut DbConnection, referral: &ReferralRow) -> Query
         return Ok(false);
     }
     let label = client_label(conn, referral)?;
+    queue_referral_notice(conn, referral, notice, &email, &name, &label)
+}
+
+/// [`referral_update`] when the change has just loaded the referral's ambassador and code
+/// (`code`: the code's text, as [`referrals::code_of`] gives it): nothing is asked again.
+pub fn referral_update_known(
+    conn: &mut DbConnection,
+    referral: &ReferralRow,
+    ambassador: &AmbassadorRow,
+    code: Option<&str>,
+) -> QueryResult<bool> {
+    if referral.ambassador_id.as_deref() != Some(ambassador.id.as_str()) {
+        return referral_update(conn, referral);
+    }
+    let Some(notice) = referral_notice(referral) else {
+        return Ok(false);
+    };
+    if !ambassador.notify_referral_updates {
+        return Ok(false);
+    }
+    let label = referral.label_for_ambassador(code);
+    queue_referral_notice(conn, referral, notice, &ambassador.email, &ambassador.name, &label)
+}
+
+/// The notice a referral's status calls for, if the ambassador may see it at all.
+fn referral_notice(referral: &ReferralRow) -> Option<(Template, &'static str)> {
+    if !referral.visible_to_ambassador() {
+        return None;
+    }
+    match referral.status() {
+        ReferralStatus::Registered => Some((Template::ReferralRegistered, "referral-registered")),
+        ReferralStatus::InTreatment if referral.from_share_link() => {
+            Some((Template::ReferralRegistered, "referral-registered"))
+        }
+        ReferralStatus::Cancelled => Some((Template::ReferralCancelled, "referral-cancelled")),
+        ReferralStatus::Refunded => Some((Template::ReferralRefunded, "referral-refunded")),
+        _ => None,
+    }
+}
+
+fn queue_referral_notice(
+    conn: &mut DbConnection,
+    referral: &ReferralRow,
+    (template, key): (Template, &str),
+    email: &str,
+    name: &str,
+    label: &str,
+) -> QueryResult<bool> {
     outbox::enqueue(
         conn,
         &format!("{key}:{}", referral.id),
         template,
-        &email,
+        email,
         &json!({ "ambassador_name": name, "client_label": label }),
     )
 }
@@ -169,15 +208,15 @@ pub fn staff_application(conn: &mut DbConnection, mail: &MailContext, ambassador
 }
 
 /// The reward a completed referral earned, to its ambassador (who opted in to reward
-/// updates). One per reward.
+/// updates). One per reward. `client_label`: the referral as its ambassador sees it
+/// ([`ReferralRow::label_for_ambassador`]).
 pub fn reward_earned(
     conn: &mut DbConnection,
     ambassador: &AmbassadorRow,
     reward: &RewardRow,
-    referral_id: &str,
+    client_label: &str,
     payable_on: NaiveDate,
 ) -> QueryResult<bool> {
-    let labels = referrals::labels_for_ambassador(conn, &[referral_id])?;
     outbox::enqueue(
         conn,
         &format!("reward-earned:{}", reward.id),
@@ -185,7 +224,7 @@ pub fn reward_earned(
         &ambassador.email,
         &json!({
             "ambassador_name": ambassador.display_name.as_deref().unwrap_or(&ambassador.name),
-            "client_label": labels.get(referral_id).cloned().unwrap_or_default(),
+            "client_label": client_label,
             "amount": reward.money().to_string(),
             "holds_until": payable_on,
         }),

@@ -25,6 +25,11 @@ fn load(conn: &mut DbConnection, id: &str) -> Result<ReferralRow> {
     referrals::find(conn, id)?.ok_or(Error::NotFound("referral"))
 }
 
+/// The referral with the code it was made with (as [`with_code`]), in one query.
+fn load_with_code(conn: &mut DbConnection, id: &str) -> Result<(ReferralRow, Option<String>)> {
+    referrals::find_with_code(conn, id)?.ok_or(Error::NotFound("referral"))
+}
+
 /// The referral with the code it was made with, as issued: what every view of it shows.
 pub fn with_code(conn: &mut DbConnection, row: ReferralRow) -> Result<(ReferralRow, Option<String>)> {
     let code = referrals::code_of(conn, &row)?;
@@ -85,10 +90,20 @@ fn lost_race(e: &Error) -> bool {
 }
 
 /// Why a referral may not be recorded for this code and client; else the code it is made
-/// with. Staff get the refusal back; the public form stores the referral as rejected instead.
-fn check_rules(conn: &mut DbConnection, new: &NewReferral, contact: &Contact) -> Result<CodeRow> {
-    let code = codes::find_typed(conn, &new.code)?.filter(|c| c.active).ok_or_else(invalid_code)?;
-    let amb = ambassadors::find(conn, &code.ambassador_id).or_not_found("ambassador")?;
+/// with and its ambassador (one query for both). Staff get the refusal back; the public form
+/// stores the referral as rejected instead.
+fn check_rules(conn: &mut DbConnection, new: &NewReferral, contact: &Contact) -> Result<(CodeRow, AmbassadorRow)> {
+    let (code, amb) = check_code(conn, new)?;
+    refuse_duplicate(conn, contact, None)?;
+    Ok((code, amb))
+}
+
+/// [`check_rules`] but for the client's duplicate, which the partial unique indexes on the
+/// contact keys refuse when the referral is written (as they decide a race): the refusal then
+/// names the live referral as [`refuse_duplicate`] would have (see [`race_winner`]).
+fn check_code(conn: &mut DbConnection, new: &NewReferral) -> Result<(CodeRow, AmbassadorRow)> {
+    let (code, amb) =
+        codes::find_typed_with_owner(conn, &new.code)?.filter(|(c, _)| c.active).ok_or_else(invalid_code)?;
     if amb.status() != AmbassadorStatus::Active {
         return Err(Error::Unprocessable {
             kind: "ambassador-inactive",
@@ -97,11 +112,10 @@ fn check_rules(conn: &mut DbConnection, new: &NewReferral, contact: &Contact) ->
         });
     }
     refuse_self_referral(&amb, new.email.as_ref(), new.phone.as_ref())?;
-    refuse_duplicate(conn, contact, None)?;
-    Ok(code)
+    Ok((code, amb))
 }
 
-/// Writes the new referral and its audit row.
+/// Writes the new referral and its audit row; returns the row as stored.
 #[allow(clippy::too_many_arguments)]
 fn register(
     conn: &mut DbConnection,
@@ -112,10 +126,11 @@ fn register(
     placement: &Placement,
     recorded_late_for: Option<NaiveDateTime>,
     actor: &Actor,
-) -> Result<()> {
+) -> Result<ReferralRow> {
     let at = now();
     let registered_at = recorded_late_for.unwrap_or(at);
-    referrals::insert(conn, id, new, contact, source, placement, registered_at, at).map_err(StoreError::unique_race)?;
+    let row = referrals::insert(conn, id, new, contact, source, placement, registered_at, at)
+        .map_err(StoreError::unique_race)?;
     let rejected = placement.status == ReferralStatus::Rejected;
     audit::record(
         conn,
@@ -134,31 +149,32 @@ fn register(
             })),
         },
     )?;
-    Ok(())
+    Ok(row)
 }
 
 /// Records a referral (staff). Refusals: unknown/inactive code (422 `invalid-code`),
 /// ambassador not active (422 `ambassador-inactive`), the ambassador's own contact (422
 /// `self-referral`), a client with a live referral (409 `duplicate-referral` naming it — also
 /// when two requests race: the partial unique indexes decide), a `registered_on` in the
-/// future or before the attribution window (422 `validation-failed`).
+/// future or before the attribution window (422 `validation-failed`). Returns the referral
+/// with the code it was made with (as [`with_code`]).
 pub fn create(
     conn: &mut DbConnection,
     calendar: &Calendar,
     new: &NewReferral,
     hasher: &ContactHasher,
     actor: &Actor,
-) -> Result<ReferralRow> {
+) -> Result<(ReferralRow, Option<String>)> {
     let contact = contact_of(new.email.clone(), new.phone.clone(), hasher);
     let result = write_tx(conn, |conn| {
         let recorded_late_for = recorded_late_for(conn, calendar, new.registered_on)?;
-        let code = check_rules(conn, new, &contact)?;
+        // A duplicate client is refused by the unique indexes: one query fewer per referral.
+        let (code, amb) = check_code(conn, new)?;
         let id = new_id();
         let placement = Placement::registered(&code);
-        register(conn, &id, new, &contact, ReferralSource::Staff, &placement, recorded_late_for, actor)?;
-        let row = load(conn, &id)?;
-        notices::referral_update(conn, &row)?;
-        Ok(row)
+        let row = register(conn, &id, new, &contact, ReferralSource::Staff, &placement, recorded_late_for, actor)?;
+        notices::referral_update_known(conn, &row, &amb, Some(&code.code))?;
+        Ok((row, Some(code.code)))
     });
     match result {
         Err(e) if lost_race(&e) => Err(race_winner(conn, &contact, None)?),
@@ -209,12 +225,11 @@ pub fn submit_public(
     let attempt = |conn: &mut DbConnection| {
         write_tx(conn, |conn| {
             let placement = match check_rules(conn, new, &contact) {
-                Ok(code) => Placement::registered(&code),
+                Ok((code, _)) => Placement::registered(&code),
                 Err(e) => refused(conn, new, e)?,
             };
             let id = new_id();
-            register(conn, &id, new, &contact, ReferralSource::PublicForm, &placement, None, actor)?;
-            let row = load(conn, &id)?;
+            let row = register(conn, &id, new, &contact, ReferralSource::PublicForm, &placement, None, actor)?;
             notices::referral_update(conn, &row)?;
             notices::staff_public_referral(conn, mail, &row)?;
             Ok(row)
@@ -285,10 +300,9 @@ pub fn record_session(
         let at = now();
         let session_id = new_id();
         let session = referrals::insert_session(conn, &session_id, id, session_on, note, at)?;
-        ensure_unchanged(referrals::count_session(conn, &before, to, session_on, at)?)?;
+        let row = referrals::count_session(conn, &before, to, session_on, at)?.ok_or(StoreError::Stale)?;
         if before.treatment_started_at.is_none() {
             // A share-link referral becomes the ambassador's news only now.
-            let row = load(conn, id)?;
             notices::referral_update(conn, &row)?;
         }
         audit::record(
@@ -315,7 +329,7 @@ pub fn sessions(conn: &mut DbConnection, id: &str) -> Result<Vec<SessionRow>> {
 
 /// Confirms a completed treatment. Outside the attribution window it still completes, but
 /// is marked as not earning, with the reason; inside, it earns its reward in the same
-/// transaction.
+/// transaction. Returns the referral with the code it was made with (as [`with_code`]).
 pub fn complete(
     conn: &mut DbConnection,
     calendar: &Calendar,
@@ -323,16 +337,16 @@ pub fn complete(
     completed_on: NaiveDate,
     treatment_value_minor: Option<i64>,
     actor: &Actor,
-) -> Result<ReferralRow> {
+) -> Result<(ReferralRow, Option<String>)> {
     write_tx(conn, |conn| {
-        let before = load(conn, id)?;
+        let (before, code) = load_with_code(conn, id)?;
         let to = referral::transition(before.status(), ReferralEvent::Complete)?;
         let program = program::current_locked(conn)?;
         check_treatment_day(calendar, &before, "completed_on", completed_on)?;
         let registered_on = before.registered_on(calendar);
         let attribution = referral::attribution(registered_on, completed_on, program.rules.attribution_days);
         let completion = Completion { completed_on, treatment_value_minor, not_earning_reason: attribution.err() };
-        ensure_unchanged(referrals::complete(conn, &before, to, &completion, now())?)?;
+        let after = referrals::complete(conn, &before, to, &completion, now())?.ok_or(StoreError::Stale)?;
         audit::record(
             conn,
             actor,
@@ -349,11 +363,10 @@ pub fn complete(
                 })),
             },
         )?;
-        let after = load(conn, id)?;
         if attribution.is_ok() {
-            rewards::earn(conn, calendar, &after, &program, actor)?;
+            rewards::earn(conn, calendar, &after, code.as_deref(), &program, actor)?;
         }
-        Ok(after)
+        Ok((after, code))
     })
 }
 

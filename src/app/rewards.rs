@@ -14,6 +14,7 @@ use crate::domain::ambassador::AmbassadorStatus;
 use crate::domain::calendar::Calendar;
 use crate::domain::program::{Calculated, CalculationError};
 use crate::domain::reward::{Balance, RewardKind, RewardState, RewardStatus};
+use crate::store::ambassadors::AmbassadorRow;
 use crate::store::program::{self, Program};
 use crate::store::referrals::ReferralRow;
 use crate::store::rewards::{self, Computed, NewReward, RewardFilter, RewardRow};
@@ -21,17 +22,18 @@ use crate::store::StoreError;
 use crate::store::{ambassadors, new_id, payouts, Page, PageRequest};
 
 /// The reward for this completion under the program, with the ambassador locked first
-/// (see [`rewards::lock_ambassador`]) before their year is counted.
+/// (see [`rewards::lock_ambassador`]) before their year is counted; and the ambassador's row.
 fn calculate(
     conn: &mut DbConnection,
     ambassador_id: &str,
     referral: &ReferralRow,
     completed_on: NaiveDate,
     program: &Program,
-) -> Result<Calculated> {
-    rewards::lock_ambassador(conn, ambassador_id)?;
+) -> Result<(Calculated, AmbassadorRow)> {
+    let ambassador = rewards::lock_ambassador(conn, ambassador_id)?;
     let ytd = rewards::year_to_date(conn, ambassador_id, &referral.id, completed_on)?;
-    program.rules.calculate(ytd, referral.treatment_value_minor).map_err(calculation_refused)
+    let calc = program.rules.calculate(ytd, referral.treatment_value_minor).map_err(calculation_refused)?;
+    Ok((calc, ambassador))
 }
 
 /// Why the program's rules cannot work out a reward, as the API says it.
@@ -48,20 +50,25 @@ pub(crate) fn calculation_refused(e: CalculationError) -> Error {
 /// Writes the earned reward for a referral that has just been completed (call inside the
 /// completion's transaction, after the status update). The amount comes from the program in
 /// force; the version, tier and basis are stored with it. A unique index allows one earned
-/// reward per referral, whatever retries or races happen.
+/// reward per referral, whatever retries or races happen. `code`: the referral's code (as
+/// `store::referrals::code_of` gives it), for the e-mail's client label.
 pub fn earn(
     conn: &mut DbConnection,
     calendar: &Calendar,
     referral: &ReferralRow,
+    code: Option<&str>,
     program: &Program,
     actor: &Actor,
 ) -> Result<RewardRow> {
-    let row = write_earned(conn, calendar, referral, program, None, actor)?;
-    let ambassador_id = row.ambassador_id.clone();
-    let ambassador = ambassadors::find(conn, &ambassador_id).or_not_found("ambassador")?;
+    let (row, locked) = write_earned(conn, calendar, referral, program, None, actor)?;
+    let ambassador = match locked {
+        Some(ambassador) => ambassador,
+        None => ambassadors::find(conn, &row.ambassador_id).or_not_found("ambassador")?,
+    };
     if ambassador.notify_reward_updates && row.amount_minor > 0 {
         let payable_on = row.earned_on + chrono::Duration::days(program.rules.holding_days);
-        notices::reward_earned(conn, &ambassador, &row, &referral.id, payable_on)?;
+        let label = referral.label_for_ambassador(code);
+        notices::reward_earned(conn, &ambassador, &row, &label, payable_on)?;
     }
     Ok(row)
 }
@@ -77,11 +84,11 @@ pub(crate) fn earn_imported(
     amount_minor: Option<i64>,
     actor: &Actor,
 ) -> Result<RewardRow> {
-    write_earned(conn, calendar, referral, program, amount_minor, actor)
+    Ok(write_earned(conn, calendar, referral, program, amount_minor, actor)?.0)
 }
 
 /// Writes the earned reward and its audit row: `given` as the amount (an import), else the
-/// program's calculation.
+/// program's calculation (then with the ambassador's row, locked for it).
 fn write_earned(
     conn: &mut DbConnection,
     calendar: &Calendar,
@@ -89,19 +96,16 @@ fn write_earned(
     program: &Program,
     given: Option<i64>,
     actor: &Actor,
-) -> Result<RewardRow> {
+) -> Result<(RewardRow, Option<AmbassadorRow>)> {
     let ambassador_id =
         referral.ambassador_id.as_deref().ok_or_else(|| Error::internal("completed referral without ambassador"))?;
     let completed_on = referral.completed_on.ok_or_else(|| Error::internal("completed referral without date"))?;
-    let (amount_minor, basis, uncapped_minor, capped_reason) = match given {
+    let (amount_minor, (basis, uncapped_minor, capped_reason), ambassador) = match given {
         Some(amount) => {
-            (amount, serde_json::json!({ "type": "imported", "amount_minor": amount }).to_string(), amount, None)
+            let basis = serde_json::json!({ "type": "imported", "amount_minor": amount }).to_string();
+            (amount, (basis, amount, None), None)
         }
-        None => {
-            let calc = calculate(conn, ambassador_id, referral, completed_on, program)?;
-            let basis = serde_json::to_string(&calc.basis).map_err(Error::internal)?;
-            (calc.amount_minor, basis, calc.uncapped_minor, calc.capped_reason)
-        }
+        None => computed(conn, (ambassador_id, completed_on), referral, program)?,
     };
     let at = now();
     // Payable from the clinic's midnight that starts day `completed_on + holding_days`, held
@@ -122,8 +126,7 @@ fn write_earned(
         created_by: actor.label(),
         at,
     };
-    rewards::insert(conn, &entry).map_err(StoreError::unique_race)?;
-    let row = rewards::find(conn, &id)?;
+    let row = rewards::insert(conn, &entry).map_err(StoreError::unique_race)?;
     audit::record(
         conn,
         actor,
@@ -142,7 +145,21 @@ fn write_earned(
             })),
         },
     )?;
-    Ok(row)
+    Ok((row, ambassador))
+}
+
+/// The program's reward for a completion: the amount, its basis (as JSON), the uncapped
+/// amount and why it was capped; with the ambassador's row, locked for it ([`calculate`]).
+#[allow(clippy::type_complexity)]
+fn computed(
+    conn: &mut DbConnection,
+    (ambassador_id, completed_on): (&str, NaiveDate),
+    referral: &ReferralRow,
+    program: &Program,
+) -> Result<(i64, (String, i64, Option<&'static str>), Option<AmbassadorRow>)> {
+    let (calc, ambassador) = calculate(conn, ambassador_id, referral, completed_on, program)?;
+    let basis = serde_json::to_string(&calc.basis).map_err(Error::internal)?;
+    Ok((calc.amount_minor, (basis, calc.uncapped_minor, calc.capped_reason), Some(ambassador)))
 }
 
 /// What a refund does to the referral's earned reward (call inside the refund's

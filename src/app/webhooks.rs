@@ -620,6 +620,40 @@ pub struct PayoutLineData {
     pub line: payouts::LineView,
 }
 
+/// `data` of a referral's event: as finance sees it, with the client for a staff system.
+fn referral_data(conn: &mut DbConnection, id: &str, staff: bool) -> diesel::QueryResult<ReferralData> {
+    let r = referrals::find(conn, id)?.ok_or(diesel::result::Error::NotFound)?;
+    let code = referrals::code_of(conn, &r)?;
+    Ok(ReferralData {
+        client: staff.then(|| ClientForStaff {
+            client_first_name: r.client_first_name.clone(),
+            client_last_name: r.client_last_name.clone(),
+            client_email: r.client_email.clone(),
+            client_phone: r.client_phone.clone(),
+        }),
+        id: r.id,
+        ambassador_id: r.ambassador_id,
+        code,
+        status: r.status,
+        source: r.source.as_str().to_owned(),
+        external_ref: r.external_ref,
+        planned_sessions: r.planned_sessions,
+        session_count: r.session_count,
+        first_session_on: r.first_session_on,
+        completed_on: r.completed_on,
+        treatment_value_minor: r.treatment_value_minor,
+        earns: r.earns,
+        not_earning_reason: r.not_earning_reason,
+        reason_code: r.reason_code,
+        registered_at: r.registered_at,
+        treatment_started_at: r.treatment_started_at,
+        completed_at: r.completed_at,
+        cancelled_at: r.cancelled_at,
+        rejected_at: r.rejected_at,
+        refunded_at: r.refunded_at,
+    })
+}
+
 /// The payload's `data`: the record as finance sees it (no client names or contact), or as
 /// staff see it for a staff system.
 fn data(conn: &mut DbConnection, event: EventType, id: &str, staff: bool) -> diesel::QueryResult<Value> {
@@ -639,38 +673,7 @@ fn data(conn: &mut DbConnection, event: EventType, id: &str, staff: bool) -> die
                 status_changed_at: a.status_changed_at,
             })
         }
-        EntityType::Referral => {
-            let r = referrals::find(conn, id)?.ok_or(diesel::result::Error::NotFound)?;
-            let code = referrals::code_of(conn, &r)?;
-            serde_json::to_value(ReferralData {
-                client: staff.then(|| ClientForStaff {
-                    client_first_name: r.client_first_name.clone(),
-                    client_last_name: r.client_last_name.clone(),
-                    client_email: r.client_email.clone(),
-                    client_phone: r.client_phone.clone(),
-                }),
-                id: r.id,
-                ambassador_id: r.ambassador_id,
-                code,
-                status: r.status,
-                source: r.source.as_str().to_owned(),
-                external_ref: r.external_ref,
-                planned_sessions: r.planned_sessions,
-                session_count: r.session_count,
-                first_session_on: r.first_session_on,
-                completed_on: r.completed_on,
-                treatment_value_minor: r.treatment_value_minor,
-                earns: r.earns,
-                not_earning_reason: r.not_earning_reason,
-                reason_code: r.reason_code,
-                registered_at: r.registered_at,
-                treatment_started_at: r.treatment_started_at,
-                completed_at: r.completed_at,
-                cancelled_at: r.cancelled_at,
-                rejected_at: r.rejected_at,
-                refunded_at: r.refunded_at,
-            })
-        }
+        EntityType::Referral => serde_json::to_value(referral_data(conn, id, staff)?),
         EntityType::Reward => serde_json::to_value(rewards::RewardView::new(rewards::find(conn, id)?, now())),
         EntityType::PayoutLine => {
             let line = payouts::line(conn, id)?;

@@ -325,7 +325,7 @@ pub async fn create(
     let new = body.0.parse(&settings)?;
     let actor = auth.actor();
     let cal = **calendar;
-    let (row, code) = change(&pool, move |c| referrals::create(c, &cal, &new, &hasher, &actor)).await?;
+    let (row, code) = blocking(&pool, move |c| referrals::create(c, &cal, &new, &hasher, &actor)).await?;
     Ok(about_client(HttpResponse::Created(), ReferralView::new(row, code, true, &calendar)))
 }
 
@@ -469,7 +469,8 @@ pub async fn complete(
     let actor = auth.actor();
     let cal = **calendar;
     let (row, code) =
-        change(&pool, move |c| referrals::complete(c, &cal, &id, completed_on, treatment_value_minor, &actor)).await?;
+        blocking(&pool, move |c| referrals::complete(c, &cal, &id, completed_on, treatment_value_minor, &actor))
+            .await?;
     Ok(about_client(HttpResponse::Ok(), ReferralView::new(row, code, true, &calendar)))
 }
 

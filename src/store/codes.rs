@@ -120,6 +120,23 @@ pub fn find_typed(conn: &mut DbConnection, typed: &str) -> QueryResult<Option<Co
     Ok(None)
 }
 
+/// Finds a code by what someone typed, with its ambassador: [`find_typed`] and the owner's
+/// row in one query (recording a referral checks both).
+pub fn find_typed_with_owner(conn: &mut DbConnection, typed: &str) -> QueryResult<Option<(CodeRow, AmbassadorRow)>> {
+    for candidate in code::lookup_candidates(typed) {
+        let row = referral_codes::table
+            .inner_join(ambassadors::table)
+            .filter(referral_codes::normalized.eq(&candidate))
+            .select((CodeRow::as_select(), AmbassadorRow::as_select()))
+            .first(conn)
+            .optional()?;
+        if row.is_some() {
+            return Ok(row);
+        }
+    }
+    Ok(None)
+}
+
 /// The code and its ambassador when the code can take referrals now: code active and
 /// ambassador active.
 pub fn find_usable(conn: &mut DbConnection, typed: &str) -> QueryResult<Option<(CodeRow, AmbassadorRow)>> {

@@ -17,8 +17,8 @@
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 
-use crate::db::schema::{audit_events, idempotency_keys as ik, referrals};
-use crate::db::{now, write_now, write_tx, DbConnection};
+use crate::db::schema::{audit_events, idempotency_keys as ik};
+use crate::db::{now, write_now, DbConnection};
 use crate::store::is_unique_violation;
 
 /// How long a stored response is replayed.
@@ -164,37 +164,45 @@ pub struct Reply<'a> {
 }
 
 /// Stores the reply of this request's claim (not of a claim another retry took over since).
+///
+/// One statement, in its own transaction like the claim. The client's data may have been
+/// erased while this request ran: then the reply keeps nothing of it (`response_body` NULL).
+/// The erasure check is part of the UPDATE, with the referral row share-locked on PostgreSQL
+/// (SQLite writers queue), so an erasure either commits first and is seen here, or waits and
+/// then finds this reply by its `subject_id` to scrub. The lock is taken whatever `erased_at`
+/// holds (a condition on it in the subquery would skip a row being erased instead of waiting).
 pub fn complete(conn: &mut DbConnection, req: &Request<'_>, reply: &Reply<'_>) -> QueryResult<()> {
-    write_tx(conn, |conn| {
-        // The client's data may have been erased while this request ran: keep nothing of it.
-        // Checked and written in one transaction with the referral row share-locked
-        // (PostgreSQL; SQLite writers queue), so an erasure either commits first and is seen
-        // here, or waits and then finds this reply by its `subject_id` to scrub.
-        let erased = match reply.subject_id {
-            Some(id) => erased_locked(conn, id)?,
-            None => false,
-        };
-        let body = (!erased).then_some(reply.body);
-        diesel::update(ik::table.find((req.scope, req.key)))
-            .filter(ik::request_id.eq(req.id))
-            .set((
-                ik::status_code.eq(Some(i32::from(reply.status))),
-                ik::response_body.eq(body),
-                ik::subject_id.eq(reply.subject_id),
-            ))
-            .execute(conn)?;
+    use diesel::sql_types::{Integer, Nullable, Text};
+    write_now(conn, |conn| {
+        let status = i32::from(reply.status);
+        macro_rules! run {
+            ($c:expr, $sql:expr) => {
+                diesel::sql_query($sql)
+                    .bind::<Integer, _>(status)
+                    .bind::<Nullable<Text>, _>(reply.subject_id)
+                    .bind::<Text, _>(reply.body)
+                    .bind::<Text, _>(req.scope)
+                    .bind::<Text, _>(req.key)
+                    .bind::<Text, _>(req.id)
+                    .execute($c)
+            };
+        }
+        match conn {
+            DbConnection::Postgres(pg) => run!(pg, STORE_REPLY_PG),
+            DbConnection::Sqlite(lite) => run!(lite, STORE_REPLY_SQLITE),
+        }?;
         Ok(())
     })
 }
 
-fn erased_locked(conn: &mut DbConnection, referral_id: &str) -> QueryResult<bool> {
-    let query = referrals::table.find(referral_id).select(referrals::erased_at.is_not_null());
-    let erased = match conn {
-        DbConnection::Postgres(pg) => query.for_share().first::<bool>(pg).optional()?,
-        DbConnection::Sqlite(lite) => query.first::<bool>(lite).optional()?,
-    };
-    Ok(erased.unwrap_or(false))
-}
+const STORE_REPLY_PG: &str = "UPDATE idempotency_keys SET status_code = $1, subject_id = $2, \
+     response_body = CASE WHEN (SELECT erased_at IS NOT NULL FROM referrals WHERE id = $2 FOR SHARE) \
+     THEN NULL ELSE $3 END \
+     WHERE scope = $4 AND idem_key = $5 AND request_id = $6";
+const STORE_REPLY_SQLITE: &str = "UPDATE idempotency_keys SET status_code = ?1, subject_id = ?2, \
+     response_body = CASE WHEN (SELECT erased_at IS NOT NULL FROM referrals WHERE id = ?2) \
+     THEN NULL ELSE ?3 END \
+     WHERE scope = ?4 AND idem_key = ?5 AND request_id = ?6";
 
 /// Ends the claim of a request whose answer was "try again" (not stored): forgotten if the
 /// request changed nothing, so the retry runs it; otherwise `lost` (`idempotency-reply-lost`)

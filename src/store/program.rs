@@ -117,8 +117,11 @@ pub fn current_row(conn: &mut DbConnection) -> QueryResult<ProgramVersionRow> {
 /// SQLite's writers are serialised already.
 pub fn current_locked(conn: &mut DbConnection) -> QueryResult<Program> {
     if let DbConnection::Postgres(pg) = conn {
-        let newest = pv::table.select(diesel::dsl::max(pv::version)).first::<Option<i32>>(pg)?.unwrap_or(0);
-        pv::table.filter(pv::version.eq(newest)).select(pv::id).for_share().load::<String>(pg)?;
+        // The newest version's row, found and locked in one statement.
+        diesel::sql_query(
+            "SELECT id FROM program_versions WHERE version = (SELECT max(version) FROM program_versions) FOR SHARE",
+        )
+        .execute(pg)?;
     }
     current(conn)
 }

@@ -127,6 +127,16 @@ pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<ReferralRow
     referrals::table.find(id).select(ReferralRow::as_select()).first(conn).optional()
 }
 
+/// The referral with the code it was made with (as [`code_of`] gives it), in one query.
+pub fn find_with_code(conn: &mut DbConnection, id: &str) -> QueryResult<Option<(ReferralRow, Option<String>)>> {
+    referrals::table
+        .left_join(referral_codes::table.on(referrals::code_id.eq(referral_codes::id.nullable())))
+        .filter(referrals::id.eq(id))
+        .select((ReferralRow::as_select(), referral_codes::code.nullable()))
+        .first(conn)
+        .optional()
+}
+
 /// The code a referral was made with, as issued (none for a public submission whose code
 /// matched nothing).
 pub fn code_of(conn: &mut DbConnection, referral: &ReferralRow) -> QueryResult<Option<String>> {
@@ -200,8 +210,9 @@ pub struct Contact {
     pub phone_key: Option<String>,
 }
 
-/// Writes a new referral. The partial unique indexes on the contact keys refuse a second live
-/// referral of the same client (a unique violation: a lost race).
+/// Writes a new referral and returns it as stored (`RETURNING`: no second read). The partial
+/// unique indexes on the contact keys refuse a second live referral of the same client (a
+/// unique violation: a lost race).
 #[allow(clippy::too_many_arguments)]
 pub fn insert(
     conn: &mut DbConnection,
@@ -212,9 +223,9 @@ pub fn insert(
     placement: &Placement,
     registered_at: NaiveDateTime,
     at: NaiveDateTime,
-) -> QueryResult<()> {
+) -> QueryResult<ReferralRow> {
     let rejected = placement.status == ReferralStatus::Rejected;
-    diesel::insert_into(referrals::table)
+    let row = diesel::insert_into(referrals::table)
         .values((
             referrals::id.eq(id),
             referrals::ambassador_id.eq(placement.ambassador_id.as_deref()),
@@ -238,8 +249,10 @@ pub fn insert(
             referrals::rejected_at.eq(rejected.then_some(at)),
             referrals::updated_at.eq(at),
         ))
-        .execute(conn)?;
-    insert_search_keys(conn, id, (&new.first_name, new.last_name.as_deref()), contact, new.external_ref.as_deref())
+        .returning(referrals::all_columns)
+        .get_result::<ReferralRow>(conn)?;
+    insert_search_keys(conn, id, (&new.first_name, new.last_name.as_deref()), contact, new.external_ref.as_deref())?;
+    Ok(row)
 }
 
 pub fn insert_session(
@@ -258,19 +271,19 @@ pub fn insert_session(
             referral_sessions::note.eq(note),
             referral_sessions::created_at.eq(at),
         ))
-        .execute(conn)?;
-    referral_sessions::table.find(session_id).select(SessionRow::as_select()).first(conn)
+        .returning(referral_sessions::all_columns)
+        .get_result(conn)
 }
 
-/// Counts a session on the referral (the first starts treatment); returns the rows changed
-/// (0: a concurrent request changed its status first).
+/// Counts a session on the referral (the first starts treatment); returns the row as it now
+/// is (`None`: a concurrent request changed its status first).
 pub fn count_session(
     conn: &mut DbConnection,
     before: &ReferralRow,
     to: ReferralStatus,
     session_on: NaiveDate,
     at: NaiveDateTime,
-) -> QueryResult<usize> {
+) -> QueryResult<Option<ReferralRow>> {
     diesel::update(referrals::table.find(&before.id).filter(referrals::status.eq(&before.status)))
         .set((
             referrals::status.eq(to.as_str()),
@@ -279,7 +292,9 @@ pub fn count_session(
             referrals::treatment_started_at.eq(before.treatment_started_at.unwrap_or(at)),
             referrals::updated_at.eq(at),
         ))
-        .execute(conn)
+        .returning(referrals::all_columns)
+        .get_result(conn)
+        .optional()
 }
 
 pub fn sessions(conn: &mut DbConnection, id: &str) -> QueryResult<Vec<SessionRow>> {
@@ -298,15 +313,15 @@ pub struct Completion<'a> {
     pub not_earning_reason: Option<&'a str>,
 }
 
-/// Marks the referral completed; returns the rows changed (0: a concurrent request changed
-/// its status first).
+/// Marks the referral completed; returns the row as it now is (`None`: a concurrent request
+/// changed its status first).
 pub fn complete(
     conn: &mut DbConnection,
     before: &ReferralRow,
     to: ReferralStatus,
     completion: &Completion<'_>,
     at: NaiveDateTime,
-) -> QueryResult<usize> {
+) -> QueryResult<Option<ReferralRow>> {
     diesel::update(referrals::table.find(&before.id).filter(referrals::status.eq(&before.status)))
         .set((
             referrals::status.eq(to.as_str()),
@@ -317,7 +332,9 @@ pub fn complete(
             referrals::completed_at.eq(at),
             referrals::updated_at.eq(at),
         ))
-        .execute(conn)
+        .returning(referrals::all_columns)
+        .get_result(conn)
+        .optional()
 }
 
 /// Cancels, rejects or refunds the referral (`to`) with a reason, stamping the matching time;

@@ -15,6 +15,7 @@ use crate::domain::money::{Currency, Money};
 use crate::domain::program::YearToDate;
 use crate::domain::referral::ReferralStatus;
 use crate::domain::reward::{RewardKind, RewardState, RewardStatus};
+use crate::store::ambassadors::AmbassadorRow;
 use crate::store::{sum_bigint, Page, PageRequest};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -156,33 +157,85 @@ pub fn year_to_date(
     day: NaiveDate,
 ) -> QueryResult<YearToDate> {
     let (first, last) = Calendar::year_of(day);
-    let completed_before: i64 = referrals::table
+    let completed_before = referrals::table
         .filter(referrals::ambassador_id.eq(ambassador_id))
         .filter(referrals::status.eq(ReferralStatus::Completed))
         .filter(referrals::earns.eq(true))
         .filter(referrals::completed_on.between(first, day))
         .filter(referrals::id.ne(referral_id))
-        .count()
-        .get_result(conn)?;
-    let earned: Option<i64> = rewards::table
+        .select(diesel::dsl::count_star())
+        .single_value();
+    let earned = rewards::table
         .filter(rewards::ambassador_id.eq(ambassador_id))
         .filter(rewards::kind.eq_any([RewardKind::Earned, RewardKind::Clawback]))
         .filter(rewards::state.ne(RewardState::Voided))
         .filter(rewards::earned_on.between(first, last))
         .select(sum_bigint("amount_minor"))
-        .first(conn)?;
-    Ok(YearToDate { completed_before, earned_minor: earned.unwrap_or(0) })
+        .single_value();
+    // Both in one statement (two scalar subqueries).
+    let (completed_before, earned): (Option<i64>, Option<i64>) =
+        diesel::select((completed_before, earned)).get_result(conn)?;
+    Ok(YearToDate { completed_before: completed_before.unwrap_or(0), earned_minor: earned.unwrap_or(0) })
 }
 
 /// Locks the ambassador's row until the transaction ends (a no-op update): on PostgreSQL two
 /// completions for one ambassador then count their year one after the other, so tiers and the
-/// annual cap see each other.
-pub fn lock_ambassador(conn: &mut DbConnection, ambassador_id: &str) -> QueryResult<()> {
+/// annual cap see each other. Returns the ambassador's row as locked.
+pub fn lock_ambassador(conn: &mut DbConnection, ambassador_id: &str) -> QueryResult<AmbassadorRow> {
     diesel::update(ambassadors_t::table.find(ambassador_id))
         .set(ambassadors_t::updated_at.eq(ambassadors_t::updated_at))
-        .execute(conn)?;
-    Ok(())
+        .returning(ambassador_columns())
+        .get_result(conn)
 }
+
+/// [`AmbassadorRow`]'s columns, in its order, for a `RETURNING` (diesel's `as_select()` does
+/// not go through the multi-backend connection there).
+fn ambassador_columns() -> AmbassadorColumns {
+    use ambassadors_t::*;
+    (
+        id,
+        status,
+        source,
+        name,
+        email,
+        phone,
+        display_name,
+        show_name_to_referrals,
+        payout_method,
+        payout_paypal_email,
+        payout_bank_reference,
+        notify_referral_updates,
+        notify_reward_updates,
+        notes,
+        application_message,
+        status_reason,
+        created_at,
+        updated_at,
+        status_changed_at,
+    )
+}
+
+type AmbassadorColumns = (
+    ambassadors_t::id,
+    ambassadors_t::status,
+    ambassadors_t::source,
+    ambassadors_t::name,
+    ambassadors_t::email,
+    ambassadors_t::phone,
+    ambassadors_t::display_name,
+    ambassadors_t::show_name_to_referrals,
+    ambassadors_t::payout_method,
+    ambassadors_t::payout_paypal_email,
+    ambassadors_t::payout_bank_reference,
+    ambassadors_t::notify_referral_updates,
+    ambassadors_t::notify_reward_updates,
+    ambassadors_t::notes,
+    ambassadors_t::application_message,
+    ambassadors_t::status_reason,
+    ambassadors_t::created_at,
+    ambassadors_t::updated_at,
+    ambassadors_t::status_changed_at,
+);
 
 /// A new ledger entry: open (held until `holds_until`, payable after).
 pub struct NewReward<'a> {
@@ -215,7 +268,8 @@ pub struct Computed<'a> {
 
 /// Writes a ledger entry. The unique indexes allow one earned reward and one clawback per
 /// referral: a second one fails with a unique violation.
-pub fn insert(conn: &mut DbConnection, r: &NewReward<'_>) -> QueryResult<()> {
+/// Writes a ledger entry and returns it as stored (`RETURNING`: no second read).
+pub fn insert(conn: &mut DbConnection, r: &NewReward<'_>) -> QueryResult<RewardRow> {
     diesel::insert_into(rewards::table)
         .values((
             rewards::id.eq(r.id),
@@ -236,8 +290,8 @@ pub fn insert(conn: &mut DbConnection, r: &NewReward<'_>) -> QueryResult<()> {
             rewards::created_at.eq(r.at),
             rewards::updated_at.eq(r.at),
         ))
-        .execute(conn)?;
-    Ok(())
+        .returning(rewards::all_columns)
+        .get_result(conn)
 }
 
 /// Voids a reward if it is still in the state read (compare-and-set); returns the rows changed

@@ -218,6 +218,32 @@ fn unfinished() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
     crate::store::status_in("webhook_deliveries.status", &[PENDING.as_str(), SENDING.as_str()])
 }
 
+/// Of the candidates (id, endpoint, entity key), the ids of up to `limit` that are the
+/// earliest unfinished delivery about their entity to their endpoint (a later event waits
+/// while an earlier one is pending or being retried).
+fn heads_among(
+    conn: &mut DbConnection,
+    candidates: &[(String, String, String)],
+    limit: i64,
+) -> QueryResult<Vec<String>> {
+    let keys: Vec<&str> = candidates.iter().map(|c| c.2.as_str()).collect();
+    let heads: Vec<(String, String, Option<String>)> = webhook_deliveries::table
+        .filter(unfinished())
+        .filter(webhook_deliveries::entity_key.eq_any(&keys))
+        .group_by((webhook_deliveries::endpoint_id, webhook_deliveries::entity_key))
+        .select((
+            webhook_deliveries::endpoint_id,
+            webhook_deliveries::entity_key,
+            diesel::dsl::min(webhook_deliveries::id),
+        ))
+        .load(conn)?;
+    let is_head = |(id, endpoint, key): &(String, String, String)| {
+        heads.iter().any(|(e, k, head)| e == endpoint && k == key && head.as_deref() == Some(id.as_str()))
+    };
+    let ids: Vec<String> = candidates.iter().filter(|c| is_head(c)).take(limit as usize).map(|c| c.0.clone()).collect();
+    Ok(ids)
+}
+
 /// Claims up to `limit` due deliveries: pending ones whose time has come and ones left
 /// `sending` by an instance whose lease ran out, to enabled endpoints (pings to any), each the earliest
 /// unfinished delivery about its entity to its endpoint (a later event waits while an earlier
@@ -256,22 +282,7 @@ pub fn claim(conn: &mut DbConnection, limit: i64, lease: TimeDelta) -> QueryResu
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: Vec<&str> = candidates.iter().map(|c| c.2.as_str()).collect();
-        let heads: Vec<(String, String, Option<String>)> = webhook_deliveries::table
-            .filter(unfinished())
-            .filter(webhook_deliveries::entity_key.eq_any(&keys))
-            .group_by((webhook_deliveries::endpoint_id, webhook_deliveries::entity_key))
-            .select((
-                webhook_deliveries::endpoint_id,
-                webhook_deliveries::entity_key,
-                diesel::dsl::min(webhook_deliveries::id),
-            ))
-            .load(conn)?;
-        let is_head = |(id, endpoint, key): &(String, String, String)| {
-            heads.iter().any(|(e, k, head)| e == endpoint && k == key && head.as_deref() == Some(id.as_str()))
-        };
-        let ids: Vec<String> =
-            candidates.iter().filter(|c| is_head(c)).take(limit as usize).map(|c| c.0.clone()).collect();
+        let ids = heads_among(conn, &candidates, limit)?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }

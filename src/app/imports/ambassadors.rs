@@ -85,67 +85,11 @@ fn parse(row: &Row<'_>) -> Result<Line> {
     if show_name == Some(true) && matches!(display_name, Some(None)) {
         v.push("display_name", "is required when show_name_to_referrals is true");
     }
-    let method = match row.get("payout_method").map(str::to_ascii_lowercase).as_deref() {
-        None => None,
-        Some("paypal") => Some(PayoutMethod::Paypal { email: row.get("payout_email").unwrap_or_default().to_owned() }),
-        Some("bank") => {
-            Some(PayoutMethod::Bank { reference: row.get("payout_reference").unwrap_or_default().to_owned() })
-        }
-        Some("store_credit") => Some(PayoutMethod::StoreCredit),
-        Some(_) => {
-            v.push("payout_method", "must be paypal, bank or store_credit");
-            None
-        }
-    };
-    let mut payout = Validation::new();
-    let payout_method = parse_payout(&mut payout, method);
-    merge(
-        &mut v,
-        payout.finish(),
-        &[("payout_method.email", "payout_email"), ("payout_method.reference", "payout_reference")],
-    );
+    let payout_method = payout_of(&mut v, row);
     let notes = v.check("notes", optional_text(row.get("notes"), NOTES_MAX));
-    let status = match row.get("status").map(str::to_ascii_lowercase).as_deref() {
-        None | Some("active") => Some(AmbassadorStatus::Active),
-        Some("suspended") => Some(AmbassadorStatus::Suspended),
-        Some("closed") => Some(AmbassadorStatus::Closed),
-        Some(_) => {
-            v.push("status", "must be active, suspended or closed");
-            None
-        }
-    };
-    let mut codes: Vec<ReferralCode> = Vec::new();
-    for raw in row.get("codes").unwrap_or_default().split([';', ' ', ',']).filter(|c| !c.is_empty()) {
-        match ReferralCode::parse_vanity(raw) {
-            Ok(c) if codes.iter().any(|k| k.normalized() == c.normalized()) => {
-                v.push("codes", format!("`{raw}` appears twice"));
-            }
-            Ok(c) => codes.push(c),
-            Err(m) => v.push("codes", format!("`{raw}` {m}")),
-        }
-    }
-    let opening_balance = match row.get("opening_balance") {
-        None => {
-            if row.get("opening_balance_reason").is_some() {
-                v.push("opening_balance_reason", "is only used with opening_balance");
-            }
-            None
-        }
-        Some(raw) => {
-            let amount = Money::parse(raw, row.currency.clone()).map(|m| m.minor);
-            let reason = match row.get("opening_balance_reason") {
-                Some(r) => format!("{OPENING_BALANCE}: {r}"),
-                None => OPENING_BALANCE.to_owned(),
-            };
-            match parse_adjustment("opening_balance", amount, &reason) {
-                Ok(parsed) => Some(parsed),
-                Err(e) => {
-                    merge(&mut v, Err(e), &[("reason", "opening_balance_reason")]);
-                    None
-                }
-            }
-        }
-    };
+    let status = status_of(&mut v, row);
+    let codes = codes_of(&mut v, row);
+    let opening_balance = opening_balance_of(&mut v, row);
     v.finish()?;
     Ok(Line {
         new: NewAmbassador {
@@ -164,6 +108,81 @@ fn parse(row: &Row<'_>) -> Result<Line> {
         codes,
         opening_balance,
     })
+}
+
+/// The `payout_method` column with `payout_email` / `payout_reference`, checked as the API
+/// checks a payout method (its errors named by this file's columns).
+fn payout_of(v: &mut Validation, row: &Row<'_>) -> Option<Option<PayoutMethod>> {
+    let method = match row.get("payout_method").map(str::to_ascii_lowercase).as_deref() {
+        None => None,
+        Some("paypal") => Some(PayoutMethod::Paypal { email: row.get("payout_email").unwrap_or_default().to_owned() }),
+        Some("bank") => {
+            Some(PayoutMethod::Bank { reference: row.get("payout_reference").unwrap_or_default().to_owned() })
+        }
+        Some("store_credit") => Some(PayoutMethod::StoreCredit),
+        Some(_) => {
+            v.push("payout_method", "must be paypal, bank or store_credit");
+            None
+        }
+    };
+    let mut payout = Validation::new();
+    let payout_method = parse_payout(&mut payout, method);
+    merge(
+        v,
+        payout.finish(),
+        &[("payout_method.email", "payout_email"), ("payout_method.reference", "payout_reference")],
+    );
+    payout_method
+}
+
+/// The `status` column (active when empty).
+fn status_of(v: &mut Validation, row: &Row<'_>) -> Option<AmbassadorStatus> {
+    match row.get("status").map(str::to_ascii_lowercase).as_deref() {
+        None | Some("active") => Some(AmbassadorStatus::Active),
+        Some("suspended") => Some(AmbassadorStatus::Suspended),
+        Some("closed") => Some(AmbassadorStatus::Closed),
+        Some(_) => {
+            v.push("status", "must be active, suspended or closed");
+            None
+        }
+    }
+}
+
+/// The `codes` column: codes separated by `;`, `,` or spaces, each once.
+fn codes_of(v: &mut Validation, row: &Row<'_>) -> Vec<ReferralCode> {
+    let mut codes: Vec<ReferralCode> = Vec::new();
+    for raw in row.get("codes").unwrap_or_default().split([';', ' ', ',']).filter(|c| !c.is_empty()) {
+        match ReferralCode::parse_vanity(raw) {
+            Ok(c) if codes.iter().any(|k| k.normalized() == c.normalized()) => {
+                v.push("codes", format!("`{raw}` appears twice"));
+            }
+            Ok(c) => codes.push(c),
+            Err(m) => v.push("codes", format!("`{raw}` {m}")),
+        }
+    }
+    codes
+}
+
+/// The `opening_balance` column with its reason: the amount and the ledger entry's reason.
+fn opening_balance_of(v: &mut Validation, row: &Row<'_>) -> Option<(i64, String)> {
+    let Some(raw) = row.get("opening_balance") else {
+        if row.get("opening_balance_reason").is_some() {
+            v.push("opening_balance_reason", "is only used with opening_balance");
+        }
+        return None;
+    };
+    let amount = Money::parse(raw, row.currency.clone()).map(|m| m.minor);
+    let reason = match row.get("opening_balance_reason") {
+        Some(r) => format!("{OPENING_BALANCE}: {r}"),
+        None => OPENING_BALANCE.to_owned(),
+    };
+    match parse_adjustment("opening_balance", amount, &reason) {
+        Ok(parsed) => Some(parsed),
+        Err(e) => {
+            merge(v, Err(e), &[("reason", "opening_balance_reason")]);
+            None
+        }
+    }
 }
 
 /// What the file changes in an existing ambassador: the fields it has columns for. Status is
@@ -198,102 +217,13 @@ fn code_taken(raw: &str) -> Error {
 pub(super) fn import(conn: &mut DbConnection, row: &Row<'_>) -> Result<(Outcome, String)> {
     let line = parse(row)?;
     let (ctx, at) = (row.ctx, now());
-    let details = |extra: serde_json::Value| {
-        let mut d = serde_json::json!({ "import_id": row.import_id });
-        if let (Some(d), serde_json::Value::Object(extra)) = (d.as_object_mut(), extra) {
-            d.extend(extra);
-        }
-        Some(d)
+    let (id, mut outcome) = match store::find_by_email(conn, line.new.email.as_str())? {
+        Some(before) => update_existing(conn, row, &line, &before, at)?,
+        None => (enrol(conn, row, &line, at)?, Outcome::Created),
     };
-    let existing = store::find_by_email(conn, line.new.email.as_str())?;
-    let (id, mut outcome) = match &existing {
-        Some(before) => {
-            let changes = changes_for(before, row, &line.new);
-            let fields = changes.changed_fields();
-            if fields.is_empty() {
-                (before.id.clone(), Outcome::Unchanged)
-            } else {
-                store::apply_changes(conn, &before.id, &changes, at)?;
-                // Field names only: the audit trail must not become a second copy of personal data.
-                row.record_all(
-                    conn,
-                    vec![Change {
-                        action: AuditAction::AmbassadorUpdated,
-                        entity_type: EntityType::Ambassador,
-                        entity_id: &before.id,
-                        before: Some(before.status.as_str()),
-                        after: Some(before.status.as_str()),
-                        details: details(serde_json::json!({ "fields": fields })),
-                    }],
-                )?;
-                (before.id.clone(), Outcome::Updated)
-            }
-        }
-        None => {
-            let id = new_id();
-            store::insert(conn, &id, &line.new, (AmbassadorStatus::Active, Enrolment::ByStaff), at)?;
-            row.record_all(
-                conn,
-                vec![Change {
-                    action: AuditAction::AmbassadorEnrolled,
-                    entity_type: EntityType::Ambassador,
-                    entity_id: &id,
-                    before: None,
-                    after: Some(AmbassadorStatus::Active.as_str()),
-                    details: details(serde_json::json!({})),
-                }],
-            )?;
-            // Suspended or closed in the old system: enrolled, then moved there, as staff would.
-            if line.status != AmbassadorStatus::Active {
-                store::set_status(conn, &id, (AmbassadorStatus::Active, line.status), Some("imported"), at)?;
-                let action = match line.status {
-                    AmbassadorStatus::Suspended => AuditAction::AmbassadorSuspended,
-                    _ => AuditAction::AmbassadorClosed,
-                };
-                row.record_all(
-                    conn,
-                    vec![Change {
-                        action,
-                        entity_type: EntityType::Ambassador,
-                        entity_id: &id,
-                        before: Some(AmbassadorStatus::Active.as_str()),
-                        after: Some(line.status.as_str()),
-                        details: details(serde_json::json!({ "reason": "imported" })),
-                    }],
-                )?;
-            }
-            (id, Outcome::Created)
-        }
-    };
-    let mut added_codes = false;
-    for code in &line.codes {
-        match code_store::find_typed(conn, code.normalized())? {
-            Some(c) if c.ambassador_id == id => {}
-            Some(_) => return Err(code_taken(code.display())),
-            None => {
-                let code_id = new_id();
-                code_store::insert(conn, &code_id, &id, (code, code_kind(code)), at).map_err(|e| {
-                    if e.lost_race() {
-                        code_taken(code.display())
-                    } else {
-                        e.into()
-                    }
-                })?;
-                row.record_all(
-                    conn,
-                    vec![Change {
-                        action: AuditAction::CodeCreated,
-                        entity_type: EntityType::ReferralCode,
-                        entity_id: &code_id,
-                        before: None,
-                        after: Some("active"),
-                        details: details(serde_json::json!({ "ambassador_id": id })),
-                    }],
-                )?;
-                added_codes = true;
-                outcome = outcome.max_with(Outcome::Updated);
-            }
-        }
+    let added_codes = add_codes(conn, row, &line, &id, at)?;
+    if added_codes {
+        outcome = outcome.max_with(Outcome::Updated);
     }
     if outcome == Outcome::Created && !added_codes {
         codes::issue(conn, &id, None, ctx.actor)?;
@@ -312,4 +242,114 @@ pub(super) fn import(conn: &mut DbConnection, row: &Row<'_>) -> Result<(Outcome,
         }
     }
     Ok((outcome, id))
+}
+
+/// An audit event's details: the import's id and `extra`.
+fn details(row: &Row<'_>, extra: serde_json::Value) -> Option<serde_json::Value> {
+    let mut d = serde_json::json!({ "import_id": row.import_id });
+    if let (Some(d), serde_json::Value::Object(extra)) = (d.as_object_mut(), extra) {
+        d.extend(extra);
+    }
+    Some(d)
+}
+
+/// An ambassador already there (found by e-mail): the fields the file changes.
+fn update_existing(
+    conn: &mut DbConnection,
+    row: &Row<'_>,
+    line: &Line,
+    before: &AmbassadorRow,
+    at: chrono::NaiveDateTime,
+) -> Result<(String, Outcome)> {
+    let changes = changes_for(before, row, &line.new);
+    let fields = changes.changed_fields();
+    if fields.is_empty() {
+        return Ok((before.id.clone(), Outcome::Unchanged));
+    }
+    store::apply_changes(conn, &before.id, &changes, at)?;
+    // Field names only: the audit trail must not become a second copy of personal data.
+    row.record_all(
+        conn,
+        vec![Change {
+            action: AuditAction::AmbassadorUpdated,
+            entity_type: EntityType::Ambassador,
+            entity_id: &before.id,
+            before: Some(before.status.as_str()),
+            after: Some(before.status.as_str()),
+            details: details(row, serde_json::json!({ "fields": fields })),
+        }],
+    )?;
+    Ok((before.id.clone(), Outcome::Updated))
+}
+
+/// A new address: enrols the ambassador, then moves them to the file's status; their id.
+fn enrol(conn: &mut DbConnection, row: &Row<'_>, line: &Line, at: chrono::NaiveDateTime) -> Result<String> {
+    let id = new_id();
+    store::insert(conn, &id, &line.new, (AmbassadorStatus::Active, Enrolment::ByStaff), at)?;
+    row.record_all(
+        conn,
+        vec![Change {
+            action: AuditAction::AmbassadorEnrolled,
+            entity_type: EntityType::Ambassador,
+            entity_id: &id,
+            before: None,
+            after: Some(AmbassadorStatus::Active.as_str()),
+            details: details(row, serde_json::json!({})),
+        }],
+    )?;
+    // Suspended or closed in the old system: enrolled, then moved there, as staff would.
+    if line.status != AmbassadorStatus::Active {
+        store::set_status(conn, &id, (AmbassadorStatus::Active, line.status), Some("imported"), at)?;
+        let action = match line.status {
+            AmbassadorStatus::Suspended => AuditAction::AmbassadorSuspended,
+            _ => AuditAction::AmbassadorClosed,
+        };
+        row.record_all(
+            conn,
+            vec![Change {
+                action,
+                entity_type: EntityType::Ambassador,
+                entity_id: &id,
+                before: Some(AmbassadorStatus::Active.as_str()),
+                after: Some(line.status.as_str()),
+                details: details(row, serde_json::json!({ "reason": "imported" })),
+            }],
+        )?;
+    }
+    Ok(id)
+}
+
+/// Adds the file's codes the ambassador lacks (refusing one another ambassador holds); whether
+/// any was added.
+fn add_codes(conn: &mut DbConnection, row: &Row<'_>, line: &Line, id: &str, at: chrono::NaiveDateTime) -> Result<bool> {
+    let mut added = false;
+    for code in &line.codes {
+        match code_store::find_typed(conn, code.normalized())? {
+            Some(c) if c.ambassador_id == id => {}
+            Some(_) => return Err(code_taken(code.display())),
+            None => {
+                let code_id = new_id();
+                code_store::insert(conn, &code_id, id, (code, code_kind(code)), at).map_err(|e| {
+                    if e.lost_race() {
+                        code_taken(code.display())
+                    } else {
+                        e.into()
+                    }
+                })?;
+                row.record_all(
+                    conn,
+                    vec![Change {
+                        action: AuditAction::CodeCreated,
+                        entity_type: EntityType::ReferralCode,
+                        entity_id: &code_id,
+                        before: None,
+                        after: Some("active"),
+                        details: details(row, serde_json::json!({ "ambassador_id": id })),
+                    }],
+                )?;
+                added = true;
+            }
+        }
+    }
+    Ok(added)
 }

@@ -28,10 +28,11 @@ use crate::domain::audit::AuditAction;
 use crate::domain::money::Money;
 use crate::domain::referral::{self, ReferralEvent, ReferralSource, ReferralStatus};
 use crate::domain::{optional_text, Validation};
-use crate::store::ambassadors;
-use crate::store::codes;
+use crate::store::ambassadors::{self, AmbassadorRow};
+use crate::store::codes::{self, CodeRow};
+use crate::store::program::{self, Program};
 use crate::store::referrals::{self as store, Contact, ImportedHistory, NewReferral, Placement};
-use crate::store::{new_id, program, StoreError};
+use crate::store::{new_id, StoreError};
 
 /// The columns a referrals file may have.
 pub const COLUMNS: [&str; 19] = [
@@ -108,12 +109,61 @@ fn parse_money(v: &mut Validation, row: &Row<'_>, column: &str) -> Option<i64> {
 }
 
 fn parse(row: &Row<'_>) -> Result<Line> {
-    let settings = row.ctx.settings;
     let today = row.ctx.calendar.date_of(now());
     let mut v = Validation::new();
-    let mut new = parse_client(
+    let new = parse_client_columns(&mut v, row);
+    let status = parse_status(&mut v, row);
+    let registered_on = parse_date(&mut v, row, "registered_on", today);
+    if row.get("registered_on").is_none() {
+        v.push("registered_on", "is required (the day the client was referred)");
+    }
+    let first_session_on = parse_date(&mut v, row, "first_session_on", today);
+    let completed_on = parse_date(&mut v, row, "completed_on", today);
+    let closed_on = parse_date(&mut v, row, "closed_on", today);
+    let treatment_value_minor = parse_money(&mut v, row, "treatment_value");
+    let reward_minor = parse_money(&mut v, row, "reward");
+    let reward_paid = v.check("reward_paid", parse_bool(row.get("reward_paid"))).unwrap_or_default();
+    let (reason_code, reason_note) = (row.get("reason_code"), row.get("reason_note"));
+    if let Some(status) = status {
+        check_columns_for_status(&mut v, row, status);
+        check_reason(&mut v, status, reason_code, reason_note);
+    }
+    let latest = check_date_order(
         &mut v,
-        settings,
+        [
+            ("registered_on", registered_on),
+            ("first_session_on", first_session_on),
+            ("completed_on", completed_on),
+            ("closed_on", closed_on),
+        ],
+    );
+    v.finish()?;
+    let (Some(status), Some(registered_on)) = (status, registered_on) else {
+        return Err(Error::internal("validated fields missing"));
+    };
+    Ok(Line {
+        new,
+        status,
+        registered_on,
+        first_session_on,
+        completed_on,
+        // Without a date of its own, a referral closed when it was last heard of.
+        closed_on: closed_on.or(latest).filter(|_| {
+            matches!(status, ReferralStatus::Cancelled | ReferralStatus::Rejected | ReferralStatus::Refunded)
+        }),
+        treatment_value_minor,
+        reward_minor,
+        reward_paid,
+        reason_code: reason_code.map(str::to_owned),
+        reason_note: reason_note.map(str::to_owned),
+    })
+}
+
+/// The client's columns, checked as the API checks a new referral.
+fn parse_client_columns(v: &mut Validation, row: &Row<'_>) -> NewReferral {
+    let mut new = parse_client(
+        v,
+        row.ctx.settings,
         row.get("code").unwrap_or_default(),
         row.get("first_name").unwrap_or_default(),
         row.get("last_name"),
@@ -131,82 +181,75 @@ fn parse(row: &Row<'_>) -> Result<Line> {
     new.share_name_with_ambassador =
         v.check("share_name_with_ambassador", parse_bool(row.get("share_name_with_ambassador"))).unwrap_or_default();
     new.notes = v.check("notes", optional_text(row.get("notes"), NOTES_MAX)).flatten();
-    let status = match row.get("status") {
-        None => Some(ReferralStatus::Registered),
-        Some(raw) => {
-            let parsed = ReferralStatus::parse(&raw.to_ascii_lowercase());
-            if parsed.is_none() {
-                let all: Vec<&str> = ReferralStatus::ALL.iter().map(|s| s.as_str()).collect();
-                v.push("status", format!("must be one of: {}", all.join(", ")));
-            }
-            parsed
-        }
-    };
-    let registered_on = parse_date(&mut v, row, "registered_on", today);
-    if row.get("registered_on").is_none() {
-        v.push("registered_on", "is required (the day the client was referred)");
-    }
-    let first_session_on = parse_date(&mut v, row, "first_session_on", today);
-    let completed_on = parse_date(&mut v, row, "completed_on", today);
-    let closed_on = parse_date(&mut v, row, "closed_on", today);
-    let treatment_value_minor = parse_money(&mut v, row, "treatment_value");
-    let reward_minor = parse_money(&mut v, row, "reward");
-    let reward_paid = v.check("reward_paid", parse_bool(row.get("reward_paid"))).unwrap_or_default();
-    let (reason_code, reason_note) = (row.get("reason_code"), row.get("reason_note"));
+    new
+}
 
-    if let Some(status) = status {
-        use ReferralStatus::*;
-        let completed = matches!(status, Completed | Refunded);
-        let closed = matches!(status, Cancelled | Rejected | Refunded);
-        if status == InTreatment && row.get("first_session_on").is_none() {
-            v.push("first_session_on", "is required for a referral in_treatment");
-        }
-        if completed && row.get("completed_on").is_none() {
-            v.push("completed_on", format!("is required for a referral {}", status.as_str()));
-        }
-        if !completed {
-            for column in ["completed_on", "treatment_value", "reward", "reward_paid"] {
-                if row.get(column).is_some() {
-                    v.push(column, "is only used with status completed or refunded");
-                }
-            }
-        }
-        if status == Registered && row.get("first_session_on").is_some() {
-            v.push("first_session_on", "means the treatment started: give status in_treatment (or later)");
-        }
-        if !closed {
-            for column in ["closed_on", "reason_code", "reason_note"] {
-                if row.get(column).is_some() {
-                    v.push(column, "is only used with status cancelled, rejected or refunded");
-                }
-            }
-        }
-        let event = match status {
-            Cancelled => Some(ReferralEvent::Cancel),
-            Rejected => Some(ReferralEvent::Reject),
-            Refunded => Some(ReferralEvent::Refund),
-            _ => None,
-        };
-        if let Some(event) = event {
-            match referral::close_out_reason(event, reason_code.unwrap_or_default(), reason_note) {
-                Ok(_) => {}
-                Err(crate::domain::DomainError::Validation(errors)) => {
-                    for e in errors {
-                        let field = if e.field == "note" { "reason_note" } else { e.field.as_str() };
-                        v.push(field, e.message);
-                    }
-                }
-                Err(e) => v.push("reason_code", e.to_string()),
+/// The `status` column (registered when empty).
+fn parse_status(v: &mut Validation, row: &Row<'_>) -> Option<ReferralStatus> {
+    let Some(raw) = row.get("status") else {
+        return Some(ReferralStatus::Registered);
+    };
+    let parsed = ReferralStatus::parse(&raw.to_ascii_lowercase());
+    if parsed.is_none() {
+        let all: Vec<&str> = ReferralStatus::ALL.iter().map(|s| s.as_str()).collect();
+        v.push("status", format!("must be one of: {}", all.join(", ")));
+    }
+    parsed
+}
+
+/// The dates and amounts a status needs, and those it has no use for.
+fn check_columns_for_status(v: &mut Validation, row: &Row<'_>, status: ReferralStatus) {
+    use ReferralStatus::*;
+    let completed = matches!(status, Completed | Refunded);
+    let closed = matches!(status, Cancelled | Rejected | Refunded);
+    if status == InTreatment && row.get("first_session_on").is_none() {
+        v.push("first_session_on", "is required for a referral in_treatment");
+    }
+    if completed && row.get("completed_on").is_none() {
+        v.push("completed_on", format!("is required for a referral {}", status.as_str()));
+    }
+    if !completed {
+        for column in ["completed_on", "treatment_value", "reward", "reward_paid"] {
+            if row.get(column).is_some() {
+                v.push(column, "is only used with status completed or refunded");
             }
         }
     }
-    // The dates in the order the referral went through them.
-    let order = [
-        ("registered_on", registered_on),
-        ("first_session_on", first_session_on),
-        ("completed_on", completed_on),
-        ("closed_on", closed_on),
-    ];
+    if status == Registered && row.get("first_session_on").is_some() {
+        v.push("first_session_on", "means the treatment started: give status in_treatment (or later)");
+    }
+    if !closed {
+        for column in ["closed_on", "reason_code", "reason_note"] {
+            if row.get(column).is_some() {
+                v.push(column, "is only used with status cancelled, rejected or refunded");
+            }
+        }
+    }
+}
+
+/// A closed referral's reason, checked as the API checks a cancel, reject or refund.
+fn check_reason(v: &mut Validation, status: ReferralStatus, reason_code: Option<&str>, reason_note: Option<&str>) {
+    let event = match status {
+        ReferralStatus::Cancelled => ReferralEvent::Cancel,
+        ReferralStatus::Rejected => ReferralEvent::Reject,
+        ReferralStatus::Refunded => ReferralEvent::Refund,
+        _ => return,
+    };
+    match referral::close_out_reason(event, reason_code.unwrap_or_default(), reason_note) {
+        Ok(_) => {}
+        Err(crate::domain::DomainError::Validation(errors)) => {
+            for e in errors {
+                let field = if e.field == "note" { "reason_note" } else { e.field.as_str() };
+                v.push(field, e.message);
+            }
+        }
+        Err(e) => v.push("reason_code", e.to_string()),
+    }
+}
+
+/// Refuses a date before the one of an earlier step (`order`: the dates in the order the
+/// referral went through them); the latest date given.
+fn check_date_order(v: &mut Validation, order: [(&str, Option<NaiveDate>); 4]) -> Option<NaiveDate> {
     let mut latest: Option<(&str, NaiveDate)> = None;
     for (column, day) in order {
         let Some(day) = day else { continue };
@@ -216,26 +259,7 @@ fn parse(row: &Row<'_>) -> Result<Line> {
             latest = Some((column, day));
         }
     }
-    v.finish()?;
-    let (Some(status), Some(registered_on)) = (status, registered_on) else {
-        return Err(Error::internal("validated fields missing"));
-    };
-    Ok(Line {
-        new,
-        status,
-        registered_on,
-        first_session_on,
-        completed_on,
-        // Without a date of its own, a referral closed when it was last heard of.
-        closed_on: closed_on.or(latest.map(|(_, d)| d)).filter(|_| {
-            matches!(status, ReferralStatus::Cancelled | ReferralStatus::Rejected | ReferralStatus::Refunded)
-        }),
-        treatment_value_minor,
-        reward_minor,
-        reward_paid,
-        reason_code: reason_code.map(str::to_owned),
-        reason_note: reason_note.map(str::to_owned),
-    })
+    latest.map(|(_, d)| d)
 }
 
 fn refused(kind: &'static str, field: &'static str, detail: String) -> Error {
@@ -246,6 +270,50 @@ fn refused(kind: &'static str, field: &'static str, detail: String) -> Error {
 pub(super) fn import(conn: &mut DbConnection, row: &Row<'_>) -> Result<(Outcome, String)> {
     let line = parse(row)?;
     let (ctx, at) = (row.ctx, now());
+    let (code, ambassador) = code_and_owner(conn, &line)?;
+    let contact = Contact {
+        email_key: line.new.email.as_ref().map(|e| ctx.hasher.email_key(e)),
+        phone_key: line.new.phone.as_ref().map(|p| ctx.hasher.phone_key(p)),
+        email: line.new.email.clone(),
+        phone: line.new.phone.clone(),
+    };
+    let registered_at = ctx.calendar.start_of(line.registered_on);
+    if let Some(before) = found_again(conn, &line, &ambassador.id, registered_at, &contact)? {
+        return Ok((Outcome::Unchanged, before));
+    }
+    let live = !matches!(line.status, ReferralStatus::Cancelled | ReferralStatus::Rejected);
+    if live {
+        if let Some(existing) =
+            store::live_holder(conn, contact.email_key.as_deref(), contact.phone_key.as_deref(), None)?
+        {
+            return Err(Error::DuplicateReferral { existing_referral_id: existing });
+        }
+    }
+    let id = new_id();
+    let placement = Placement::registered(&code);
+    store::insert(conn, &id, &line.new, &contact, ReferralSource::Staff, &placement, registered_at, at)
+        .map_err(StoreError::unique_race)?;
+    if let Some(day) = line.first_session_on {
+        store::insert_session(conn, &new_id(), &id, day, Some("Imported"), at)?;
+    }
+    let program = match line.completed_on {
+        Some(day) => Some(program_on(conn, row, day)?),
+        None => None,
+    };
+    let attribution = match (&program, line.completed_on) {
+        (Some(p), Some(day)) => Some(referral::attribution(line.registered_on, day, p.rules.attribution_days).err()),
+        _ => None,
+    };
+    write_history(conn, row, &line, &id, attribution, at)?;
+    record_steps(conn, row, &line, &id, &ambassador.id)?;
+    if let (Some(program), Some(None)) = (&program, attribution) {
+        earn(conn, row, &line, (&id, &ambassador.id), program)?;
+    }
+    Ok((Outcome::Created, id))
+}
+
+/// The row's code and its ambassador, refusing an unknown code and the ambassador's own contact.
+fn code_and_owner(conn: &mut DbConnection, line: &Line) -> Result<(CodeRow, AmbassadorRow)> {
     let code = codes::find_typed(conn, &line.new.code)?.ok_or_else(|| {
         refused(
             "invalid-code",
@@ -260,100 +328,95 @@ pub(super) fn import(conn: &mut DbConnection, row: &Row<'_>) -> Result<(Outcome,
         let field = if same_email { "email" } else { "phone" };
         return Err(refused("self-referral", field, "The ambassador's own contact details.".into()));
     }
-    let contact = Contact {
-        email_key: line.new.email.as_ref().map(|e| ctx.hasher.email_key(e)),
-        phone_key: line.new.phone.as_ref().map(|p| ctx.hasher.phone_key(p)),
-        email: line.new.email.clone(),
-        phone: line.new.phone.clone(),
-    };
-    let registered_at = ctx.calendar.start_of(line.registered_on);
+    Ok((code, ambassador))
+}
 
-    // Imported before (a re-run)?
+/// The referral this row wrote on an earlier run, if any (its id): by `external_ref`, else the
+/// same client of the same ambassador registered at the same moment. Refused when found in
+/// another status, or as another ambassador's.
+fn found_again(
+    conn: &mut DbConnection,
+    line: &Line,
+    ambassador_id: &str,
+    registered_at: chrono::NaiveDateTime,
+    contact: &Contact,
+) -> Result<Option<String>> {
     let before = match &line.new.external_ref {
         Some(external_ref) => store::find_by_external_ref(conn, external_ref)?,
         None => store::find_same_client(
             conn,
-            &ambassador.id,
+            ambassador_id,
             registered_at,
             contact.email_key.as_deref(),
             contact.phone_key.as_deref(),
         )?,
     };
-    if let Some(before) = before {
-        if before.ambassador_id.as_deref() != Some(ambassador.id.as_str()) {
-            return Err(refused(
-                "external-ref-taken",
-                "external_ref",
-                format!("Referral {} of another ambassador has this external_ref.", before.id),
-            ));
-        }
-        if before.status() != line.status {
-            return Err(refused(
-                "already-imported",
-                "status",
-                format!(
-                    "Already imported as referral {}, which is now {}: move it on through the API or the console.",
-                    before.id, before.status
-                ),
-            ));
-        }
-        return Ok((Outcome::Unchanged, before.id));
+    let Some(before) = before else { return Ok(None) };
+    if before.ambassador_id.as_deref() != Some(ambassador_id) {
+        return Err(refused(
+            "external-ref-taken",
+            "external_ref",
+            format!("Referral {} of another ambassador has this external_ref.", before.id),
+        ));
     }
-    let live = !matches!(line.status, ReferralStatus::Cancelled | ReferralStatus::Rejected);
-    if live {
-        if let Some(existing) =
-            store::live_holder(conn, contact.email_key.as_deref(), contact.phone_key.as_deref(), None)?
-        {
-            return Err(Error::DuplicateReferral { existing_referral_id: existing });
-        }
+    if before.status() != line.status {
+        return Err(refused(
+            "already-imported",
+            "status",
+            format!(
+                "Already imported as referral {}, which is now {}: move it on through the API or the console.",
+                before.id, before.status
+            ),
+        ));
     }
+    Ok(Some(before.id))
+}
 
-    let id = new_id();
-    let placement = Placement::registered(&code);
-    store::insert(conn, &id, &line.new, &contact, ReferralSource::Staff, &placement, registered_at, at)
-        .map_err(StoreError::unique_race)?;
-    if let Some(day) = line.first_session_on {
-        store::insert_session(conn, &new_id(), &id, day, Some("Imported"), at)?;
+/// The completion's rules: the version in force on `day`, else (history older than Vouch)
+/// the one in force now; remembered for the file's other rows.
+fn program_on(conn: &mut DbConnection, row: &Row<'_>, day: NaiveDate) -> Result<Program> {
+    let known = row.programs.borrow().get(&day).cloned();
+    if let Some(p) = known {
+        return Ok(p);
     }
-    // The completion's rules: the version in force that day, else (history older than Vouch)
-    // the one in force now.
-    let program = match line.completed_on {
-        Some(day) => {
-            let known = row.programs.borrow().get(&day).cloned();
-            match known {
-                Some(p) => Some(p),
-                None => {
-                    let p = match program::in_force_at(conn, ctx.calendar.start_of(day))? {
-                        Some(p) => p,
-                        None => program::current(conn)?,
-                    };
-                    row.programs.borrow_mut().insert(day, p.clone());
-                    Some(p)
-                }
-            }
-        }
-        None => None,
+    let p = match program::in_force_at(conn, row.ctx.calendar.start_of(day))? {
+        Some(p) => p,
+        None => program::current(conn)?,
     };
-    let attribution = match (&program, line.completed_on) {
-        (Some(p), Some(day)) => Some(referral::attribution(line.registered_on, day, p.rules.attribution_days).err()),
-        _ => None,
-    };
+    row.programs.borrow_mut().insert(day, p.clone());
+    Ok(p)
+}
+
+/// Sets the status, dates and reason the row's history reached.
+fn write_history(
+    conn: &mut DbConnection,
+    row: &Row<'_>,
+    line: &Line,
+    id: &str,
+    attribution: Option<Option<&str>>,
+    at: chrono::NaiveDateTime,
+) -> Result<()> {
+    let calendar = row.ctx.calendar;
     let history = ImportedHistory {
         status: line.status,
         first_session_on: line.first_session_on,
-        treatment_started_at: line.first_session_on.map(|d| ctx.calendar.start_of(d)),
+        treatment_started_at: line.first_session_on.map(|d| calendar.start_of(d)),
         completed_on: line.completed_on,
-        completed_at: line.completed_on.map(|d| ctx.calendar.start_of(d)),
+        completed_at: line.completed_on.map(|d| calendar.start_of(d)),
         treatment_value_minor: line.treatment_value_minor,
         earns: attribution.map(|not_earning| not_earning.is_none()),
         not_earning_reason: attribution.flatten(),
         reason_code: line.reason_code.as_deref(),
         reason_note: line.reason_note.as_deref(),
-        closed_at: line.closed_on.map(|d| ctx.calendar.start_of(d)),
+        closed_at: line.closed_on.map(|d| calendar.start_of(d)),
     };
-    store::set_imported_history(conn, &id, &history, at)?;
-    // The trail (and the webhook events) of each step the referral went through, as staff
-    // would have recorded them.
+    store::set_imported_history(conn, id, &history, at)?;
+    Ok(())
+}
+
+/// The trail (and the webhook events) of each step the referral went through, as staff
+/// would have recorded them.
+fn record_steps(conn: &mut DbConnection, row: &Row<'_>, line: &Line, id: &str, ambassador_id: &str) -> Result<()> {
     let mut steps = vec![(AuditAction::ReferralRegistered, None, ReferralStatus::Registered)];
     let mut now_at = ReferralStatus::Registered;
     let mut step = |action, to: ReferralStatus| {
@@ -374,7 +437,7 @@ pub(super) fn import(conn: &mut DbConnection, row: &Row<'_>) -> Result<(Outcome,
     }
     let first = serde_json::json!({
         "import_id": row.import_id,
-        "ambassador_id": ambassador.id,
+        "ambassador_id": ambassador_id,
         "source": "import",
         "status": line.status.as_str(),
         "registered_on": line.registered_on,
@@ -389,30 +452,43 @@ pub(super) fn import(conn: &mut DbConnection, row: &Row<'_>) -> Result<(Outcome,
         .map(|(i, (action, before, after))| Change {
             action,
             entity_type: EntityType::Referral,
-            entity_id: &id,
+            entity_id: id,
             before: before.map(ReferralStatus::as_str),
             after: Some(after.as_str()),
             details: Some(if i == 0 { first.clone() } else { serde_json::json!({ "import_id": row.import_id }) }),
         })
         .collect();
     row.record_all(conn, changes)?;
-    if let (Some(program), Some(None)) = (&program, attribution) {
-        let referral = store::find(conn, &id)?.ok_or_else(|| Error::internal("imported referral vanished"))?;
-        let reward = rewards::earn_imported(conn, ctx.calendar, &referral, program, line.reward_minor, ctx.actor)
-            .map_err(|e| match e {
+    Ok(())
+}
+
+/// The reward of a referral imported as completed (or refunded): earned as the file gives it,
+/// voided for a refund, offset when the old system paid it already.
+fn earn(
+    conn: &mut DbConnection,
+    row: &Row<'_>,
+    line: &Line,
+    (id, ambassador_id): (&str, &str),
+    program: &Program,
+) -> Result<()> {
+    let ctx = row.ctx;
+    let referral = store::find(conn, id)?.ok_or_else(|| Error::internal("imported referral vanished"))?;
+    let reward =
+        rewards::earn_imported(conn, ctx.calendar, &referral, program, line.reward_minor, ctx.actor).map_err(|e| {
+            match e {
                 Error::Unprocessable { kind: "treatment-value-required", .. } => refused(
                     "treatment-value-required",
                     "treatment_value",
                     "The program pays a percentage of the treatment value: give treatment_value (or reward).".into(),
                 ),
                 other => other,
-            })?;
-        if line.status == ReferralStatus::Refunded {
-            rewards::on_refund(conn, &referral, ctx.actor)?;
-        } else if line.reward_paid && reward.amount_minor != 0 {
-            let reason = format!("{PAID_BEFORE}: referral {}", line.new.external_ref.as_deref().unwrap_or(&id));
-            rewards::adjust_in_tx(conn, ctx.calendar, &ambassador.id, -reward.amount_minor, &reason, ctx.actor)?;
-        }
+            }
+        })?;
+    if line.status == ReferralStatus::Refunded {
+        rewards::on_refund(conn, &referral, ctx.actor)?;
+    } else if line.reward_paid && reward.amount_minor != 0 {
+        let reason = format!("{PAID_BEFORE}: referral {}", line.new.external_ref.as_deref().unwrap_or(id));
+        rewards::adjust_in_tx(conn, ctx.calendar, ambassador_id, -reward.amount_minor, &reason, ctx.actor)?;
     }
-    Ok((Outcome::Created, id))
+    Ok(())
 }

@@ -59,6 +59,17 @@ async fn show(page: AdminPage) -> Result<HttpResponse, WebError> {
     page.page(StatusCode::OK, context! { values => context! { kind => "ambassadors" } })
 }
 
+/// The file's header is the file field's problem: every one of them, in one message.
+fn header_is_the_file(e: crate::app::Error) -> crate::app::Error {
+    match e {
+        crate::app::Error::Validation(errors) if errors.iter().all(|f| f.field == "header") => {
+            let all: Vec<String> = errors.into_iter().map(|f| f.message).collect();
+            crate::app::Error::validation("file", format!("The header row: {}", all.join("; ")))
+        }
+        other => other,
+    }
+}
+
 /// The upload (`mode=check`: a dry run) or the confirmation (`mode=import`: the real run, the
 /// file in the hidden `csv` field).
 async fn run(page: AdminPage, upload: Multipart) -> Result<HttpResponse, WebError> {
@@ -115,15 +126,7 @@ async fn run(page: AdminPage, upload: Multipart) -> Result<HttpResponse, WebErro
             page.page(StatusCode::OK, context! { report, csv, values })
         }
         Err(e) => {
-            // The file's header is the file field's problem: every one of them, in one message.
-            let e = match e {
-                crate::app::Error::Validation(errors) if errors.iter().all(|f| f.field == "header") => {
-                    let all: Vec<String> = errors.into_iter().map(|f| f.message).collect();
-                    crate::app::Error::validation("file", format!("The header row: {}", all.join("; ")))
-                }
-                other => other,
-            };
-            let r = Refused::of(e)?;
+            let r = Refused::of(header_is_the_file(e))?;
             page.page(r.status, context! { errors => r.errors, summary => r.summary, values })
         }
     }

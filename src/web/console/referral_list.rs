@@ -216,7 +216,7 @@ async fn create(
         Err(e) => Err(e.into()),
     };
     match created {
-        Ok(r) => {
+        Ok((r, _)) => {
             let name = [r.client_first_name.as_deref(), r.client_last_name.as_deref()].into_iter().flatten();
             let message = format!("Referral of {} recorded.", name.collect::<Vec<_>>().join(" "));
             Ok(page.done(&format!("/console/referrals/{}", r.id), &message))

@@ -10,6 +10,7 @@ use minijinja::{context, Value};
 
 use super::referral_list::optional_count;
 use super::{ConsolePage, Refused};
+use crate::app::audit::AuditEvent;
 use crate::app::input::{parse_client_edit, ClientEdit};
 use crate::app::referrals::{self, Detail};
 use crate::auth::Staff;
@@ -87,23 +88,7 @@ impl StaffPage {
         .await?;
         let Detail { referral: r, code, sessions, history } = detail;
         let can = |e| transition(r.status(), e).is_ok();
-        let timeline: Vec<Value> = history
-            .into_iter()
-            .rev()
-            .map(|e| {
-                let details: serde_json::Value =
-                    e.details.as_deref().and_then(|d| serde_json::from_str(d).ok()).unwrap_or_default();
-                context! {
-                    at => e.occurred_at.format("%Y-%m-%d %H:%M").to_string(),
-                    datetime => e.occurred_at.and_utc().to_rfc3339(),
-                    action => e.action,
-                    before => e.before_status,
-                    after => e.after_status,
-                    session_on => details.get("session_on").and_then(|d| d.as_str().map(str::to_owned)),
-                    reason_code => details.get("reason_code").and_then(|d| d.as_str().map(str::to_owned)),
-                }
-            })
-            .collect();
+        let timeline: Vec<Value> = history.into_iter().rev().map(timeline_entry).collect();
         Ok(context! {
             referral => context! {
                 id => r.id,
@@ -221,7 +206,7 @@ async fn complete(page: StaffPage, id: web::Path<String>, form: Form) -> Result<
         Err(e) => Err(e),
     };
     match completed {
-        Ok(r) => {
+        Ok((r, _)) => {
             let message = match r.earns {
                 Some(false) => "Treatment completed. It earns no reward: it was outside the attribution window.",
                 _ => "Treatment completed. The ambassador's reward is recorded.",
@@ -310,5 +295,20 @@ async fn edit_client(
     match edited {
         Ok(_) => Ok(page.done(&StaffPage::href(&id), "Client data saved.")),
         Err(e) => page.refused(e, REFERRAL_PAGE, "client", id, &form, context! {}).await,
+    }
+}
+
+/// One event of a referral's history as its page shows it.
+fn timeline_entry(e: AuditEvent) -> Value {
+    let details: serde_json::Value =
+        e.details.as_deref().and_then(|d| serde_json::from_str(d).ok()).unwrap_or_default();
+    context! {
+        at => e.occurred_at.format("%Y-%m-%d %H:%M").to_string(),
+        datetime => e.occurred_at.and_utc().to_rfc3339(),
+        action => e.action,
+        before => e.before_status,
+        after => e.after_status,
+        session_on => details.get("session_on").and_then(|d| d.as_str().map(str::to_owned)),
+        reason_code => details.get("reason_code").and_then(|d| d.as_str().map(str::to_owned)),
     }
 }
