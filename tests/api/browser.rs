@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
+use vouch::config::Settings;
 
 use crate::helpers::{spawn_app_with, TestApp};
 use crate::money_support::today;
@@ -286,11 +287,17 @@ impl Screen {
 
 /// The app on a port known before it starts, so the links in its e-mails open as they are.
 pub async fn app_with_real_links() -> TestApp {
+    app_with_real_links_and(|_| {}).await
+}
+
+/// [`app_with_real_links`] with further settings of the test's own.
+pub async fn app_with_real_links_and(more: impl FnOnce(&mut Settings)) -> TestApp {
     let port = free_port();
     spawn_app_with(move |s| {
         s.server.port = port;
         s.email.brand_name = "Clinic Care".into();
         s.email.staff_alert_to = "alerts@clinic.test".into();
+        more(s);
     })
     .await
 }

@@ -6,18 +6,12 @@
 use fantoccini::Locator;
 use serde_json::Value;
 
-use crate::browser::{Driver, Screen, DESKTOP_WIDTH};
+use crate::browser::{app_with_real_links, Driver, Screen, DESKTOP_WIDTH};
 use crate::console_browser::{capture, sign_in};
-use crate::helpers::spawn_app_with;
 
 #[tokio::test]
 async fn an_admin_checks_the_ambassadors_file_then_imports_it() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let app = spawn_app_with(move |s| {
-        s.server.port = port;
-        s.email.brand_name = "Clinic Care".into();
-    })
-    .await;
+    let app = app_with_real_links().await;
     app.invite_member("Boss Admin", "boss@clinic.test", "admin").await;
 
     let driver = Driver::start();

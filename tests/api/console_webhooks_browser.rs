@@ -4,20 +4,13 @@
 //! Every page is checked with axe-core and captured at 1280 px and 375 px
 //! (`console-webhooks-*.png`).
 
-use crate::browser::{Driver, Screen, DESKTOP_WIDTH};
+use crate::browser::{app_with_real_links_and, Driver, Screen, DESKTOP_WIDTH};
 use crate::console_browser::{capture, sign_in};
-use crate::helpers::spawn_app_with;
 use crate::webhooks::{fast_webhooks, Receiver};
 
 #[tokio::test]
 async fn an_admin_adds_a_webhook_endpoint_and_follows_its_deliveries() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let app = spawn_app_with(move |s| {
-        fast_webhooks(s);
-        s.server.port = port;
-        s.email.brand_name = "Clinic Care".into();
-    })
-    .await;
+    let app = app_with_real_links_and(fast_webhooks).await;
     let receiver = Receiver::start().await;
     app.invite_member("Boss Admin", "boss@clinic.test", "admin").await;
 
