@@ -107,14 +107,20 @@ pub fn list_for(conn: &mut DbConnection, ambassador_id: &str) -> QueryResult<Vec
 
 /// Finds a code by what someone typed (any case, with or without hyphens).
 pub fn find_typed(conn: &mut DbConnection, typed: &str) -> QueryResult<Option<CodeRow>> {
-    for candidate in code::lookup_candidates(typed) {
-        let row = referral_codes::table
-            .filter(referral_codes::normalized.eq(&candidate))
+    first_candidate(typed, |candidate| {
+        referral_codes::table
+            .filter(referral_codes::normalized.eq(candidate))
             .select(CodeRow::as_select())
             .first(conn)
-            .optional()?;
-        if row.is_some() {
-            return Ok(row);
+            .optional()
+    })
+}
+
+/// What `find` gives for the first of the typed code's lookup candidates that names a code.
+fn first_candidate<T>(typed: &str, mut find: impl FnMut(&str) -> QueryResult<Option<T>>) -> QueryResult<Option<T>> {
+    for candidate in code::lookup_candidates(typed) {
+        if let Some(found) = find(&candidate)? {
+            return Ok(Some(found));
         }
     }
     Ok(None)
@@ -123,18 +129,14 @@ pub fn find_typed(conn: &mut DbConnection, typed: &str) -> QueryResult<Option<Co
 /// Finds a code by what someone typed, with its ambassador: [`find_typed`] and the owner's
 /// row in one query (recording a referral checks both).
 pub fn find_typed_with_owner(conn: &mut DbConnection, typed: &str) -> QueryResult<Option<(CodeRow, AmbassadorRow)>> {
-    for candidate in code::lookup_candidates(typed) {
-        let row = referral_codes::table
+    first_candidate(typed, |candidate| {
+        referral_codes::table
             .inner_join(ambassadors::table)
-            .filter(referral_codes::normalized.eq(&candidate))
+            .filter(referral_codes::normalized.eq(candidate))
             .select((CodeRow::as_select(), AmbassadorRow::as_select()))
             .first(conn)
-            .optional()?;
-        if row.is_some() {
-            return Ok(row);
-        }
-    }
-    Ok(None)
+            .optional()
+    })
 }
 
 /// The code and its ambassador when the code can take referrals now: code active and
