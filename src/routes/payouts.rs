@@ -31,14 +31,19 @@ const LARGE_BATCH_LINES: usize = 5_000;
 /// plan, its lines and their JSON: over 100 MB at 100,000 lines) the freed memory is given
 /// back to the system rather than kept by the allocator (see `http::memory`).
 fn detail_json(c: &mut DbConnection, id: &str) -> Result<Vec<u8>, AppError> {
+    detail_json_giving_back_from(c, id, LARGE_BATCH_LINES)
+}
+
+/// [`detail_json`], giving the memory back from `lines` lines (0: always).
+fn detail_json_giving_back_from(c: &mut DbConnection, id: &str, lines: usize) -> Result<Vec<u8>, AppError> {
     let view = payouts::detail(c, id)?;
-    let large = view.lines.as_ref().is_some_and(|l| l.len() >= LARGE_BATCH_LINES);
-    let body = serde_json::to_vec(&view).map_err(AppError::internal)?;
+    let give_back = view.lines.as_ref().map_or(0, Vec::len) >= lines;
+    let body = serde_json::to_vec(&view).map_err(AppError::internal);
     drop(view);
-    if large {
+    if give_back {
         memory::give_back();
     }
-    Ok(body)
+    body
 }
 
 fn json_reply(mut reply: HttpResponseBuilder, body: Vec<u8>) -> HttpResponse {
@@ -138,11 +143,9 @@ pub async fn create(
     let actor = auth.actor();
     let body = blocking(&pool, move |c| {
         let id = payouts::create(c, cutoff, &actor)?;
-        let body = detail_json(c, &id);
         // Whatever the batch's size, its one bulk transaction took memory (on SQLite a page
         // cache of up to 128 MiB, shrunk after it): given back, not kept by the allocator.
-        memory::give_back();
-        body
+        detail_json_giving_back_from(c, &id, 0)
     })
     .await?;
     Ok(json_reply(HttpResponse::Created(), body))
