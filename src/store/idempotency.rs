@@ -10,6 +10,15 @@
 //! whether its request changed anything: if it did, a retry gets `idempotency-reply-lost`
 //! instead of a second run; if not, the retry runs it.
 //!
+//! On PostgreSQL the claim and the stored reply commit without waiting for the disk
+//! (`synchronous_commit` off for that statement's own transaction: `relaxed_commit!`); only the
+//! request's change waits for it. Nothing is lost by this: the change's commit flushes the log
+//! up to and past the claim written before it, so a change that survives a crash always has its
+//! claim; a claim lost with a crash had no change after it, and its retry simply runs; a reply
+//! lost with a crash leaves the claim open, and the rule above answers the retry from the audit
+//! trail (`idempotency-reply-lost`). It saves two of the three disk flushes a request with an
+//! `Idempotency-Key` waited for (a flush costs ~4 ms on this project's test machine).
+//!
 //! A reply whose client's personal data was erased since keeps its status and loses its body
 //! (`response_body` NULL): it is replayed as `personal-data-erased`. What a reply says is the
 //! HTTP edge's to word (`crate::http::idempotency`); this module keeps and finds it.
@@ -64,18 +73,48 @@ pub fn claim(conn: &mut DbConnection, req: &Request<'_>) -> QueryResult<Claim> {
     write_now(conn, |conn| claim_now(conn, req))
 }
 
+/// A condition that is always true and, on PostgreSQL, turns `synchronous_commit` off for the
+/// rest of the statement's own transaction (`set_config(…, is_local => true)`): the commit that
+/// ends an autocommit statement carrying it does not wait for the disk. It never outlives that
+/// transaction (the setting is local to it), and a statement that changes no row writes no
+/// commit record at all.
+macro_rules! relaxed_commit {
+    () => {
+        "set_config('synchronous_commit', 'off', true) = 'off'"
+    };
+}
+
+const INSERT_CLAIM_PG: &str = concat!(
+    "INSERT INTO idempotency_keys (scope, idem_key, request_hash, created_at, request_id) ",
+    "SELECT $1, $2, $3, $4, $5 WHERE ",
+    relaxed_commit!()
+);
+
+fn insert_claim(conn: &mut DbConnection, req: &Request<'_>, at: NaiveDateTime) -> QueryResult<usize> {
+    use diesel::sql_types::{Text, Timestamp};
+    match conn {
+        DbConnection::Postgres(pg) => diesel::sql_query(INSERT_CLAIM_PG)
+            .bind::<Text, _>(req.scope)
+            .bind::<Text, _>(req.key)
+            .bind::<Text, _>(req.hash)
+            .bind::<Timestamp, _>(at)
+            .bind::<Text, _>(req.id)
+            .execute(pg),
+        DbConnection::Sqlite(_) => diesel::insert_into(ik::table)
+            .values((
+                ik::scope.eq(req.scope),
+                ik::idem_key.eq(req.key),
+                ik::request_hash.eq(req.hash),
+                ik::created_at.eq(at),
+                ik::request_id.eq(req.id),
+            ))
+            .execute(conn),
+    }
+}
+
 fn claim_now(conn: &mut DbConnection, req: &Request<'_>) -> QueryResult<Claim> {
     let at = now();
-    let inserted = diesel::insert_into(ik::table)
-        .values((
-            ik::scope.eq(req.scope),
-            ik::idem_key.eq(req.key),
-            ik::request_hash.eq(req.hash),
-            ik::created_at.eq(at),
-            ik::request_id.eq(req.id),
-        ))
-        .execute(conn);
-    match inserted {
+    match insert_claim(conn, req, at) {
         Ok(_) => return Ok(Claim::Fresh),
         Err(e) if is_unique_violation(&e) => {}
         Err(e) => return Err(e),
@@ -165,7 +204,8 @@ pub struct Reply<'a> {
 
 /// Stores the reply of this request's claim (not of a claim another retry took over since).
 ///
-/// One statement, in its own transaction like the claim. The client's data may have been
+/// One statement, in its own transaction like the claim (on PostgreSQL a relaxed commit, see
+/// the module's notes). The client's data may have been
 /// erased while this request ran: then the reply keeps nothing of it (`response_body` NULL).
 /// The erasure check is part of the UPDATE, with the referral row share-locked on PostgreSQL
 /// (SQLite writers queue), so an erasure either commits first and is seen here, or waits and
@@ -195,10 +235,13 @@ pub fn complete(conn: &mut DbConnection, req: &Request<'_>, reply: &Reply<'_>) -
     })
 }
 
-const STORE_REPLY_PG: &str = "UPDATE idempotency_keys SET status_code = $1, subject_id = $2, \
-     response_body = CASE WHEN (SELECT erased_at IS NOT NULL FROM referrals WHERE id = $2 FOR SHARE) \
-     THEN NULL ELSE $3 END \
-     WHERE scope = $4 AND idem_key = $5 AND request_id = $6";
+const STORE_REPLY_PG: &str = concat!(
+    "UPDATE idempotency_keys SET status_code = $1, subject_id = $2, ",
+    "response_body = CASE WHEN (SELECT erased_at IS NOT NULL FROM referrals WHERE id = $2 FOR SHARE) ",
+    "THEN NULL ELSE $3 END ",
+    "WHERE scope = $4 AND idem_key = $5 AND request_id = $6 AND ",
+    relaxed_commit!()
+);
 const STORE_REPLY_SQLITE: &str = "UPDATE idempotency_keys SET status_code = ?1, subject_id = ?2, \
      response_body = CASE WHEN (SELECT erased_at IS NOT NULL FROM referrals WHERE id = ?2) \
      THEN NULL ELSE ?3 END \

@@ -471,3 +471,39 @@ async fn housekeeping_purges_expired_replies_links_and_sessions() {
     }
     assert_eq!(app.get("/v1/me", &live).await.status(), StatusCode::OK, "live sessions stay");
 }
+
+/// On PostgreSQL a key's claim and its stored reply commit without waiting for the disk (the
+/// request's own change still does): each statement turns `synchronous_commit` off for its own
+/// transaction, and the setting never outlives it.
+#[tokio::test]
+async fn claims_and_replies_relax_only_their_own_commit() {
+    use diesel::sql_types::Text;
+    use vouch::store::idempotency::{self, Claim, Reply, Request};
+    let app = spawn_app().await;
+    if !is_postgres(&app) {
+        return;
+    }
+    let mut conn = app.pool.get().unwrap();
+    let setting = |c: &mut vouch::db::DbConnection| -> String {
+        diesel::select(diesel::dsl::sql::<Text>("current_setting('synchronous_commit')")).get_result(c).unwrap()
+    };
+    let req = Request { scope: "key:test", key: "relaxed-1", hash: "h1", id: "request-1" };
+    let reply = Reply { status: 201, body: "{}", subject_id: None };
+    for step in ["claim", "reply"] {
+        conn.transaction(|c| {
+            assert_eq!(setting(c), "on");
+            match step {
+                "claim" => assert_eq!(idempotency::claim(c, &req)?, Claim::Fresh),
+                _ => idempotency::complete(c, &req, &reply)?,
+            }
+            assert_eq!(setting(c), "off", "the {step} relaxes the commit of its transaction");
+            Ok::<_, diesel::result::Error>(())
+        })
+        .unwrap();
+        assert_eq!(setting(&mut conn), "on", "the {step}'s setting ended with its transaction");
+    }
+    let stored: (Option<i32>, Option<String>) =
+        ik::table.find(("key:test", "relaxed-1")).select((ik::status_code, ik::response_body)).first(&mut conn).unwrap();
+    assert_eq!(stored, (Some(201), Some("{}".into())));
+    assert_eq!(idempotency::claim(&mut conn, &req).unwrap(), Claim::Replay { status: 201, body: "{}".into() });
+}
