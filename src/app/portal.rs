@@ -8,7 +8,7 @@ use chrono::{NaiveDate, NaiveDateTime};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-use super::{notices, referrals as referral_use_cases, rewards as reward_use_cases, Error, Result};
+use super::{notices, rewards as reward_use_cases, Error, Result};
 use crate::app::input::parse_payout;
 use crate::db::{now, write_tx, DbConnection};
 use crate::domain::ambassador::{AmbassadorStatus, NotificationPreferences, PayoutMethod};
@@ -16,7 +16,7 @@ use crate::domain::api_key::hash;
 use crate::domain::calendar::Calendar;
 use crate::domain::contact::Email;
 use crate::domain::payout::LineStatus;
-use crate::domain::referral::{full_counts, ReferralStatus};
+use crate::domain::referral::{self, full_counts, ReferralStatus};
 use crate::domain::reward::{Balance, RewardKind, RewardStatus};
 use crate::domain::{optional_text, Validation};
 use crate::extract::nullable;
@@ -24,8 +24,8 @@ use crate::store::ambassadors::{AmbassadorChanges, AmbassadorRow};
 use crate::store::audit::{self, Actor, ActorKind, AuditAction, Change, EntityType};
 use crate::store::codes::{self, CodeView};
 use crate::store::portal::{self, LOGIN_LINK_TTL, LOGIN_MAIL_WINDOW, SESSION_PREFIX, SESSION_TTL};
-use crate::store::reads;
-use crate::store::referrals::{self, ReferralFilter, ReferralRow};
+use crate::store::reads::{self, OwnReferral};
+use crate::store::referrals;
 use crate::store::rewards::RewardFilter;
 use crate::store::{new_id, payouts, Page, PageRequest};
 
@@ -86,10 +86,16 @@ pub struct MyReferral {
 }
 
 impl MyReferral {
-    pub(crate) fn new(r: ReferralRow, code: Option<String>, calendar: &Calendar) -> Self {
+    fn new((r, code): (OwnReferral, Option<String>), calendar: &Calendar) -> Self {
+        let client = referral::name_for_ambassador(
+            r.client_first_name.as_deref(),
+            r.client_last_name.as_deref(),
+            r.share_name_with_ambassador,
+            code.as_deref().or(r.submitted_code.as_deref()).unwrap_or(""),
+        );
         Self {
-            registered_on: r.registered_on(calendar),
-            client: r.label_for_ambassador(code.as_deref()),
+            registered_on: calendar.date_of(r.registered_at),
+            client,
             status: r.status,
             id: r.id,
             code,
@@ -166,21 +172,15 @@ pub fn my_referrals(
     status: Option<ReferralStatus>,
     page: &PageRequest,
 ) -> Result<Page<MyReferral>> {
-    let filter = ReferralFilter {
-        status,
-        ambassador_id: Some(ambassador_id.to_owned()),
-        ambassador_view: true,
-        ..Default::default()
-    };
-    let page = referral_use_cases::search(c, calendar, &filter, page)?;
-    Ok(page.map(|(r, code)| MyReferral::new(r, code, calendar)))
+    let page = reads::own_referrals(c, ambassador_id, (status, None), page)?;
+    Ok(page.map(|r| MyReferral::new(r, calendar)))
 }
 
 /// One of the ambassador's own referrals (404 for anyone else's, or one they may not see yet).
 pub fn my_referral(c: &mut DbConnection, calendar: &Calendar, ambassador_id: &str, id: &str) -> Result<MyReferral> {
-    let row = referrals::find_for_ambassador(c, ambassador_id, id)?.ok_or(Error::NotFound("referral"))?;
-    let (row, code) = referral_use_cases::with_code(c, row)?;
-    Ok(MyReferral::new(row, code, calendar))
+    let one = PageRequest { limit: 1, after_id: None };
+    let found = reads::own_referrals(c, ambassador_id, (None, Some(id)), &one)?.items.pop();
+    Ok(MyReferral::new(found.ok_or(Error::NotFound("referral"))?, calendar))
 }
 
 /// A ledger entry as its ambassador sees it: no treatment value, no computation basis.

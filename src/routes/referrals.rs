@@ -375,7 +375,6 @@ pub async fn list(
         to: q.to,
         q: q.q,
         q_matches_contact: sees_contact(auth.caller.role),
-        ambassador_view: false,
     };
     let cal = **calendar;
     let page = blocking(&pool, move |c| referrals::search(c, &cal, &filter, &page)).await?;

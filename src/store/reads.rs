@@ -137,3 +137,50 @@ pub fn usable_code(conn: &mut DbConnection, typed: &str) -> QueryResult<Option<U
     }
     Ok(None)
 }
+
+/// One of an ambassador's referrals as they see it: only what their view shows is read (never
+/// the client's contact details, notes or the clinic's figures), with the code it was made
+/// with, as issued.
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = referrals)]
+pub struct OwnReferral {
+    pub id: String,
+    pub status: ReferralStatus,
+    pub submitted_code: Option<String>,
+    pub client_first_name: Option<String>,
+    pub client_last_name: Option<String>,
+    pub share_name_with_ambassador: bool,
+    pub planned_sessions: Option<i32>,
+    pub session_count: i32,
+    pub first_session_on: Option<chrono::NaiveDate>,
+    pub completed_on: Option<chrono::NaiveDate>,
+    pub registered_at: chrono::NaiveDateTime,
+}
+
+/// The ambassador's own referrals they may see (`referrals::ambassador_visible`), newest
+/// first, each with its code, in one statement: all of them, those in `status`, or the one
+/// with id `only`.
+pub fn own_referrals(
+    conn: &mut DbConnection,
+    ambassador_id: &str,
+    (status, only): (Option<ReferralStatus>, Option<&str>),
+    page: &crate::store::PageRequest,
+) -> QueryResult<crate::store::Page<(OwnReferral, Option<String>)>> {
+    let mut query = referrals::table
+        .left_join(referral_codes::table.on(referrals::code_id.eq(referral_codes::id.nullable())))
+        .filter(referrals::ambassador_id.eq(ambassador_id))
+        .filter(crate::store::referrals::ambassador_visible())
+        .select((OwnReferral::as_select(), referral_codes::code.nullable()))
+        .into_boxed();
+    if let Some(status) = status {
+        query = query.filter(referrals::status.eq(status.as_str()));
+    }
+    if let Some(id) = only {
+        query = query.filter(referrals::id.eq(id));
+    }
+    if let Some(after) = &page.after_id {
+        query = query.filter(referrals::id.lt(after));
+    }
+    let rows = query.order(referrals::id.desc()).limit(page.limit + 1).load(conn)?;
+    Ok(page.finish(rows, |(r, _)| &r.id))
+}

@@ -380,8 +380,6 @@ pub struct ReferralFilter {
     /// Whether `q` may match e-mail and phone: only for callers who see them (not finance),
     /// or the search would answer what the view hides.
     pub q_matches_contact: bool,
-    /// The ambassador's own view: only what [`ReferralRow::visible_to_ambassador`] allows.
-    pub ambassador_view: bool,
 }
 
 pub fn list(
@@ -396,9 +394,6 @@ pub fn list(
     }
     if let Some(amb) = &filter.ambassador_id {
         query = query.filter(referrals::ambassador_id.eq(amb.clone()));
-    }
-    if filter.ambassador_view {
-        query = query.filter(ambassador_visible());
     }
     if let Some(from) = filter.from {
         query = query.filter(referrals::registered_at.ge(calendar.start_of(from)));
@@ -550,17 +545,6 @@ pub(crate) type Visible = diesel::dsl::Or<
 /// [`ReferralRow::visible_to_ambassador`] in SQL.
 pub(crate) fn ambassador_visible() -> Visible {
     referrals::source.ne(ReferralSource::PublicForm.as_str()).or(referrals::treatment_started_at.is_not_null())
-}
-
-/// One of the ambassador's own referrals (none for anyone else's or a hidden one).
-pub fn find_for_ambassador(conn: &mut DbConnection, ambassador_id: &str, id: &str) -> QueryResult<Option<ReferralRow>> {
-    referrals::table
-        .find(id)
-        .filter(referrals::ambassador_id.eq(ambassador_id))
-        .filter(ambassador_visible())
-        .select(ReferralRow::as_select())
-        .first(conn)
-        .optional()
 }
 
 /// How many of an ambassador's referrals are in each status (as the ambassador sees them).

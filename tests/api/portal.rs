@@ -130,6 +130,43 @@ async fn ambassadors_manage_their_own_profile() {
     assert_eq!(audit["items"][0]["actor_type"], "ambassador");
 }
 
+/// `/v1/me/referrals` pages newest first with a cursor and filters by status, over the
+/// ambassador's own referrals only.
+#[tokio::test]
+async fn ambassadors_page_and_filter_their_referrals() {
+    let app = spawn_app().await;
+    let staff = app.key("staff").await;
+    app.enrol(&staff, json!({ "name": "Amb P", "email": "p@example.com", "code": "AMBP" })).await;
+    app.enrol(&staff, json!({ "name": "Amb Q", "email": "q@example.com", "code": "AMBQ" })).await;
+    let mut ids = Vec::new();
+    for (code, name) in [("AMBP", "one"), ("AMBQ", "theirs"), ("AMBP", "two"), ("AMBP", "three")] {
+        let body = json!({ "code": code, "first_name": name, "email": format!("{name}@private.test") });
+        let res = app.post("/v1/referrals", &staff, &body).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        ids.push(res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+    }
+    let reason = json!({ "reason_code": "duplicate", "note": "seen before" });
+    assert_eq!(app.post(&format!("/v1/referrals/{}/reject", ids[2]), &staff, &reason).await.status(), StatusCode::OK);
+
+    let me = app.portal_session("p@example.com").await;
+    let first: Value = app.get("/v1/me/referrals?limit=2", &me).await.json().await.unwrap();
+    let page_ids = |page: &Value| -> Vec<String> {
+        page["items"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(page_ids(&first), [ids[3].clone(), ids[2].clone()], "newest first");
+    assert_eq!(first["items"][0]["code"], "AMBP");
+    let cursor = first["next_cursor"].as_str().expect("a next page");
+    let second: Value = app.get(&format!("/v1/me/referrals?limit=2&cursor={cursor}"), &me).await.json().await.unwrap();
+    assert_eq!(page_ids(&second), [ids[0].clone()]);
+    assert!(second["next_cursor"].is_null());
+
+    let rejected: Value = app.get("/v1/me/referrals?status=rejected", &me).await.json().await.unwrap();
+    assert_eq!(page_ids(&rejected), [ids[2].clone()]);
+    assert_eq!(rejected["items"][0]["status"], "rejected");
+    let registered: Value = app.get("/v1/me/referrals?status=registered", &me).await.json().await.unwrap();
+    assert_eq!(page_ids(&registered), [ids[3].clone(), ids[0].clone()]);
+}
+
 #[tokio::test]
 async fn ambassadors_see_their_referrals_masked_and_nothing_else() {
     let app = spawn_app().await;
