@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::TimeDelta;
+use chrono::{NaiveDateTime, TimeDelta};
 use tokio::sync::watch;
 
 use crate::config::{EmailSettings, Settings};
@@ -33,6 +33,17 @@ pub fn backoff(settings: &EmailSettings, attempts: i32) -> Duration {
     Duration::from_millis(ms.min(settings.retry_max_secs.saturating_mul(1000)))
 }
 
+/// Whether a claim lapsing at `lease_ends` may run out during a send starting at `at`: less
+/// than half of `lease` is left, or less than `send_budget` (the longest a send may take). The
+/// worker then extends it before sending.
+fn claim_runs_short(
+    at: NaiveDateTime,
+    (lease, send_budget): (TimeDelta, TimeDelta),
+    lease_ends: NaiveDateTime,
+) -> bool {
+    at + (lease / 2).max(send_budget) >= lease_ends
+}
+
 impl Worker {
     pub fn new(pool: DbPool, settings: &Settings, metrics: Arc<Metrics>) -> Result<Self, String> {
         let renderer = Renderer::new(Brand {
@@ -54,6 +65,8 @@ impl Worker {
         tracing::info!(transport = %self.transport.describe(), "mail worker started");
         let poll = Duration::from_millis(self.settings.poll_interval_ms);
         'outer: while !*stop.borrow() {
+            // The claim lapses `lease` after this, or a little earlier than the rows say.
+            let lease_ends = now() + self.lease();
             let claimed = match self.claim().await {
                 Ok(rows) => rows,
                 Err(e) => {
@@ -64,7 +77,7 @@ impl Worker {
             let full = claimed.len() as i64 >= self.settings.batch_size;
             let mut rows = claimed.into_iter();
             while let Some(row) = rows.next() {
-                self.deliver(row).await;
+                self.deliver(row, lease_ends).await;
                 if *stop.borrow() {
                     let rest: Vec<(String, i32)> = rows.map(|r| (r.id, r.attempts)).collect();
                     if let Err(e) = self.db(move |c| outbox::release(c, &rest)).await {
@@ -91,31 +104,29 @@ impl Worker {
         crate::db::blocking(&self.pool, move |c| Ok::<_, TaskError>(f(c)?)).await.map_err(|e| e.to_string())
     }
 
+    fn lease(&self) -> TimeDelta {
+        TimeDelta::seconds(self.settings.lease_secs as i64)
+    }
+
     async fn claim(&self) -> Result<Vec<OutboxRow>, String> {
-        let limit = self.settings.batch_size;
-        let lease = TimeDelta::seconds(self.settings.lease_secs as i64);
+        let (limit, lease) = (self.settings.batch_size, self.lease());
         self.db(move |c| outbox::claim(c, limit, lease)).await
     }
 
-    /// Renders and sends one claimed row and records the outcome.
-    async fn deliver(&self, row: OutboxRow) {
+    /// Renders and sends one claimed row and records the outcome. `lease_ends`: when the
+    /// claim on the row (made with its batch) lapses.
+    async fn deliver(&self, row: OutboxRow, lease_ends: NaiveDateTime) {
         let id = row.id.clone();
         let template = row.template.clone();
         let attempts = row.attempts;
-        // Rows of a batch are sent one after another: extend the claim on this one first, and
-        // skip it if the claim lapsed meanwhile and another instance took it over.
-        let until = now() + TimeDelta::seconds(self.settings.lease_secs as i64);
-        let renew_id = id.clone();
-        match self.db(move |c| outbox::renew(c, &renew_id, attempts, until)).await {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::info!(email_id = %id, "claim lapsed and was taken over; not sending");
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(email_id = %id, error = %e, "could not extend the claim; leaving the e-mail for later");
-                return;
-            }
+        // Rows of a batch are sent one after another. While more of the claim is left than a
+        // send may take (some ten SMTP commands, each within its timeout, twice over), nobody
+        // else can have taken the row over and the send ends within it: no statement needed.
+        // Later on, extend the claim on this row first, and skip it if the claim lapsed
+        // meanwhile and another instance took it over.
+        let budget = TimeDelta::seconds(20 * self.settings.smtp.timeout_secs as i64);
+        if claim_runs_short(now(), (self.lease(), budget), lease_ends) && !self.renew(&id, attempts).await {
+            return;
         }
         let outcome = self.send(row).await;
         let recorded = match outcome {
@@ -146,6 +157,23 @@ impl Worker {
         }
     }
 
+    /// Extends the claim on a row about to be sent; `false`: do not send it (taken over, or
+    /// the claim could not be extended).
+    async fn renew(&self, id: &str, attempts: i32) -> bool {
+        let (renew_id, until) = (id.to_owned(), now() + self.lease());
+        match self.db(move |c| outbox::renew(c, &renew_id, attempts, until)).await {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::info!(email_id = %id, "claim lapsed and was taken over; not sending");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(email_id = %id, error = %e, "could not extend the claim; leaving the e-mail for later");
+                false
+            }
+        }
+    }
+
     /// Sends a row; on success returns the payload to keep (secrets removed).
     async fn send(&self, row: OutboxRow) -> Result<serde_json::Value, super::transport::SendError> {
         let permanent = |message: String| super::transport::SendError { permanent: true, message };
@@ -161,6 +189,24 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_claim_is_extended_only_once_a_send_might_outlast_it() {
+        let secs = TimeDelta::seconds;
+        let claimed = now();
+        // The defaults: a 300 s claim, 200 s for a send (20 × the 10 s SMTP timeout).
+        let ends = claimed + secs(300);
+        assert!(!claim_runs_short(claimed, (secs(300), secs(200)), ends));
+        assert!(!claim_runs_short(claimed + secs(99), (secs(300), secs(200)), ends));
+        assert!(claim_runs_short(claimed + secs(100), (secs(300), secs(200)), ends));
+        assert!(claim_runs_short(ends + secs(1), (secs(300), secs(200)), ends), "lapsed");
+        // A long claim: extended once half of it has passed.
+        let ends = claimed + secs(3600);
+        assert!(!claim_runs_short(claimed + secs(1799), (secs(3600), secs(200)), ends));
+        assert!(claim_runs_short(claimed + secs(1800), (secs(3600), secs(200)), ends));
+        // A claim shorter than a send: always extended.
+        assert!(claim_runs_short(claimed, (secs(1), secs(200)), claimed + secs(1)));
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {
