@@ -648,6 +648,57 @@ async fn a_large_batch_is_written_in_chunks_with_every_line_reward_and_audit_eve
     }
 }
 
+/// A batch's move of its rewards is a compare-and-set: a reward that stopped being open
+/// between the plan and the move (a refund voided it) stays where it is and the count comes up
+/// short, which makes `app::payouts::create` refuse the whole batch as stale. Called on the
+/// store directly (each backend has its own statement for it): the race cannot be timed
+/// through the API.
+#[tokio::test]
+async fn taking_rewards_into_lines_moves_only_open_ones_and_counts_them() {
+    use diesel::prelude::*;
+    use vouch::db::schema::{payout_lines as l, rewards as r};
+    let app = spawn_app().await;
+    seed_payable_ambassadors(&app, 2, |_| 2);
+    let finance = app.key("finance").await;
+    // A cancelled draft leaves its lines behind and its rewards open: lines to move them into.
+    let batch = create_batch(&app, &finance).await;
+    let id = batch["id"].as_str().unwrap();
+    let res = app.post(&format!("/v1/payouts/{id}/cancel"), &finance, &json!({})).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut conn = app.pool.get().unwrap();
+    let line_of: std::collections::BTreeMap<String, String> = l::table
+        .filter(l::payout_id.eq(id))
+        .select((l::ambassador_id, l::id))
+        .load(&mut conn)
+        .unwrap()
+        .into_iter()
+        .collect();
+    let rewards: Vec<(String, String)> =
+        r::table.order(r::id.asc()).select((r::id, r::ambassador_id)).load(&mut conn).unwrap();
+    let moves: Vec<(&str, &str)> = rewards.iter().map(|(id, a)| (id.as_str(), line_of[a].as_str())).collect();
+    assert_eq!(moves.len(), 4);
+    let at = chrono::Utc::now().naive_utc();
+    conn.test_transaction::<_, diesel::result::Error, _>(|conn| {
+        diesel::update(r::table.find(moves[2].0))
+            .set((r::state.eq("voided"), r::voided_at.eq(at), r::void_reason.eq("refund")))
+            .execute(conn)?;
+        assert_eq!(vouch::store::payouts::take_rewards(conn, &moves, at)?, 3, "the voided reward is not counted");
+        let after: Vec<(String, String, Option<String>)> =
+            r::table.order(r::id.asc()).select((r::id, r::state, r::payout_line_id)).load(conn)?;
+        for ((id, state, line), (moved, to)) in after.iter().zip(&moves) {
+            assert_eq!(id, moved);
+            if id == moves[2].0 {
+                assert_eq!((state.as_str(), line.as_deref()), ("voided", None));
+            } else {
+                assert_eq!((state.as_str(), line.as_deref()), ("in_payout", Some(*to)));
+            }
+        }
+        // Taken already: nothing is open to take again.
+        assert_eq!(vouch::store::payouts::take_rewards(conn, &moves, at)?, 0);
+        Ok(())
+    });
+}
+
 #[tokio::test]
 async fn exports_of_large_batches_stream_every_line_once_across_pages_and_parts() {
     let app = spawn_app_with(|s| s.export.paypal_rows_per_file = 1000).await;
