@@ -502,8 +502,11 @@ async fn claims_and_replies_relax_only_their_own_commit() {
         .unwrap();
         assert_eq!(setting(&mut conn), "on", "the {step}'s setting ended with its transaction");
     }
-    let stored: (Option<i32>, Option<String>) =
-        ik::table.find(("key:test", "relaxed-1")).select((ik::status_code, ik::response_body)).first(&mut conn).unwrap();
+    let stored: (Option<i32>, Option<String>) = ik::table
+        .find(("key:test", "relaxed-1"))
+        .select((ik::status_code, ik::response_body))
+        .first(&mut conn)
+        .unwrap();
     assert_eq!(stored, (Some(201), Some("{}".into())));
     assert_eq!(idempotency::claim(&mut conn, &req).unwrap(), Claim::Replay { status: 201, body: "{}".into() });
 }
