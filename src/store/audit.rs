@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::db::schema::audit_events;
 use crate::db::{now, DbConnection};
 pub use crate::domain::audit::{ActorKind, AuditAction, EntityType};
-use crate::store::{first_id_at, new_id, Page, PageRequest};
+use crate::store::{first_id_at, new_id, Page, PageRequest, UNNEST_ROWS};
 
 /// Who is acting, as recorded in audit events.
 #[derive(Debug, Clone)]
@@ -111,22 +111,24 @@ pub fn record(conn: &mut DbConnection, actor: &Actor, change: Change<'_>) -> Que
 const ROWS_PER_INSERT: usize = 1_000;
 
 /// Writes one audit event per change, as [`record`] does, in a few statements: a batch step
-/// that moves 100,000 rewards writes their 100,000 events in one `INSERT … SELECT … FROM
-/// unnest(…)` on PostgreSQL (an array per column that varies), in 100 multi-row INSERTs on
-/// SQLite (in process, no round trip to save).
+/// that moves 100,000 rewards writes their 100,000 events in 20 `INSERT … SELECT … FROM
+/// unnest(…)` on PostgreSQL (an array per column that varies, [`UNNEST_ROWS`] rows each), in
+/// 100 multi-row INSERTs on SQLite (in process, no round trip to save).
 pub fn record_many<'a>(
     conn: &mut DbConnection,
     actor: &'a Actor,
     changes: impl IntoIterator<Item = Change<'a>>,
 ) -> QueryResult<()> {
     let at = now();
-    if let DbConnection::Postgres(pg) = conn {
-        return record_many_pg(pg, actor, changes, at);
-    }
-    let mut rows = changes.into_iter().map(|c| row(actor, c, at)).peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<Row<'a>> = rows.by_ref().take(ROWS_PER_INSERT).collect();
-        crate::store::insert_rows!(conn, audit_events::table, chunk)?;
+    let mut changes = changes.into_iter().peekable();
+    while changes.peek().is_some() {
+        match conn {
+            DbConnection::Postgres(pg) => insert_many_pg(pg, actor, changes.by_ref().take(UNNEST_ROWS), at)?,
+            DbConnection::Sqlite(lite) => {
+                let chunk: Vec<Row<'a>> = changes.by_ref().take(ROWS_PER_INSERT).map(|c| row(actor, c, at)).collect();
+                diesel::insert_into(audit_events::table).values(chunk).execute(lite)?;
+            }
+        };
     }
     Ok(())
 }
@@ -137,7 +139,7 @@ const INSERT_MANY_PG: &str = "INSERT INTO audit_events (id, action, entity_type,
      SELECT u.*, $8, $9, $10, $11, $12 \
      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS u";
 
-fn record_many_pg<'a>(
+fn insert_many_pg<'a>(
     pg: &mut diesel::PgConnection,
     actor: &'a Actor,
     changes: impl IntoIterator<Item = Change<'a>>,
@@ -153,9 +155,6 @@ fn record_many_pg<'a>(
         c.before.push(change.before);
         c.after.push(change.after);
         c.details.push(change.details.map(|d| d.to_string()));
-    }
-    if c.id.is_empty() {
-        return Ok(());
     }
     diesel::sql_query(INSERT_MANY_PG)
         .bind::<Array<Text>, _>(c.id)
@@ -174,7 +173,7 @@ fn record_many_pg<'a>(
     Ok(())
 }
 
-/// The values that differ between the events [`record_many_pg`] writes, a column each.
+/// The values that differ between the events [`insert_many_pg`] writes, a column each.
 #[derive(Default)]
 struct EventColumns<'a> {
     id: Vec<String>,

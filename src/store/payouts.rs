@@ -20,7 +20,7 @@ use crate::domain::referral::ReferralStatus;
 use crate::domain::reward::{RewardKind, RewardState};
 use crate::store::ambassadors::AmbassadorRow;
 use crate::store::rewards::RewardRow;
-use crate::store::{Page, PageRequest, StoreError, WriteError};
+use crate::store::{Page, PageRequest, StoreError, WriteError, UNNEST_ROWS};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = payouts)]
@@ -355,13 +355,16 @@ const LINES_PER_INSERT: usize = 1_000;
 /// A new batch's rewards per UPDATE on SQLite (two bind parameters each: 20,000).
 const REWARDS_PER_UPDATE: usize = 10_000;
 
-/// Writes a new batch's lines. PostgreSQL: all of them in one `INSERT … SELECT … FROM
-/// unnest(…)`, an array per column (12 bind parameters however many lines: multi-row INSERTs
-/// of 13,000 parameters each spent about as long being parsed and bound as being run). SQLite
-/// (in process, no round trip to save): multi-row INSERTs of `LINES_PER_INSERT` lines.
+/// Writes a new batch's lines. PostgreSQL: an `INSERT … SELECT … FROM unnest(…)` per
+/// [`UNNEST_ROWS`] lines, an array per column (12 bind parameters however many lines:
+/// multi-row INSERTs of 13,000 parameters spent about as long being parsed and bound as being
+/// run). SQLite (in process, no round trip to save): multi-row INSERTs of `LINES_PER_INSERT`.
 pub fn insert_lines(conn: &mut DbConnection, lines: &[NewLine<'_>]) -> QueryResult<()> {
     if let DbConnection::Postgres(pg) = conn {
-        return insert_lines_pg(pg, lines);
+        for chunk in lines.chunks(UNNEST_ROWS) {
+            insert_lines_pg(pg, chunk)?;
+        }
+        return Ok(());
     }
     for chunk in lines.chunks(LINES_PER_INSERT) {
         let rows: Vec<_> = chunk
@@ -420,33 +423,38 @@ fn insert_lines_pg(pg: &mut diesel::PgConnection, lines: &[NewLine<'_>]) -> Quer
 
 /// Moves these rewards, each given with the id of the line it goes into, if still open;
 /// returns how many moved (fewer than given: one stopped being open, say a refund voided it
-/// meanwhile). PostgreSQL: one `UPDATE … FROM unnest(…)` for all of them; SQLite: one
-/// [`TakeRewards`] per `REWARDS_PER_UPDATE`, stopping at the first that comes up short.
+/// meanwhile), stopping at the first statement that comes up short. PostgreSQL: an `UPDATE …
+/// FROM unnest(…)` per [`UNNEST_ROWS`]; SQLite: a [`TakeRewards`] per `REWARDS_PER_UPDATE`.
 pub fn take_rewards(conn: &mut DbConnection, moves: &[(&str, &str)], at: NaiveDateTime) -> QueryResult<usize> {
-    if let DbConnection::Postgres(pg) = conn {
-        use diesel::sql_types::{Array, Text, Timestamp};
-        let (reward_ids, line_ids): (Vec<&str>, Vec<&str>) = moves.iter().copied().unzip();
-        return diesel::sql_query(
-            "UPDATE rewards SET state = $1, payout_line_id = v.line_id, updated_at = $2 \
-             FROM unnest($3::text[], $4::text[]) AS v(reward_id, line_id) \
-             WHERE rewards.id = v.reward_id AND rewards.state = $5",
-        )
-        .bind::<Text, _>(RewardState::InPayout.as_str())
-        .bind::<Timestamp, _>(at)
-        .bind::<Array<Text>, _>(reward_ids)
-        .bind::<Array<Text>, _>(line_ids)
-        .bind::<Text, _>(RewardState::Open.as_str())
-        .execute(pg);
-    }
+    let per_statement = if matches!(conn, DbConnection::Postgres(_)) { UNNEST_ROWS } else { REWARDS_PER_UPDATE };
     let mut moved = 0;
-    for chunk in moves.chunks(REWARDS_PER_UPDATE) {
-        let n = TakeRewards { moves: chunk, at }.execute(conn)?;
+    for chunk in moves.chunks(per_statement) {
+        let n = match conn {
+            DbConnection::Postgres(pg) => take_rewards_pg(pg, chunk, at)?,
+            DbConnection::Sqlite(lite) => TakeRewards { moves: chunk, at }.execute(lite)?,
+        };
         moved += n;
         if n < chunk.len() {
             break;
         }
     }
     Ok(moved)
+}
+
+fn take_rewards_pg(pg: &mut diesel::PgConnection, moves: &[(&str, &str)], at: NaiveDateTime) -> QueryResult<usize> {
+    use diesel::sql_types::{Array, Text, Timestamp};
+    let (reward_ids, line_ids): (Vec<&str>, Vec<&str>) = moves.iter().copied().unzip();
+    diesel::sql_query(
+        "UPDATE rewards SET state = $1, payout_line_id = v.line_id, updated_at = $2 \
+         FROM unnest($3::text[], $4::text[]) AS v(reward_id, line_id) \
+         WHERE rewards.id = v.reward_id AND rewards.state = $5",
+    )
+    .bind::<Text, _>(RewardState::InPayout.as_str())
+    .bind::<Timestamp, _>(at)
+    .bind::<Array<Text>, _>(reward_ids)
+    .bind::<Array<Text>, _>(line_ids)
+    .bind::<Text, _>(RewardState::Open.as_str())
+    .execute(pg)
 }
 
 /// SQLite's `UPDATE rewards … FROM (VALUES (reward id, line id), …)`: each reward is found by its

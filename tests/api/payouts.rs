@@ -589,16 +589,17 @@ async fn a_large_batch_is_written_in_chunks_with_every_line_reward_and_audit_eve
     use diesel::prelude::*;
     use vouch::db::schema::{audit_events as e, payout_lines as l, rewards as r};
     let app = spawn_app().await;
-    // 1,100 lines and 1,600 rewards: more than one INSERT of lines, one UPDATE of rewards and
-    // one INSERT of audit events (1,000 rows each).
-    let (n, many) = (1_100, 125);
+    // 5,100 lines and 5,600 rewards: more than one statement for each of the lines, the
+    // rewards' move and their audit events on PostgreSQL (5,000 rows each), and for the lines
+    // and the audit events on SQLite (1,000 rows each).
+    let (n, many) = (5_100, 125);
     let rewards_of = |i: usize| if i < many { 5 } else { 1 };
     let expected_total = seed_payable_ambassadors(&app, n, rewards_of);
     // The key after the (slow, blocking) seeding: a keep-alive connection left idle through it
     // may be closed by the server just as the next request goes out.
     let finance = app.key("finance").await;
     let rewards = many * 5 + (n - many);
-    assert_eq!(rewards, 1_600);
+    assert_eq!(rewards, 5_600);
 
     let batch = create_batch(&app, &finance).await;
     let id = batch["id"].as_str().unwrap();
