@@ -265,11 +265,10 @@ fn nothing_to_pay(conn: &mut DbConnection, rules: &ProgramRules, skipped: usize)
     })
 }
 
-/// Writes the batch's lines and moves their rewards into them, set by set (a few statements
-/// for the whole batch on PostgreSQL, one per thousands of rows on SQLite: see
-/// `store::payouts::{insert_lines, take_rewards}` and `store::audit::record_many`), all in the
-/// batch's transaction. Lines are numbered in
-/// order, and within their payout method (the PayPal file's parts).
+/// Writes the batch's lines and moves their rewards into them, set by set (a statement per
+/// thousands of rows: see `store::payouts::{insert_lines, take_rewards}` and
+/// `store::audit::record_many`), all in the batch's transaction. Lines are numbered in order,
+/// and within their payout method (the PayPal file's parts).
 fn write_lines(conn: &mut DbConnection, batch: &NewBatch<'_>, lines: &[PlannedLine], actor: &Actor) -> Result<()> {
     let line_ids: Vec<String> = lines.iter().map(|_| new_id()).collect();
     let mut method_seq: BTreeMap<&'static str, i32> = BTreeMap::new();

@@ -356,9 +356,10 @@ const LINES_PER_INSERT: usize = 1_000;
 const REWARDS_PER_UPDATE: usize = 10_000;
 
 /// Writes a new batch's lines. PostgreSQL: an `INSERT … SELECT … FROM unnest(…)` per
-/// [`UNNEST_ROWS`] lines, an array per column (12 bind parameters however many lines:
-/// multi-row INSERTs of 13,000 parameters spent about as long being parsed and bound as being
-/// run). SQLite (in process, no round trip to save): multi-row INSERTs of `LINES_PER_INSERT`.
+/// [`UNNEST_ROWS`] lines, an array per column (12 bind parameters however many lines, where a
+/// multi-row INSERT of 1,000 lines had 13,000, each formatted into the SQL by the server and
+/// parsed and typed by PostgreSQL). SQLite (in process, no round trip to save): multi-row
+/// INSERTs of `LINES_PER_INSERT`.
 pub fn insert_lines(conn: &mut DbConnection, lines: &[NewLine<'_>]) -> QueryResult<()> {
     if let DbConnection::Postgres(pg) = conn {
         for chunk in lines.chunks(UNNEST_ROWS) {
@@ -462,8 +463,8 @@ fn take_rewards_pg(pg: &mut diesel::PgConnection, moves: &[(&str, &str)], at: Na
 /// batch's lines (which, inserted in the same transaction, have no statistics yet: the old
 /// join by `(payout_id, ambassador_id)` walked every line of the batch for each chunk).
 /// Diesel has no `UPDATE … FROM`; SQLite takes it from 3.33 on and names a `VALUES` list's
-/// columns `column1`, `column2`. (PostgreSQL takes this text too, but binding two parameters a
-/// reward cost more than running it: it has its `unnest` form in [`take_rewards`].)
+/// columns `column1`, `column2`. (PostgreSQL takes this text too; it gets the `unnest` form
+/// instead, two bind parameters a statement rather than two a reward.)
 struct TakeRewards<'a> {
     moves: &'a [(&'a str, &'a str)],
     at: NaiveDateTime,
