@@ -37,11 +37,6 @@ use crate::store::{ensure_unchanged, new_id, program, Page, PageRequest, StoreEr
 
 /// Ids per `IN (…)` list when reading or updating by id.
 const CHUNK: usize = 500;
-/// A new batch's lines per INSERT (13 values a line: 13,000 bind parameters, under SQLite's
-/// 32,766 and PostgreSQL's 65,535).
-const LINES_PER_INSERT: usize = 1_000;
-/// A new batch's rewards per UPDATE (two bind parameters each: 20,000, under SQLite's 32,766).
-const REWARDS_PER_UPDATE: usize = 10_000;
 
 fn in_progress(draft_id: Option<&str>) -> Error {
     Error::Conflict {
@@ -270,10 +265,10 @@ fn nothing_to_pay(conn: &mut DbConnection, rules: &ProgramRules, skipped: usize)
     })
 }
 
-/// Writes the batch's lines and moves their rewards into them, set by set: one INSERT per
-/// `LINES_PER_INSERT` lines, one UPDATE per `REWARDS_PER_UPDATE` rewards, and the rewards'
-/// audit events in multi-row INSERTs, all in the batch's transaction. Lines are numbered in
-/// order, and within their payout method (the PayPal file's parts).
+/// Writes the batch's lines and moves their rewards into them, set by set (a statement per
+/// thousands of rows: see `store::payouts::{insert_lines, take_rewards}` and
+/// `store::audit::record_many`), all in the batch's transaction. Lines are numbered in order,
+/// and within their payout method (the PayPal file's parts).
 fn write_lines(conn: &mut DbConnection, batch: &NewBatch<'_>, lines: &[PlannedLine], actor: &Actor) -> Result<()> {
     let line_ids: Vec<String> = lines.iter().map(|_| new_id()).collect();
     let mut method_seq: BTreeMap<&'static str, i32> = BTreeMap::new();
@@ -303,19 +298,15 @@ fn write_lines(conn: &mut DbConnection, batch: &NewBatch<'_>, lines: &[PlannedLi
             }
         })
         .collect();
-    for chunk in rows.chunks(LINES_PER_INSERT) {
-        payouts::insert_lines(conn, chunk)?;
-    }
+    payouts::insert_lines(conn, &rows)?;
     let moves: Vec<(&str, &str)> = lines
         .iter()
         .zip(&line_ids)
         .flat_map(|(l, line_id)| l.reward_ids.iter().map(move |r| (r.as_str(), line_id.as_str())))
         .collect();
-    for chunk in moves.chunks(REWARDS_PER_UPDATE) {
-        // A refund voided one of them meanwhile: start over rather than pay a stale sum.
-        if payouts::take_rewards(conn, chunk, batch.at)? != chunk.len() {
-            return Err(StoreError::Stale.into());
-        }
+    // A refund voided one of them meanwhile: start over rather than pay a stale sum.
+    if payouts::take_rewards(conn, &moves, batch.at)? != moves.len() {
+        return Err(StoreError::Stale.into());
     }
     let moved = (RewardStatus::Payable.as_str(), RewardState::InPayout.as_str());
     let changes = lines.iter().zip(&line_ids).flat_map(|(line, line_id)| {

@@ -84,6 +84,13 @@ pub fn ensure_unchanged(rows: usize) -> Result<(), StoreError> {
     }
 }
 
+/// Rows per `INSERT … SELECT … FROM unnest(…)` or `UPDATE … FROM unnest(…)` on PostgreSQL (an
+/// array per column, a dozen bind parameters whatever the count): 20 statements for 100,000
+/// rows, each bind message a megabyte or so. Not one statement for all: libpq keeps its buffer
+/// at the largest message it ever sent for the connection's life, and 100,000 audit events
+/// are a 20 MB message.
+pub(crate) const UNNEST_ROWS: usize = 5_000;
+
 /// A multi-row INSERT of a `Vec` of rows. Diesel's batch insert does not go through the
 /// `MultiConnection`, so it runs on the backend's own connection: one statement on
 /// PostgreSQL; SQLite (in process, no round trips) may get a statement per row from diesel.

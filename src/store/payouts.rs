@@ -20,7 +20,7 @@ use crate::domain::referral::ReferralStatus;
 use crate::domain::reward::{RewardKind, RewardState};
 use crate::store::ambassadors::AmbassadorRow;
 use crate::store::rewards::RewardRow;
-use crate::store::{Page, PageRequest, StoreError, WriteError};
+use crate::store::{Page, PageRequest, StoreError, WriteError, UNNEST_ROWS};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = payouts)]
@@ -349,46 +349,122 @@ pub struct NewLine<'a> {
     pub at: NaiveDateTime,
 }
 
-/// Writes these lines in one multi-row INSERT (the caller keeps a chunk under the backends'
-/// bind-parameter limits: 13 values a line).
+/// A new batch's lines per INSERT on SQLite (13 values a line: 13,000 bind parameters, under
+/// its 32,766).
+const LINES_PER_INSERT: usize = 1_000;
+/// A new batch's rewards per UPDATE on SQLite (two bind parameters each: 20,000).
+const REWARDS_PER_UPDATE: usize = 10_000;
+
+/// Writes a new batch's lines. PostgreSQL: an `INSERT … SELECT … FROM unnest(…)` per
+/// [`UNNEST_ROWS`] lines, an array per column (12 bind parameters however many lines, where a
+/// multi-row INSERT of 1,000 lines had 13,000, each formatted into the SQL by the server and
+/// parsed and typed by PostgreSQL). SQLite (in process, no round trip to save): multi-row
+/// INSERTs of `LINES_PER_INSERT`.
 pub fn insert_lines(conn: &mut DbConnection, lines: &[NewLine<'_>]) -> QueryResult<()> {
-    let rows: Vec<_> = lines
-        .iter()
-        .map(|l| {
-            (
-                payout_lines::id.eq(l.id),
-                payout_lines::payout_id.eq(l.payout_id),
-                payout_lines::number.eq(l.number),
-                payout_lines::ambassador_id.eq(l.ambassador_id),
-                payout_lines::amount_minor.eq(l.amount_minor),
-                payout_lines::currency.eq(l.currency),
-                payout_lines::payout_method.eq(l.payout_method),
-                payout_lines::payout_address.eq(l.payout_address),
-                payout_lines::method_seq.eq(l.method_seq),
-                payout_lines::status.eq(LineStatus::Pending),
-                payout_lines::reward_count.eq(l.reward_count),
-                payout_lines::created_at.eq(l.at),
-                payout_lines::updated_at.eq(l.at),
-            )
-        })
-        .collect();
-    crate::store::insert_rows!(conn, payout_lines::table, rows)?;
+    if let DbConnection::Postgres(pg) = conn {
+        for chunk in lines.chunks(UNNEST_ROWS) {
+            insert_lines_pg(pg, chunk)?;
+        }
+        return Ok(());
+    }
+    for chunk in lines.chunks(LINES_PER_INSERT) {
+        let rows: Vec<_> = chunk
+            .iter()
+            .map(|l| {
+                (
+                    payout_lines::id.eq(l.id),
+                    payout_lines::payout_id.eq(l.payout_id),
+                    payout_lines::number.eq(l.number),
+                    payout_lines::ambassador_id.eq(l.ambassador_id),
+                    payout_lines::amount_minor.eq(l.amount_minor),
+                    payout_lines::currency.eq(l.currency),
+                    payout_lines::payout_method.eq(l.payout_method),
+                    payout_lines::payout_address.eq(l.payout_address),
+                    payout_lines::method_seq.eq(l.method_seq),
+                    payout_lines::status.eq(LineStatus::Pending),
+                    payout_lines::reward_count.eq(l.reward_count),
+                    payout_lines::created_at.eq(l.at),
+                    payout_lines::updated_at.eq(l.at),
+                )
+            })
+            .collect();
+        crate::store::insert_rows!(conn, payout_lines::table, rows)?;
+    }
     Ok(())
 }
 
-/// Moves these rewards, each given with the id of the line it goes into, if still open, in one
-/// statement; returns how many moved (fewer than given: one stopped being open, say a refund
-/// voided it meanwhile).
-pub fn take_rewards(conn: &mut DbConnection, moves: &[(&str, &str)], at: NaiveDateTime) -> QueryResult<usize> {
-    TakeRewards { moves, at }.execute(conn)
+const INSERT_LINES_PG: &str = "INSERT INTO payout_lines (id, payout_id, number, ambassador_id, amount_minor, \
+     currency, payout_method, payout_address, method_seq, reward_count, created_at, updated_at, status) \
+     SELECT u.*, u.created_at, $12 FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::int8[], \
+     $6::text[], $7::text[], $8::text[], $9::int4[], $10::int4[], $11::timestamp[]) \
+     AS u(id, payout_id, number, ambassador_id, amount_minor, currency, payout_method, payout_address, \
+     method_seq, reward_count, created_at)";
+
+fn insert_lines_pg(pg: &mut diesel::PgConnection, lines: &[NewLine<'_>]) -> QueryResult<()> {
+    use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamp};
+    fn column<'a, T>(lines: &[NewLine<'a>], f: impl Fn(&NewLine<'a>) -> T) -> Vec<T> {
+        lines.iter().map(f).collect()
+    }
+    diesel::sql_query(INSERT_LINES_PG)
+        .bind::<Array<Text>, _>(column(lines, |l| l.id))
+        .bind::<Array<Text>, _>(column(lines, |l| l.payout_id))
+        .bind::<Array<Integer>, _>(column(lines, |l| l.number))
+        .bind::<Array<Text>, _>(column(lines, |l| l.ambassador_id))
+        .bind::<Array<BigInt>, _>(column(lines, |l| l.amount_minor))
+        .bind::<Array<Text>, _>(column(lines, |l| l.currency))
+        .bind::<Array<Text>, _>(column(lines, |l| l.payout_method))
+        .bind::<Array<Nullable<Text>>, _>(column(lines, |l| l.payout_address))
+        .bind::<Array<Integer>, _>(column(lines, |l| l.method_seq))
+        .bind::<Array<Integer>, _>(column(lines, |l| l.reward_count))
+        .bind::<Array<Timestamp>, _>(column(lines, |l| l.at))
+        .bind::<Text, _>(LineStatus::Pending.as_str())
+        .execute(pg)?;
+    Ok(())
 }
 
-/// `UPDATE rewards … FROM (VALUES (reward id, line id), …)`: each reward is found by its
+/// Moves these rewards, each given with the id of the line it goes into, if still open;
+/// returns how many moved (fewer than given: one stopped being open, say a refund voided it
+/// meanwhile), stopping at the first statement that comes up short. PostgreSQL: an `UPDATE …
+/// FROM unnest(…)` per [`UNNEST_ROWS`]; SQLite: a [`TakeRewards`] per `REWARDS_PER_UPDATE`.
+pub fn take_rewards(conn: &mut DbConnection, moves: &[(&str, &str)], at: NaiveDateTime) -> QueryResult<usize> {
+    let per_statement = if matches!(conn, DbConnection::Postgres(_)) { UNNEST_ROWS } else { REWARDS_PER_UPDATE };
+    let mut moved = 0;
+    for chunk in moves.chunks(per_statement) {
+        let n = match conn {
+            DbConnection::Postgres(pg) => take_rewards_pg(pg, chunk, at)?,
+            DbConnection::Sqlite(lite) => TakeRewards { moves: chunk, at }.execute(lite)?,
+        };
+        moved += n;
+        if n < chunk.len() {
+            break;
+        }
+    }
+    Ok(moved)
+}
+
+fn take_rewards_pg(pg: &mut diesel::PgConnection, moves: &[(&str, &str)], at: NaiveDateTime) -> QueryResult<usize> {
+    use diesel::sql_types::{Array, Text, Timestamp};
+    let (reward_ids, line_ids): (Vec<&str>, Vec<&str>) = moves.iter().copied().unzip();
+    diesel::sql_query(
+        "UPDATE rewards SET state = $1, payout_line_id = v.line_id, updated_at = $2 \
+         FROM unnest($3::text[], $4::text[]) AS v(reward_id, line_id) \
+         WHERE rewards.id = v.reward_id AND rewards.state = $5",
+    )
+    .bind::<Text, _>(RewardState::InPayout.as_str())
+    .bind::<Timestamp, _>(at)
+    .bind::<Array<Text>, _>(reward_ids)
+    .bind::<Array<Text>, _>(line_ids)
+    .bind::<Text, _>(RewardState::Open.as_str())
+    .execute(pg)
+}
+
+/// SQLite's `UPDATE rewards … FROM (VALUES (reward id, line id), …)`: each reward is found by its
 /// primary key and gets the line the caller planned for it, so the statement never joins the
 /// batch's lines (which, inserted in the same transaction, have no statistics yet: the old
 /// join by `(payout_id, ambassador_id)` walked every line of the batch for each chunk).
-/// Diesel has no `UPDATE … FROM`; PostgreSQL and SQLite (3.33 on) both take this text, and
-/// both name a `VALUES` list's columns `column1`, `column2`.
+/// Diesel has no `UPDATE … FROM`; SQLite takes it from 3.33 on and names a `VALUES` list's
+/// columns `column1`, `column2`. (PostgreSQL takes this text too; it gets the `unnest` form
+/// instead, two bind parameters a statement rather than two a reward.)
 struct TakeRewards<'a> {
     moves: &'a [(&'a str, &'a str)],
     at: NaiveDateTime,
