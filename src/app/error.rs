@@ -108,6 +108,7 @@ impl From<crate::db::TaskError> for Error {
         use crate::db::TaskError;
         match e {
             TaskError::Pool(e) => e.into(),
+            TaskError::Queued(_) => Self::Unavailable(e.to_string()),
             TaskError::Query(e) => e.into(),
             TaskError::Task(cause) => Self::Internal(cause),
         }

@@ -43,6 +43,9 @@ const SUSPECT_FOR: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct DbPool {
     inner: Pool<ConnectionManager>,
+    /// One permit per connection: [`blocking`] work queues here, first come first served,
+    /// before it takes a thread and a connection (see [`blocking`]).
+    turns: Arc<tokio::sync::Semaphore>,
     health: Arc<Health>,
     url: DatabaseUrl,
     writer: SqliteWriter,
@@ -102,7 +105,8 @@ impl DbPool {
             .test_on_check_out(false)
             .build(manager)
             .map_err(|e| format!("connecting to {}: {e}", self.url.redacted()))?;
-        Ok(DbPool { inner, ..self.clone() })
+        let turns = Arc::new(tokio::sync::Semaphore::new(max_size as usize));
+        Ok(DbPool { inner, turns, ..self.clone() })
     }
 }
 
@@ -224,7 +228,8 @@ pub fn build_pool(url: &DatabaseUrl, max_size: u32, min_idle: u32, timeout: Dura
         .test_on_check_out(false)
         .build(ConnectionManager { url: url.clone(), health: health.clone(), writer: writer.clone() })
         .map_err(|e| format!("connecting to {}: {e}", url.redacted()))?;
-    Ok(DbPool { inner, health, url: url.clone(), writer })
+    let turns = Arc::new(tokio::sync::Semaphore::new(max_size as usize));
+    Ok(DbPool { inner, turns, health, url: url.clone(), writer })
 }
 
 /// Applies pending migrations for the connection's backend; returns how many ran.
@@ -348,6 +353,9 @@ pub enum TaskError {
     /// No connection within the pool's timeout.
     #[error("database pool: {0}")]
     Pool(#[from] r2d2::PoolError),
+    /// Still queued for a connection when the pool's timeout ran out.
+    #[error("database pool: no connection within {0:?}")]
+    Queued(Duration),
     /// The blocking task panicked or was cancelled.
     #[error("blocking task failed: {0}")]
     Task(String),
@@ -358,6 +366,13 @@ pub enum TaskError {
 /// Runs blocking database work on the blocking thread pool with a pooled connection: the one
 /// way async code (handlers, pages, the auth middleware, the mail worker, housekeeping)
 /// reaches the database.
+///
+/// Work first waits its turn for one of the pool's connections, in arrival order, without
+/// holding a thread (an async semaphore with a permit per connection); only then does it take
+/// a blocking thread and the connection. Without the queue, every concurrent request parked a
+/// blocking thread on r2d2's condition variable, and a thread that had just returned a
+/// connection could take it again ahead of those waiting: under load some requests waited for
+/// hundreds of milliseconds while the median took one (PROFILE.md part 10).
 pub async fn blocking<T, E>(
     pool: &DbPool,
     f: impl FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
@@ -366,10 +381,18 @@ where
     T: Send + 'static,
     E: From<TaskError> + Send + 'static,
 {
+    let wait = pool.inner.connection_timeout();
+    let turn = match tokio::time::timeout(wait, pool.turns.clone().acquire_owned()).await {
+        Ok(Ok(turn)) => turn,
+        Ok(Err(closed)) => return Err(TaskError::Task(closed.to_string()).into()),
+        Err(_) => return Err(TaskError::Queued(wait).into()),
+    };
     let pool = pool.clone();
     tokio::task::spawn_blocking(move || {
         let mut conn = pool.get().map_err(TaskError::Pool)?;
-        f(&mut conn)
+        let done = f(&mut conn);
+        drop((conn, turn));
+        done
     })
     .await
     .map_err(|e| E::from(TaskError::Task(e.to_string())))?
@@ -411,6 +434,48 @@ mod tests {
         .unwrap();
         write_tx(&mut second, |c| c.batch_execute("INSERT INTO t VALUES (2)")).unwrap();
         drop((first, second, pool));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Work beyond the pool's connections waits its turn in arrival order, and past the pool's
+    /// timeout gives up as "queued" (a 503) without having taken a thread or a connection.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blocking_work_queues_for_connections_in_arrival_order() {
+        use std::sync::Mutex;
+        let dir = std::env::temp_dir().join(format!("vouch-turns-{}", uuid::Uuid::new_v4().simple()));
+        let pool = build_pool(&DatabaseUrl::Sqlite(dir.join("t.db")), 1, 1, Duration::from_millis(300)).unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let holder = tokio::spawn({
+            let pool = pool.clone();
+            async move { blocking(&pool, move |_| held.recv().map_err(|e| TaskError::Task(e.to_string()))).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The only connection is taken: the next piece of work waits, then gives up.
+        let started = std::time::Instant::now();
+        let late = blocking(&pool, |_| Ok::<_, TaskError>(())).await;
+        assert!(matches!(late, Err(TaskError::Queued(_))), "{late:?}");
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        // Five more arrive one after another while it is still taken; they run in that order.
+        let mut queued = Vec::new();
+        for n in 0..5 {
+            let (pool, order) = (pool.clone(), order.clone());
+            queued.push(tokio::spawn(async move {
+                blocking(&pool, move |_| {
+                    order.lock().unwrap().push(n);
+                    Ok::<_, TaskError>(())
+                })
+                .await
+            }));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        release.send(()).unwrap();
+        holder.await.unwrap().unwrap();
+        for q in queued {
+            q.await.unwrap().unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 4]);
+        drop(pool);
         let _ = std::fs::remove_dir_all(dir);
     }
 
