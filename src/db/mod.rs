@@ -105,9 +105,13 @@ impl DbPool {
             .test_on_check_out(false)
             .build(manager)
             .map_err(|e| format!("connecting to {}: {e}", self.url.redacted()))?;
-        let turns = Arc::new(tokio::sync::Semaphore::new(max_size as usize));
-        Ok(DbPool { inner, turns, ..self.clone() })
+        Ok(DbPool { turns: turns_for(&inner), inner, ..self.clone() })
     }
+}
+
+/// The queue in front of a pool: a permit for each of its connections.
+fn turns_for(pool: &Pool<ConnectionManager>) -> Arc<tokio::sync::Semaphore> {
+    Arc::new(tokio::sync::Semaphore::new(pool.max_size() as usize))
 }
 
 /// Where the data lives, parsed from `database.url` once.
@@ -251,8 +255,7 @@ pub fn build_pool(url: &DatabaseUrl, max_size: u32, min_idle: u32, timeout: Dura
         .test_on_check_out(false)
         .build(ConnectionManager { url: url.clone(), health: health.clone(), writer: writer.clone() })
         .map_err(|e| format!("connecting to {}: {e}", url.redacted()))?;
-    let turns = Arc::new(tokio::sync::Semaphore::new(max_size as usize));
-    Ok(DbPool { inner, turns, health, url: url.clone(), writer })
+    Ok(DbPool { turns: turns_for(&inner), inner, health, url: url.clone(), writer })
 }
 
 /// Applies pending migrations for the connection's backend; returns how many ran.
