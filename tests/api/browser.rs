@@ -239,6 +239,16 @@ impl Screen {
             .unwrap();
         assert_eq!(widths, json!([self.width, self.width]), "page wider than the screen: {}", self.heading().await);
     }
+
+    /// Ends the browser session once the test's assertions have passed. Quitting is clean-up,
+    /// not what the test checks: on a loaded machine chromedriver can give up waiting for
+    /// Chromium to exit and answer an error, and the `Driver` kills the whole process group
+    /// when it is dropped anyway. So a failed quit is reported, not a failed test.
+    pub async fn close(self) {
+        if let Err(e) = self.client.close().await {
+            eprintln!("the browser session did not quit cleanly (chromedriver is killed next): {e}");
+        }
+    }
 }
 
 /// axe-core (the accessibility engine), from the npm registry: installed once into
@@ -431,5 +441,5 @@ async fn a_friend_refers_through_the_share_link_and_the_ambassador_follows_it_on
     phone.open("/portal").await;
     phone.wait_for_heading("Ambassador sign-in").await;
 
-    phone.client.close().await.unwrap();
+    phone.close().await;
 }

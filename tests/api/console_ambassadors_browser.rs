@@ -109,5 +109,5 @@ async fn a_staff_member_enrols_an_ambassador_prints_the_share_page_and_approves_
     assert!(screen.text().await.contains("Pat Doe is approved"));
     assert_eq!(app.ambassador_state(&pat).0, "active");
 
-    screen.client.close().await.unwrap();
+    screen.close().await;
 }

@@ -180,7 +180,7 @@ async fn an_admin_signs_in_by_e_mail_invites_a_staff_member_who_then_signs_in() 
     screen.wait_for_heading("Not for your role").await;
     capture(&mut screen, "11-forbidden").await;
 
-    screen.client.close().await.unwrap();
+    screen.close().await;
 }
 
 #[tokio::test]
@@ -300,5 +300,5 @@ async fn a_finance_member_pays_a_batch_through_the_paypal_file_and_adjusts_the_l
     );
     capture(&mut screen, "34-reports-empty").await;
 
-    screen.client.close().await.unwrap();
+    screen.close().await;
 }

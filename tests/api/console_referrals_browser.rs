@@ -73,5 +73,5 @@ async fn staff_record_a_referral_seeing_whose_code_it_is_edit_the_client_and_fin
     assert!(screen.text().await.contains("lou.reed@example.com"));
     capture(&mut screen, "referrals-05-search").await;
 
-    screen.client.close().await.unwrap();
+    screen.close().await;
 }

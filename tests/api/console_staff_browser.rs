@@ -63,5 +63,5 @@ async fn a_staff_member_signs_in_finds_a_share_link_referral_records_two_session
     capture(&mut screen, "staff-06-refund-confirm").await;
     assert_eq!(app.referral_state(&id).0, "completed");
 
-    screen.client.close().await.unwrap();
+    screen.close().await;
 }
