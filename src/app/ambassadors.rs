@@ -262,5 +262,5 @@ fn counts_by_ambassador(
     conn: &mut DbConnection,
     ids: &[&str],
 ) -> Result<std::collections::HashMap<String, Vec<(String, i64)>>> {
-    Ok(crate::store::referrals::counts_by_ambassador(conn, ids)?)
+    Ok(crate::store::tallies::counts_by_ambassador(conn, ids, crate::store::tallies::View::Staff)?)
 }

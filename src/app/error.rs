@@ -71,6 +71,13 @@ impl From<diesel::result::Error> for Error {
                 Self::Unavailable(info.message().to_owned())
             }
             Diesel::DatabaseError(_, ref info) if is_busy(info.message()) => Self::Unavailable(e.to_string()),
+            // PostgreSQL broke a lock cycle by aborting this transaction (nothing of it stays):
+            // a retry runs alone. The write paths take their locks in one order so that this
+            // should not happen (see the `ambassador_tallies` migration); if it does, it is
+            // a retry, not a server error.
+            Diesel::DatabaseError(_, ref info) if info.message().contains("deadlock detected") => {
+                Self::Unavailable(e.to_string())
+            }
             // The database went away under the connection (restart, failover, a terminated
             // backend): the connection is thrown away when it returns to the pool, and a
             // retry gets a fresh one.

@@ -125,7 +125,7 @@ pub struct UpdateMe {
 type Profile = (AmbassadorRow, Vec<(String, i64)>, Balance);
 
 fn profile_parts(c: &mut DbConnection, row: AmbassadorRow) -> Result<Profile> {
-    let counts = referrals::status_counts(c, &row.id)?;
+    let counts = crate::store::tallies::status_counts(c, &row.id, crate::store::tallies::View::Ambassador)?;
     let balance = reward_use_cases::balance(c, &row.id)?;
     Ok((row, counts, balance))
 }

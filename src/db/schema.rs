@@ -377,9 +377,20 @@ diesel::table! {
 
 diesel::joinable!(webhook_deliveries -> webhook_endpoints (endpoint_id));
 diesel::joinable!(webhook_attempts -> webhook_deliveries (delivery_id));
+diesel::table! {
+    /// Running totals per ambassador, kept by triggers (migration `ambassador_tallies`): referral
+    /// counts by status (`<status>`, `visible:<status>`) and reward sums by state (`reward:<state>`).
+    ambassador_tallies (ambassador_id, tally) {
+        ambassador_id -> Text,
+        tally -> Text,
+        n -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     ambassadors,
+    ambassador_tallies,
     referral_codes,
     audit_events,
     idempotency_keys,

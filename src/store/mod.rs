@@ -19,6 +19,7 @@ pub mod reports;
 pub mod rewards;
 pub mod search;
 pub mod secrets;
+pub mod tallies;
 pub mod team;
 pub mod webhooks;
 

@@ -1,12 +1,16 @@
 //! The hot reads, each one statement: an ambassador with their codes, referral counts and
 //! balance (the staff detail, `/v1/me`, the portal), and a code as a referred friend sees it.
-//! Counts and sums are scalar subqueries over index ranges (`referrals_ambassador_status_idx`,
-//! `rewards_ambassador_idx`): the database answers from its indexes in one round trip, and the
+//! Counts and sums come from the ambassador's running totals (`ambassador_tallies`, kept by
+//! triggers in the writing transaction), one primary-key lookup each, so the read costs the
+//! same at 10 referrals as at 10,000; only the held part of the balance (open rewards still in
+//! their holding period: the recent ones) is summed from `rewards_ambassador_idx`. The
 //! statement stays prepared (no SQL literals), so PostgreSQL plans it once per connection.
 
 use diesel::prelude::*;
 
-use crate::db::schema::{ambassadors, program_versions as pv, referral_codes, referrals, rewards};
+use crate::db::schema::{
+    ambassador_tallies as tallies, ambassadors, program_versions as pv, referral_codes, referrals, rewards,
+};
 use crate::db::{now, DbConnection};
 use crate::domain::ambassador::AmbassadorStatus;
 use crate::domain::code;
@@ -29,73 +33,40 @@ pub struct Summary {
 type Counts = (Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
 type Sums = (Option<i64>, Option<i64>, Option<i64>, Option<i64>);
 
-/// Whose view the counts are for: staff count every referral; an ambassador does not see a
-/// share-link submission before the friend's first session (`referrals::ambassador_visible`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum View {
-    Staff,
-    Ambassador,
-}
+use crate::store::tallies::reward_tally;
+pub use crate::store::tallies::View;
 
 /// One row of the summary: the ambassador, one of its codes, the currency, counts and sums.
 type SummaryRow = (AmbassadorRow, Option<CodeRow>, Option<String>, Counts, Sums);
 
-/// The summary's one statement for referrals filtered by `$visible` (an expression on
-/// `referrals`): spelled out per view rather than boxed, so its type names the statement and
-/// diesel finds it prepared without writing its SQL again on every request.
-macro_rules! summary_rows {
-    ($conn:expr, $id:expr, $visible:expr) => {{
-        use ReferralStatus::{Cancelled, Completed, InTreatment, Refunded, Registered, Rejected};
-        let id: &str = $id;
-        let count = |status: ReferralStatus| {
-            referrals::table
-                .filter(referrals::ambassador_id.eq(id))
-                .filter(referrals::status.eq(status.as_str()))
-                .filter($visible)
-                .count()
-                .single_value()
-        };
-        let sum = |state: RewardState| {
-            rewards::table
-                .filter(rewards::ambassador_id.eq(id))
-                .filter(rewards::state.eq(state))
-                .select(sum_minor(rewards::amount_minor))
-                .single_value()
-        };
-        let held = rewards::table
-            .filter(rewards::ambassador_id.eq(id))
-            .filter(rewards::state.eq(RewardState::Open))
-            .filter(rewards::holds_until.gt(now()))
-            .select(sum_minor(rewards::amount_minor))
-            .single_value();
-        let currency = pv::table.order(pv::version.desc()).select(pv::currency).single_value();
-        let counts = (
-            count(Registered),
-            count(InTreatment),
-            count(Completed),
-            count(Refunded),
-            count(Cancelled),
-            count(Rejected),
-        );
-        let sums = (sum(RewardState::Open), sum(RewardState::InPayout), sum(RewardState::Paid), held);
-        ambassadors::table
-            .left_join(referral_codes::table)
-            .filter(ambassadors::id.eq(id))
-            .order(referral_codes::id.desc())
-            .select((AmbassadorRow::as_select(), Option::<CodeRow>::as_select(), currency, counts, sums))
-            .load::<SummaryRow>($conn)?
-    }};
-}
-
 /// The ambassador with their codes, referral counts and balance; `None`: no such ambassador.
 pub fn ambassador_summary(conn: &mut DbConnection, id: &str, view: View) -> QueryResult<Option<Summary>> {
     use ReferralStatus::{Cancelled, Completed, InTreatment, Refunded, Registered, Rejected};
-    let rows: Vec<SummaryRow> = match view {
-        // Every referral of the ambassador (a condition the index range already implies, so
-        // PostgreSQL still answers the counts from the index alone).
-        View::Staff => summary_rows!(conn, id, referrals::ambassador_id.is_not_null()),
-        View::Ambassador => summary_rows!(conn, id, crate::store::referrals::ambassador_visible()),
+    let tally = |name: String| {
+        tallies::table
+            .filter(tallies::ambassador_id.eq(id))
+            .filter(tallies::tally.eq(name))
+            .select(tallies::n)
+            .single_value()
     };
+    let count = |status| tally(view.count_tally(status));
+    let sum = |state| tally(reward_tally(state));
+    let held = rewards::table
+        .filter(rewards::ambassador_id.eq(id))
+        .filter(rewards::state.eq(RewardState::Open))
+        .filter(rewards::holds_until.gt(now()))
+        .select(sum_minor(rewards::amount_minor))
+        .single_value();
+    let currency = pv::table.order(pv::version.desc()).select(pv::currency).single_value();
+    let counts =
+        (count(Registered), count(InTreatment), count(Completed), count(Refunded), count(Cancelled), count(Rejected));
+    let sums = (sum(RewardState::Open), sum(RewardState::InPayout), sum(RewardState::Paid), held);
+    let rows: Vec<SummaryRow> = ambassadors::table
+        .left_join(referral_codes::table)
+        .filter(ambassadors::id.eq(id))
+        .order(referral_codes::id.desc())
+        .select((AmbassadorRow::as_select(), Option::<CodeRow>::as_select(), currency, counts, sums))
+        .load(conn)?;
     let mut rows = rows.into_iter();
     let Some((row, first_code, currency, counts, (open, in_payout, paid, held))) = rows.next() else {
         return Ok(None);

@@ -547,35 +547,6 @@ pub(crate) fn ambassador_visible() -> Visible {
     referrals::source.ne(ReferralSource::PublicForm.as_str()).or(referrals::treatment_started_at.is_not_null())
 }
 
-/// How many of an ambassador's referrals are in each status (as the ambassador sees them).
-pub fn status_counts(conn: &mut DbConnection, ambassador_id: &str) -> QueryResult<Vec<(String, i64)>> {
-    referrals::table
-        .filter(referrals::ambassador_id.eq(ambassador_id))
-        .filter(ambassador_visible())
-        .group_by(referrals::status)
-        .select((referrals::status, diesel::dsl::count_star()))
-        .load(conn)
-}
-
-/// Referral counts by status for several ambassadors at once (staff view: every referral).
-pub fn counts_by_ambassador(
-    conn: &mut DbConnection,
-    ambassador_ids: &[&str],
-) -> QueryResult<HashMap<String, Vec<(String, i64)>>> {
-    let rows: Vec<(Option<String>, String, i64)> = referrals::table
-        .filter(referrals::ambassador_id.eq_any(ambassador_ids))
-        .group_by((referrals::ambassador_id, referrals::status))
-        .select((referrals::ambassador_id, referrals::status, diesel::dsl::count_star()))
-        .load(conn)?;
-    let mut out: HashMap<String, Vec<(String, i64)>> = Default::default();
-    for (amb, status, n) in rows {
-        if let Some(amb) = amb {
-            out.entry(amb).or_default().push((status, n));
-        }
-    }
-    Ok(out)
-}
-
 /// How each referral is named to its ambassador ("First L." with consent, else an opaque
 /// label from the code), for ledger rows and e-mails.
 pub fn labels_for_ambassador(conn: &mut DbConnection, ids: &[&str]) -> QueryResult<HashMap<String, String>> {

@@ -308,26 +308,22 @@ pub fn void_row(conn: &mut DbConnection, reward: &RewardRow, reason: &str, at: N
         .execute(conn)
 }
 
-/// The ambassador's balance as the database sums it from the rewards index alone (ambassador,
-/// state, hold, amount) rather than a row per reward: the total of each state, and the part of
-/// `open` still held at `at`.
+/// The ambassador's balance: the total of each state from their running totals
+/// (`store::tallies`), and the part of `open` still held at `at`, summed from the rewards
+/// index (ambassador, state, hold, amount) over the rewards still in their holding period.
 pub fn balance_sums(
     conn: &mut DbConnection,
     ambassador_id: &str,
     at: NaiveDateTime,
 ) -> QueryResult<(Vec<(RewardState, i64)>, i64)> {
-    let by_state: Vec<(RewardState, Option<i64>)> = rewards::table
-        .filter(rewards::ambassador_id.eq(ambassador_id))
-        .group_by(rewards::state)
-        .select((rewards::state, sum_bigint("amount_minor")))
-        .load(conn)?;
+    let by_state = crate::store::tallies::reward_sums(conn, ambassador_id)?;
     let held: Option<i64> = rewards::table
         .filter(rewards::ambassador_id.eq(ambassador_id))
         .filter(rewards::state.eq(RewardState::Open))
         .filter(rewards::holds_until.gt(at))
         .select(sum_bigint("amount_minor"))
         .first(conn)?;
-    Ok((by_state.into_iter().map(|(state, sum)| (state, sum.unwrap_or(0))).collect(), held.unwrap_or(0)))
+    Ok((by_state, held.unwrap_or(0)))
 }
 
 #[derive(Debug, Clone, Default)]

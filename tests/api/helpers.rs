@@ -35,6 +35,18 @@ pub struct TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         drop(self.handle.stop(false));
+        // Whatever the test did, the ambassadors' running totals (kept by triggers) must
+        // match a count from scratch: every test checks every write path it took. Not while
+        // a failed test unwinds, nor when the test left the database unreachable.
+        if !std::thread::panicking() {
+            if let Ok(mut conn) = self.pool.get() {
+                let wrong = vouch::store::tallies::recount_mismatches(&mut conn).expect("recounting the tallies");
+                assert!(
+                    wrong.is_empty(),
+                    "tallies that differ from a recount (ambassador, tally, kept, counted): {wrong:?}"
+                );
+            }
+        }
         if let TestDb::Postgres { admin_url, name } = &self.db {
             if let Ok(mut conn) = PgConnection::establish(admin_url) {
                 let _ =

@@ -46,6 +46,7 @@ mod public;
 mod recovery;
 mod referrals;
 mod rewards;
+mod tallies;
 mod team;
 mod web;
 mod webhooks;

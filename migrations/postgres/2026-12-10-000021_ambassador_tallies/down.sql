@@ -1,0 +1,10 @@
+DROP TRIGGER rewards_tally_update ON rewards;
+DROP TRIGGER rewards_tally_delete ON rewards;
+DROP TRIGGER rewards_tally_insert ON rewards;
+DROP TRIGGER referrals_tally_delete ON referrals;
+DROP TRIGGER referrals_tally_update ON referrals;
+DROP TRIGGER referrals_tally_insert ON referrals;
+DROP FUNCTION rewards_tally_update();
+DROP FUNCTION rewards_tally_row();
+DROP FUNCTION referrals_tally();
+DROP TABLE ambassador_tallies;
