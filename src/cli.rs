@@ -1,5 +1,5 @@
 //! Command line: `vouch [serve]`, `vouch migrate`, `vouch keys create|list|revoke`,
-//! `vouch team invite`, `vouch import ambassadors|referrals`.
+//! `vouch team invite`, `vouch import ambassadors|referrals`, `vouch tallies check|recount`.
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -33,6 +33,21 @@ pub enum Command {
         #[command(subcommand)]
         what: ImportCommand,
     },
+    /// The ambassadors' running totals (referral counts and reward sums the detail, /v1/me
+    /// and the portal read), kept by database triggers.
+    Tallies {
+        #[command(subcommand)]
+        action: TalliesCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TalliesCommand {
+    /// Count everything again and print each total that differs; exits 1 if any does.
+    Check,
+    /// Count everything again and replace the totals, in one transaction (after SQL that ran
+    /// without triggers, such as a restore with `session_replication_role = replica`).
+    Recount,
 }
 
 #[derive(Debug, Subcommand)]

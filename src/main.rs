@@ -5,7 +5,7 @@ use tracing_subscriber::EnvFilter;
 use vouch::app::api_keys;
 use vouch::app::imports;
 use vouch::app::team::{self, Invitation};
-use vouch::cli::{Cli, Command, ImportCommand, KeysCommand, TeamCommand};
+use vouch::cli::{Cli, Command, ImportCommand, KeysCommand, TalliesCommand, TeamCommand};
 use vouch::config::{LogFormat, Settings};
 use vouch::domain::api_key::{NewKey, Role, NAME_MAX};
 use vouch::domain::team::NewMember;
@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         Command::Keys { action } => keys(&settings, action),
         Command::Team { action } => team_command(&settings, action),
         Command::Import { what } => import(&settings, what),
+        Command::Tallies { action } => tallies(&settings, action),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -127,6 +128,33 @@ fn team_command(settings: &Settings, action: TeamCommand) -> Result<(), String> 
                 member.name, member.email, member.role
             );
             println!("{}", link.unwrap_or_default());
+        }
+    }
+    Ok(())
+}
+
+/// Checks or rebuilds the ambassadors' running totals (`store::tallies`).
+fn tallies(settings: &Settings, action: TalliesCommand) -> Result<(), String> {
+    use vouch::store::tallies;
+    let (pool, _) = open_database(settings)?;
+    let mut conn = pool.get().map_err(|e| e.to_string())?;
+    match action {
+        TalliesCommand::Check => {
+            let wrong = tallies::recount_mismatches(&mut conn).map_err(|e| e.to_string())?;
+            for (ambassador, tally, kept, counted) in &wrong {
+                println!("{ambassador}\t{tally}\tkept {kept}\tcounted {counted}");
+            }
+            if !wrong.is_empty() {
+                return Err(format!(
+                    "{} running totals differ from a recount (`vouch tallies recount` rebuilds them)",
+                    wrong.len()
+                ));
+            }
+            eprintln!("every running total matches a recount");
+        }
+        TalliesCommand::Recount => {
+            let n = vouch::db::write_tx(&mut conn, tallies::recount).map_err(|e| e.to_string())?;
+            eprintln!("counted {n} running totals again");
         }
     }
     Ok(())

@@ -141,3 +141,15 @@ pub fn recount_mismatches(conn: &mut DbConnection) -> QueryResult<Vec<Mismatch>>
         })
         .collect())
 }
+
+/// Replaces every tally with a count from scratch (after SQL run without triggers, such as a
+/// restore with `session_replication_role = replica`); returns how many tallies there are.
+/// Run inside a write transaction: on PostgreSQL the referrals and rewards are locked against
+/// writers until it commits, so no change lands between the count and its replacement.
+pub fn recount(conn: &mut DbConnection) -> QueryResult<usize> {
+    if crate::db::is_postgres(conn) {
+        diesel::sql_query("LOCK TABLE referrals, rewards IN SHARE MODE").execute(conn)?;
+    }
+    diesel::delete(tallies::table).execute(conn)?;
+    diesel::sql_query(format!("INSERT INTO ambassador_tallies (ambassador_id, tally, n) {RECOUNT}")).execute(conn)
+}

@@ -8,13 +8,15 @@
 --                       kept: nothing reads them).
 -- Kept by triggers in the same transaction as the change, so every write path (the API,
 -- imports, the CLI, a seeder, SQL by hand) keeps them true and a rollback takes them back.
--- SQLite has one writer at a time, so row triggers never contend.
+-- SQLite has one writer at a time, so row triggers never contend. WITHOUT ROWID: the table
+-- is its primary key's B-tree, so an ambassador's tallies sit side by side in one page (in a
+-- rowid table each would be a second lookup, on whichever page it was first written to).
 CREATE TABLE ambassador_tallies (
     ambassador_id TEXT NOT NULL REFERENCES ambassadors (id),
     tally TEXT NOT NULL,
     n BIGINT NOT NULL,
     PRIMARY KEY (ambassador_id, tally)
-);
+) WITHOUT ROWID;
 
 INSERT INTO ambassador_tallies (ambassador_id, tally, n)
 SELECT ambassador_id, status, count(*) FROM referrals
