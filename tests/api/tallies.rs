@@ -230,3 +230,45 @@ async fn the_command_line_checks_the_totals_and_counts_them_again() {
     assert!(vouch(&app, &["tallies", "check"]).0);
     assert_eq!(counts(&detail(&app, &team.staff, &amb).await)["completed"], 1);
 }
+
+/// Two transactions that lock the same two ambassadors' totals in opposite orders: PostgreSQL
+/// aborts one ("deadlock detected"), and that is a 503 to retry, never a 500. (SQLite has one
+/// writer at a time: nothing to cross.)
+#[tokio::test]
+async fn a_deadlock_postgresql_breaks_is_a_retry_not_a_server_error() {
+    let app = spawn_app().await;
+    let Some(url) = app.settings.database.url.strip_prefix("postgres").map(|rest| format!("postgres{rest}")) else {
+        return;
+    };
+    let team = app.team().await;
+    let mut ids = Vec::new();
+    for name in ["Left", "Right"] {
+        let (amb, code, _) = app.paid_ambassador(&team.staff, name).await;
+        app.referral_in_treatment(&team.staff, &code, &format!("{name}Client"), today()).await;
+        ids.push(amb);
+    }
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let crossing = |first: String, second: String| {
+        let (url, barrier) = (url.clone(), barrier.clone());
+        std::thread::spawn(move || {
+            let mut conn = diesel::PgConnection::establish(&url).unwrap();
+            conn.transaction(|conn| {
+                let touch = |conn: &mut diesel::PgConnection, amb: &str| {
+                    diesel::update(tallies::table.find((amb, "in_treatment")))
+                        .set(tallies::n.eq(tallies::n))
+                        .execute(conn)
+                };
+                touch(conn, &first)?;
+                barrier.wait();
+                touch(conn, &second)
+            })
+        })
+    };
+    let one = crossing(ids[0].clone(), ids[1].clone());
+    let other = crossing(ids[1].clone(), ids[0].clone());
+    let results = [one.join().unwrap(), other.join().unwrap()];
+    let lost: Vec<_> = results.into_iter().filter_map(Result::err).collect();
+    assert_eq!(lost.len(), 1, "PostgreSQL aborts exactly one of the two: {lost:?}");
+    let error = vouch::app::Error::from(lost.into_iter().next().unwrap());
+    assert!(matches!(error, vouch::app::Error::Unavailable(_)), "{error:?}");
+}

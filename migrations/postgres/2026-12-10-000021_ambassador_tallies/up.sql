@@ -11,10 +11,13 @@
 --
 -- Locks: a tally row is locked from the change until commit. Referral changes and single
 -- reward inserts touch one ambassador's rows; a statement that moves many rewards at once (a
--- payout batch, marking it paid) updates the tallies once per statement, aggregated, in
--- (ambassador, tally) order, after the foreign-key checks: a transaction that holds an
--- ambassador's tally rows never waits for that ambassador's row (the batch locks the
--- ambassadors first), so the two orders cannot cross.
+-- payout batch, marking it paid) updates the tallies once per statement, netted, in
+-- (ambassador, tally) order. A reward insert's trigger runs after its foreign-key check has
+-- taken the ambassador's row (FOR KEY SHARE), and the batch locks its ambassadors (FOR UPDATE)
+-- before it moves rewards, so whoever holds an ambassador's reward tallies already holds the
+-- ambassador: a batch and a completion cannot wait on each other in a cycle. (Marking a batch
+-- paid with a clawback, racing a new batch for the same ambassador, can: PostgreSQL aborts one
+-- of them whole, and the request answers 503 to be retried.)
 CREATE TABLE ambassador_tallies (
     ambassador_id TEXT NOT NULL REFERENCES ambassadors (id),
     tally TEXT NOT NULL,
