@@ -156,12 +156,19 @@ pub fn own_referrals(
     (status, only): (Option<ReferralStatus>, Option<&str>),
     page: &crate::store::PageRequest,
 ) -> QueryResult<crate::store::Page<(OwnReferral, Option<String>)>> {
-    let mut query = referrals::table
+    let all = referrals::table
         .left_join(referral_codes::table.on(referrals::code_id.eq(referral_codes::id.nullable())))
         .filter(referrals::ambassador_id.eq(ambassador_id))
         .filter(crate::store::referrals::ambassador_visible())
-        .select((OwnReferral::as_select(), referral_codes::code.nullable()))
-        .into_boxed();
+        .select((OwnReferral::as_select(), referral_codes::code.nullable()));
+    // The first page of all of them (the portal's list, `/v1/me/referrals` without filters):
+    // a statement whose type names it, so the connection keeps it prepared; a boxed one is
+    // written and prepared again on every request.
+    if status.is_none() && only.is_none() && page.after_id.is_none() {
+        let rows = all.order(referrals::id.desc()).limit(page.limit + 1).load(conn)?;
+        return Ok(page.finish(rows, |(r, _)| &r.id));
+    }
+    let mut query = all.into_boxed();
     if let Some(status) = status {
         query = query.filter(referrals::status.eq(status.as_str()));
     }
