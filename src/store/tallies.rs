@@ -57,12 +57,7 @@ fn count_tallies(view: View) -> Vec<String> {
 /// How many of an ambassador's referrals are in each status, in `view` (statuses with none
 /// may be missing or zero).
 pub fn status_counts(conn: &mut DbConnection, ambassador_id: &str, view: View) -> QueryResult<Vec<(String, i64)>> {
-    let rows: Vec<(String, i64)> = tallies::table
-        .filter(tallies::ambassador_id.eq(ambassador_id))
-        .filter(tallies::tally.eq_any(count_tallies(view)))
-        .select((tallies::tally, tallies::n))
-        .load(conn)?;
-    Ok(rows.into_iter().filter_map(|(t, n)| view.status_of(&t).map(|s| (s.to_owned(), n))).collect())
+    Ok(counts_by_ambassador(conn, &[ambassador_id], view)?.remove(ambassador_id).unwrap_or_default())
 }
 
 /// Referral counts by status for several ambassadors at once, in `view`.
@@ -92,10 +87,7 @@ pub fn reward_sums(conn: &mut DbConnection, ambassador_id: &str) -> QueryResult<
         .filter(tallies::tally.eq_any(SUMMED.map(reward_tally)))
         .select((tallies::tally, tallies::n))
         .load(conn)?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(t, n)| SUMMED.into_iter().find(|s| reward_tally(*s) == t).map(|s| (s, n)))
-        .collect())
+    Ok(rows.into_iter().filter_map(|(t, n)| Some((RewardState::parse(t.strip_prefix(REWARD)?)?, n))).collect())
 }
 
 /// One tally that disagrees with a count from scratch: (ambassador, tally, kept, counted).
