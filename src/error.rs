@@ -322,6 +322,7 @@ impl From<crate::app::Error> for ApiError {
             }
             Error::Store(e) => Self::Store(e),
             Error::Unavailable(cause) => Self::Unavailable(cause),
+            Error::KeyInUse => Self::IdempotencyInProgress,
             Error::Internal(cause) => Self::Internal(cause),
         }
     }

@@ -34,6 +34,10 @@ pub enum Error {
     /// The database is busy, restarting or lost the connection: the caller may retry.
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// The request's `Idempotency-Key` is held by another request, so its change was not made
+    /// (`db::claim`); the HTTP edge answers for the other request instead.
+    #[error("idempotency key held by another request")]
+    KeyInUse,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -66,6 +70,7 @@ impl From<diesel::result::Error> for Error {
         use diesel::result::{DatabaseErrorKind, Error as Diesel};
         match e {
             Diesel::NotFound => Self::NotFound("resource"),
+            ref e if crate::db::claim::is_key_in_use(e) => Self::KeyInUse,
             // Lost a serialisation race or hit a lock timeout: the client may simply retry.
             Diesel::DatabaseError(DatabaseErrorKind::SerializationFailure, info) => {
                 Self::Unavailable(info.message().to_owned())

@@ -1,6 +1,7 @@
 //! Database access: one diesel `MultiConnection` over SQLite and PostgreSQL, the r2d2 pool,
 //! embedded per-backend migrations, and the write-transaction helper every state change uses.
 
+pub mod claim;
 pub mod schema;
 mod text;
 mod writer;
@@ -299,17 +300,28 @@ where
 /// `writer`: one at a time, in arrival order), and the transaction starts with `BEGIN
 /// IMMEDIATE` so a read-then-write never fails with SQLITE_BUSY when another process's
 /// writer got there first (it waits on the busy timeout instead); on PostgreSQL it is an
-/// ordinary transaction.
+/// ordinary transaction. The first write of a request with an `Idempotency-Key` writes the
+/// request's claim as its first statement (`claim`).
 pub fn write_tx<T, E>(conn: &mut DbConnection, f: impl FnOnce(&mut DbConnection) -> Result<T, E>) -> Result<T, E>
 where
     E: From<diesel::result::Error>,
 {
-    match conn {
-        DbConnection::Postgres(_) => conn.transaction(f),
+    let outermost = !in_transaction(conn)?;
+    // The request's idempotency claim, when this is its first write: the transaction's first
+    // statement (see `claim`), committed or rolled back with the change.
+    let mut wrote_claim = None;
+    let run = |conn: &mut DbConnection| {
+        if outermost {
+            wrote_claim = claim::write_first(conn)?;
+        }
+        f(conn)
+    };
+    let done = match conn {
+        DbConnection::Postgres(_) => conn.transaction(run),
         DbConnection::Sqlite(inner) => {
             let _turn = sqlite_turn(inner)?;
             AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?;
-            match f(conn) {
+            match run(conn) {
                 Ok(value) => {
                     let DbConnection::Sqlite(inner) = conn else { unreachable!() };
                     match AnsiTransactionManager::commit_transaction(inner) {
@@ -327,7 +339,21 @@ where
                 }
             }
         }
-    }
+    };
+    claim::settle(wrote_claim, done.is_ok());
+    done
+}
+
+/// Whether the connection is inside a transaction already.
+fn in_transaction(conn: &mut DbConnection) -> diesel::QueryResult<bool> {
+    Ok(match conn {
+        DbConnection::Postgres(pg) => {
+            AnsiTransactionManager::transaction_manager_status_mut(pg).transaction_depth()?.is_some()
+        }
+        DbConnection::Sqlite(lite) => {
+            AnsiTransactionManager::transaction_manager_status_mut(lite).transaction_depth()?.is_some()
+        }
+    })
 }
 
 /// Waits for this connection's turn to write (SQLite). None without a queue (a connection
@@ -358,6 +384,11 @@ where
         DbConnection::Sqlite(inner) => sqlite_turn(inner)?,
         DbConnection::Postgres(_) => None,
     };
+    // A request whose first write is a single statement claims its key in a statement of its
+    // own just before (there is no transaction to share).
+    if !in_transaction(conn)? {
+        claim::settle(claim::write_first(conn)?, true);
+    }
     f(conn)
 }
 
@@ -391,7 +422,8 @@ pub enum TaskError {
 
 /// Runs blocking database work on the blocking thread pool with a pooled connection: the one
 /// way async code (handlers, pages, the auth middleware, the mail worker, housekeeping)
-/// reaches the database.
+/// reaches the database. Work done for a request that holds an idempotency claim carries it
+/// (see `claim`): the request's first write writes it.
 ///
 /// Work first waits its turn for one of the pool's connections, in arrival order, without
 /// holding a thread (an async semaphore with a permit per connection); only then does it take
@@ -414,7 +446,9 @@ where
         Err(_) => return Err(TaskError::Queued(wait).into()),
     };
     let pool = pool.clone();
+    let claim = claim::of_task();
     tokio::task::spawn_blocking(move || {
+        let _claim = claim::enter(claim);
         let mut conn = pool.get().map_err(TaskError::Pool)?;
         let done = f(&mut conn);
         drop((conn, turn));
@@ -423,6 +457,64 @@ where
     .await
     .map_err(|e| E::from(TaskError::Task(e.to_string())))?
 }
+
+/// Lets diesel keep a hand-written statement type prepared on each connection, under its type,
+/// as it does its typed queries (a `sql_query` is parsed and planned by PostgreSQL anew on
+/// every call). The type's own `QueryFragment` pushes its SQL and binds; its SQL must not
+/// depend on its values.
+macro_rules! prepared_statement {
+    ($name:ident<'_>) => {
+        impl diesel::query_builder::QueryId for $name<'_> {
+            type QueryId = $name<'static>;
+            const HAS_STATIC_QUERY_ID: bool = true;
+        }
+        impl<Conn> diesel::RunQueryDsl<Conn> for $name<'_> {}
+    };
+    ($name:ident) => {
+        impl diesel::query_builder::QueryId for $name {
+            type QueryId = $name;
+            const HAS_STATIC_QUERY_ID: bool = true;
+        }
+        impl<Conn> diesel::RunQueryDsl<Conn> for $name {}
+    };
+}
+pub(crate) use prepared_statement;
+
+/// A diesel query kept prepared on the connection like a typed SELECT or INSERT, keyed by its
+/// SQL text. Diesel never caches an UPDATE or an upsert (a changeset that skips `None` fields
+/// can change its SQL from call to call), nor a query with a raw SQL fragment, so PostgreSQL
+/// parsed and planned each of them anew: wrap the ones on hot paths whose SQL has a fixed
+/// shape (or a few).
+///
+/// Only for statements that return rows (`load`, `get_result`: a SELECT, or an UPDATE with a
+/// `RETURNING`): diesel's `execute` passes the query on by reference, and a reference does not
+/// keep this wrapper's say on caching.
+pub struct Prepared<Q>(pub Q);
+
+impl<Q> diesel::query_builder::QueryId for Prepared<Q> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q, DB> diesel::query_builder::QueryFragment<DB> for Prepared<Q>
+where
+    DB: diesel::backend::Backend,
+    Q: diesel::query_builder::QueryFragment<DB>,
+{
+    fn walk_ast<'b>(&'b self, pass: diesel::query_builder::AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        self.0.walk_ast(pass)
+    }
+
+    fn is_safe_to_cache_prepared(&self, _: &DB) -> QueryResult<bool> {
+        Ok(true)
+    }
+}
+
+impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for Prepared<Q> {
+    type SqlType = Q::SqlType;
+}
+
+impl<Q, Conn> RunQueryDsl<Conn> for Prepared<Q> {}
 
 diesel::define_sql_function! {
     /// SQL `lower(text)`, for case-insensitive search on both backends.

@@ -1,6 +1,7 @@
 //! `Idempotency-Key` for every POST: the first response (status and body) is stored for
 //! 24 hours and replayed for a retry with the same key and body; the same key with a
-//! different body is 422; a retry while the first is still running is 409. Keys are scoped to
+//! different body is 422; a retry while the first is still running waits for it on PostgreSQL
+//! and gets its reply (or 409 if it has not stored it yet; SQLite: 409). Keys are scoped to
 //! the caller (API key or ambassador, else client address), so callers never see each other's
 //! responses.
 //!
@@ -11,6 +12,14 @@
 //!   ([`store_instead`]): a replay never shows a secret again and never mints a second one;
 //! - a handler whose reply names a referred client says which referral ([`concerns`]), so
 //!   erasing that client's personal data also scrubs the stored copy.
+//!
+//! The request runs holding its claim (`db::claim`), and its first change writes the claim in
+//! the same transaction: one transaction per request, not three (claim, change, reply). After
+//! it ran, the claim is either written (store the reply), refused because another request
+//! holds the key (nothing was changed: answer with that request's reply, or 409/422), or never
+//! written because nothing was changed (store the claim with its reply in one statement). A
+//! retry or a mismatched key therefore runs the request's checks again but can never change
+//! anything.
 //!
 //! Unauthenticated requests outside the public scopes are not tracked at all, and the public
 //! scopes count requests against the rate limit before this step: an anonymous client cannot
@@ -26,6 +35,7 @@ use sha2::{Digest, Sha256};
 use super::RequestId;
 use crate::auth::{AmbassadorCaller, Caller};
 use crate::db::blocking;
+use crate::db::claim::{ClaimState, ClaimWriter, RequestClaim};
 use crate::db::{DbConnection, DbPool};
 use crate::domain::api_key::hex;
 use crate::error::{ApiError, TryAgain};
@@ -133,53 +143,118 @@ async fn idempotency(
     req.set_payload(actix_web::dev::Payload::from(body));
 
     let pool = req.app_data::<web::Data<DbPool>>().cloned().expect("pool registered");
-    let claimed = {
-        let claim = claim.clone();
-        blocking(&pool, move |c| claim_key(c, &claim.request())).await
-    };
-    match claimed {
-        Err(e) => return Ok(reject(req, e)),
-        Ok(Claim::Mismatch) => return Ok(reject(req, ApiError::IdempotencyKeyReused)),
-        Ok(Claim::InProgress) => return Ok(reject(req, ApiError::IdempotencyInProgress)),
-        Ok(Claim::Replay { status, body }) => return Ok(req.into_response(replay(status, body))),
-        Ok(Claim::Erased) => return Ok(req.into_response(replay_problem(&ApiError::ReplyErased))),
-        Ok(Claim::Lost { request_id, .. }) => return Ok(req.into_response(replay_problem(&lost(request_id)))),
-        Ok(Claim::Fresh) => {}
+    // The request runs with its claim, which its first change writes (`db::claim`).
+    let held = RequestClaim::new(claim.clone());
+    let res = held.clone().scope(next.call(req)).await?.map_into_boxed_body();
+    let (http_req, res) = res.into_parts();
+    let state = held.state();
+    if state == ClaimState::Refused {
+        // The key is another request's: nothing of this run was written; answer for that one.
+        let answer = answer_for_holder(&pool, claim).await;
+        return Ok(ServiceResponse::new(http_req, answer));
     }
-    run_and_record(req, next, &pool, claim).await
+    let (res, outcome) = buffered(res).await;
+    if state == ClaimState::Written {
+        record_or_retry_later(&pool, claim, outcome).await;
+    } else if let Some(answer) = store_unchanged(&pool, claim, outcome).await {
+        return Ok(ServiceResponse::new(http_req, answer));
+    }
+    Ok(ServiceResponse::new(http_req, res))
 }
 
-/// Runs the request that holds a fresh claim and records how the claim ends (its reply, or
-/// unstored for a "try again" answer).
-async fn run_and_record(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-    pool: &DbPool,
-    claim: Claimed,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let res = next.call(req).await?;
+impl ClaimWriter for Claimed {
+    fn write(&self, conn: &mut DbConnection) -> diesel::QueryResult<bool> {
+        idempotency::claim_with_change(conn, &self.request())
+    }
+}
+
+/// The response with its body buffered, and what to keep of it: its reply (the redacted
+/// copy a handler handed over instead), or nothing for a "try again" answer.
+async fn buffered(res: HttpResponse<BoxBody>) -> (HttpResponse<BoxBody>, Outcome) {
     let status = res.status();
     let try_again = status.is_server_error()
         || status == StatusCode::TOO_MANY_REQUESTS
-        || res.response().extensions().get::<TryAgain>().is_some();
-    let instead = res.response().extensions().get::<StoreInstead>().map(|s| s.0.clone());
-    let subject = res.response().extensions().get::<Concerns>().map(|c| c.0.clone());
-    let (http_req, res) = res.into_parts();
+        || res.extensions().get::<TryAgain>().is_some();
+    let instead = res.extensions().get::<StoreInstead>().map(|s| s.0.clone());
+    let subject = res.extensions().get::<Concerns>().map(|c| c.0.clone());
     let (res, body) = res.into_parts();
-    let (bytes, outcome) = match body::to_bytes(body).await {
-        Ok(bytes) if try_again => (bytes, Outcome::Unstored),
+    match body::to_bytes(body).await {
         Ok(bytes) => {
-            let body = instead.unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
-            (bytes, Outcome::Reply { status: status.as_u16(), body, subject })
+            let outcome = if try_again {
+                Outcome::Unstored
+            } else {
+                let body = instead.unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+                Outcome::Reply { status: status.as_u16(), body, subject }
+            };
+            (res.set_body(BoxBody::new(bytes)), outcome)
         }
         Err(_) => {
-            record_or_retry_later(pool, claim, Outcome::Unstored).await;
             let res = ApiError::internal("could not buffer response for idempotency").error_response();
-            return Ok(ServiceResponse::new(http_req, res));
+            (res, Outcome::Unstored)
         }
+    }
+}
+
+/// The answer for a request whose key another request holds: that request's reply, or the
+/// problem that says why there is none (yet).
+async fn answer_for_holder(pool: &DbPool, claim: Claimed) -> HttpResponse {
+    let found = blocking(pool, move |c| {
+        let req = claim.request();
+        let found = claim_key(c, &req)?;
+        if found == Claim::Fresh {
+            // The holder's row went (purged) between the two statements, and this claim took
+            // its place without having run: give it back; the client's retry runs.
+            let lost = lost(claim.request_id.clone());
+            idempotency::finish_unstored(c, &req, (lost.status(), &lost.problem_json()))?;
+        }
+        Ok::<_, ApiError>(found)
+    })
+    .await;
+    match found {
+        Ok(Claim::Fresh) => ApiError::IdempotencyInProgress.error_response(),
+        Ok(found) => answer(found),
+        Err(e) => e.error_response(),
+    }
+}
+
+/// Stores the reply of a request that changed nothing, with its claim. `Some` answer when
+/// another request holds the key by now (its reply, a mismatch, …): that answer stands.
+async fn store_unchanged(pool: &DbPool, claim: Claimed, outcome: Outcome) -> Option<HttpResponse> {
+    let Outcome::Reply { status, body, subject } = outcome else {
+        return None;
     };
-    record_or_retry_later(pool, claim, outcome).await;
-    Ok(ServiceResponse::new(http_req, res.set_body(BoxBody::new(bytes))))
+    let found = blocking(pool, move |c| {
+        let req = claim.request();
+        let reply = Reply { status, body: &body, subject_id: subject.as_deref() };
+        if idempotency::store_unchanged(c, &req, &reply)? {
+            return Ok(None);
+        }
+        match claim_key(c, &req)? {
+            // An expired or abandoned row taken over: this reply is the key's now.
+            Claim::Fresh => idempotency::complete(c, &req, &reply).map(|()| None).map_err(ApiError::from),
+            found => Ok(Some(found)),
+        }
+    })
+    .await;
+    match found {
+        Ok(found) => found.map(answer),
+        Err(e) => {
+            // Nothing was changed: a retry that runs again does no harm.
+            tracing::warn!(error = %e, "could not store the reply of a request that changed nothing");
+            None
+        }
+    }
+}
+
+/// The answer a key's stored state gives a request that did not run under it.
+fn answer(found: Claim) -> HttpResponse {
+    match found {
+        Claim::Replay { status, body } => replay(status, body),
+        Claim::Erased => replay_problem(&ApiError::ReplyErased),
+        Claim::Lost { request_id, .. } => replay_problem(&lost(request_id)),
+        Claim::Mismatch => ApiError::IdempotencyKeyReused.error_response(),
+        Claim::InProgress | Claim::Fresh => ApiError::IdempotencyInProgress.error_response(),
+    }
 }
 
 /// Claims the key for this request. A claim lost with its request carried out is answered

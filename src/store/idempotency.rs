@@ -1,8 +1,14 @@
-//! Stored responses for `Idempotency-Key`: one row per (caller scope, key), claimed before
-//! the request runs and completed with its response, kept 24 hours.
+//! Stored responses for `Idempotency-Key`: one row per (caller scope, key), claimed by the
+//! request's first change and completed with its response, kept 24 hours.
 //!
-//! Each step is a single statement, so the unique primary key alone decides who runs a
-//! request when two arrive together; no transaction is left aborted on PostgreSQL.
+//! The claim is the first statement of the transaction that makes the request's first change
+//! ([`claim_with_change`], called through `crate::db::claim`), so it commits with that change
+//! or not at all: a claim in the table always stands for a change made, and the unique primary
+//! key decides who runs a request when two arrive together (on PostgreSQL the second waits for
+//! the first's commit, then finds the key taken and changes nothing). A request that changes
+//! nothing — a refusal — stores its claim and reply together afterwards ([`store_unchanged`]).
+//! The edge then stores the reply in one statement ([`complete`]). When the key is taken the
+//! edge asks [`claim`] what to answer: the stored reply, `idempotency-in-progress`, a mismatch.
 //!
 //! A request never runs twice. The claim records the request's id, and every state change
 //! writes audit rows carrying that id in its own transaction. So a claim that was never
@@ -10,14 +16,10 @@
 //! whether its request changed anything: if it did, a retry gets `idempotency-reply-lost`
 //! instead of a second run; if not, the retry runs it.
 //!
-//! On PostgreSQL the claim and the stored reply commit without waiting for the disk
-//! (`synchronous_commit` off for that statement's own transaction: `relaxed_commit!`); only the
-//! request's change waits for it. Nothing is lost by this: the change's commit flushes the log
-//! up to and past the claim written before it, so a change that survives a crash always has its
-//! claim; a claim lost with a crash had no change after it, and its retry simply runs; a reply
-//! lost with a crash leaves the claim open, and the rule above answers the retry from the audit
-//! trail (`idempotency-reply-lost`). It saves two of the three disk flushes a request with an
-//! `Idempotency-Key` waited for (a flush costs ~4 ms on this project's test machine).
+//! On PostgreSQL the stored reply commits without waiting for the disk (`synchronous_commit`
+//! off for that statement's own transaction: `relaxed_commit!`); only the request's change
+//! waits for it. Nothing is lost by this: a reply lost with a crash leaves the claim open, and
+//! the rule above answers the retry from the audit trail (`idempotency-reply-lost`).
 //!
 //! A reply whose client's personal data was erased since keeps its status and loses its body
 //! (`response_body` NULL): it is replayed as `personal-data-erased`. What a reply says is the
@@ -150,6 +152,118 @@ fn claim_now(conn: &mut DbConnection, req: &Request<'_>) -> QueryResult<Claim> {
     }
 }
 
+/// Claims the key for `req`, as the first statement of the transaction that makes the
+/// request's first change (or on its own): `true` claimed — a new row, or one past its
+/// 24 hours taken over — `false` held by another request (its reply, its run still going, or
+/// an abandoned run: [`claim`] tells which). On PostgreSQL a second request with the same key
+/// waits here until the first request's transaction ends.
+pub fn claim_with_change(conn: &mut DbConnection, req: &Request<'_>) -> QueryResult<bool> {
+    use diesel::query_dsl::methods::FilterDsl;
+    use diesel::upsert::excluded;
+    let at = now();
+    let expired = at - TTL;
+    let claimed = match conn {
+        DbConnection::Postgres(pg) => ClaimPg { req, at, expired }.execute(pg),
+        DbConnection::Sqlite(lite) => diesel::insert_into(ik::table)
+            .values((
+                ik::scope.eq(req.scope),
+                ik::idem_key.eq(req.key),
+                ik::request_hash.eq(req.hash),
+                ik::created_at.eq(at),
+                ik::request_id.eq(req.id),
+            ))
+            .on_conflict((ik::scope, ik::idem_key))
+            .do_update()
+            .set((
+                ik::request_hash.eq(excluded(ik::request_hash)),
+                ik::created_at.eq(excluded(ik::created_at)),
+                ik::request_id.eq(excluded(ik::request_id)),
+                ik::status_code.eq(None::<i32>),
+                ik::response_body.eq(None::<String>),
+                ik::subject_id.eq(None::<String>),
+            ))
+            .filter(ik::created_at.lt(expired))
+            .execute(lite),
+    }?;
+    Ok(claimed == 1)
+}
+
+/// The claim's upsert on PostgreSQL as a statement each connection keeps prepared (diesel
+/// plans its own upserts and updates anew on every call); the SQLite one above says the same.
+struct ClaimPg<'a> {
+    req: &'a Request<'a>,
+    at: NaiveDateTime,
+    expired: NaiveDateTime,
+}
+
+crate::db::prepared_statement!(ClaimPg<'_>);
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for ClaimPg<'_> {
+    fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
+        use diesel::sql_types::{Text, Timestamp};
+        out.push_sql("INSERT INTO idempotency_keys (scope, idem_key, request_hash, created_at, request_id) VALUES (");
+        out.push_bind_param::<Text, _>(&self.req.scope)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.req.key)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.req.hash)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, _>(&self.at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.req.id)?;
+        out.push_sql(
+            ") ON CONFLICT (scope, idem_key) DO UPDATE SET request_hash = excluded.request_hash, \
+             created_at = excluded.created_at, request_id = excluded.request_id, status_code = NULL, \
+             response_body = NULL, subject_id = NULL WHERE idempotency_keys.created_at < ",
+        );
+        out.push_bind_param::<Timestamp, _>(&self.expired)?;
+        Ok(())
+    }
+}
+
+/// Stores the claim and reply of a request that changed nothing (a refusal), in one statement
+/// after it ran: `false` when the key is held by another request meanwhile (ask [`claim`]).
+/// Its reply is scrubbed as [`complete`] does if it names a client erased since.
+pub fn store_unchanged(conn: &mut DbConnection, req: &Request<'_>, reply: &Reply<'_>) -> QueryResult<bool> {
+    use diesel::sql_types::{Integer, Nullable, Text, Timestamp};
+    let at = now();
+    write_now(conn, |conn| {
+        macro_rules! run {
+            ($c:expr, $sql:expr) => {
+                diesel::sql_query($sql)
+                    .bind::<Text, _>(req.scope)
+                    .bind::<Text, _>(req.key)
+                    .bind::<Text, _>(req.hash)
+                    .bind::<Timestamp, _>(at)
+                    .bind::<Text, _>(req.id)
+                    .bind::<Integer, _>(i32::from(reply.status))
+                    .bind::<Nullable<Text>, _>(reply.subject_id)
+                    .bind::<Text, _>(reply.body)
+                    .execute($c)
+            };
+        }
+        let stored = match conn {
+            DbConnection::Postgres(pg) => run!(pg, STORE_UNCHANGED_PG),
+            DbConnection::Sqlite(lite) => run!(lite, STORE_UNCHANGED_SQLITE),
+        }?;
+        Ok(stored == 1)
+    })
+}
+
+const STORE_UNCHANGED_PG: &str = concat!(
+    "INSERT INTO idempotency_keys (scope, idem_key, request_hash, created_at, request_id, status_code, subject_id, ",
+    "response_body) SELECT $1, $2, $3, $4, $5, $6, $7, ",
+    "CASE WHEN (SELECT erased_at IS NOT NULL FROM referrals WHERE id = $7 FOR SHARE) THEN NULL ELSE $8 END ",
+    "WHERE ",
+    relaxed_commit!(),
+    " ON CONFLICT (scope, idem_key) DO NOTHING"
+);
+// `WHERE true`: SQLite would otherwise read `ON CONFLICT` as a join constraint.
+const STORE_UNCHANGED_SQLITE: &str = "INSERT INTO idempotency_keys (scope, idem_key, request_hash, created_at, \
+     request_id, status_code, subject_id, response_body) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, \
+     CASE WHEN (SELECT erased_at IS NOT NULL FROM referrals WHERE id = ?7) THEN NULL ELSE ?8 END \
+     WHERE true ON CONFLICT (scope, idem_key) DO NOTHING";
+
 /// Compare-and-set on the claim's `created_at`: of two retries taking over the same expired
 /// or abandoned row, exactly one wins.
 fn take_over(
@@ -215,33 +329,54 @@ pub fn complete(conn: &mut DbConnection, req: &Request<'_>, reply: &Reply<'_>) -
     use diesel::sql_types::{Integer, Nullable, Text};
     write_now(conn, |conn| {
         let status = i32::from(reply.status);
-        macro_rules! run {
-            ($c:expr, $sql:expr) => {
-                diesel::sql_query($sql)
-                    .bind::<Integer, _>(status)
-                    .bind::<Nullable<Text>, _>(reply.subject_id)
-                    .bind::<Text, _>(reply.body)
-                    .bind::<Text, _>(req.scope)
-                    .bind::<Text, _>(req.key)
-                    .bind::<Text, _>(req.id)
-                    .execute($c)
-            };
-        }
         match conn {
-            DbConnection::Postgres(pg) => run!(pg, STORE_REPLY_PG),
-            DbConnection::Sqlite(lite) => run!(lite, STORE_REPLY_SQLITE),
+            DbConnection::Postgres(pg) => StoreReplyPg { status, reply, req }.execute(pg),
+            DbConnection::Sqlite(lite) => diesel::sql_query(STORE_REPLY_SQLITE)
+                .bind::<Integer, _>(status)
+                .bind::<Nullable<Text>, _>(reply.subject_id)
+                .bind::<Text, _>(reply.body)
+                .bind::<Text, _>(req.scope)
+                .bind::<Text, _>(req.key)
+                .bind::<Text, _>(req.id)
+                .execute(lite),
         }?;
         Ok(())
     })
 }
 
-const STORE_REPLY_PG: &str = concat!(
-    "UPDATE idempotency_keys SET status_code = $1, subject_id = $2, ",
-    "response_body = CASE WHEN (SELECT erased_at IS NOT NULL FROM referrals WHERE id = $2 FOR SHARE) ",
-    "THEN NULL ELSE $3 END ",
-    "WHERE scope = $4 AND idem_key = $5 AND request_id = $6 AND ",
-    relaxed_commit!()
-);
+/// The reply's UPDATE on PostgreSQL, as a statement each connection keeps prepared (a
+/// `sql_query` is parsed and planned anew on every call; this runs once per request with an
+/// `Idempotency-Key`). The SQLite statement below says the same.
+struct StoreReplyPg<'a> {
+    status: i32,
+    reply: &'a Reply<'a>,
+    req: &'a Request<'a>,
+}
+
+crate::db::prepared_statement!(StoreReplyPg<'_>);
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for StoreReplyPg<'_> {
+    fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
+        use diesel::sql_types::{Integer, Nullable, Text};
+        out.push_sql("UPDATE idempotency_keys SET status_code = ");
+        out.push_bind_param::<Integer, _>(&self.status)?;
+        out.push_sql(", subject_id = ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.reply.subject_id)?;
+        out.push_sql(", response_body = CASE WHEN (SELECT erased_at IS NOT NULL FROM referrals WHERE id = ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.reply.subject_id)?;
+        out.push_sql(" FOR SHARE) THEN NULL ELSE ");
+        out.push_bind_param::<Text, _>(&self.reply.body)?;
+        out.push_sql(" END WHERE scope = ");
+        out.push_bind_param::<Text, _>(&self.req.scope)?;
+        out.push_sql(" AND idem_key = ");
+        out.push_bind_param::<Text, _>(&self.req.key)?;
+        out.push_sql(" AND request_id = ");
+        out.push_bind_param::<Text, _>(&self.req.id)?;
+        out.push_sql(concat!(" AND ", relaxed_commit!()));
+        Ok(())
+    }
+}
+
 const STORE_REPLY_SQLITE: &str = "UPDATE idempotency_keys SET status_code = ?1, subject_id = ?2, \
      response_body = CASE WHEN (SELECT erased_at IS NOT NULL FROM referrals WHERE id = ?2) \
      THEN NULL ELSE ?3 END \

@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::db::schema::email_outbox;
-use crate::db::{now, write_now, write_tx, DbConnection};
+use crate::db::{now, write_now, write_tx, DbConnection, Prepared};
 use crate::domain::notice::EmailStatus;
 use crate::store::{new_id, Page, PageRequest};
 
@@ -85,9 +85,9 @@ fn unsent() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
 /// transaction serialises claimers.
 pub fn claim(conn: &mut DbConnection, limit: i64, lease: chrono::TimeDelta) -> QueryResult<Vec<OutboxRow>> {
     // A plain read first: an idle outbox costs no write transaction (on SQLite, no write lock).
-    let any_due: bool = diesel::select(diesel::dsl::exists(
+    let any_due: bool = Prepared(diesel::select(diesel::dsl::exists(
         email_outbox::table.filter(unsent()).filter(email_outbox::next_attempt_at.le(now())),
-    ))
+    )))
     .get_result(conn)?;
     if !any_due {
         return Ok(Vec::new());
@@ -96,14 +96,16 @@ pub fn claim(conn: &mut DbConnection, limit: i64, lease: chrono::TimeDelta) -> Q
         let at = now();
         let due = unsent().and(email_outbox::next_attempt_at.le(at));
         let ids: Vec<String> = match conn {
-            DbConnection::Postgres(pg) => email_outbox::table
-                .filter(due)
-                .order((email_outbox::next_attempt_at.asc(), email_outbox::id.asc()))
-                .limit(limit)
-                .select(email_outbox::id)
-                .for_update()
-                .skip_locked()
-                .load(pg)?,
+            DbConnection::Postgres(pg) => Prepared(
+                email_outbox::table
+                    .filter(due)
+                    .order((email_outbox::next_attempt_at.asc(), email_outbox::id.asc()))
+                    .limit(limit)
+                    .select(email_outbox::id)
+                    .for_update()
+                    .skip_locked(),
+            )
+            .load(pg)?,
             DbConnection::Sqlite(sqlite) => email_outbox::table
                 .filter(due)
                 .order((email_outbox::next_attempt_at.asc(), email_outbox::id.asc()))
@@ -114,13 +116,12 @@ pub fn claim(conn: &mut DbConnection, limit: i64, lease: chrono::TimeDelta) -> Q
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        diesel::update(email_outbox::table.filter(email_outbox::id.eq_any(&ids)))
-            .set((
-                email_outbox::status.eq(SENDING),
-                email_outbox::attempts.eq(email_outbox::attempts + 1),
-                email_outbox::next_attempt_at.eq(at + lease),
-            ))
-            .execute(conn)?;
+        let taken = diesel::update(email_outbox::table.filter(email_outbox::id.eq_any(&ids))).set((
+            email_outbox::status.eq(SENDING),
+            email_outbox::attempts.eq(email_outbox::attempts + 1),
+            email_outbox::next_attempt_at.eq(at + lease),
+        ));
+        Prepared(taken.returning(email_outbox::id)).load::<String>(conn)?;
         email_outbox::table
             .filter(email_outbox::id.eq_any(&ids))
             .order((email_outbox::next_attempt_at.asc(), email_outbox::id.asc()))
@@ -160,7 +161,7 @@ pub fn mark_sent(conn: &mut DbConnection, id: &str, attempts: i32, scrubbed: &se
         email_outbox::last_error.eq(None::<String>),
         email_outbox::payload.eq(scrubbed.to_string()),
     ));
-    write_now(conn, |conn| sent.execute(conn))?;
+    write_now(conn, |conn| Prepared(sent.returning(email_outbox::id)).load::<String>(conn))?;
     Ok(())
 }
 

@@ -117,13 +117,24 @@ pub fn current_row(conn: &mut DbConnection) -> QueryResult<ProgramVersionRow> {
 /// SQLite's writers are serialised already.
 pub fn current_locked(conn: &mut DbConnection) -> QueryResult<Program> {
     if let DbConnection::Postgres(pg) = conn {
-        // The newest version's row, found and locked in one statement.
-        diesel::sql_query(
-            "SELECT id FROM program_versions WHERE version = (SELECT max(version) FROM program_versions) FOR SHARE",
-        )
-        .execute(pg)?;
+        LockNewestPg.execute(pg)?;
     }
     current(conn)
+}
+
+/// The newest version's row, found and share-locked in one statement that each connection
+/// keeps prepared (every completion runs it).
+struct LockNewestPg;
+
+crate::db::prepared_statement!(LockNewestPg);
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for LockNewestPg {
+    fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
+        out.push_sql(
+            "SELECT id FROM program_versions WHERE version = (SELECT max(version) FROM program_versions) FOR SHARE",
+        );
+        Ok(())
+    }
 }
 
 /// The rules in force, the row locked exclusively until the transaction ends (a no-op

@@ -10,7 +10,7 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::db::schema::{referral_codes, referral_search_keys, referral_sessions, referrals};
-use crate::db::{lower, DbConnection};
+use crate::db::{lower, DbConnection, Prepared};
 use crate::domain::calendar::Calendar;
 use crate::domain::contact::{Email, Phone};
 use crate::domain::referral::{self, ReferralSource, ReferralStatus};
@@ -284,7 +284,7 @@ pub fn count_session(
     session_on: NaiveDate,
     at: NaiveDateTime,
 ) -> QueryResult<Option<ReferralRow>> {
-    diesel::update(referrals::table.find(&before.id).filter(referrals::status.eq(&before.status)))
+    let update = diesel::update(referrals::table.find(&before.id).filter(referrals::status.eq(&before.status)))
         .set((
             referrals::status.eq(to.as_str()),
             referrals::session_count.eq(referrals::session_count + 1),
@@ -292,9 +292,8 @@ pub fn count_session(
             referrals::treatment_started_at.eq(before.treatment_started_at.unwrap_or(at)),
             referrals::updated_at.eq(at),
         ))
-        .returning(referrals::all_columns)
-        .get_result(conn)
-        .optional()
+        .returning(referrals::all_columns);
+    Prepared(update).get_result(conn).optional()
 }
 
 pub fn sessions(conn: &mut DbConnection, id: &str) -> QueryResult<Vec<SessionRow>> {
@@ -322,7 +321,7 @@ pub fn complete(
     completion: &Completion<'_>,
     at: NaiveDateTime,
 ) -> QueryResult<Option<ReferralRow>> {
-    diesel::update(referrals::table.find(&before.id).filter(referrals::status.eq(&before.status)))
+    let update = diesel::update(referrals::table.find(&before.id).filter(referrals::status.eq(&before.status)))
         .set((
             referrals::status.eq(to.as_str()),
             referrals::completed_on.eq(completion.completed_on),
@@ -332,9 +331,8 @@ pub fn complete(
             referrals::completed_at.eq(at),
             referrals::updated_at.eq(at),
         ))
-        .returning(referrals::all_columns)
-        .get_result(conn)
-        .optional()
+        .returning(referrals::all_columns);
+    Prepared(update).get_result(conn).optional()
 }
 
 /// Cancels, rejects or refunds the referral (`to`) with a reason, stamping the matching time;

@@ -9,7 +9,7 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::db::schema::{ambassadors as ambassadors_t, referrals, rewards};
-use crate::db::{now, DbConnection};
+use crate::db::{now, DbConnection, Prepared};
 use crate::domain::calendar::Calendar;
 use crate::domain::money::{Currency, Money};
 use crate::domain::program::YearToDate;
@@ -174,7 +174,7 @@ pub fn year_to_date(
         .single_value();
     // Both in one statement (two scalar subqueries).
     let (completed_before, earned): (Option<i64>, Option<i64>) =
-        diesel::select((completed_before, earned)).get_result(conn)?;
+        Prepared(diesel::select((completed_before, earned))).get_result(conn)?;
     Ok(YearToDate { completed_before: completed_before.unwrap_or(0), earned_minor: earned.unwrap_or(0) })
 }
 
@@ -182,10 +182,10 @@ pub fn year_to_date(
 /// completions for one ambassador then count their year one after the other, so tiers and the
 /// annual cap see each other. Returns the ambassador's row as locked.
 pub fn lock_ambassador(conn: &mut DbConnection, ambassador_id: &str) -> QueryResult<AmbassadorRow> {
-    diesel::update(ambassadors_t::table.find(ambassador_id))
+    let lock = diesel::update(ambassadors_t::table.find(ambassador_id))
         .set(ambassadors_t::updated_at.eq(ambassadors_t::updated_at))
-        .returning(ambassador_columns())
-        .get_result(conn)
+        .returning(ambassador_columns());
+    Prepared(lock).get_result(conn)
 }
 
 /// [`AmbassadorRow`]'s columns, in its order, for a `RETURNING` (diesel's `as_select()` does

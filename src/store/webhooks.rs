@@ -7,7 +7,7 @@ use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 
 use crate::db::schema::{webhook_attempts, webhook_deliveries, webhook_endpoints};
-use crate::db::{now, write_now, write_tx, DbConnection};
+use crate::db::{now, write_now, write_tx, DbConnection, Prepared};
 use crate::domain::webhook::{DeliveryStatus, PING};
 use crate::store::{Page, PageRequest};
 
@@ -256,12 +256,12 @@ pub fn claim(conn: &mut DbConnection, limit: i64, lease: TimeDelta) -> QueryResu
             .eq_any(webhook_endpoints::table.filter(webhook_endpoints::enabled.eq(true)).select(webhook_endpoints::id))
             .or(webhook_deliveries::event_type.eq(PING))
     };
-    let any_due: bool = diesel::select(diesel::dsl::exists(
+    let any_due: bool = Prepared(diesel::select(diesel::dsl::exists(
         webhook_deliveries::table
             .filter(unfinished())
             .filter(webhook_deliveries::next_attempt_at.le(now()))
             .filter(sendable()),
-    ))
+    )))
     .get_result(conn)?;
     if !any_due {
         return Ok(Vec::new());

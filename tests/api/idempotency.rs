@@ -510,3 +510,134 @@ async fn claims_and_replies_relax_only_their_own_commit() {
     assert_eq!(stored, (Some(201), Some("{}".into())));
     assert_eq!(idempotency::claim(&mut conn, &req).unwrap(), Claim::Replay { status: 201, body: "{}".into() });
 }
+
+/// A referral for `email` made with the code of a new ambassador, under `idem`.
+async fn refer_keyed(app: &TestApp, staff: &str, code: &str, idem: &str, email: &str) -> reqwest::Response {
+    let body = json!({ "code": code, "first_name": "Kim", "last_name": "Keyed", "email": email });
+    post_keyed(app, "/v1/referrals", Some(staff), idem, &body).await
+}
+
+/// The claim is the first statement of the change's own transaction: it commits with the
+/// change (on PostgreSQL the two rows carry the same transaction id), and a change that fails
+/// takes its claim with it, so the retry runs.
+#[tokio::test]
+async fn the_claim_commits_with_the_change_or_not_at_all() {
+    let app = spawn_app().await;
+    let staff = app.key("staff").await;
+    let amb = app.enrol_named(&app.admin_key, "Cora Claim").await;
+    let code = amb["codes"][0]["code"].as_str().unwrap().to_owned();
+
+    break_writes(&app, "audit_events", "INSERT");
+    let res = refer_keyed(&app, &staff, &code, "with-change", "kim@example.com").await;
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    mend(&app, "audit_events");
+    let mut conn = app.pool.get().unwrap();
+    let claims: i64 = ik::table.count().get_result(&mut conn).unwrap();
+    assert_eq!(claims, 0, "the failed change took its claim with it");
+    assert_eq!(app.counts().referrals, 0);
+
+    // The retry runs. Its reply cannot be stored for now, which leaves the claim row as the
+    // change's transaction wrote it.
+    break_writes(&app, "idempotency_keys", "UPDATE");
+    let res = refer_keyed(&app, &staff, &code, "with-change", "kim@example.com").await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert!(!replayed(&res), "the retry ran");
+    let referral_id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let status: Option<i32> = ik::table.select(ik::status_code).first(&mut conn).unwrap();
+    assert_eq!(status, None, "claimed, the reply not stored yet");
+    if is_postgres(&app) {
+        use diesel::sql_types::Text;
+        let mut xmin = |sql: &str, id: &str| -> String {
+            diesel::sql_query(sql).bind::<Text, _>(id).get_result::<Xmin>(&mut conn).unwrap().xmin
+        };
+        let referral = xmin("SELECT xmin::text AS xmin FROM referrals WHERE id = $1", &referral_id);
+        let claim = xmin("SELECT xmin::text AS xmin FROM idempotency_keys WHERE idem_key = $1", "with-change");
+        assert_eq!(claim, referral, "the claim and the referral were written by one transaction");
+    }
+    mend(&app, "idempotency_keys");
+    let started = std::time::Instant::now();
+    loop {
+        let res = refer_keyed(&app, &staff, &code, "with-change", "kim@example.com").await;
+        if replayed(&res) {
+            assert_eq!(res.json::<Value>().await.unwrap()["id"], referral_id.as_str());
+            break;
+        }
+        assert_problem(res, StatusCode::CONFLICT, "idempotency-in-progress").await;
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the reply was never stored");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.counts().referrals, 1);
+}
+
+/// A refusal changes nothing and is stored with its claim afterwards. A retry with the same key
+/// runs the request's checks again, but the stored refusal holds the key, so even a retry that
+/// would now succeed changes nothing and gets the refusal replayed.
+#[tokio::test]
+async fn a_retried_refusal_is_replayed_even_when_it_would_now_succeed() {
+    let app = spawn_app().await;
+    let staff = app.key("staff").await;
+    let amb = app.enrol_named(&app.admin_key, "Dora Dup").await;
+    let code = amb["codes"][0]["code"].as_str().unwrap().to_owned();
+    let first = refer_keyed(&app, &staff, &code, "first", "dup@example.com").await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first_id = first.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+
+    let dup = refer_keyed(&app, &staff, &code, "second", "dup@example.com").await;
+    let refusal = assert_problem(dup, StatusCode::CONFLICT, "duplicate-referral").await;
+    // The first referral is rejected: the client could be referred again now…
+    let res = app.post(&format!("/v1/referrals/{first_id}/reject"), &staff, &json!({ "reason_code": "fraud" })).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // …but a retry of the refused request is its refusal, replayed, and records nothing.
+    let res = refer_keyed(&app, &staff, &code, "second", "dup@example.com").await;
+    assert!(replayed(&res));
+    assert_eq!(assert_problem(res, StatusCode::CONFLICT, "duplicate-referral").await, refusal);
+    assert_eq!(app.counts().referrals, 1);
+    // A new key is a new request.
+    let res = refer_keyed(&app, &staff, &code, "third", "dup@example.com").await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+}
+
+/// Hand-written statements and diesel updates wrapped in `db::Prepared` are prepared once per
+/// connection on PostgreSQL (diesel alone prepares an UPDATE anew on every call).
+#[tokio::test]
+async fn hot_statements_stay_prepared_on_the_connection() {
+    use vouch::db::Prepared;
+    use vouch::store::idempotency::{self, Reply, Request};
+    let app = spawn_app().await;
+    if !is_postgres(&app) {
+        return;
+    }
+    let mut conn = app.pool.get().unwrap();
+    let prepared = |c: &mut vouch::db::DbConnection, like: &str| -> i64 {
+        use diesel::sql_types::Text;
+        #[derive(QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        diesel::sql_query("SELECT count(*) AS n FROM pg_prepared_statements WHERE statement LIKE $1")
+            .bind::<Text, _>(like)
+            .get_result::<N>(c)
+            .unwrap()
+            .n
+    };
+    for n in 0..3 {
+        let (key, id) = (format!("p-{n}"), format!("request-{n}"));
+        let req = Request { scope: "key:test", key: &key, hash: "h", id: &id };
+        assert!(idempotency::claim_with_change(&mut conn, &req).unwrap());
+        idempotency::complete(&mut conn, &req, &Reply { status: 201, body: "{}", subject_id: None }).unwrap();
+        let touch = || diesel::update(ik::table.find(("key:test", key.as_str()))).set(ik::status_code.eq(202));
+        Prepared(touch().returning(ik::idem_key)).load::<String>(&mut conn).unwrap();
+        touch().execute(&mut conn).unwrap();
+    }
+    assert_eq!(prepared(&mut conn, "INSERT INTO idempotency_keys%ON CONFLICT%"), 1, "the claim");
+    assert_eq!(prepared(&mut conn, "UPDATE idempotency_keys SET status_code%"), 1, "the reply");
+    assert_eq!(prepared(&mut conn, "UPDATE \"idempotency_keys\"%RETURNING%"), 1, "a wrapped update");
+    assert_eq!(prepared(&mut conn, "UPDATE \"idempotency_keys\"%"), 1, "diesel alone does not keep the plain one");
+}
+
+#[derive(QueryableByName)]
+struct Xmin {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    xmin: String,
+}
