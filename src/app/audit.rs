@@ -18,12 +18,13 @@ use crate::store::{api_keys, team, Page, PageRequest};
 /// change records exactly one audit event after writing, so this is the one place webhook
 /// events are queued, in the change's own transaction and with the record as it now is.
 pub fn record(conn: &mut DbConnection, actor: &Actor, change: Change<'_>) -> diesel::QueryResult<()> {
-    let event = EventType::of_change(change.action, change.before, change.after);
-    let entity_id = change.entity_id.to_owned();
-    crate::store::audit::record(conn, actor, change)?;
-    match event {
-        Some(event) => webhooks::queue(conn, event, &entity_id),
-        None => Ok(()),
+    match EventType::of_change(change.action, change.before, change.after) {
+        Some(event) => {
+            let entity_id = change.entity_id.to_owned();
+            let endpoints = crate::store::audit::record_reading_endpoints(conn, actor, change)?;
+            webhooks::queue_to(conn, endpoints, event, &entity_id)
+        }
+        None => crate::store::audit::record(conn, actor, change),
     }
 }
 

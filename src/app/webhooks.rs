@@ -501,12 +501,22 @@ fn insert_delivery(
 
 /// Queues `event` about `entity_id` to every enabled endpoint subscribed to it, inside the
 /// caller's transaction (the change's own), with the record as it is now. Called from
-/// `app::audit::record` once the change is written.
+/// `app::audit` once the change is written.
 pub fn queue(conn: &mut DbConnection, event: EventType, entity_id: &str) -> diesel::QueryResult<()> {
-    let endpoints: Vec<EndpointRow> = store::enabled_endpoints(conn)?
-        .into_iter()
-        .filter(|e| EventSelection::from_stored(&e.events).contains(event))
-        .collect();
+    let endpoints = store::enabled_endpoints(conn)?;
+    queue_to(conn, endpoints, event, entity_id)
+}
+
+/// [`queue`] with the enabled endpoints already read (in the audit event's own statement:
+/// `store::audit::record_reading_endpoints`).
+pub fn queue_to(
+    conn: &mut DbConnection,
+    enabled: Vec<EndpointRow>,
+    event: EventType,
+    entity_id: &str,
+) -> diesel::QueryResult<()> {
+    let endpoints: Vec<EndpointRow> =
+        enabled.into_iter().filter(|e| EventSelection::from_stored(&e.events).contains(event)).collect();
     if endpoints.is_empty() {
         return Ok(());
     }

@@ -516,6 +516,39 @@ impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for Prepared<
 
 impl<Q, Conn> RunQueryDsl<Conn> for Prepared<Q> {}
 
+/// A write and a read sent as one PostgreSQL statement, `WITH write AS (…) <read>`: one round
+/// trip instead of two for a write that is always followed by the same read. The read sees the
+/// database as it was before the write (a data-modifying `WITH` is not visible to the rest of
+/// its statement), so it must not read what the write changes.
+pub struct WriteThenRead<W, R> {
+    pub write: W,
+    pub read: R,
+}
+
+impl<W, R> diesel::query_builder::QueryId for WriteThenRead<W, R> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<W, R> diesel::query_builder::QueryFragment<diesel::pg::Pg> for WriteThenRead<W, R>
+where
+    W: diesel::query_builder::QueryFragment<diesel::pg::Pg>,
+    R: diesel::query_builder::QueryFragment<diesel::pg::Pg>,
+{
+    fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
+        out.push_sql("WITH write AS (");
+        self.write.walk_ast(out.reborrow())?;
+        out.push_sql(") ");
+        self.read.walk_ast(out.reborrow())
+    }
+}
+
+impl<W, R: diesel::query_builder::Query> diesel::query_builder::Query for WriteThenRead<W, R> {
+    type SqlType = R::SqlType;
+}
+
+impl<W, R, Conn> RunQueryDsl<Conn> for WriteThenRead<W, R> {}
+
 diesel::define_sql_function! {
     /// SQL `lower(text)`, for case-insensitive search on both backends.
     fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
