@@ -30,7 +30,6 @@ use diesel::prelude::*;
 
 use crate::db::schema::{audit_events, idempotency_keys as ik};
 use crate::db::{now, write_now, DbConnection};
-use crate::store::is_unique_violation;
 
 /// How long a stored response is replayed.
 pub const TTL: TimeDelta = TimeDelta::hours(24);
@@ -71,6 +70,8 @@ pub struct Request<'a> {
 
 type Existing = (String, Option<i32>, Option<String>, NaiveDateTime, Option<String>);
 
+/// Claims the key on its own (outside a change), or tells what holds it: how the edge answers a
+/// request whose change found the key taken, or whose refusal could not be stored.
 pub fn claim(conn: &mut DbConnection, req: &Request<'_>) -> QueryResult<Claim> {
     write_now(conn, |conn| claim_now(conn, req))
 }
@@ -86,40 +87,10 @@ macro_rules! relaxed_commit {
     };
 }
 
-const INSERT_CLAIM_PG: &str = concat!(
-    "INSERT INTO idempotency_keys (scope, idem_key, request_hash, created_at, request_id) ",
-    "SELECT $1, $2, $3, $4, $5 WHERE ",
-    relaxed_commit!()
-);
-
-fn insert_claim(conn: &mut DbConnection, req: &Request<'_>, at: NaiveDateTime) -> QueryResult<usize> {
-    use diesel::sql_types::{Text, Timestamp};
-    match conn {
-        DbConnection::Postgres(pg) => diesel::sql_query(INSERT_CLAIM_PG)
-            .bind::<Text, _>(req.scope)
-            .bind::<Text, _>(req.key)
-            .bind::<Text, _>(req.hash)
-            .bind::<Timestamp, _>(at)
-            .bind::<Text, _>(req.id)
-            .execute(pg),
-        DbConnection::Sqlite(_) => diesel::insert_into(ik::table)
-            .values((
-                ik::scope.eq(req.scope),
-                ik::idem_key.eq(req.key),
-                ik::request_hash.eq(req.hash),
-                ik::created_at.eq(at),
-                ik::request_id.eq(req.id),
-            ))
-            .execute(conn),
-    }
-}
-
 fn claim_now(conn: &mut DbConnection, req: &Request<'_>) -> QueryResult<Claim> {
     let at = now();
-    match insert_claim(conn, req, at) {
-        Ok(_) => return Ok(Claim::Fresh),
-        Err(e) if is_unique_violation(&e) => {}
-        Err(e) => return Err(e),
+    if claim_with_change(conn, req)? {
+        return Ok(Claim::Fresh);
     }
     let existing: Option<Existing> = ik::table
         .find((req.scope, req.key))
@@ -130,9 +101,6 @@ fn claim_now(conn: &mut DbConnection, req: &Request<'_>) -> QueryResult<Claim> {
     let Some((hash, status, body, created_at, claimed_by)) = existing else {
         return Ok(Claim::InProgress);
     };
-    if created_at < at - TTL {
-        return take_over(conn, req, created_at, at);
-    }
     if hash != req.hash {
         return Ok(Claim::Mismatch);
     }

@@ -472,11 +472,11 @@ async fn housekeeping_purges_expired_replies_links_and_sessions() {
     assert_eq!(app.get("/v1/me", &live).await.status(), StatusCode::OK, "live sessions stay");
 }
 
-/// On PostgreSQL a key's claim and its stored reply commit without waiting for the disk (the
-/// request's own change still does): each statement turns `synchronous_commit` off for its own
+/// On PostgreSQL a stored reply commits without waiting for the disk (the request's change,
+/// and the claim inside it, still do): the statement turns `synchronous_commit` off for its own
 /// transaction, and the setting never outlives it.
 #[tokio::test]
-async fn claims_and_replies_relax_only_their_own_commit() {
+async fn replies_relax_only_their_own_commit() {
     use diesel::sql_types::Text;
     use vouch::store::idempotency::{self, Claim, Reply, Request};
     let app = spawn_app().await;
@@ -493,10 +493,15 @@ async fn claims_and_replies_relax_only_their_own_commit() {
         conn.transaction(|c| {
             assert_eq!(setting(c), "on");
             match step {
-                "claim" => assert_eq!(idempotency::claim(c, &req)?, Claim::Fresh),
-                _ => idempotency::complete(c, &req, &reply)?,
+                "claim" => {
+                    assert_eq!(idempotency::claim(c, &req)?, Claim::Fresh);
+                    assert_eq!(setting(c), "on", "a claim commits as the change it is part of");
+                }
+                _ => {
+                    idempotency::complete(c, &req, &reply)?;
+                    assert_eq!(setting(c), "off", "the reply relaxes the commit of its transaction");
+                }
             }
-            assert_eq!(setting(c), "off", "the {step} relaxes the commit of its transaction");
             Ok::<_, diesel::result::Error>(())
         })
         .unwrap();
