@@ -32,7 +32,7 @@ pub enum ClaimState {
     /// Not in the database: the request has not written anything (or every write it tried
     /// was rolled back, the claim with it).
     Unwritten,
-    /// Committed, with the request's first change.
+    /// Committed: with the request's first change (`write_tx`), or just before it (`write_now`).
     Written,
     /// The key is held by another request: nothing of this request was written.
     Refused,

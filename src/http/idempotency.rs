@@ -1,7 +1,7 @@
 //! `Idempotency-Key` for every POST: the first response (status and body) is stored for
 //! 24 hours and replayed for a retry with the same key and body; the same key with a
-//! different body is 422; a retry while the first is still running waits for it on PostgreSQL
-//! and gets its reply (or 409 if it has not stored it yet; SQLite: 409). Keys are scoped to
+//! different body is 422; a retry while the first is still running is 409 (on SQLite, where
+//! writers take turns, it usually gets the first one's reply instead). Keys are scoped to
 //! the caller (API key or ambassador, else client address), so callers never see each other's
 //! responses.
 //!
@@ -14,7 +14,7 @@
 //!   erasing that client's personal data also scrubs the stored copy.
 //!
 //! The request runs holding its claim (`db::claim`), and its first change writes the claim in
-//! the same transaction: one transaction per request, not three (claim, change, reply). After
+//! the same transaction: two transactions per request (the change, the reply), not three. After
 //! it ran, the claim is either written (store the reply), refused because another request
 //! holds the key (nothing was changed: answer with that request's reply, or 409/422), or never
 //! written because nothing was changed (store the claim with its reply in one statement). A
@@ -202,8 +202,9 @@ async fn answer_for_holder(pool: &DbPool, claim: Claimed) -> HttpResponse {
         let req = claim.request();
         let found = claim_key(c, &req)?;
         if found == Claim::Fresh {
-            // The holder's row went (purged) between the two statements, and this claim took
-            // its place without having run: give it back; the client's retry runs.
+            // The holder's row went (purged) between the two statements, or it was an abandoned
+            // claim that changed nothing and this one took it over, without having run: give
+            // it back; the client's next retry runs.
             let lost = lost(claim.request_id.clone());
             idempotency::finish_unstored(c, &req, (lost.status(), &lost.problem_json()))?;
         }

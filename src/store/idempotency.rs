@@ -3,9 +3,9 @@
 //!
 //! The claim is the first statement of the transaction that makes the request's first change
 //! ([`claim_with_change`], called through `crate::db::claim`), so it commits with that change
-//! or not at all: a claim in the table always stands for a change made, and the unique primary
-//! key decides who runs a request when two arrive together (on PostgreSQL the second waits for
-//! the first's commit, then finds the key taken and changes nothing). A request that changes
+//! or not at all, and the unique primary key decides who runs a request when two arrive
+//! together (on PostgreSQL the second finds the first's advisory lock taken, `uncontended!`, and
+//! changes nothing; on SQLite writers take turns). A request that changes
 //! nothing — a refusal — stores its claim and reply together afterwards ([`store_unchanged`]).
 //! The edge then stores the reply in one statement ([`complete`]). When the key is taken the
 //! edge asks [`claim`] what to answer: the stored reply, `idempotency-in-progress`, a mismatch.
@@ -87,6 +87,19 @@ macro_rules! relaxed_commit {
     };
 }
 
+/// A condition that takes the key's transaction-level advisory lock without waiting, and is
+/// false when another transaction holds it: that transaction has claimed the key and not yet
+/// committed. Without it a second request with the same key would wait on the first one's
+/// uncommitted row (holding a pooled connection all the while, however long the first one's
+/// change takes) only to find it claimed; now it is told at once and answered
+/// `idempotency-in-progress`. The lock ends with the claiming transaction.
+/// (`$1` and `$2` are the statement's scope and key.)
+macro_rules! uncontended {
+    () => {
+        "pg_try_advisory_xact_lock(hashtextextended($1, hashtextextended($2, 0)))"
+    };
+}
+
 fn claim_now(conn: &mut DbConnection, req: &Request<'_>) -> QueryResult<Claim> {
     let at = now();
     if claim_with_change(conn, req)? {
@@ -124,7 +137,7 @@ fn claim_now(conn: &mut DbConnection, req: &Request<'_>) -> QueryResult<Claim> {
 /// request's first change (or on its own): `true` claimed — a new row, or one past its
 /// 24 hours taken over — `false` held by another request (its reply, its run still going, or
 /// an abandoned run: [`claim`] tells which). On PostgreSQL a second request with the same key
-/// waits here until the first request's transaction ends.
+/// does not wait for the first one's transaction: it is told the key is held (`uncontended!`).
 pub fn claim_with_change(conn: &mut DbConnection, req: &Request<'_>) -> QueryResult<bool> {
     use diesel::query_dsl::methods::FilterDsl;
     use diesel::upsert::excluded;
@@ -150,14 +163,17 @@ pub fn claim_with_change(conn: &mut DbConnection, req: &Request<'_>) -> QueryRes
                 ik::response_body.eq(None::<String>),
                 ik::subject_id.eq(None::<String>),
             ))
-            .filter(ik::created_at.lt(expired))
+            .filter(ik::created_at.lt(expired).or(ik::request_id.eq(req.id).and(ik::status_code.is_null())))
             .execute(lite),
     }?;
     Ok(claimed == 1)
 }
 
 /// The claim's upsert on PostgreSQL as a statement each connection keeps prepared (diesel
-/// plans its own upserts and updates anew on every call); the SQLite one above says the same.
+/// plans its own upserts and updates anew on every call); the SQLite one above says the same,
+/// except for the advisory lock (`uncontended!`: SQLite's writers take turns anyway).
+/// A row this request claimed itself, with no reply yet, is taken again (a commit whose answer
+/// was lost on the way back, then a second write of the same request).
 struct ClaimPg<'a> {
     req: &'a Request<'a>,
     at: NaiveDateTime,
@@ -169,7 +185,7 @@ crate::db::prepared_statement!(ClaimPg<'_>);
 impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for ClaimPg<'_> {
     fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
         use diesel::sql_types::{Text, Timestamp};
-        out.push_sql("INSERT INTO idempotency_keys (scope, idem_key, request_hash, created_at, request_id) VALUES (");
+        out.push_sql("INSERT INTO idempotency_keys (scope, idem_key, request_hash, created_at, request_id) SELECT ");
         out.push_bind_param::<Text, _>(&self.req.scope)?;
         out.push_sql(", ");
         out.push_bind_param::<Text, _>(&self.req.key)?;
@@ -179,12 +195,17 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for ClaimPg<'_> {
         out.push_bind_param::<Timestamp, _>(&self.at)?;
         out.push_sql(", ");
         out.push_bind_param::<Text, _>(&self.req.id)?;
+        out.push_sql(" WHERE ");
+        out.push_sql(uncontended!());
         out.push_sql(
-            ") ON CONFLICT (scope, idem_key) DO UPDATE SET request_hash = excluded.request_hash, \
+            " ON CONFLICT (scope, idem_key) DO UPDATE SET request_hash = excluded.request_hash, \
              created_at = excluded.created_at, request_id = excluded.request_id, status_code = NULL, \
              response_body = NULL, subject_id = NULL WHERE idempotency_keys.created_at < ",
         );
         out.push_bind_param::<Timestamp, _>(&self.expired)?;
+        out.push_sql(
+            " OR (idempotency_keys.request_id = excluded.request_id AND idempotency_keys.status_code IS NULL)",
+        );
         Ok(())
     }
 }
@@ -223,6 +244,8 @@ const STORE_UNCHANGED_PG: &str = concat!(
     "response_body) SELECT $1, $2, $3, $4, $5, $6, $7, ",
     "CASE WHEN (SELECT erased_at IS NOT NULL FROM referrals WHERE id = $7 FOR SHARE) THEN NULL ELSE $8 END ",
     "WHERE ",
+    uncontended!(),
+    " AND ",
     relaxed_commit!(),
     " ON CONFLICT (scope, idem_key) DO NOTHING"
 );

@@ -646,3 +646,34 @@ struct Xmin {
     #[diesel(sql_type = diesel::sql_types::Text)]
     xmin: String,
 }
+
+/// On PostgreSQL a second claim of a key whose first claim is still in an open transaction is
+/// refused at once instead of waiting for that transaction (which would hold a pooled
+/// connection for as long as the first request's change takes).
+#[tokio::test]
+async fn a_claim_never_waits_for_another_requests_transaction() {
+    use vouch::store::idempotency::{self, Request};
+    let app = spawn_app().await;
+    if !is_postgres(&app) {
+        return;
+    }
+    let mut first = app.pool.get().unwrap();
+    let pool = app.pool.clone();
+    first
+        .transaction(|c| {
+            let req = Request { scope: "key:test", key: "slow", hash: "h", id: "request-1" };
+            assert!(idempotency::claim_with_change(c, &req)?);
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let mut second = pool.get().unwrap();
+                let req = Request { scope: "key:test", key: "slow", hash: "h", id: "request-2" };
+                let _ = tx.send(idempotency::claim_with_change(&mut second, &req));
+            });
+            let second = rx.recv_timeout(std::time::Duration::from_secs(5)).expect("the second claim waited");
+            assert!(!second.unwrap(), "the key is held by the open transaction");
+            Ok::<_, diesel::result::Error>(())
+        })
+        .unwrap();
+    let holder: String = ik::table.select(ik::request_id.assume_not_null()).first(&mut first).unwrap();
+    assert_eq!(holder, "request-1");
+}
