@@ -346,23 +346,26 @@ where
 
 /// Whether the connection is inside a transaction already.
 fn in_transaction(conn: &mut DbConnection) -> diesel::QueryResult<bool> {
-    Ok(match conn {
-        DbConnection::Postgres(pg) => {
-            AnsiTransactionManager::transaction_manager_status_mut(pg).transaction_depth()?.is_some()
-        }
-        DbConnection::Sqlite(lite) => {
-            AnsiTransactionManager::transaction_manager_status_mut(lite).transaction_depth()?.is_some()
-        }
-    })
+    match conn {
+        DbConnection::Postgres(pg) => inside_transaction(pg),
+        DbConnection::Sqlite(lite) => inside_transaction(lite),
+    }
+}
+
+/// [`in_transaction`] for one backend's connection.
+fn inside_transaction<C>(conn: &mut C) -> diesel::QueryResult<bool>
+where
+    C: Connection<TransactionManager = AnsiTransactionManager>,
+{
+    Ok(AnsiTransactionManager::transaction_manager_status_mut(conn).transaction_depth()?.is_some())
 }
 
 /// Waits for this connection's turn to write (SQLite). None without a queue (a connection
 /// made outside the pool) or inside a transaction already (`BEGIN` refuses that on its own;
 /// waiting for ourselves would never end).
 fn sqlite_turn(conn: &mut SqliteConnection) -> diesel::QueryResult<Option<writer::Turn>> {
-    let in_transaction = AnsiTransactionManager::transaction_manager_status_mut(conn).transaction_depth()?.is_some();
-    let Some(writer) = conn.instrumentation().downcast_ref::<SqliteWriter>().filter(|_| !in_transaction).cloned()
-    else {
+    let nested = inside_transaction(conn)?;
+    let Some(writer) = conn.instrumentation().downcast_ref::<SqliteWriter>().filter(|_| !nested).cloned() else {
         return Ok(None);
     };
     match writer.turn(SQLITE_BUSY_TIMEOUT) {

@@ -5,7 +5,7 @@ use diesel::dsl;
 use diesel::prelude::*;
 use serde::Serialize;
 
-use crate::db::schema::{audit_events, webhook_endpoints};
+use crate::db::schema::audit_events;
 use crate::db::{now, DbConnection, WriteThenRead};
 pub use crate::domain::audit::{ActorKind, AuditAction, EntityType};
 use crate::store::webhooks::EndpointRow;
@@ -118,11 +118,7 @@ pub fn record_reading_endpoints(
     let insert = diesel::insert_into(audit_events::table).values(row(actor, change, now()));
     match conn {
         DbConnection::Postgres(pg) => {
-            let read = webhook_endpoints::table
-                .filter(webhook_endpoints::enabled.eq(true))
-                .order(webhook_endpoints::id.asc())
-                .select(EndpointRow::as_select());
-            WriteThenRead { write: insert, read }.load(pg)
+            WriteThenRead { write: insert, read: crate::store::webhooks::enabled_endpoints_query!() }.load(pg)
         }
         DbConnection::Sqlite(_) => {
             insert.execute(conn)?;

@@ -78,13 +78,21 @@ pub fn list_endpoints(conn: &mut DbConnection, page: &PageRequest) -> QueryResul
     Ok(page.finish(rows, |r| &r.id))
 }
 
+/// The query of the enabled endpoints, for any backend's connection (also read in the audit
+/// event's own statement: `store::audit::record_reading_endpoints`).
+macro_rules! enabled_endpoints_query {
+    () => {
+        crate::db::schema::webhook_endpoints::table
+            .filter(crate::db::schema::webhook_endpoints::enabled.eq(true))
+            .order(crate::db::schema::webhook_endpoints::id.asc())
+            .select(crate::store::webhooks::EndpointRow::as_select())
+    };
+}
+pub(crate) use enabled_endpoints_query;
+
 /// The enabled endpoints (the caller picks those subscribed to an event).
 pub fn enabled_endpoints(conn: &mut DbConnection) -> QueryResult<Vec<EndpointRow>> {
-    webhook_endpoints::table
-        .filter(webhook_endpoints::enabled.eq(true))
-        .order(webhook_endpoints::id.asc())
-        .select(EndpointRow::as_select())
-        .load(conn)
+    enabled_endpoints_query!().load(conn)
 }
 
 pub fn update_endpoint(conn: &mut DbConnection, id: &str, changes: &EndpointChanges) -> QueryResult<usize> {
