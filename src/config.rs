@@ -61,6 +61,21 @@ pub struct DatabaseSettings {
     /// Connections for background work (mail worker, housekeeping), apart from `pool_size`.
     pub background_pool_size: u32,
     pub connect_timeout_secs: u64,
+    /// Where the short, hot reads run (see [`InlineReads`]).
+    pub inline_reads: InlineReads,
+}
+
+/// Whether the short reads on the hot paths (a code lookup, an ambassador's detail, the
+/// ambassador's own referrals) run on the HTTP worker thread that took the request, when a
+/// connection is free at that moment, instead of being handed to a blocking thread and back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InlineReads {
+    /// On for SQLite and for a PostgreSQL on this machine (`localhost`, a loopback address or a
+    /// Unix socket); off for a PostgreSQL across the network.
+    Auto,
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

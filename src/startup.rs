@@ -9,7 +9,7 @@ use actix_web::dev::Server;
 use actix_web::{middleware::from_fn, web, App, HttpServer};
 
 use crate::auth::AuthCache;
-use crate::config::Settings;
+use crate::config::{InlineReads, Settings};
 use crate::db::{self, DatabaseUrl, DbPool};
 use crate::domain::contact::ContactHasher;
 use crate::email::worker::Worker as MailWorker;
@@ -36,7 +36,13 @@ pub struct Application {
 pub fn open_database(settings: &Settings) -> Result<(DbPool, DatabaseUrl), String> {
     let url = DatabaseUrl::parse(&settings.database.url)?;
     let cfg = &settings.database;
-    let pool = db::build_pool(&url, cfg.pool_size, cfg.pool_min_idle, Duration::from_secs(cfg.connect_timeout_secs))?;
+    let inline_reads = match cfg.inline_reads {
+        InlineReads::Auto => url.is_on_this_machine(),
+        InlineReads::On => true,
+        InlineReads::Off => false,
+    };
+    let pool = db::build_pool(&url, cfg.pool_size, cfg.pool_min_idle, Duration::from_secs(cfg.connect_timeout_secs))?
+        .with_inline_reads(inline_reads);
     let mut conn = pool.get().map_err(|e| format!("connecting to {}: {e}", url.redacted()))?;
     let ran = db::run_migrations(&mut conn)?;
     if ran > 0 {

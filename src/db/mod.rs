@@ -50,6 +50,8 @@ pub struct DbPool {
     health: Arc<Health>,
     url: DatabaseUrl,
     writer: SqliteWriter,
+    /// Whether [`read`] may run on the calling thread (`database.inline_reads`).
+    inline_reads: bool,
 }
 
 /// When a pooled connection was last thrown away as broken (ms since the epoch; 0: never).
@@ -85,6 +87,11 @@ impl DbPool {
             conn = self.inner.get()?;
         }
         Ok(conn)
+    }
+
+    /// Lets [`read`] run short reads on the calling thread when a connection is free at once.
+    pub fn with_inline_reads(self, inline_reads: bool) -> Self {
+        Self { inline_reads, ..self }
     }
 
     pub fn state(&self) -> r2d2::State {
@@ -143,6 +150,31 @@ impl DatabaseUrl {
             Self::Postgres(_) => "postgres",
             Self::Sqlite(_) => "sqlite",
         }
+    }
+
+    /// Whether the database is on this machine: SQLite always; PostgreSQL at `localhost`, a
+    /// loopback address or a Unix socket (no host, or a host that is a path).
+    pub fn is_on_this_machine(&self) -> bool {
+        let Self::Postgres(url) = self else { return true };
+        let rest = url.split_once("://").map_or("", |(_, rest)| rest);
+        let (authority, query) = match rest.split_once('?') {
+            Some((before, query)) => (before.split('/').next().unwrap_or(""), query),
+            None => (rest.split('/').next().unwrap_or(""), ""),
+        };
+        let from_query = query.split('&').find_map(|p| p.strip_prefix("host="));
+        let host = from_query.unwrap_or_else(|| {
+            let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            match host_port.strip_prefix('[') {
+                Some(v6) => v6.split(']').next().unwrap_or(""),
+                None => host_port.split(':').next().unwrap_or(""),
+            }
+        });
+        host.is_empty()
+            || host.starts_with('/')
+            || host.starts_with("%2F")
+            || host.starts_with("%2f")
+            || host.eq_ignore_ascii_case("localhost")
+            || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
     }
 
     /// The URL with any password replaced, for logs.
@@ -287,7 +319,7 @@ pub fn build_pool(url: &DatabaseUrl, max_size: u32, min_idle: u32, timeout: Dura
         .test_on_check_out(false)
         .build(ConnectionManager { url: url.clone(), health: health.clone(), writer: writer.clone() })
         .map_err(|e| format!("connecting to {}: {e}", url.redacted()))?;
-    Ok(DbPool { turns: turns_for(&inner), inner, health, url: url.clone(), writer })
+    Ok(DbPool { turns: turns_for(&inner), inner, health, url: url.clone(), writer, inline_reads: false })
 }
 
 /// Applies pending migrations for the connection's backend; returns how many ran.
@@ -490,6 +522,44 @@ where
     })
     .await
     .map_err(|e| E::from(TaskError::Task(e.to_string())))?
+}
+
+/// Runs a short read (a few indexed lookups; never a write, never a wait on a lock) on the
+/// calling thread when the pool allows it (`database.inline_reads`), a connection is free at
+/// this moment and nobody is queued for one; otherwise exactly like [`blocking`].
+///
+/// Handing work to a blocking thread and back costs two thread wake-ups per request; for a
+/// read that takes tens of microseconds that is most of its cost (PROFILE.md part 13). The
+/// HTTP worker serves none of its other connections meanwhile, which is why this is for short
+/// reads only, and off by default where each round trip to the database crosses a network.
+pub async fn read<T, E>(
+    pool: &DbPool,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<TaskError> + Send + 'static,
+{
+    if !pool.inline_reads || pool.health.suspect() {
+        return blocking(pool, f).await;
+    }
+    // A permit is free only when no one waits for one (the queue is first come, first served).
+    let Ok(turn) = pool.turns.clone().try_acquire_owned() else { return blocking(pool, f).await };
+    let Some(conn) = pool.inner.try_get() else {
+        drop(turn);
+        return blocking(pool, f).await;
+    };
+    // As on a blocking thread: a panic fails this request (500) rather than the worker thread,
+    // and the connection it unwinds through is thrown away (`has_broken`).
+    let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let (_claim, mut conn) = (claim::enter(claim::of_task()), conn);
+        f(&mut conn)
+    }));
+    drop(turn);
+    done.unwrap_or_else(|panic| {
+        let why = panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str));
+        Err(TaskError::Task(format!("read panicked: {}", why.unwrap_or("?"))).into())
+    })
 }
 
 /// Lets diesel keep a hand-written statement type prepared on each connection, under its type,
@@ -695,6 +765,65 @@ mod tests {
         assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 4]);
         drop(pool);
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A short read runs on the calling thread while a connection is free; while none is (or
+    /// inline reads are off), it queues behind the others and runs on a blocking thread. A
+    /// panic in it fails the read, not the thread, and its connection is not handed out again.
+    #[tokio::test(flavor = "current_thread")]
+    async fn short_reads_run_in_place_only_when_a_connection_is_free() {
+        let dir = std::env::temp_dir().join(format!("vouch-read-{}", uuid::Uuid::new_v4().simple()));
+        let pool = build_pool(&DatabaseUrl::Sqlite(dir.join("t.db")), 1, 1, Duration::from_secs(5)).unwrap();
+        let here = std::thread::current().id();
+        let ran_on = |pool: DbPool| async move {
+            read(&pool, |_| Ok::<_, TaskError>(std::thread::current().id())).await.unwrap()
+        };
+        assert_ne!(ran_on(pool.clone()).await, here, "inline reads are off unless the pool says so");
+        let pool = pool.with_inline_reads(true);
+        assert_eq!(ran_on(pool.clone()).await, here);
+
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let holder = tokio::task::spawn_blocking({
+            let (pool, turn) = (pool.clone(), pool.turns.clone().try_acquire_owned().unwrap());
+            move || {
+                let conn = pool.get().unwrap();
+                held.recv().unwrap();
+                drop((conn, turn));
+            }
+        });
+        let waiting = tokio::spawn(ran_on(pool.clone()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "a read waits its turn while the only connection is taken");
+        release.send(()).unwrap();
+        holder.await.unwrap();
+        assert_ne!(waiting.await.unwrap(), here);
+
+        let before = pool.state().connections;
+        let panicked = read(&pool, |_| -> Result<(), TaskError> { panic!("boom") }).await;
+        assert!(matches!(&panicked, Err(TaskError::Task(why)) if why.contains("boom")), "{panicked:?}");
+        assert_eq!(pool.state().connections, before - 1, "the connection it held was thrown away");
+        ran_on(pool.clone()).await; // a new connection serves the next read
+        drop(pool);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_database_on_this_machine_is_told_from_one_across_the_network() {
+        for (url, local) in [
+            ("sqlite://data/vouch.db", true),
+            ("postgres://postgres@127.0.0.1:5432/postgres", true),
+            ("postgres://u:p@localhost/vouch", true),
+            ("postgresql://u@[::1]:5432/vouch", true),
+            ("postgres:///vouch", true),
+            ("postgres://%2Fvar%2Frun%2Fpostgresql/vouch", true),
+            ("postgres://u@db.internal/vouch?host=/var/run/postgresql", true),
+            ("postgres://u:p@db.internal:5432/vouch", false),
+            ("postgres://u:p@10.0.0.7/vouch?sslmode=require", false),
+            ("postgres://u@[2001:db8::1]:5432/vouch", false),
+            ("postgres://localhost.evil.example/vouch", false),
+        ] {
+            assert_eq!(DatabaseUrl::parse(url).unwrap().is_on_this_machine(), local, "{url}");
+        }
     }
 
     /// The pool's first SQLite connection applies the process-wide settings: SQLite no longer

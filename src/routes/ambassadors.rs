@@ -9,8 +9,7 @@ use crate::app::input::{
 };
 use crate::auth::{Auth, AuthCache, Staff};
 use crate::config::Settings;
-use crate::db::blocking;
-use crate::db::DbPool;
+use crate::db::{blocking, read, DbPool};
 use crate::domain::ambassador::{AmbassadorStatus, LifecycleEvent, NotificationPreferences, PayoutMethod};
 use crate::domain::Validation;
 use crate::email::MailContext;
@@ -192,7 +191,7 @@ pub async fn get(
     settings: web::Data<Settings>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let ((row, codes, counts), balance) = blocking(&pool, move |c| ambassadors::detail(c, &id)).await?;
+    let ((row, codes, counts), balance) = read(&pool, move |c| ambassadors::detail(c, &id)).await?;
     Ok(HttpResponse::Ok().json(AmbassadorView::new(row, codes, counts, &settings.public_url()).with_balance(balance)))
 }
 

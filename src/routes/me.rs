@@ -11,8 +11,7 @@ use crate::app::portal::{
 };
 use crate::auth::Me;
 use crate::config::Settings;
-use crate::db::blocking;
-use crate::db::DbPool;
+use crate::db::{blocking, read, DbPool};
 use crate::domain::calendar::Calendar;
 use crate::domain::referral::ReferralStatus;
 use crate::error::{ApiError, Problem};
@@ -57,7 +56,7 @@ pub struct MyReferralQuery {
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn get(me: Me, pool: web::Data<DbPool>) -> Result<HttpResponse, ApiError> {
     let id = me.0.ambassador_id;
-    let view = blocking(&pool, move |c| load_profile(c, &id)).await?;
+    let view = read(&pool, move |c| load_profile(c, &id)).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -97,7 +96,7 @@ pub async fn list_referrals(
     let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
     let (id, status) = (me.0.ambassador_id, q.status);
     let cal = **calendar;
-    let page = blocking(&pool, move |c| my_referrals(c, &cal, &id, status, &page)).await?;
+    let page = read(&pool, move |c| my_referrals(c, &cal, &id, status, &page)).await?;
     Ok(HttpResponse::Ok().json(MyReferralList { items: page.items, next_cursor: page.next_cursor }))
 }
 
@@ -113,7 +112,7 @@ pub async fn get_referral(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let (amb, cal) = (me.0.ambassador_id, **calendar);
-    let referral = blocking(&pool, move |c| my_referral(c, &cal, &amb, &id)).await?;
+    let referral = read(&pool, move |c| my_referral(c, &cal, &amb, &id)).await?;
     Ok(HttpResponse::Ok().json(referral))
 }
 

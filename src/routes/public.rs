@@ -8,8 +8,7 @@ use crate::app::public::{
 };
 use crate::app::referrals;
 use crate::config::Settings;
-use crate::db::blocking;
-use crate::db::DbPool;
+use crate::db::{blocking, read, DbPool};
 use crate::domain::contact::ContactHasher;
 use crate::email::MailContext;
 use crate::error::{ApiError, Problem};
@@ -30,7 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json")))]
 pub async fn lookup_code(pool: web::Data<DbPool>, code: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let found = blocking(&pool, move |c| find_code(c, &code)).await?;
+    let found = read(&pool, move |c| find_code(c, &code)).await?;
     Ok(HttpResponse::Ok().json(found.ok_or(ApiError::NotFound("referral code"))?))
 }
 

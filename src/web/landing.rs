@@ -10,8 +10,7 @@ use super::{csrf, form_again, page, rate_limit, resource, see_other, CsrfKey, Fo
 use crate::app::public::{find_code, parse_referral, PublicCode, PublicReferral};
 use crate::app::referrals::submit_public;
 use crate::config::Settings;
-use crate::db::blocking;
-use crate::db::DbPool;
+use crate::db::{blocking, read, DbPool};
 use crate::domain::contact::ContactHasher;
 use crate::email::MailContext;
 use crate::error::ApiError;
@@ -23,7 +22,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 async fn lookup(pool: &DbPool, typed: String) -> Result<Option<PublicCode>, WebError> {
-    Ok(blocking(pool, move |c| find_code(c, &typed)).await?)
+    Ok(read(pool, move |c| find_code(c, &typed)).await?)
 }
 
 fn unknown_code(settings: &Settings) -> Result<HttpResponse, WebError> {
