@@ -731,7 +731,14 @@ mod tests {
     async fn blocking_work_queues_for_connections_in_arrival_order() {
         use std::sync::Mutex;
         let dir = std::env::temp_dir().join(format!("vouch-turns-{}", uuid::Uuid::new_v4().simple()));
-        let pool = build_pool(&DatabaseUrl::Sqlite(dir.join("t.db")), 1, 1, Duration::from_millis(300)).unwrap();
+        let url = DatabaseUrl::Sqlite(dir.join("t.db"));
+        // The file made first, with time to spare: the pool under test must open its one
+        // connection within its short timeout even on a loaded machine (CI runs tests in
+        // parallel on two cores).
+        drop(build_pool(&url, 1, 1, Duration::from_secs(30)).unwrap());
+        let pool = (0..5)
+            .find_map(|_| build_pool(&url, 1, 1, Duration::from_millis(300)).ok())
+            .expect("a pool with its one connection");
         let order = Arc::new(Mutex::new(Vec::new()));
         let (release, held) = std::sync::mpsc::channel::<()>();
         let holder = tokio::spawn({
