@@ -540,15 +540,7 @@ where
     T: Send + 'static,
     E: From<TaskError> + Send + 'static,
 {
-    if !pool.inline_reads || pool.health.suspect() {
-        return blocking(pool, f).await;
-    }
-    // A permit is free only when no one waits for one (the queue is first come, first served).
-    let Ok(turn) = pool.turns.clone().try_acquire_owned() else { return blocking(pool, f).await };
-    let Some(conn) = pool.inner.try_get() else {
-        drop(turn);
-        return blocking(pool, f).await;
-    };
+    let Some((turn, conn)) = free_now(pool) else { return blocking(pool, f).await };
     // As on a blocking thread: a panic fails this request (500) rather than the worker thread,
     // and the connection it unwinds through is thrown away (`has_broken`).
     let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
@@ -560,6 +552,17 @@ where
         let why = panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str));
         Err(TaskError::Task(format!("read panicked: {}", why.unwrap_or("?"))).into())
     })
+}
+
+/// A turn in the queue and a connection, when inline reads are on, connections are not suspect
+/// and both are free at this moment. A turn is free only when no one waits for one (the queue
+/// is first come, first served).
+fn free_now(pool: &DbPool) -> Option<(tokio::sync::OwnedSemaphorePermit, PooledConnection<ConnectionManager>)> {
+    if !pool.inline_reads || pool.health.suspect() {
+        return None;
+    }
+    let turn = pool.turns.clone().try_acquire_owned().ok()?;
+    Some((turn, pool.inner.try_get()?))
 }
 
 /// Lets diesel keep a hand-written statement type prepared on each connection, under its type,
