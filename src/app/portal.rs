@@ -77,9 +77,12 @@ pub struct MyReferral {
     pub client: String,
     pub code: Option<String>,
     pub status: ReferralStatus,
+    #[serde(serialize_with = "crate::store::date::ser")]
     pub registered_on: NaiveDate,
     /// Day of the first treatment session.
+    #[serde(serialize_with = "crate::store::date::ser_opt")]
     pub treatment_started_on: Option<NaiveDate>,
+    #[serde(serialize_with = "crate::store::date::ser_opt")]
     pub completed_on: Option<NaiveDate>,
     pub session_count: i32,
     pub planned_sessions: Option<i32>,
@@ -194,6 +197,7 @@ pub struct MyReward {
     /// Payable from this moment (after the refund window).
     #[serde(serialize_with = "crate::store::utc::ser")]
     pub holds_until: NaiveDateTime,
+    #[serde(serialize_with = "crate::store::date::ser")]
     pub earned_on: NaiveDate,
     pub referral_id: Option<String>,
     /// The referred client as you see them ("First L." with consent, else "Referral 7Q4K…").
@@ -242,6 +246,7 @@ pub struct MyPayout {
     #[serde(serialize_with = "crate::store::utc::ser_opt")]
     pub paid_at: Option<NaiveDateTime>,
     /// The day it was paid, in the clinic's calendar.
+    #[serde(serialize_with = "crate::store::date::ser_opt")]
     pub paid_on: Option<NaiveDate>,
 }
 

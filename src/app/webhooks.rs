@@ -597,7 +597,9 @@ pub struct ReferralData {
     pub external_ref: Option<String>,
     pub planned_sessions: Option<i32>,
     pub session_count: i32,
+    #[serde(serialize_with = "crate::store::date::ser_opt")]
     pub first_session_on: Option<chrono::NaiveDate>,
+    #[serde(serialize_with = "crate::store::date::ser_opt")]
     pub completed_on: Option<chrono::NaiveDate>,
     pub treatment_value_minor: Option<i64>,
     /// Set at completion: whether it earns a reward.

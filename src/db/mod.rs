@@ -4,6 +4,7 @@
 pub mod claim;
 pub mod schema;
 mod text;
+pub mod time;
 mod writer;
 
 use std::path::PathBuf;

@@ -63,6 +63,7 @@ pub struct ReferralView {
     pub status: ReferralStatus,
     /// The day the client was referred, in the clinic's calendar (earlier than
     /// `registered_at` when staff recorded the referral late).
+    #[serde(serialize_with = "crate::store::date::ser")]
     pub registered_on: NaiveDate,
     /// `staff` or `public_form`.
     pub source: String,
@@ -77,7 +78,9 @@ pub struct ReferralView {
     pub planned_sessions: Option<i32>,
     pub session_count: i32,
     /// Day of the earliest recorded session.
+    #[serde(serialize_with = "crate::store::date::ser_opt")]
     pub first_session_on: Option<NaiveDate>,
+    #[serde(serialize_with = "crate::store::date::ser_opt")]
     pub completed_on: Option<NaiveDate>,
     pub treatment_value_minor: Option<i64>,
     /// Set at completion: whether it earns a reward.
@@ -181,6 +184,7 @@ pub struct ReferralDetail {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     pub id: String,
+    #[serde(serialize_with = "crate::store::date::ser")]
     pub session_on: NaiveDate,
     /// Staff only.
     #[serde(skip_serializing_if = "Option::is_none")]

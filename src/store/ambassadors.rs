@@ -30,8 +30,11 @@ pub struct AmbassadorRow {
     pub notes: Option<String>,
     pub application_message: Option<String>,
     pub status_reason: Option<String>,
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub created_at: chrono::NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub updated_at: chrono::NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub status_changed_at: chrono::NaiveDateTime,
 }
 

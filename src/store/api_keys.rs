@@ -16,8 +16,11 @@ pub struct ApiKeyRow {
     pub role: String,
     pub prefix: String,
     pub secret_hash: String,
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub created_at: chrono::NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::time::MaybeStamp)]
     pub last_used_at: Option<chrono::NaiveDateTime>,
+    #[diesel(deserialize_as = crate::db::time::MaybeStamp)]
     pub revoked_at: Option<chrono::NaiveDateTime>,
 }
 

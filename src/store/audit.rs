@@ -54,6 +54,7 @@ pub struct Change<'a> {
 pub struct AuditEvent {
     pub id: String,
     #[serde(serialize_with = "crate::store::utc::ser")]
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub occurred_at: chrono::NaiveDateTime,
     pub actor_type: String,
     pub actor_id: Option<String>,

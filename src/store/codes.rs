@@ -20,7 +20,9 @@ pub struct CodeRow {
     pub normalized: String,
     pub kind: CodeKind,
     pub active: bool,
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub created_at: chrono::NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::time::MaybeStamp)]
     pub deactivated_at: Option<chrono::NaiveDateTime>,
 }
 

@@ -21,9 +21,12 @@ pub struct OutboxRow {
     pub payload: String,
     pub status: EmailStatus,
     pub attempts: i32,
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub next_attempt_at: chrono::NaiveDateTime,
     pub last_error: Option<String>,
+    #[diesel(deserialize_as = crate::db::time::MaybeStamp)]
     pub sent_at: Option<chrono::NaiveDateTime>,
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub created_at: chrono::NaiveDateTime,
 }
 
@@ -225,11 +228,14 @@ pub struct EmailView {
     pub attempts: i32,
     /// When a queued e-mail is due (for one being sent: when its claim lapses).
     #[serde(serialize_with = "crate::store::utc::ser")]
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub next_attempt_at: chrono::NaiveDateTime,
     pub last_error: Option<String>,
     #[serde(serialize_with = "crate::store::utc::ser_opt")]
+    #[diesel(deserialize_as = crate::db::time::MaybeStamp)]
     pub sent_at: Option<chrono::NaiveDateTime>,
     #[serde(serialize_with = "crate::store::utc::ser")]
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub created_at: chrono::NaiveDateTime,
 }
 

@@ -29,16 +29,22 @@ pub struct PayoutRow {
     pub number: i32,
     pub status: PayoutStatus,
     pub currency: String,
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub cutoff: NaiveDateTime,
     pub total_minor: i64,
     pub skipped: String,
     pub reference: Option<String>,
     pub created_by: String,
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::time::MaybeStamp)]
     pub paid_at: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = crate::db::time::MaybeStamp)]
     pub cancelled_at: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub updated_at: NaiveDateTime,
     pub program_version_id: String,
+    #[diesel(deserialize_as = crate::db::time::MaybeStamp)]
     pub locked_at: Option<NaiveDateTime>,
     pub cancel_reason: Option<String>,
 }
@@ -65,7 +71,9 @@ pub struct LineRow {
     pub status: LineStatus,
     pub failure_reason: Option<String>,
     pub reward_count: i32,
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub updated_at: NaiveDateTime,
 }
 

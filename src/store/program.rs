@@ -25,6 +25,7 @@ pub struct ProgramVersionRow {
     pub client_offer: Option<String>,
     pub tax_threshold_minor: i64,
     pub created_by: String,
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub effective_from: chrono::NaiveDateTime,
 }
 

@@ -34,6 +34,7 @@ pub struct QueuedReferral {
     pub last_name: Option<String>,
     pub session_count: i32,
     #[serde(serialize_with = "crate::store::utc::ser")]
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub registered_at: NaiveDateTime,
 }
 

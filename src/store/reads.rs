@@ -142,8 +142,11 @@ pub struct OwnReferral {
     pub share_name_with_ambassador: bool,
     pub planned_sessions: Option<i32>,
     pub session_count: i32,
+    #[diesel(deserialize_as = crate::db::time::MaybeDay)]
     pub first_session_on: Option<chrono::NaiveDate>,
+    #[diesel(deserialize_as = crate::db::time::MaybeDay)]
     pub completed_on: Option<chrono::NaiveDate>,
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub registered_at: chrono::NaiveDateTime,
 }
 

@@ -38,20 +38,30 @@ pub struct ReferralRow {
     pub share_name_with_ambassador: bool,
     pub planned_sessions: Option<i32>,
     pub session_count: i32,
+    #[diesel(deserialize_as = crate::db::time::MaybeDay)]
     pub first_session_on: Option<NaiveDate>,
+    #[diesel(deserialize_as = crate::db::time::MaybeDay)]
     pub completed_on: Option<NaiveDate>,
     pub treatment_value_minor: Option<i64>,
     pub earns: Option<bool>,
     pub not_earning_reason: Option<String>,
     pub reason_code: Option<String>,
     pub reason_note: Option<String>,
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub registered_at: chrono::NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::time::MaybeStamp)]
     pub treatment_started_at: Option<chrono::NaiveDateTime>,
+    #[diesel(deserialize_as = crate::db::time::MaybeStamp)]
     pub completed_at: Option<chrono::NaiveDateTime>,
+    #[diesel(deserialize_as = crate::db::time::MaybeStamp)]
     pub refunded_at: Option<chrono::NaiveDateTime>,
+    #[diesel(deserialize_as = crate::db::time::MaybeStamp)]
     pub cancelled_at: Option<chrono::NaiveDateTime>,
+    #[diesel(deserialize_as = crate::db::time::MaybeStamp)]
     pub rejected_at: Option<chrono::NaiveDateTime>,
+    #[diesel(deserialize_as = crate::db::time::MaybeStamp)]
     pub erased_at: Option<chrono::NaiveDateTime>,
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub updated_at: chrono::NaiveDateTime,
 }
 
@@ -100,9 +110,11 @@ pub struct SessionRow {
     #[serde(skip)]
     pub referral_id: String,
     /// The day of the session.
+    #[diesel(deserialize_as = crate::db::time::Day)]
     pub session_on: NaiveDate,
     pub note: Option<String>,
     #[serde(serialize_with = "crate::store::utc::ser")]
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub created_at: chrono::NaiveDateTime,
 }
 

@@ -28,7 +28,9 @@ pub struct RewardRow {
     pub amount_minor: i64,
     pub currency: String,
     pub state: RewardState,
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub holds_until: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::time::Day)]
     pub earned_on: NaiveDate,
     pub program_version_id: Option<String>,
     pub basis: Option<String>,
@@ -36,11 +38,15 @@ pub struct RewardRow {
     pub capped_reason: Option<String>,
     pub reason: Option<String>,
     pub payout_line_id: Option<String>,
+    #[diesel(deserialize_as = crate::db::time::MaybeStamp)]
     pub paid_at: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = crate::db::time::MaybeStamp)]
     pub voided_at: Option<NaiveDateTime>,
     pub void_reason: Option<String>,
     pub created_by: String,
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub updated_at: NaiveDateTime,
 }
 

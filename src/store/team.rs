@@ -17,8 +17,11 @@ pub struct MemberRow {
     pub email: String,
     pub role: Role,
     pub status: MemberStatus,
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub updated_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::time::MaybeStamp)]
     pub deactivated_at: Option<NaiveDateTime>,
 }
 
@@ -27,8 +30,11 @@ pub struct MemberRow {
 pub struct SessionRow {
     pub id: String,
     pub member_id: String,
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub last_seen_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub expires_at: NaiveDateTime,
 }
 

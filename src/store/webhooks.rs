@@ -24,11 +24,15 @@ pub struct EndpointRow {
     pub staff_system: bool,
     pub secret_sealed: String,
     pub previous_secret_sealed: Option<String>,
+    #[diesel(deserialize_as = crate::db::time::MaybeStamp)]
     pub previous_secret_expires_at: Option<NaiveDateTime>,
     pub failure_streak: i32,
+    #[diesel(deserialize_as = crate::db::time::MaybeStamp)]
     pub failing_since: Option<NaiveDateTime>,
     pub disabled_reason: Option<String>,
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub updated_at: NaiveDateTime,
 }
 
@@ -169,10 +173,13 @@ pub struct DeliveryRow {
     pub payload: String,
     pub status: DeliveryStatus,
     pub attempts: i32,
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub next_attempt_at: NaiveDateTime,
     pub last_status_code: Option<i32>,
     pub last_error: Option<String>,
+    #[diesel(deserialize_as = crate::db::time::MaybeStamp)]
     pub delivered_at: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub created_at: NaiveDateTime,
 }
 
@@ -414,6 +421,7 @@ pub struct AttemptRow {
     pub id: String,
     pub delivery_id: String,
     pub attempt: i32,
+    #[diesel(deserialize_as = crate::db::time::Stamp)]
     pub attempted_at: NaiveDateTime,
     pub status_code: Option<i32>,
     pub response_body: Option<String>,
