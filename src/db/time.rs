@@ -31,30 +31,6 @@ pub struct Day(pub NaiveDate);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, diesel::deserialize::FromSqlRow)]
 pub struct MaybeDay(pub Option<NaiveDate>);
 
-impl From<Stamp> for NaiveDateTime {
-    fn from(s: Stamp) -> Self {
-        s.0
-    }
-}
-
-impl From<MaybeStamp> for Option<NaiveDateTime> {
-    fn from(s: MaybeStamp) -> Self {
-        s.0
-    }
-}
-
-impl From<Day> for NaiveDate {
-    fn from(d: Day) -> Self {
-        d.0
-    }
-}
-
-impl From<MaybeDay> for Option<NaiveDate> {
-    fn from(d: MaybeDay) -> Self {
-        d.0
-    }
-}
-
 /// `YYYY-MM-DD` at the start of `s`, and the rest.
 fn date_prefix(s: &[u8]) -> Option<(NaiveDate, &[u8])> {
     if s.len() < 10 || s[4] != b'-' || s[7] != b'-' {
@@ -109,9 +85,22 @@ where
 }
 
 /// `FromSql` for a newtype over a chrono type `$inner` and SQL type `$st`, on both backends
-/// and through the `MultiConnection`, and for the nullable newtype `$maybe`.
+/// and through the `MultiConnection`, and for the nullable newtype `$maybe`; and their
+/// conversions into the row structs' field types.
 macro_rules! stored_as {
     ($newtype:ident, $maybe:ident, $inner:ty, $st:ty, $fast:path) => {
+        impl From<$newtype> for $inner {
+            fn from(v: $newtype) -> Self {
+                v.0
+            }
+        }
+
+        impl From<$maybe> for Option<$inner> {
+            fn from(v: $maybe) -> Self {
+                v.0
+            }
+        }
+
         impl FromSql<$st, Sqlite> for $newtype {
             fn from_sql(value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
                 from_sqlite_text::<$st, $inner>(value, $fast).map($newtype)
