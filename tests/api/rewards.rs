@@ -509,3 +509,38 @@ async fn completions_run_together_but_never_beside_a_currency_change() {
         assert_eq!(reward["currency"], currency, "{reward}");
     }
 }
+
+/// A completion's year to date (its place for tiers, the year's earnings for the cap) is read
+/// from two indexes alone on SQLite, not from the tables row by row, so a completion does not
+/// cost more with every completion the ambassador had that year (the two statements as
+/// `store::rewards::year_to_date` writes them).
+#[tokio::test]
+async fn the_year_to_date_of_a_completion_is_read_from_indexes_alone() {
+    use diesel::RunQueryDsl;
+    let app = spawn_app().await;
+    let mut conn = app.pool.get().unwrap();
+    let vouch::db::DbConnection::Sqlite(lite) = &mut *conn else {
+        return; // PostgreSQL plans tiny test tables as sequential scans: see the README.
+    };
+    #[derive(diesel::QueryableByName)]
+    struct Step {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        detail: String,
+    }
+    for (query, index) in [
+        (
+            "SELECT count(*) FROM referrals WHERE ambassador_id = 'a' AND status = 'completed' AND earns = 1 \
+             AND completed_on BETWEEN '2026-01-01' AND '2026-12-07' AND id <> 'r'",
+            "referrals_ambassador_status_idx",
+        ),
+        (
+            "SELECT sum(amount_minor) FROM rewards WHERE ambassador_id = 'a' AND kind IN ('earned', 'clawback') \
+             AND state <> 'voided' AND earned_on BETWEEN '2026-01-01' AND '2026-12-31'",
+            "rewards_ambassador_earned_idx",
+        ),
+    ] {
+        let plan: Vec<Step> = diesel::sql_query(format!("EXPLAIN QUERY PLAN {query}")).load(lite).unwrap();
+        let plan: Vec<String> = plan.into_iter().map(|s| s.detail).collect();
+        assert!(plan.iter().any(|s| s.contains(&format!("USING COVERING INDEX {index}"))), "{query}: {plan:?}");
+    }
+}
