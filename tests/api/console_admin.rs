@@ -456,11 +456,6 @@ async fn each_audit_filter_reads_one_index_range_in_order() {
     let vouch::db::DbConnection::Sqlite(lite) = &mut *conn else {
         return; // PostgreSQL plans tiny test tables as sequential scans: see the README.
     };
-    #[derive(QueryableByName)]
-    struct Step {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        detail: String,
-    }
     let range = "id >= '0190' AND id < 'ffff'";
     for (filter, index) in [
         ("entity_id = 'x'", "audit_events_entity_idx"),
@@ -469,11 +464,8 @@ async fn each_audit_filter_reads_one_index_range_in_order() {
         ("entity_type = 'x'", "audit_events_entity_type_idx"),
         ("1 = 1", "sqlite_autoindex_audit_events_1"),
     ] {
-        let sql = format!(
-            "EXPLAIN QUERY PLAN SELECT * FROM audit_events WHERE {filter} AND {range} ORDER BY id DESC LIMIT 26"
-        );
-        let plan: Vec<Step> = diesel::sql_query(&sql).load(lite).unwrap();
-        let plan: Vec<String> = plan.into_iter().map(|s| s.detail).collect();
+        let sql = format!("SELECT * FROM audit_events WHERE {filter} AND {range} ORDER BY id DESC LIMIT 26");
+        let plan = crate::helpers::sqlite_plan(lite, &sql);
         assert!(plan.iter().any(|s| s.contains(index)), "{filter}: {plan:?}");
         assert!(!plan.iter().any(|s| s.contains("TEMP B-TREE")), "{filter}: sorted, not read in order: {plan:?}");
     }

@@ -385,12 +385,6 @@ fn urlencoding(q: &str) -> String {
 }
 
 #[derive(QueryableByName)]
-struct SqlitePlanRow {
-    #[diesel(sql_type = Text)]
-    detail: String,
-}
-
-#[derive(QueryableByName)]
 struct PgPlanRow {
     #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
     line: String,
@@ -428,9 +422,7 @@ async fn the_search_reads_only_index_ranges_on_both_databases() {
                 (AMBASSADOR_SEARCH, &["ambassadors_name_key_idx", "(email>? AND email<?)", "(id=?)"][..]),
                 (CODE_SEARCH, &["(normalized>? AND normalized<?)"][..]),
             ] {
-                let plan: Vec<SqlitePlanRow> =
-                    diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}")).load(lite).unwrap();
-                let plan: Vec<String> = plan.into_iter().map(|r| r.detail).collect();
+                let plan = crate::helpers::sqlite_plan(lite, sql);
                 assert!(plan.iter().all(|l| !l.starts_with("SCAN")), "a scan: {plan:#?}");
                 for index in indexes {
                     assert!(plan.iter().any(|l| l.starts_with("SEARCH") && l.contains(index)), "{index}: {plan:#?}");

@@ -274,6 +274,17 @@ impl TestApp {
 }
 
 /// Asserts a problem+json response with this status and `type`; returns the body.
+/// SQLite's `EXPLAIN QUERY PLAN` of `query`, one line per step (`SEARCH … USING INDEX …`).
+pub fn sqlite_plan(conn: &mut diesel::SqliteConnection, query: &str) -> Vec<String> {
+    #[derive(QueryableByName)]
+    struct Step {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        detail: String,
+    }
+    let plan: Vec<Step> = diesel::sql_query(format!("EXPLAIN QUERY PLAN {query}")).load(conn).unwrap();
+    plan.into_iter().map(|s| s.detail).collect()
+}
+
 pub async fn assert_problem(res: Response, status: StatusCode, kind: &str) -> Value {
     let got = res.status();
     let content_type = res.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());

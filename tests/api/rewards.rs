@@ -516,17 +516,11 @@ async fn completions_run_together_but_never_beside_a_currency_change() {
 /// `store::rewards::year_to_date` writes them).
 #[tokio::test]
 async fn the_year_to_date_of_a_completion_is_read_from_indexes_alone() {
-    use diesel::RunQueryDsl;
     let app = spawn_app().await;
     let mut conn = app.pool.get().unwrap();
     let vouch::db::DbConnection::Sqlite(lite) = &mut *conn else {
         return; // PostgreSQL plans tiny test tables as sequential scans: see the README.
     };
-    #[derive(diesel::QueryableByName)]
-    struct Step {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        detail: String,
-    }
     for (query, index) in [
         (
             "SELECT count(*) FROM referrals WHERE ambassador_id = 'a' AND status = 'completed' AND earns = 1 \
@@ -539,8 +533,7 @@ async fn the_year_to_date_of_a_completion_is_read_from_indexes_alone() {
             "rewards_ambassador_earned_idx",
         ),
     ] {
-        let plan: Vec<Step> = diesel::sql_query(format!("EXPLAIN QUERY PLAN {query}")).load(lite).unwrap();
-        let plan: Vec<String> = plan.into_iter().map(|s| s.detail).collect();
+        let plan = crate::helpers::sqlite_plan(lite, query);
         assert!(plan.iter().any(|s| s.contains(&format!("USING COVERING INDEX {index}"))), "{query}: {plan:?}");
     }
 }
