@@ -94,3 +94,28 @@ fn lower_layers_never_reach_up() {
     }
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
+
+/// Every stored date or timestamp a row struct loads is read through `db::time`
+/// (`#[diesel(deserialize_as = …)]` right before the field): diesel's own SQLite parser
+/// interprets a format string for every value (PROFILE part 14), and a new row struct or field
+/// should not quietly bring it back.
+#[test]
+fn row_structs_read_stored_dates_through_db_time() {
+    let mut missing = Vec::new();
+    for (m, code) in modules() {
+        let (mut in_row, mut previous) = (false, "");
+        for line in code.lines() {
+            let t = line.trim();
+            if t.starts_with("#[derive(") {
+                in_row = t.contains("Queryable");
+            } else if t == "}" {
+                in_row = false;
+            } else if in_row && t.starts_with("pub ") && t.contains("NaiveDate") && !previous.contains("deserialize_as")
+            {
+                missing.push(format!("{m}: {t}"));
+            }
+            previous = t;
+        }
+    }
+    assert!(missing.is_empty(), "read without db::time: {missing:#?}");
+}
